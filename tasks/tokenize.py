@@ -1,0 +1,94 @@
+"""Tokenize: fast tokenizer, truncation at max_length, stored as Arrow and re-used by content."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from datasets import Dataset
+from datasets.utils.logging import disable_progress_bar
+from prefect import task
+from transformers import AutoTokenizer
+
+from schemas.config import CacheConfig, ModelConfig, resolve_model_path
+from schemas.errors import ConfigError
+from tasks.logs import step_logger
+from tasks.cache import StepCache, fingerprint, tree_sha256
+from tasks.split import SPLITS
+
+TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json", "merges.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model"]
+
+
+def model_fingerprint(path: str, files: list[str] | None = None) -> str:
+    """Hash of a local model folder's files (or of the hub name when it is not local)."""
+    folder = Path(path)
+    return tree_sha256(folder, files) if folder.is_dir() else fingerprint("hub", path)
+
+
+def load_tokenizer(model: ModelConfig):
+    path = resolve_model_path(model.name_or_path)
+    try:
+        return AutoTokenizer.from_pretrained(path, use_fast=True, trust_remote_code=model.trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"cannot load a tokenizer from '{model.name_or_path}': {str(err).splitlines()[0]}; set model.name_or_path") from None
+
+
+def encode(tokenizer, texts: list[str], max_length: int) -> tuple[dict, np.ndarray]:
+    """Token ids truncated to max_length, and each text's full length in tokens."""
+    encoded = tokenizer(texts, truncation=True, max_length=max_length)
+    full = tokenizer(texts, truncation=False, verbose=False)["input_ids"]
+    return dict(encoded), np.fromiter((len(ids) for ids in full), dtype=np.int64, count=len(texts))
+
+
+def length_stats(lengths: np.ndarray, max_length: int) -> dict:
+    """p50/p95/max of text length in tokens and how many texts get truncated."""
+    if len(lengths) == 0:
+        return {"p50": 0, "p95": 0, "max": 0, "truncated": 0, "fraction_truncated": 0.0}
+    truncated = int((lengths > max_length).sum())
+    return {
+        "p50": float(np.percentile(lengths, 50)),
+        "p95": float(np.percentile(lengths, 95)),
+        "max": int(lengths.max()),
+        "truncated": truncated,
+        "fraction_truncated": truncated / len(lengths),
+    }
+
+
+@task(name="tokenize")
+def tokenize_data(split: dict, model: ModelConfig, max_length: int, cache: CacheConfig) -> dict:
+    """Tokenize each split; the entry is keyed by the split, tokenizer files and max_length.
+
+    Args:
+        split: the split step's result.
+        model: which tokenizer to use.
+        max_length: tokens kept per text.
+        cache: where step outputs live and whether to recompute them.
+    Returns:
+        paths of the Arrow datasets per split, the key, labels and length statistics.
+    """
+    logger = step_logger()
+    tokenizer_path = resolve_model_path(model.name_or_path)
+    key = fingerprint("tokenize", split["key"], model_fingerprint(tokenizer_path, TOKENIZER_FILES), max_length)
+
+    def make(folder: Path) -> dict:
+        tokenizer = load_tokenizer(model)
+        disable_progress_bar()  # one bar per tiny shard write is noise in the run log
+        stats = {}
+        for name in SPLITS:
+            frame = pd.read_parquet(split["paths"][name])
+            encoded, lengths = encode(tokenizer, frame["text"].tolist(), max_length)
+            columns = {**encoded, "labels": frame["label_id"].tolist(), "row_id": frame["row_id"].tolist()}
+            Dataset.from_dict(columns).save_to_disk(str(folder / name))
+            stats[name] = length_stats(lengths, max_length)
+        return {"lengths": stats, "max_length": max_length}
+
+    entry = StepCache(cache.resolved_dir(), "tokenize", key).build(make, refresh=cache.refresh)
+    truncated = sum(s["truncated"] for s in entry.meta["lengths"].values())
+    logger.info(
+        "tokenize: max_length %d, train p50 %.0f / p95 %.0f tokens, %d texts truncated%s", max_length,
+        entry.meta["lengths"]["train"]["p50"], entry.meta["lengths"]["train"]["p95"], truncated,
+        " (cached)" if entry.reused else "",
+    )
+    paths = {name: str(entry.path / name) for name in SPLITS}
+    return {"paths": paths, "key": key, "reused": entry.reused, "labels": split["labels"], **entry.meta}

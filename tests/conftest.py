@@ -1,0 +1,93 @@
+"""Shared fixtures: the project environment, a tiny random BERT with the real MiniLM tokenizer,
+a Prefect test server, and configs that point MLflow and the cache at temporary folders."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from flows import env
+
+# Before anything imports prefect: its state lives in a throwaway folder during tests.
+env.apply(prefect_home=Path(tempfile.mkdtemp(prefix="ff-prefect-")))
+
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from schemas.config import EMBEDDED_MODEL, FinetuneConfig, embedded_path  # noqa: E402
+
+TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A 2-layer, 32-wide random BERT saved with the real MiniLM tokenizer files."""
+    import shutil
+
+    import torch
+    from transformers import BertConfig, BertModel
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    minilm = embedded_path(*EMBEDDED_MODEL)
+    for name in TOKENIZER_FILES:
+        shutil.copy(minilm / name, folder / name)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=512)
+    BertModel(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    """One Prefect test API for the whole session (each start costs 8-16 s)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        yield
+
+
+def toy_frame(n_per_class: int = 40, labels=("neg", "pos"), seed: int = 0) -> pd.DataFrame:
+    """A small learnable corpus: each class has its own words."""
+    import random
+
+    rng = random.Random(seed)
+    vocab = {
+        "neg": ["awful", "boring", "dull", "terrible", "bad", "weak", "tedious"],
+        "pos": ["great", "superb", "moving", "brilliant", "good", "fun", "charming"],
+        "mid": ["okay", "average", "fine", "middling", "passable", "so-so", "plain"],
+    }
+    rows = []
+    for label in labels:
+        for i in range(n_per_class):
+            words = rng.sample(vocab[label], 3) + ["film", str(i)]
+            rows.append({"text": " ".join(words), "label": label})
+    return pd.DataFrame(rows).sample(frac=1, random_state=seed).reset_index(drop=True)
+
+
+@pytest.fixture
+def toy_csv(tmp_path) -> Path:
+    path = tmp_path / "toy.csv"
+    toy_frame().to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def make_config(tmp_path, tiny_model_dir):
+    """Config factory for the tiny model with MLflow and the cache in tmp_path."""
+
+    def make(**sections) -> FinetuneConfig:
+        tree = {
+            "model": {"name_or_path": str(tiny_model_dir)},
+            "train": {"epochs": 1, "batch_size": 16, "learning_rate": 1e-3, "max_length": 32, "precision": "fp32"},
+            "registry": {"model_name": "tiny", "min_accuracy": 0.0, "min_f1": 0.0},
+            "tracking": {"uri": f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"},
+            "cache": {"dir": str(tmp_path / "cache")},
+        }
+        for section, values in sections.items():
+            if isinstance(values, dict):
+                tree.setdefault(section, {}).update(values)
+            else:
+                tree[section] = values
+        return FinetuneConfig.model_validate(tree)
+
+    return make

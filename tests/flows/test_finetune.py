@@ -1,0 +1,99 @@
+"""End-to-end: the real flow on the real Prefect and MLflow stack, with a tiny random BERT."""
+
+import json
+import subprocess
+import sys
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from flows.finetune import finetune, format_summary
+from tests.conftest import toy_frame
+
+SUMMARY_KEYS = {"run_id", "model_name", "model_version", "promoted", "alias", "reasons", "val_accuracy", "val_f1",
+                "test_accuracy", "test_f1", "rows_in", "rows_kept", "rows_quarantined", "wall_seconds"}
+
+
+@pytest.fixture
+def messy_csv(tmp_path):
+    frame = toy_frame(n_per_class=40)
+    extra = pd.DataFrame({"text": [None, "   ", frame["text"][0], "contested", "contested"], "label": ["pos", "neg", frame["label"][0], "pos", "neg"]})
+    path = tmp_path / "messy.csv"
+    pd.concat([frame, extra], ignore_index=True).to_csv(path, index=False)
+    return path
+
+
+def test_gate_passes_registers_and_promotes(prefect_server, make_config, messy_csv):
+    cfg = make_config(data={"path": str(messy_csv)}, train={"epochs": 2})
+    summary = finetune(cfg)
+    assert SUMMARY_KEYS <= set(summary)
+    assert (summary["rows_in"], summary["rows_kept"], summary["rows_quarantined"]) == (85, 80, 5)
+    assert summary["promoted"] and summary["alias"] == "champion" and summary["model_version"] == 1
+
+    client = MlflowClient(cfg.tracking.resolved_uri())
+    run = client.get_run(summary["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["train.epochs"] == "2.0" and run.data.params["data.path"] == str(messy_csv)
+    for name in ("val_accuracy", "val_f1", "test_accuracy", "test_f1", "rows_quarantined"):
+        assert name in run.data.metrics
+    assert run.data.metrics["rows_quarantined_conflicting_labels"] == 2
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
+    assert {"evaluation/confusion_validation.png", "evaluation/confusion_test.png", "evaluation/metrics.json"} <= artifacts
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "data") if a.path.endswith("quarantine.csv")]
+
+    version = client.get_model_version_by_alias("tiny", "champion")
+    assert version.version == "1" and version.tags["gate_passed"] == "true"
+
+    mlflow.set_tracking_uri(cfg.tracking.resolved_uri())
+    classifier = mlflow.pyfunc.load_model("models:/tiny@champion")
+    predictions = classifier.predict(pd.DataFrame({"text": ["great superb film", "awful dull film"]}))
+    assert set(predictions["label"]) <= {"neg", "pos"} and len(predictions) == 2
+    assert "promoted to @champion" in format_summary(summary, cfg.tracking.resolved_uri())
+
+
+def test_gate_fails_keeps_champion_and_records_reasons(prefect_server, make_config, toy_csv):
+    first = finetune(make_config(data={"path": str(toy_csv)}))
+    assert first["promoted"]
+    cfg = make_config(data={"path": str(toy_csv)}, seed=7, registry={"min_accuracy": 0.999, "min_f1": 0.999})
+    second = finetune(cfg)
+    assert not second["promoted"] and second["alias"] is None
+    assert second["model_version"] == 2
+    assert any("< min_accuracy 0.999" in r for r in second["reasons"])
+    assert any("< min_f1 0.999" in r for r in second["reasons"])
+    client = MlflowClient(cfg.tracking.resolved_uri())
+    assert client.get_model_version_by_alias("tiny", "champion").version == "1"
+    tags = client.get_model_version("tiny", "2").tags
+    assert tags["gate_passed"] == "false"
+    assert json.loads(tags["gate_reasons"]) == second["reasons"]
+
+
+def test_failed_flow_marks_the_run_failed(prefect_server, make_config, tmp_path):
+    bad = tmp_path / "one_class.csv"
+    pd.DataFrame({"text": [f"t {i}" for i in range(10)], "label": ["a"] * 10}).to_csv(bad, index=False)
+    cfg = make_config(data={"path": str(bad)})
+    with pytest.raises(Exception, match="only one class"):
+        finetune(cfg)
+    client = MlflowClient(cfg.tracking.resolved_uri())
+    runs = client.search_runs([client.get_experiment_by_name("finetune-flow").experiment_id])
+    assert [r.info.status for r in runs] == ["FAILED"]
+    assert "only one class" in runs[0].data.tags["failure"]
+
+
+def _cli(*args, cwd):
+    return subprocess.run([sys.executable, "flows/finetune.py", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_cli_help_lists_every_option(request):
+    result = _cli("--help", cwd=request.config.rootpath)
+    assert result.returncode == 0
+    for key in ("data.path", "data.max_rows", "model.name_or_path", "train.learning_rate", "registry.min_f1", "tracking.uri", "--summary-json"):
+        assert key in result.stdout
+
+
+def test_cli_bad_config_is_one_line_and_nonzero(request):
+    result = _cli("train.epoch=1", cwd=request.config.rootpath)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("error: invalid config: train.epoch: Extra inputs are not permitted")
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -1,0 +1,60 @@
+import pandas as pd
+import pytest
+
+from schemas.config import CacheConfig, DataConfig
+from schemas.errors import DataError
+from tasks.clean import check_usable, clean_data, clean_frame
+
+
+def _raw(texts, labels):
+    return pd.DataFrame({"row_id": range(len(texts)), "text": texts, "label": labels})
+
+
+def test_each_bad_row_gets_its_reason_and_rows_add_up():
+    raw = _raw(
+        ["good  film", None, "   ", "fine", "same text", "same text", "dup", "dup", "  good film "],
+        ["pos", "pos", "neg", None, "pos", "neg", "neg", "neg", "pos"],
+    )
+    kept, quarantine = clean_frame(raw)
+    reasons = dict(zip(quarantine["row_id"], quarantine["reason"]))
+    assert reasons == {1: "null_text", 2: "empty_text", 3: "null_label", 4: "conflicting_labels", 5: "conflicting_labels", 7: "duplicate", 8: "duplicate"}
+    assert kept["text"].tolist() == ["good film", "dup"]
+    assert len(kept) + len(quarantine) == len(raw)
+
+
+def test_quarantine_keeps_the_original_row():
+    kept, quarantine = clean_frame(_raw(["a", "  "], ["x", "y"]))
+    assert quarantine.iloc[0].to_dict() == {"row_id": 1, "text": "  ", "label": "y", "reason": "empty_text"}
+
+
+def test_fixed_label_set_quarantines_others():
+    kept, quarantine = clean_frame(_raw(["a", "b", "c"], ["x", "y", "z"]), labels=["x", "y"])
+    assert kept["label"].tolist() == ["x", "y"]
+    assert quarantine["reason"].tolist() == ["label_not_in_labels"]
+
+
+def test_single_class_is_an_error():
+    kept, quarantine = clean_frame(_raw(["a", "b"], ["x", "x"]))
+    with pytest.raises(DataError, match="only one class"):
+        check_usable(kept, quarantine, None)
+
+
+def test_no_usable_rows_is_an_error():
+    kept, quarantine = clean_frame(_raw([None, " "], ["x", "y"]))
+    with pytest.raises(DataError, match="no usable rows"):
+        check_usable(kept, quarantine, None)
+
+
+def test_label_set_absent_from_data_is_an_error():
+    kept, quarantine = clean_frame(_raw(["a", "b"], ["x", "y"]), labels=["x", "y", "w"])
+    with pytest.raises(DataError, match=r"\['w'\]"):
+        check_usable(kept, quarantine, ["x", "y", "w"])
+
+
+def test_clean_task_writes_quarantine_file(tmp_path):
+    raw = _raw(["a", "b", None, "c", "d"], ["x", "y", "x", "x", "y"])
+    path = tmp_path / "raw.parquet"
+    raw.to_parquet(path)
+    result = clean_data.fn({"path": str(path), "key": "k"}, DataConfig(), CacheConfig(dir=str(tmp_path / "c")))
+    assert (result["rows_in"], result["rows_kept"], result["rows_quarantined"]) == (5, 4, 1)
+    assert pd.read_csv(result["quarantine"])["reason"].tolist() == ["null_text"]

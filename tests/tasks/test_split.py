@@ -1,0 +1,42 @@
+import pandas as pd
+import pytest
+
+from schemas.errors import DataError
+from tasks.split import label_order, split_frame, stratified_sample
+
+
+def _frame(counts: dict) -> pd.DataFrame:
+    rows = [(label, i) for label, n in counts.items() for i in range(n)]
+    return pd.DataFrame({"row_id": range(len(rows)), "text": [f"{l} {i}" for l, i in rows], "label": [l for l, _ in rows]})
+
+
+def test_split_is_stratified_complete_and_seeded():
+    frame = _frame({"a": 100, "b": 50, "c": 10})
+    parts = split_frame(frame, 0.1, 0.2, seed=1)
+    assert sum(len(p) for p in parts.values()) == len(frame)
+    assert set().union(*(set(p["row_id"]) for p in parts.values())) == set(frame["row_id"])
+    assert parts["validation"]["label"].value_counts().to_dict() == {"a": 10, "b": 5, "c": 1}
+    assert parts["test"]["label"].value_counts().to_dict() == {"a": 20, "b": 10, "c": 2}
+    again = split_frame(frame, 0.1, 0.2, seed=1)
+    other = split_frame(frame, 0.1, 0.2, seed=2)
+    assert again["test"]["row_id"].tolist() == parts["test"]["row_id"].tolist()
+    assert other["test"]["row_id"].tolist() != parts["test"]["row_id"].tolist()
+
+
+def test_class_too_small_says_how_many_it_needs():
+    with pytest.raises(DataError, match=r"'b' has 2; each class needs at least 3"):
+        split_frame(_frame({"a": 30, "b": 2}), 0.1, 0.1, seed=0)
+
+
+def test_sample_keeps_balance_and_every_class():
+    frame = _frame({"a": 900, "b": 100, "c": 4})
+    sample = stratified_sample(frame, 100, seed=0)
+    counts = sample["label"].value_counts().to_dict()
+    assert counts["a"] == 90 and counts["b"] == 10 and counts["c"] == 3
+    assert stratified_sample(frame, None, 0) is frame
+
+
+def test_label_order_is_sorted_unless_fixed():
+    frame = _frame({"z": 3, "a": 3})
+    assert label_order(frame, None) == ["a", "z"]
+    assert label_order(frame, ["z", "a"]) == ["z", "a"]

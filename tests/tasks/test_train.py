@@ -1,0 +1,54 @@
+import json
+from pathlib import Path
+
+import pytest
+from transformers import AutoConfig
+
+from schemas.errors import ConfigError
+from tasks.train import choose_device, choose_precision, cpu_has_fast_bf16
+
+
+def test_choose_device():
+    assert choose_device("auto", cuda_available=True) == "cuda"
+    assert choose_device("auto", cuda_available=False) == "cpu"
+    with pytest.raises(ConfigError, match="no GPU"):
+        choose_device("cuda", cuda_available=False)
+
+
+def test_choose_precision():
+    assert choose_precision("auto", "cuda", cuda_bf16=True) == "bf16"
+    assert choose_precision("auto", "cuda", cuda_bf16=False) == "fp16"
+    assert choose_precision("auto", "cpu", cuda_bf16=False, cpu_bf16=True) == "bf16"
+    assert choose_precision("auto", "cpu", cuda_bf16=False, cpu_bf16=False) == "fp32"
+    assert choose_precision("fp32", "cuda", cuda_bf16=True) == "fp32"
+    with pytest.raises(ConfigError, match="needs a GPU"):
+        choose_precision("fp16", "cpu", cuda_bf16=False)
+
+
+def test_cpu_bf16_flags():
+    assert cpu_has_fast_bf16("flags : fpu avx2 avx512_bf16") is True
+    assert cpu_has_fast_bf16("flags : fpu avx2 amx_bf16 amx_tile") is True
+    assert cpu_has_fast_bf16("flags : fpu avx2 fma") is False
+
+
+def test_fine_tune_saves_label_names_and_config(prefect_server, make_config, toy_csv):
+    from tasks.clean import clean_data
+    from tasks.ingest import ingest_data
+    from tasks.split import split_data
+    from tasks.tokenize import tokenize_data
+    from tasks.train import fine_tune
+
+    cfg = make_config(data={"path": str(toy_csv)}, train={"epochs": 2})
+    raw = ingest_data.fn(cfg.data, cfg.cache)
+    split = split_data.fn(clean_data.fn(raw, cfg.data, cfg.cache), cfg.data, cfg.cache, cfg.seed)
+    tokens = tokenize_data.fn(split, cfg.model, cfg.train.max_length, cfg.cache)
+    result = fine_tune.fn(tokens, cfg.model, cfg.train, cfg.cache, cfg.seed)
+    config = AutoConfig.from_pretrained(result["path"])
+    assert config.id2label == {0: "neg", 1: "pos"}
+    assert result["device"] == "cpu" and result["precision"] == "fp32"
+    assert result["epochs_run"] == pytest.approx(2)
+    assert any("eval_f1" in entry for entry in result["history"])
+    saved = json.loads((Path(result["path"]).parent / "training_config.json").read_text())
+    assert saved["seed"] == cfg.seed and saved["labels"] == ["neg", "pos"]
+    again = fine_tune.fn(tokens, cfg.model, cfg.train, cfg.cache, cfg.seed)
+    assert again["reused"] and again["path"] == result["path"]

@@ -16,10 +16,10 @@ from tasks.cache import StepCache, fingerprint
 
 
 def _normalise(text: str | None) -> str | None:
-    """NFC unicode and single spaces; None stays None."""
-    if text is None:
+    """NFC unicode and single spaces; a missing value stays None."""
+    if text is None or pd.isna(text):
         return None
-    return " ".join(unicodedata.normalize("NFC", text).split())
+    return " ".join(unicodedata.normalize("NFC", str(text)).split())
 
 
 def _reasons(frame: pd.DataFrame, labels: list[str] | None) -> pd.Series:
@@ -51,7 +51,7 @@ def clean_frame(raw: pd.DataFrame, labels: list[str] | None = None) -> tuple[pd.
             "raw_text": raw["text"],
             "raw_label": raw["label"],
             "text": raw["text"].map(_normalise),
-            "label": raw["label"].map(lambda v: None if v is None else str(v).strip()),
+            "label": raw["label"].map(lambda v: None if v is None or pd.isna(v) else str(v).strip()),
         }
     )
     reason = _reasons(frame, labels)

@@ -44,7 +44,7 @@ def test_gate_passes_registers_and_promotes(prefect_server, make_config, messy_c
     assert [a.path for a in client.list_artifacts(run.info.run_id, "data") if a.path.endswith("quarantine.csv")]
 
     version = client.get_model_version_by_alias("tiny", "champion")
-    assert version.version == "1" and version.tags["gate_passed"] == "true"
+    assert str(version.version) == "1" and version.tags["gate_passed"] == "true"
 
     mlflow.set_tracking_uri(cfg.tracking.resolved_uri())
     classifier = mlflow.pyfunc.load_model("models:/tiny@champion")
@@ -63,7 +63,7 @@ def test_gate_fails_keeps_champion_and_records_reasons(prefect_server, make_conf
     assert any("< min_accuracy 0.999" in r for r in second["reasons"])
     assert any("< min_f1 0.999" in r for r in second["reasons"])
     client = MlflowClient(cfg.tracking.resolved_uri())
-    assert client.get_model_version_by_alias("tiny", "champion").version == "1"
+    assert str(client.get_model_version_by_alias("tiny", "champion").version) == "1"
     tags = client.get_model_version("tiny", "2").tags
     assert tags["gate_passed"] == "false"
     assert json.loads(tags["gate_reasons"]) == second["reasons"]

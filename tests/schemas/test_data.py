@@ -4,15 +4,17 @@ import pytest
 
 from schemas.data import CleanFrame, QuarantineFrame, RawFrame, SplitFrame
 
+SCHEMA_ERRORS = (pa.errors.SchemaError, pa.errors.SchemaErrors)
+
 
 def test_raw_frame_accepts_nulls_and_rejects_extra_columns():
     RawFrame.validate(pd.DataFrame({"row_id": [0, 1], "text": ["a", None], "label": [None, "x"]}))
-    with pytest.raises(pa.errors.SchemaError):
+    with pytest.raises(SCHEMA_ERRORS):
         RawFrame.validate(pd.DataFrame({"row_id": [0], "text": ["a"], "label": ["x"], "extra": [1]}))
 
 
 def test_raw_frame_rejects_repeated_row_ids():
-    with pytest.raises(pa.errors.SchemaError):
+    with pytest.raises(SCHEMA_ERRORS):
         RawFrame.validate(pd.DataFrame({"row_id": [0, 0], "text": ["a", "b"], "label": ["x", "y"]}))
 
 
@@ -31,17 +33,17 @@ def test_clean_frame_valid():
     ids=["empty-text", "duplicate-text", "null-text", "empty-label"],
 )
 def test_clean_frame_rejects_untrainable_rows(frame):
-    with pytest.raises(pa.errors.SchemaError):
+    with pytest.raises(SCHEMA_ERRORS):
         CleanFrame.validate(frame)
 
 
 def test_quarantine_reason_must_be_known():
     QuarantineFrame.validate(pd.DataFrame({"row_id": [3], "text": [None], "label": ["x"], "reason": ["null_text"]}))
-    with pytest.raises(pa.errors.SchemaError):
+    with pytest.raises(SCHEMA_ERRORS):
         QuarantineFrame.validate(pd.DataFrame({"row_id": [3], "text": ["t"], "label": ["x"], "reason": ["because"]}))
 
 
 def test_split_frame_needs_label_ids():
     SplitFrame.validate(pd.DataFrame({"row_id": [0], "text": ["a"], "label": ["x"], "label_id": [0]}))
-    with pytest.raises(pa.errors.SchemaError):
+    with pytest.raises(SCHEMA_ERRORS):
         SplitFrame.validate(pd.DataFrame({"row_id": [0], "text": ["a"], "label": ["x"], "label_id": [-1]}))

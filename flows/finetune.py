@@ -26,6 +26,7 @@ from schemas.errors import FinetuneError
 from tasks.clean import clean_data
 from tasks.evaluate import evaluate_model
 from tasks.ingest import ingest_data
+from tasks.logs import quiet_user_errors
 from tasks.register import log_run, register_model, tracking_run
 from tasks.split import split_data
 from tasks.tokenize import tokenize_data
@@ -36,20 +37,24 @@ from tasks.train import fine_tune
 def finetune(cfg: FinetuneConfig) -> dict:
     """Ingest -> clean -> split -> tokenize -> fine-tune -> evaluate -> register and gate."""
     started = time.perf_counter()
+    io = {"retries": cfg.runtime.io_retries, "retry_delay_seconds": cfg.runtime.retry_delays()}
     with tracking_run(cfg, flow_run.get_id()) as run_id:
-        raw = ingest_data(cfg.data, cfg.cache)
+        raw = ingest_data.with_options(**io)(cfg.data, cfg.cache)
         clean = clean_data(raw, cfg.data, cfg.cache)
         split = split_data(clean, cfg.data, cfg.cache, cfg.seed)
         tokens = tokenize_data(split, cfg.model, cfg.train.max_length, cfg.cache)
         model = fine_tune(tokens, cfg.model, cfg.train, cfg.cache, cfg.seed)
         evaluation = evaluate_model(model, tokens, cfg.eval, cfg.train, cfg.cache)
-        log_run(run_id, cfg.tracking, {"ingest": raw, "clean": clean, "split": split, "tokenize": tokens, "fine_tune": model, "evaluate": evaluation})
-        registered = register_model(run_id, model, evaluation, cfg.registry, cfg.tracking)
-    return summarize(run_id, raw, clean, evaluation, registered, time.perf_counter() - started)
+        steps = {"ingest": raw, "clean": clean, "split": split, "tokenize": tokens, "fine_tune": model, "evaluate": evaluation}
+        logged = log_run.with_options(**io)(run_id, cfg.tracking, steps)
+        registered = register_model.with_options(**io)(run_id, model, evaluation, cfg.registry, cfg.tracking)
+    return summarize(run_id, {**steps, "log_run": logged, "register": registered}, time.perf_counter() - started)
 
 
-def summarize(run_id: str, raw: dict, clean: dict, evaluation: dict, registered: dict, wall_seconds: float) -> dict:
+def summarize(run_id: str, steps: dict, wall_seconds: float) -> dict:
     """The run's one-object summary (the --summary-json contract)."""
+    raw, clean, evaluation = steps["ingest"], steps["clean"], steps["evaluate"]
+    registered = {k: v for k, v in steps["register"].items() if k != "seconds"}
     val, test = evaluation["metrics"].get("validation", {}), evaluation["metrics"].get("test", {})
     return {
         "run_id": run_id,
@@ -63,6 +68,9 @@ def summarize(run_id: str, raw: dict, clean: dict, evaluation: dict, registered:
         "rows_quarantined": clean["rows_quarantined"],
         "quarantine_file": clean["quarantine"] if clean["rows_quarantined"] else None,
         "rows_not_reviews": raw.get("rows_not_reviews", 0),
+        "reused_steps": [name for name, result in steps.items() if result.get("reused")],
+        "resumed_from": steps["fine_tune"].get("resumed_from"),
+        "step_seconds": {name: result.get("seconds") for name, result in steps.items()},
         "wall_seconds": round(wall_seconds, 2),
     }
 
@@ -80,6 +88,8 @@ def format_summary(summary: dict, tracking_uri: str) -> str:
     if summary["test_accuracy"] is not None:
         lines.append(f"test         accuracy {summary['test_accuracy']:.4f}   macro-F1 {summary['test_f1']:.4f}")
     lines.append(f"rows         {summary['rows_in']} in = {summary['rows_kept']} kept + {summary['rows_quarantined']} quarantined")
+    if summary["reused_steps"]:
+        lines.append(f"cached       re-used {', '.join(summary['reused_steps'])}")
     if summary["quarantine_file"]:
         lines.append(f"quarantine   {summary['quarantine_file']}")
     lines += [
@@ -120,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from pydantic import ValidationError
 
+    quiet_user_errors()
     try:
         cfg = load_config(args.config, args.overrides + (["cache.refresh=true"] if args.refresh else []))
         summary = finetune(cfg)

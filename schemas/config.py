@@ -108,6 +108,14 @@ class CacheConfig(_Section):
         return Path(self.dir) if self.dir else PROJECT_ROOT / ".cache"
 
 
+class RuntimeConfig(_Section):
+    io_retries: int = Field(2, ge=0, le=10, description="retries of I/O steps (ingest, MLflow logging, registration) on transient errors")
+    io_retry_delay_seconds: float = Field(2.0, ge=0, description="first retry delay; each next retry waits twice as long")
+
+    def retry_delays(self) -> list[float]:
+        return [self.io_retry_delay_seconds * 2**attempt for attempt in range(self.io_retries)]
+
+
 class FinetuneConfig(_Section):
     seed: int = Field(42, description="one seed for sampling, splitting, model initialisation and data order")
     data: DataConfig = DataConfig()
@@ -117,6 +125,7 @@ class FinetuneConfig(_Section):
     registry: RegistryConfig = RegistryConfig()
     tracking: TrackingConfig = TrackingConfig()
     cache: CacheConfig = CacheConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
 
     @model_validator(mode="after")
     def _ratios_leave_training_rows(self) -> "FinetuneConfig":

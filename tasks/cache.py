@@ -8,6 +8,8 @@ manifest records a sha256 per file so a damaged entry is rebuilt, never loaded.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -16,7 +18,7 @@ import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 MANIFEST = "manifest.json"
 log = logging.getLogger(__name__)
@@ -97,29 +99,41 @@ class StepCache:
             shutil.rmtree(trash, ignore_errors=True)
 
     def build(self, make: Callable[[Path], dict], refresh: bool = False) -> Entry:
-        """Re-use a valid entry, or run `make(tmp_dir) -> meta` and publish its folder atomically."""
-        if refresh:
-            self.discard()
-        elif (entry := self.load()) is not None:
-            return entry
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".tmp-{self.key}-{uuid.uuid4().hex[:8]}")
-        tmp.mkdir()
-        try:
-            meta = make(tmp)
-            (tmp / MANIFEST).write_text(json.dumps({"step": self.step, "key": self.key, "meta": meta, "files": _file_table(tmp)}, indent=1))
-            try:
-                os.rename(tmp, self.path)
-            except OSError:
-                # Another run published the same key first; its content is identical by construction.
-                shutil.rmtree(tmp, ignore_errors=True)
-                if (entry := self.load()) is None:
-                    raise
+        """Re-use a valid entry, or run `make(tmp_dir) -> meta` and publish its folder atomically.
+
+        A lock per key makes concurrent runs of the same step wait for one build and re-use it.
+        """
+        with _locked(self.root / self.step / f".{self.key}.lock"):
+            if refresh:
+                self.discard()
+            elif (entry := self.load()) is not None:
                 return entry
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+            # Holding the lock, any temporary folder of this key is a leftover of a killed build.
+            for stale in self.path.parent.glob(f".tmp-{self.key}-*"):
+                shutil.rmtree(stale, ignore_errors=True)
+            tmp = self.path.with_name(f".tmp-{self.key}-{uuid.uuid4().hex[:8]}")
+            tmp.mkdir()
+            try:
+                meta = make(tmp)
+                manifest = {"step": self.step, "key": self.key, "meta": meta, "files": _file_table(tmp)}
+                (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+                os.rename(tmp, self.path)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
         return Entry(self.path, self.key, meta, reused=False)
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive inter-process lock held for the block (released by the OS if the process dies)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def cache_report(root: Path) -> list[tuple[str, int, int]]:

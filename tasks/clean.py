@@ -11,7 +11,7 @@ from prefect import task
 from schemas.config import CacheConfig, DataConfig
 from schemas.data import SCHEMA_VERSION, CleanFrame, QuarantineFrame, RawFrame
 from schemas.errors import DataError
-from tasks.logs import step_logger
+from tasks.logs import step_logger, timed
 from tasks.cache import StepCache, fingerprint
 
 
@@ -81,6 +81,7 @@ def check_usable(kept: pd.DataFrame, quarantine: pd.DataFrame, labels: list[str]
 
 
 @task(name="clean")
+@timed
 def clean_data(raw: dict, data: DataConfig, cache: CacheConfig) -> dict:
     """Normalise and validate the raw rows; write kept rows and the quarantine.
 

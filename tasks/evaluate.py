@@ -13,7 +13,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precisio
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
 
 from schemas.config import CacheConfig, EvalConfig, TrainConfig
-from tasks.logs import step_logger
+from tasks.logs import step_logger, timed
 from tasks.cache import StepCache, fingerprint
 
 
@@ -85,6 +85,7 @@ def plot_confusion(matrix: list[list[int]], labels: list[str], title: str, path:
 
 
 @task(name="evaluate")
+@timed
 def evaluate_model(model: dict, tokens: dict, eval_cfg: EvalConfig, train: TrainConfig, cache: CacheConfig) -> dict:
     """Score the fine-tuned model on the configured splits; write metrics JSON and confusion PNGs.
 

@@ -10,7 +10,7 @@ from prefect import task
 from schemas.config import DEFAULT_DATA, EMBEDDED_DATA, CacheConfig, DataConfig, embedded_path
 from schemas.data import RawFrame
 from schemas.errors import DataError, is_transient
-from tasks.logs import step_logger
+from tasks.logs import step_logger, timed
 from tasks.cache import StepCache, file_sha256, fingerprint
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet", ".pq": "parquet"}
@@ -94,6 +94,7 @@ def read_source(data: DataConfig) -> tuple[pd.DataFrame, dict]:
 
 
 @task(name="ingest", retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=is_transient)
+@timed
 def ingest_data(data: DataConfig, cache: CacheConfig) -> dict:
     """Read the source into `rows.parquet` under the cache, keyed by its bytes and reader options.
 

@@ -13,3 +13,36 @@ def step_logger() -> logging.Logger | logging.LoggerAdapter:
         return get_run_logger()
     except MissingContextError:
         return logging.getLogger("finetune_flow")
+
+
+class _UserErrorsWithoutTrace(logging.Filter):
+    """Drop the traceback from Prefect's failure records when the error is the user's to fix."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from schemas.errors import FinetuneError
+
+        if record.exc_info and isinstance(record.exc_info[1], FinetuneError):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def quiet_user_errors() -> None:
+    """Bad config or input is reported as its one-line message, never as a crash trace."""
+    for name in ("prefect.flow_runs", "prefect.task_runs"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _UserErrorsWithoutTrace) for f in logger.filters):
+            logger.addFilter(_UserErrorsWithoutTrace())
+
+
+def timed(fn):
+    """Add the step body's wall time as `seconds` to the result dict it returns."""
+    import functools
+    import time
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        started = time.perf_counter()
+        result = fn(*args, **kwargs)
+        return {**result, "seconds": round(time.perf_counter() - started, 3)}
+
+    return wrapper

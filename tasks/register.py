@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +22,7 @@ from prefect import task
 
 from schemas.config import PROJECT_ROOT, FinetuneConfig, RegistryConfig, TrackingConfig, flatten
 from schemas.errors import is_transient
-from tasks.logs import step_logger
+from tasks.logs import step_logger, timed
 from tasks.cache import fingerprint
 
 PIPELINE_TAG = "finetune_flow.pipeline"
@@ -59,6 +61,29 @@ def git_revision() -> str:
         return "unknown"
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fail_orphaned_runs(client: MlflowClient, experiment_id: str) -> list[str]:
+    """Mark FAILED the RUNNING runs of this pipeline whose process on this host is gone (killed flows)."""
+    host, orphans = socket.gethostname(), []
+    running = client.search_runs([experiment_id], filter_string=f"attributes.status = 'RUNNING' and tags.`{PIPELINE_TAG}` = 'finetune'")
+    for run in running:
+        pid = int(run.data.tags.get("pid", "0") or 0)
+        if run.data.tags.get("host") == host and pid and not _alive(pid):
+            client.set_tag(run.info.run_id, "failure", f"process {pid} ended without closing this run (killed?); marked FAILED by a later start")
+            client.set_terminated(run.info.run_id, status="FAILED")
+            orphans.append(run.info.run_id)
+    return orphans
+
+
 @contextlib.contextmanager
 def tracking_run(cfg: FinetuneConfig, flow_run_id: str | None = None) -> Iterator[str]:
     """Open the flow's one MLflow run; it ends FINISHED, or FAILED with the error, never RUNNING."""
@@ -74,7 +99,12 @@ def tracking_run(cfg: FinetuneConfig, flow_run_id: str | None = None) -> Iterato
     client = MlflowClient(uri, uri)
     experiment = client.get_experiment_by_name(cfg.tracking.experiment)
     experiment_id = experiment.experiment_id if experiment else client.create_experiment(cfg.tracking.experiment, artifact_location=artifacts)
-    run = client.create_run(experiment_id, tags={PIPELINE_TAG: "finetune", "git_revision": git_revision(), "prefect_flow_run_id": str(flow_run_id or ""), "config_fingerprint": fingerprint(cfg.model_dump(mode="json"))})
+    fail_orphaned_runs(client, experiment_id)
+    tags = {
+        PIPELINE_TAG: "finetune", "host": socket.gethostname(), "pid": str(os.getpid()), "git_revision": git_revision(),
+        "prefect_flow_run_id": str(flow_run_id or ""), "config_fingerprint": fingerprint(cfg.model_dump(mode="json")),
+    }
+    run = client.create_run(experiment_id, tags=tags)
     run_id = run.info.run_id
     params = [Param(k, str(v)[:6000]) for k, v in flatten(cfg).items()]
     for start in range(0, len(params), 100):
@@ -101,7 +131,8 @@ def _history_metrics(history: list[dict]) -> list[Metric]:
 
 
 @task(name="log_run", retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=is_transient)
-def log_run(run_id: str, tracking: TrackingConfig, steps: dict) -> None:
+@timed
+def log_run(run_id: str, tracking: TrackingConfig, steps: dict) -> dict:
     """Log row counts, metrics, learning curves and artifacts of every step to the run.
 
     Args:
@@ -127,10 +158,13 @@ def log_run(run_id: str, tracking: TrackingConfig, steps: dict) -> None:
     points = [Metric(k, float(v), 0, 0) for k, v in values.items()] + _history_metrics(model["history"])
     for start in range(0, len(points), 500):
         client.log_batch(run_id, metrics=points[start : start + 500])
-    client.log_batch(run_id, tags=[RunTag("device", model["device"]), RunTag("precision", model["precision"]), RunTag("labels", json.dumps(model["labels"])), RunTag("data_fingerprint", split["key"])])
-    client.log_artifacts(run_id, evaluation["artifacts"], "evaluation")
+    client.log_batch(run_id, tags=[RunTag("device", model["device"]), RunTag("precision", model["precision"]), RunTag("labels", json.dumps(model["labels"])), RunTag("data_fingerprint", split["key"]), RunTag("resumed_from_checkpoint", str(model["resumed_from"] or ""))])
+    for artifact in sorted(Path(evaluation["artifacts"]).glob("*")):
+        if artifact.name != "manifest.json":
+            client.log_artifact(run_id, str(artifact), "evaluation")
     client.log_artifact(run_id, clean["quarantine"], "data")
     client.log_dict(run_id, {k: {kk: vv for kk, vv in v.items() if kk != "history"} for k, v in steps.items()}, "data/steps.json")
+    return {"metrics_logged": len(points)}
 
 
 def _champion(client: MlflowClient, name: str, alias: str) -> dict | None:
@@ -139,6 +173,11 @@ def _champion(client: MlflowClient, name: str, alias: str) -> dict | None:
     except mlflow.exceptions.MlflowException:
         return None
     return {"version": version.version, "val_f1": float(version.tags.get("val_f1", "nan")), "run_id": version.run_id}
+
+
+def _version_for_key(client: MlflowClient, name: str, key: str):
+    versions = client.search_model_versions(f"name='{name}' and tags.train_key='{key}'")
+    return min(versions, key=lambda v: int(v.version)) if versions else None
 
 
 def _log_model(run_id: str, model_path: str, name: str) -> str:
@@ -156,6 +195,7 @@ def _log_model(run_id: str, model_path: str, name: str) -> str:
 
 
 @task(name="register", retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=is_transient)
+@timed
 def register_model(run_id: str, model: dict, evaluation: dict, registry: RegistryConfig, tracking: TrackingConfig) -> dict:
     """Log and register the model as a new version, apply the gate, move the alias if it passes.
 
@@ -172,9 +212,19 @@ def register_model(run_id: str, model: dict, evaluation: dict, registry: Registr
     client = MlflowClient(tracking.resolved_uri(), tracking.resolved_uri())
     val = evaluation["metrics"]["validation"]
     candidate = {"val_accuracy": val["accuracy"], "val_f1": val["f1_macro"]}
-    uri = _log_model(run_id, model["path"], registry.model_name)
-    version = mlflow.register_model(uri, registry.model_name, tags={"train_key": model["key"]})
     champion = _champion(client, registry.model_name, registry.alias)
+    existing = _version_for_key(client, registry.model_name, model["key"])
+    if existing is not None and existing.run_id != run_id:
+        # Same data, base model, training config and seed as a registered version: nothing new to register.
+        same = champion is not None and str(champion["version"]) == str(existing.version)
+        reasons = [f"identical to v{existing.version} (same training key {model['key']}): no new version registered"]
+        logger.info("register: %s", reasons[0])
+        return {"model_name": registry.model_name, "model_version": int(existing.version), "promoted": False, "alias": registry.alias if same else None, "reasons": reasons}
+    if existing is None:
+        uri = _log_model(run_id, model["path"], registry.model_name)
+        existing = mlflow.register_model(uri, registry.model_name, tags={"train_key": model["key"]})
+    # else: a retry of this very run after a partial failure re-uses the version it already made.
+    version = existing
     decision = should_promote(candidate, champion, registry)
     tags = {
         "gate_passed": str(decision.promote).lower(),

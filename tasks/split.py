@@ -12,7 +12,7 @@ from prefect import task
 from schemas.config import CacheConfig, DataConfig
 from schemas.data import CleanFrame, SplitFrame
 from schemas.errors import DataError
-from tasks.logs import step_logger
+from tasks.logs import step_logger, timed
 from tasks.cache import StepCache, fingerprint
 
 SPLITS = ("train", "validation", "test")
@@ -65,6 +65,7 @@ def split_frame(frame: pd.DataFrame, val_ratio: float, test_ratio: float, seed: 
 
 
 @task(name="split")
+@timed
 def split_data(clean: dict, data: DataConfig, cache: CacheConfig, seed: int) -> dict:
     """Sample (data.max_rows) and split the clean rows; fix the label ids.
 

@@ -13,7 +13,7 @@ from transformers import AutoTokenizer
 
 from schemas.config import CacheConfig, ModelConfig, resolve_model_path
 from schemas.errors import ConfigError
-from tasks.logs import step_logger
+from tasks.logs import step_logger, timed
 from tasks.cache import StepCache, fingerprint, tree_sha256
 from tasks.split import SPLITS
 
@@ -56,6 +56,7 @@ def length_stats(lengths: np.ndarray, max_length: int) -> dict:
 
 
 @task(name="tokenize")
+@timed
 def tokenize_data(split: dict, model: ModelConfig, max_length: int, cache: CacheConfig) -> dict:
     """Tokenize each split; the entry is keyed by the split, tokenizer files and max_length.
 

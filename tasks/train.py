@@ -28,7 +28,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from schemas.config import CacheConfig, ModelConfig, TrainConfig, resolve_model_path
 from schemas.errors import ConfigError
-from tasks.logs import step_logger
+from tasks.logs import step_logger, timed
 from tasks.cache import StepCache, fingerprint
 from tasks.evaluate import classification_metrics
 from tasks.tokenize import model_fingerprint
@@ -157,6 +157,7 @@ def train_model(tokens: dict, model_cfg: ModelConfig, train: TrainConfig, seed: 
 
 
 @task(name="fine_tune")
+@timed
 def fine_tune(tokens: dict, model: ModelConfig, train: TrainConfig, cache: CacheConfig, seed: int) -> dict:
     """Fine-tune the model on the tokenized train split, selecting the best epoch on validation.
 

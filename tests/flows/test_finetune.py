@@ -32,7 +32,7 @@ def test_gate_passes_registers_and_promotes(prefect_server, make_config, messy_c
     assert (summary["rows_in"], summary["rows_kept"], summary["rows_quarantined"]) == (85, 80, 5)
     assert summary["promoted"] and summary["alias"] == "champion" and summary["model_version"] == 1
 
-    client = MlflowClient(cfg.tracking.resolved_uri())
+    client = MlflowClient(cfg.tracking.resolved_uri(), cfg.tracking.resolved_uri())
     run = client.get_run(summary["run_id"])
     assert run.info.status == "FINISHED"
     assert run.data.params["train.epochs"] == "2.0" and run.data.params["data.path"] == str(messy_csv)
@@ -62,7 +62,7 @@ def test_gate_fails_keeps_champion_and_records_reasons(prefect_server, make_conf
     assert second["model_version"] == 2
     assert any("< min_accuracy 0.999" in r for r in second["reasons"])
     assert any("< min_f1 0.999" in r for r in second["reasons"])
-    client = MlflowClient(cfg.tracking.resolved_uri())
+    client = MlflowClient(cfg.tracking.resolved_uri(), cfg.tracking.resolved_uri())
     assert str(client.get_model_version_by_alias("tiny", "champion").version) == "1"
     tags = client.get_model_version("tiny", "2").tags
     assert tags["gate_passed"] == "false"
@@ -75,7 +75,7 @@ def test_failed_flow_marks_the_run_failed(prefect_server, make_config, tmp_path)
     cfg = make_config(data={"path": str(bad)})
     with pytest.raises(Exception, match="only one class"):
         finetune(cfg)
-    client = MlflowClient(cfg.tracking.resolved_uri())
+    client = MlflowClient(cfg.tracking.resolved_uri(), cfg.tracking.resolved_uri())
     runs = client.search_runs([client.get_experiment_by_name("finetune-flow").experiment_id])
     assert [r.info.status for r in runs] == ["FAILED"]
     assert "only one class" in runs[0].data.tags["failure"]
@@ -97,3 +97,17 @@ def test_cli_bad_config_is_one_line_and_nonzero(request):
     assert result.returncode == 2
     assert result.stderr.strip().startswith("error: invalid config: train.epoch: Extra inputs are not permitted")
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_cli_bad_input_is_one_line_no_trace_nothing_registered(request, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = _cli(f"data.path={tmp_path / 'missing.csv'}", f"tracking.uri={uri}", f"cache.dir={tmp_path / 'c'}", cwd=request.config.rootpath)
+    assert result.returncode == 2
+    assert [line for line in result.stderr.splitlines() if line.startswith("error:")] == [
+        f"error: data file '{tmp_path / 'missing.csv'}' not found: set data.path to an existing CSV/TSV/JSONL/Parquet file"
+    ]
+    assert "Traceback" not in result.stderr + result.stdout
+    client = MlflowClient(uri, uri)
+    assert client.search_registered_models() == []
+    runs = client.search_runs([client.get_experiment_by_name("finetune-flow").experiment_id])
+    assert [r.info.status for r in runs] == ["FAILED"]

@@ -59,7 +59,7 @@ def test_failed_build_leaves_nothing(tmp_path):
 
     with pytest.raises(RuntimeError):
         StepCache(tmp_path, "step", "k1").build(boom)
-    assert list((tmp_path / "step").iterdir()) == []
+    assert [p for p in (tmp_path / "step").iterdir() if p.is_dir()] == []
 
 
 def test_manifest_records_checksums_and_report_counts(tmp_path):
@@ -67,3 +67,31 @@ def test_manifest_records_checksums_and_report_counts(tmp_path):
     manifest = json.loads((entry.path / MANIFEST).read_text())
     assert set(manifest["files"]) == {"data.txt"}
     assert cache_report(tmp_path) == [("step", 1, sum(f.stat().st_size for f in entry.path.iterdir()))]
+
+
+def test_concurrent_builds_of_one_key_build_once(tmp_path):
+    import threading
+    import time
+
+    calls = []
+
+    def slow(folder):
+        time.sleep(0.3)
+        return _writer(calls)(folder)
+
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(StepCache(tmp_path, "step", "k1").build(slow))) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(calls) == 1
+    assert sorted(r.reused for r in results) == [False, True, True]
+
+
+def test_leftovers_of_a_killed_build_are_swept(tmp_path):
+    leftover = tmp_path / "step" / ".tmp-k1-deadbeef"
+    leftover.mkdir(parents=True)
+    (leftover / "half").write_text("x")
+    StepCache(tmp_path, "step", "k1").build(_writer([]))
+    assert not leftover.exists()

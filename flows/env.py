@@ -26,6 +26,8 @@ OFFLINE = {
     # The temporary API server needs more than the default 20 s on 2 cores.
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "60",
     "TOKENIZERS_PARALLELISM": "false",
+    # Whatever Prefect persists (e.g. a failed run's exception) is JSON, never a pickle that runs code when read.
+    "PREFECT_RESULTS_DEFAULT_SERIALIZER": "json",
 }
 
 

@@ -114,7 +114,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", metavar="FILE.yaml", help="YAML file with config sections (data, model, train, ...)")
     parser.add_argument("--summary-json", metavar="PATH", help="also write the run summary as one JSON object to PATH")
     parser.add_argument("--refresh", action="store_true", help="recompute every step instead of re-using cached outputs")
+    parser.add_argument(
+        "--serve", action="store_true",
+        help="instead of running once, serve the flow in this process on schedule.cron / schedule.timezone with this config (Ctrl-C stops)",
+    )
     return parser
+
+
+def serve(cfg: FinetuneConfig) -> None:
+    """Run the flow on its cron schedule in this process (Prefect `flow.serve`)."""
+    from prefect.schedules import Cron
+
+    finetune.serve(
+        name="finetune-serve",
+        schedule=Cron(cfg.schedule.cron, timezone=cfg.schedule.timezone),
+        parameters={"cfg": cfg.model_dump(mode="json", exclude_defaults=True)},
+    )
 
 
 def _one_line(err: Exception) -> str:
@@ -127,12 +142,15 @@ def _one_line(err: Exception) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_intermixed_args(argv)
     from pydantic import ValidationError
 
     quiet_user_errors()
     try:
         cfg = load_config(args.config, args.overrides + (["cache.refresh=true"] if args.refresh else []))
+        if args.serve:
+            serve(cfg)
+            return 0
         summary = finetune(cfg)
     except (FinetuneError, ValidationError) as err:
         print(f"error: {_one_line(err)}", file=sys.stderr)

@@ -116,6 +116,11 @@ class RuntimeConfig(_Section):
         return [self.io_retry_delay_seconds * 2**attempt for attempt in range(self.io_retries)]
 
 
+class ScheduleConfig(_Section):
+    cron: str = Field("0 2 * * *", description="cron schedule of `python flows/finetune.py --serve`")
+    timezone: str = Field("UTC", description="time zone the cron schedule is read in")
+
+
 class FinetuneConfig(_Section):
     seed: int = Field(42, description="one seed for sampling, splitting, model initialisation and data order")
     data: DataConfig = DataConfig()
@@ -126,6 +131,7 @@ class FinetuneConfig(_Section):
     tracking: TrackingConfig = TrackingConfig()
     cache: CacheConfig = CacheConfig()
     runtime: RuntimeConfig = RuntimeConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
 
     @model_validator(mode="after")
     def _ratios_leave_training_rows(self) -> "FinetuneConfig":

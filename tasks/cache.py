@@ -103,7 +103,7 @@ class StepCache:
 
         A lock per key makes concurrent runs of the same step wait for one build and re-use it.
         """
-        with _locked(self.root / self.step / f".{self.key}.lock"):
+        with file_lock(self.root / self.step / f".{self.key}.lock"):
             if refresh:
                 self.discard()
             elif (entry := self.load()) is not None:
@@ -125,7 +125,7 @@ class StepCache:
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def file_lock(path: Path) -> Iterator[None]:
     """An exclusive inter-process lock held for the block (released by the OS if the process dies)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as handle:

@@ -23,7 +23,7 @@ from prefect import task
 from schemas.config import PROJECT_ROOT, FinetuneConfig, RegistryConfig, TrackingConfig, flatten
 from schemas.errors import is_transient
 from tasks.logs import step_logger, timed
-from tasks.cache import fingerprint
+from tasks.cache import file_lock, fingerprint
 
 PIPELINE_TAG = "finetune_flow.pipeline"
 
@@ -96,9 +96,12 @@ def tracking_run(cfg: FinetuneConfig, flow_run_id: str | None = None) -> Iterato
         artifacts = (store / "artifacts").resolve().as_uri()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    client = MlflowClient(uri, uri)
-    experiment = client.get_experiment_by_name(cfg.tracking.experiment)
-    experiment_id = experiment.experiment_id if experiment else client.create_experiment(cfg.tracking.experiment, artifact_location=artifacts)
+    # Two flows creating one sqlite store at once race in its schema migrations: create it under a lock.
+    with file_lock(Path(uri.removeprefix("sqlite:///") + ".lock")) if artifacts else contextlib.nullcontext():
+        client = MlflowClient(uri, uri)
+        client.search_registered_models(max_results=1)
+        experiment = client.get_experiment_by_name(cfg.tracking.experiment)
+        experiment_id = experiment.experiment_id if experiment else client.create_experiment(cfg.tracking.experiment, artifact_location=artifacts)
     fail_orphaned_runs(client, experiment_id)
     tags = {
         PIPELINE_TAG: "finetune", "host": socket.gethostname(), "pid": str(os.getpid()), "git_revision": git_revision(),
@@ -194,6 +197,30 @@ def _log_model(run_id: str, model_path: str, name: str) -> str:
     return info.model_uri
 
 
+def decision_markdown(name: str, version, decision: Decision, candidate: dict, alias: str) -> str:
+    """The gate decision as a Prefect markdown artifact, so the Prefect UI shows why."""
+    verdict = f"promoted to `@{alias}`" if decision.promote else "**not promoted**"
+    rows = "\n".join(f"| {reason} |" for reason in decision.reasons)
+    return (
+        f"# {name} v{version}: {verdict}\n\n"
+        f"validation accuracy {candidate['val_accuracy']:.4f}, macro-F1 {candidate['val_f1']:.4f}\n\n"
+        f"| gate |\n|---|\n{rows}\n"
+    )
+
+
+def _publish_decision(registry: RegistryConfig, version, decision: Decision, candidate: dict) -> None:
+    from prefect.artifacts import create_markdown_artifact
+    from prefect.context import TaskRunContext
+
+    if TaskRunContext.get() is None:  # the task body called directly (unit tests): no Prefect run to attach to
+        return
+    create_markdown_artifact(
+        markdown=decision_markdown(registry.model_name, version, decision, candidate, registry.alias),
+        key="gate-decision",
+        description=f"{registry.model_name} v{version}: {'promoted' if decision.promote else 'not promoted'}",
+    )
+
+
 @task(name="register", retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=is_transient)
 @timed
 def register_model(run_id: str, model: dict, evaluation: dict, registry: RegistryConfig, tracking: TrackingConfig) -> dict:
@@ -240,5 +267,6 @@ def register_model(run_id: str, model: dict, evaluation: dict, registry: Registr
     # The alias moves last: only a fully logged and tagged version can become champion.
     if decision.promote:
         client.set_registered_model_alias(registry.model_name, registry.alias, version.version)
+    _publish_decision(registry, version.version, decision, candidate)
     logger.info("register: %s v%s %s; %s", registry.model_name, version.version, f"promoted to @{registry.alias}" if decision.promote else "not promoted", "; ".join(decision.reasons))
     return {"model_name": registry.model_name, "model_version": int(version.version), "promoted": decision.promote, "alias": registry.alias if decision.promote else None, "reasons": decision.reasons}

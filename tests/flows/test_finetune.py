@@ -1,8 +1,10 @@
 """End-to-end: the real flow on the real Prefect and MLflow stack, with a tiny random BERT."""
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import mlflow
 import pandas as pd
@@ -107,6 +109,9 @@ def test_cli_bad_input_is_one_line_no_trace_nothing_registered(request, tmp_path
         f"error: data file '{tmp_path / 'missing.csv'}' not found: set data.path to an existing CSV/TSV/JSONL/Parquet file"
     ]
     assert "Traceback" not in result.stderr + result.stdout
+    # What Prefect persisted about the failure is JSON, not a pickle.
+    stored = list((Path(os.environ["PREFECT_HOME"]) / "storage").glob("*"))
+    assert stored and all(json.loads(path.read_text()) for path in stored)
     client = MlflowClient(uri, uri)
     assert client.search_registered_models() == []
     runs = client.search_runs([client.get_experiment_by_name("finetune-flow").experiment_id])

@@ -45,6 +45,8 @@ def load_rows(train_rows: int, heldout_rows: int, seed: int):
     kept, _ = clean_frame(raw)
     total = int((train_rows + heldout_rows) / 0.8)
     parts = split_frame(stratified_sample(kept, total, seed), 0.1, heldout_rows / total, seed)
+    label2id = {label: i for i, label in enumerate(sorted(kept["label"].unique()))}
+    parts = {name: part.assign(label_id=part["label"].map(label2id)) for name, part in parts.items()}
     return parts["train"].head(train_rows), parts["validation"], parts["test"].head(heldout_rows)
 
 

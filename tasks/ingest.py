@@ -52,9 +52,10 @@ def _read_table(path: Path, fmt: str, encoding: str) -> pd.DataFrame:
         ) from None
     except pd.errors.EmptyDataError:
         raise DataError(f"'{path.name}' is empty: it has no header and no rows") from None
-    except (pd.errors.ParserError, ValueError, OSError) as err:
-        if isinstance(err, OSError) and not isinstance(err, (IsADirectoryError, PermissionError)) and "Parquet" not in str(err):
-            raise  # transient I/O: Prefect retries it
+    except PermissionError:
+        raise DataError(f"cannot read '{path}': permission denied") from None
+    except (pd.errors.ParserError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError too
+        # Other OSErrors propagate: they may be transient, and Prefect retries them.
         first = str(err).strip().splitlines()[0][:200]
         raise DataError(f"cannot read '{path.name}' as {fmt}: {first}; check the file or set data.format") from None
 

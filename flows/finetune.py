@@ -116,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--refresh", action="store_true", help="recompute every step instead of re-using cached outputs")
     parser.add_argument(
         "--serve", action="store_true",
-        help="instead of running once, serve the flow in this process on schedule.cron / schedule.timezone with this config (Ctrl-C stops)",
+        help="instead of running once, serve the flow on schedule.cron / schedule.timezone with this config (Ctrl-C stops); "
+        "needs PREFECT_API_URL pointing at a running Prefect server (make prefect-server)",
     )
     return parser
 

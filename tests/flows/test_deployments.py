@@ -3,8 +3,10 @@ the deployments from deployments/prefect.yaml and a worker, driven by the README
 
 import json
 import os
+import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 
@@ -44,7 +46,7 @@ def local_prefect(request, tmp_path):
         args = ["make", "--no-print-directory", *targets, f"PREFECT_PORT={port}", *[f"{k}={v}" for k, v in variables.items()]]
         return subprocess.run(args, cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
 
-    make.home, make.api = home, f"http://127.0.0.1:{port}/api"
+    make.home, make.api, make.root = home, f"http://127.0.0.1:{port}/api", root
     yield make
     make("prefect-stop", timeout=120)
 
@@ -82,14 +84,35 @@ def test_deploy_trigger_schedule_and_stop(local_prefect, tmp_path, tiny_model_di
     assert "Completed" in run.stdout
     versions = MlflowClient(f"sqlite:///{db}", f"sqlite:///{db}").search_model_versions("name='tiny-deployed'")
     assert len(versions) == 1
+    # The gate decision is visible in the Prefect UI as a markdown artifact of the run.
+    artifacts = _api(local_prefect.api, "/artifacts/filter", {"artifacts": {"key": {"any_": ["gate-decision"]}}})
+    assert artifacts and "tiny-deployed v1: promoted to `@champion`" in artifacts[0]["data"]
 
     bad = local_prefect("prefect-trigger", DEPLOYMENT="finetune/smoke", PARAMS=json.dumps({"cfg": {**cfg, "train": {"epoch": 1}}}))
     assert bad.returncode != 0
     # Prefect checks parameters against the flow's schema (built from FinetuneConfig) before a run exists.
     assert "cfg.train" in bad.stdout and "'epoch' was unexpected" in bad.stdout
 
+    # `--serve`: one process serves the flow on the cron from the config, against the same server.
+    serve_env = {**os.environ, "PREFECT_HOME": str(local_prefect.home), "PREFECT_API_URL": local_prefect.api}
+    serve_cmd = [sys.executable, "flows/finetune.py", "--serve", "schedule.cron=15 3 * * 1", "schedule.timezone=UTC"]
+    server = subprocess.Popen(serve_cmd, cwd=local_prefect.root, env=serve_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        served = ""
+        for line in server.stdout:
+            served += line
+            if "is being served" in line:
+                break
+        assert "is being served" in served and "Cannot schedule" not in served, served[-3000:]
+        mine = [d for d in _api(local_prefect.api, "/deployments/filter", {}) if d["name"] == "finetune-serve"]
+        assert mine and mine[0]["schedules"][0]["schedule"]["cron"] == "15 3 * * 1"
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+
     stop = local_prefect("prefect-stop", timeout=120)
     assert stop.returncode == 0, stop.stderr
     time.sleep(1)
     assert not any(_alive(pid) for pid in pids.values()), stop.stdout
     assert "SIGKILL" not in stop.stdout, f"a process had to be killed: {stop.stdout}"
+

@@ -3,13 +3,17 @@ a Prefect test server, and configs that point MLflow and the cache at temporary 
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
 from flows import env
 
-# Before anything imports prefect: its state lives in a throwaway folder during tests.
-env.apply(prefect_home=Path(tempfile.mkdtemp(prefix="ff-prefect-")))
+# Before anything imports prefect: its state lives in a throwaway folder during tests, even when
+# the caller (make) exported the project's PREFECT_HOME.
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="ff-prefect-")
+os.environ.pop("PREFECT_API_URL", None)
+env.apply()
 
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402

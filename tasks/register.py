@@ -183,7 +183,7 @@ def _version_for_key(client: MlflowClient, name: str, key: str):
     return min(versions, key=lambda v: int(v.version)) if versions else None
 
 
-def _log_model(run_id: str, model_path: str, name: str) -> str:
+def _log_model(run_id: str, model_path: str) -> str:
     """Log the fine-tuned model as an MLflow transformers model; returns its URI."""
     import torch
     import transformers
@@ -248,7 +248,7 @@ def register_model(run_id: str, model: dict, evaluation: dict, registry: Registr
         logger.info("register: %s", reasons[0])
         return {"model_name": registry.model_name, "model_version": int(existing.version), "promoted": False, "alias": registry.alias if same else None, "reasons": reasons}
     if existing is None:
-        uri = _log_model(run_id, model["path"], registry.model_name)
+        uri = _log_model(run_id, model["path"])
         existing = mlflow.register_model(uri, registry.model_name, tags={"train_key": model["key"]})
     # else: a retry of this very run after a partial failure re-uses the version it already made.
     version = existing

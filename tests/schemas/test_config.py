@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -9,7 +11,7 @@ def test_defaults_are_the_embedded_model_and_data():
     cfg = load_config()
     assert cfg.data.path == DEFAULT_DATA
     assert cfg.model.name_or_path == DEFAULT_MODEL
-    assert (resolve_model_path(DEFAULT_MODEL) + "/config.json")
+    assert (Path(resolve_model_path(DEFAULT_MODEL)) / "config.json").is_file()
     assert cfg.tracking.resolved_uri().startswith("sqlite:///") and cfg.tracking.resolved_uri().endswith("mlruns/mlflow.db")
 
 

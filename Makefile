@@ -9,7 +9,7 @@ ARGS   ?=
 PYTEST_ARGS ?=
 MLFLOW_URI := sqlite:///$(CURDIR)/mlruns/mlflow.db
 
-.PHONY: setup run test test-slow test-all ui clean-cache cache-report lock bench-cache bench-overhead bench-throughput \
+.PHONY: setup run test test-slow test-all ui ui-check predict versions promote rollback clean-cache cache-report lock bench-cache bench-overhead bench-throughput \
         prefect-server prefect-pool prefect-deploy prefect-worker prefect-trigger prefect-stop schedule-up
 
 $(STAMP): requirements.lock requirements-embedded.txt pyproject.toml
@@ -35,6 +35,21 @@ test-all: setup  ## every test
 
 ui: setup  ## the MLflow UI over mlruns/ on http://127.0.0.1:5000
 	$(BIN)/mlflow ui --backend-store-uri $(MLFLOW_URI) --host 127.0.0.1 --port 5000 --workers 1
+
+ui-check: setup  ## start a real mlflow server over mlruns/ and check the champion, its run, metrics and artifacts via REST
+	$(BIN)/python -m flows.ui_check --tracking-uri $(MLFLOW_URI) $(ARGS)
+
+predict: setup  ## label a file with the champion: make predict IN=texts.csv OUT=labelled.csv [ARGS="--version 3"]
+	$(BIN)/python flows/predict.py $(IN) $(OUT) --tracking-uri $(MLFLOW_URI) $(ARGS)
+
+versions: setup  ## list registered versions with their gate, metrics and the champion
+	$(BIN)/python -m flows.registry list --tracking-uri $(MLFLOW_URI) $(ARGS)
+
+promote: setup  ## point @champion at a version by hand: make promote VERSION=3 WHY="reason"
+	$(BIN)/python -m flows.registry promote --version "$(VERSION)" --why "$(WHY)" --tracking-uri $(MLFLOW_URI) $(ARGS)
+
+rollback: setup  ## move @champion back to the version it replaced: make rollback WHY="reason"
+	$(BIN)/python -m flows.registry rollback --why "$(WHY)" --tracking-uri $(MLFLOW_URI) $(ARGS)
 
 cache-report: setup  ## size of each step's cache
 	$(BIN)/python -m tasks.cache

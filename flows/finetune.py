@@ -47,7 +47,7 @@ def finetune(cfg: FinetuneConfig) -> dict:
         evaluation = evaluate_model(model, tokens, cfg.eval, cfg.train, cfg.cache)
         steps = {"ingest": raw, "clean": clean, "split": split, "tokenize": tokens, "fine_tune": model, "evaluate": evaluation}
         logged = log_run.with_options(**io)(run_id, cfg.tracking, steps)
-        registered = register_model.with_options(**io)(run_id, model, evaluation, cfg.registry, cfg.tracking)
+        registered = register_model.with_options(**io)(run_id, model, evaluation, split, cfg.registry, cfg.tracking)
     return summarize(run_id, {**steps, "log_run": logged, "register": registered}, time.perf_counter() - started)
 
 

@@ -25,16 +25,21 @@ def _source(data: DataConfig) -> tuple[Path, str]:
         raise DataError(f"data file '{data.path}' not found: set data.path to an existing CSV/TSV/JSONL/Parquet file")
     if path.is_dir():
         raise DataError(f"data.path '{data.path}' is a folder; point it at a CSV/TSV/JSONL/Parquet file")
-    if data.format != "auto":
-        return path, data.format
+    return path, infer_format(path, data.format)
+
+
+def infer_format(path: Path, forced: str = "auto", option: str = "data.format") -> str:
+    """The file's format: forced, else from its extension (compression suffixes ignored)."""
+    if forced != "auto":
+        return forced
     suffixes = [s.lower() for s in path.suffixes if s.lower() not in (".gz", ".bz2", ".zip", ".xz")]
     fmt = FORMATS.get(suffixes[-1] if suffixes else "")
     if fmt is None:
-        raise DataError(f"cannot tell the format of '{path.name}' from its extension: set data.format (csv, tsv, jsonl, json, parquet)")
-    return path, fmt
+        raise DataError(f"cannot tell the format of '{path.name}' from its extension: set {option} (csv, tsv, jsonl, json, parquet)")
+    return fmt
 
 
-def _read_table(path: Path, fmt: str, encoding: str) -> pd.DataFrame:
+def read_table(path: Path, fmt: str, encoding: str) -> pd.DataFrame:
     """Read any supported file with every cell as text; only empty cells are null."""
     enc = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
     try:
@@ -89,7 +94,7 @@ def read_source(data: DataConfig) -> tuple[pd.DataFrame, dict]:
         frame = frame.loc[~plot, ["text", "category"]].rename(columns={"category": "label"})
         raw = _to_raw(frame, "text", "label", path.name)
         return raw, {"rows_read": int(len(plot)), "rows_not_reviews": int(plot.sum()), "rows_out": len(raw)}
-    frame = _read_table(path, fmt, data.encoding)
+    frame = read_table(path, fmt, data.encoding)
     raw = _to_raw(frame, data.text_column, data.label_column, path.name)
     return raw, {"rows_read": len(frame), "rows_not_reviews": 0, "rows_out": len(raw)}
 

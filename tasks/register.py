@@ -24,6 +24,7 @@ from schemas.config import PROJECT_ROOT, FinetuneConfig, RegistryConfig, Trackin
 from schemas.errors import is_transient
 from tasks.logs import step_logger, timed
 from tasks.cache import file_lock, fingerprint
+from tasks.registry import current_version, model_card, move_alias, promotion_lock
 
 PIPELINE_TAG = "finetune_flow.pipeline"
 
@@ -121,6 +122,26 @@ def tracking_run(cfg: FinetuneConfig, flow_run_id: str | None = None) -> Iterato
     client.set_terminated(run_id, status="FINISHED")
 
 
+SPLIT_PREFIX = {"validation": "val", "test": "test"}
+SCALARS = ("accuracy", "f1_macro", "f1_weighted", "roc_auc", "pr_auc", "ece")
+
+
+def metric_name(text: str) -> str:
+    """A label made safe for an MLflow metric name."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(text))
+
+
+def metric_values(split: str, metrics: dict) -> dict[str, float]:
+    """One split's metrics under their stable names: val_accuracy, val_f1_macro, test_recall_<label>, ..."""
+    prefix = SPLIT_PREFIX[split]
+    values = {f"{prefix}_{name}": metrics[name] for name in SCALARS if name in metrics}
+    values[f"{prefix}_f1"] = metrics["f1_macro"]  # short alias kept for older comparisons
+    for label, report in metrics.get("per_class", {}).items():
+        for name, value in report.items():
+            values[f"{prefix}_{name}_{metric_name(label)}"] = value
+    return values
+
+
 def _history_metrics(history: list[dict]) -> list[Metric]:
     """Learning curves from the Trainer's log history, one point per logged step."""
     names = {"loss": "train_loss", "eval_loss": "val_loss_curve", "eval_accuracy": "val_accuracy_curve", "eval_f1": "val_f1_curve", "learning_rate": "learning_rate"}
@@ -153,11 +174,8 @@ def log_run(run_id: str, tracking: TrackingConfig, steps: dict) -> dict:
         "train_seconds": model["train_seconds"] or 0.0, "train_samples_per_second": model["train_samples_per_second"] or 0.0,
         "epochs_run": model["epochs_run"] or 0.0,
     }
-    prefix = {"validation": "val", "test": "test"}
     for split_name, metrics in evaluation["metrics"].items():
-        for name in ("accuracy", "f1_macro", "f1_weighted"):
-            values[f"{prefix[split_name]}_{name}"] = metrics[name]
-        values[f"{prefix[split_name]}_f1"] = metrics["f1_macro"]
+        values.update(metric_values(split_name, metrics))
     points = [Metric(k, float(v), 0, 0) for k, v in values.items()] + _history_metrics(model["history"])
     for start in range(0, len(points), 500):
         client.log_batch(run_id, metrics=points[start : start + 500])
@@ -168,14 +186,6 @@ def log_run(run_id: str, tracking: TrackingConfig, steps: dict) -> dict:
     client.log_artifact(run_id, clean["quarantine"], "data")
     client.log_dict(run_id, {k: {kk: vv for kk, vv in v.items() if kk != "history"} for k, v in steps.items()}, "data/steps.json")
     return {"metrics_logged": len(points)}
-
-
-def _champion(client: MlflowClient, name: str, alias: str) -> dict | None:
-    try:
-        version = client.get_model_version_by_alias(name, alias)
-    except mlflow.exceptions.MlflowException:
-        return None
-    return {"version": version.version, "val_f1": float(version.tags.get("val_f1", "nan")), "run_id": version.run_id}
 
 
 def _version_for_key(client: MlflowClient, name: str, key: str):
@@ -197,76 +207,147 @@ def _log_model(run_id: str, model_path: str) -> str:
     return info.model_uri
 
 
-def decision_markdown(name: str, version, decision: Decision, candidate: dict, alias: str) -> str:
-    """The gate decision as a Prefect markdown artifact, so the Prefect UI shows why."""
-    verdict = f"promoted to `@{alias}`" if decision.promote else "**not promoted**"
-    rows = "\n".join(f"| {reason} |" for reason in decision.reasons)
-    return (
-        f"# {name} v{version}: {verdict}\n\n"
-        f"validation accuracy {candidate['val_accuracy']:.4f}, macro-F1 {candidate['val_f1']:.4f}\n\n"
-        f"| gate |\n|---|\n{rows}\n"
+def load_registered(model_uri: str):
+    """(model, tokenizer) of a registered transformers model, e.g. models:/name@champion."""
+    components = mlflow.transformers.load_model(model_uri, return_type="components")
+    model, tokenizer = components["model"], components["tokenizer"]
+    return model, tokenizer
+
+
+def rescore_champion(tracking_uri: str, name: str, champion, split: dict, batch_size: int) -> dict:
+    """Score the champion on the candidate's validation split, by label name (the label ids may differ)."""
+    import pandas as pd
+
+    from tasks.evaluate import predict_texts, score_by_name
+
+    mlflow.set_registry_uri(tracking_uri)
+    model, tokenizer = load_registered(f"models:/{name}/{champion.version}")
+    frame = pd.read_parquet(split["paths"]["validation"])
+    max_length = int(champion.tags.get("max_length", "128"))
+    proba = predict_texts(model, tokenizer, frame["text"].tolist(), max_length, batch_size)
+    names = [model.config.id2label[int(i)] for i in proba.argmax(axis=1)]
+    return score_by_name(frame["label"].astype(str).tolist(), names, split["labels"])
+
+
+RESCORE_BATCH = 128
+
+
+def _champion_for_gate(tracking_uri: str, registry: RegistryConfig, current, split: dict, batch_size: int) -> tuple[dict | None, list[str]]:
+    """The champion's validation macro-F1 comparable with the candidate's, and a note when it was re-scored."""
+    if current is None:
+        return None, []
+    own = float(current.tags.get("val_f1_macro", current.tags.get("val_f1", "nan")))
+    theirs = current.tags.get("data_fingerprint", "")
+    if theirs == split["key"]:
+        return {"version": current.version, "val_f1": own}, []
+    rescored = rescore_champion(tracking_uri, registry.model_name, current, split, batch_size)
+    note = (f"champion v{current.version} was trained on different data (data fingerprint {theirs[:12] or 'unknown'} != {split['key'][:12]}): "
+            f"re-evaluated on this run's validation split, macro-F1 {rescored['f1_macro']:.4f} (it had {own:.4f} on its own)")
+    return {"version": current.version, "val_f1": rescored["f1_macro"]}, [note]
+
+
+def metrics_markdown(name: str, version, promoted: bool, reasons: list[str], metrics: dict, alias: str) -> str:
+    """The run's metrics table and gate decision as a Prefect markdown artifact."""
+    verdict = f"promoted to `@{alias}`" if promoted else "**not promoted**"
+    header = "| split | accuracy | macro-F1 | weighted-F1 | ROC-AUC | PR-AUC | ECE |\n|---|---|---|---|---|---|---|"
+    rows = "\n".join(
+        f"| {split} | " + " | ".join(f"{m.get(k, float('nan')):.4f}" for k in SCALARS) + " |" for split, m in metrics.items()
     )
+    gates = "\n".join(f"| {reason} |" for reason in reasons)
+    return f"# {name} v{version}: {verdict}\n\n## Metrics\n{header}\n{rows}\n\n## Gate decision\n| gate |\n|---|\n{gates}\n"
 
 
-def _publish_decision(registry: RegistryConfig, version, decision: Decision, candidate: dict) -> None:
+def _publish(markdown: str, description: str) -> None:
     from prefect.artifacts import create_markdown_artifact
     from prefect.context import TaskRunContext
 
     if TaskRunContext.get() is None:  # the task body called directly (unit tests): no Prefect run to attach to
         return
-    create_markdown_artifact(
-        markdown=decision_markdown(registry.model_name, version, decision, candidate, registry.alias),
-        key="gate-decision",
-        description=f"{registry.model_name} v{version}: {'promoted' if decision.promote else 'not promoted'}",
-    )
+    create_markdown_artifact(markdown=markdown, key="gate-decision", description=description)
+
+
+def _version_facts(client: MlflowClient, run_id: str, model: dict, evaluation: dict, split: dict, tracking: TrackingConfig) -> dict[str, str]:
+    """Tags every version carries: metrics, fingerprints, code revision and where its run lives."""
+    run = client.get_run(run_id)
+    link = f"#/experiments/{run.info.experiment_id}/runs/{run_id}"
+    tags = {
+        "train_key": model["key"], "data_fingerprint": split["key"], "config_fingerprint": run.data.tags.get("config_fingerprint", ""),
+        "git_revision": run.data.tags.get("git_revision", git_revision()), "run_id": run_id, "run_link": link,
+        "tracking_uri": tracking.resolved_uri(), "labels": json.dumps(model["labels"]),
+        "base_model": run.data.params.get("model.name_or_path", ""), "data_source": run.data.params.get("data.path", ""),
+        "max_length": run.data.params.get("train.max_length", ""),
+    }
+    for split_name, metrics in evaluation["metrics"].items():
+        prefix = SPLIT_PREFIX[split_name]
+        tags.update({f"{prefix}_{n}": f"{metrics[n]:.6f}" for n in SCALARS if n in metrics})
+    tags["val_f1"] = tags["val_f1_macro"]
+    return tags
 
 
 @task(name="register", retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=is_transient)
 @timed
-def register_model(run_id: str, model: dict, evaluation: dict, registry: RegistryConfig, tracking: TrackingConfig) -> dict:
-    """Log and register the model as a new version, apply the gate, move the alias if it passes.
+def register_model(run_id: str, model: dict, evaluation: dict, split: dict, registry: RegistryConfig, tracking: TrackingConfig) -> dict:
+    """Log and register the model as a version, tag it, apply the gate, and move the alias if every gate passed.
 
     Args:
         run_id: the flow's MLflow run.
         model: the fine-tune step's result.
         evaluation: the evaluate step's result.
+        split: the split step's result (data fingerprint, label set, validation rows for re-scoring a champion).
         registry: model name, gates and alias.
         tracking: where MLflow lives.
     Returns:
         model name, version, whether it was promoted, the alias and the reasons.
     """
     logger = step_logger()
-    client = MlflowClient(tracking.resolved_uri(), tracking.resolved_uri())
+    uri = tracking.resolved_uri()
+    client = MlflowClient(uri, uri)
+    name, alias = registry.model_name, registry.alias
     val = evaluation["metrics"]["validation"]
     candidate = {"val_accuracy": val["accuracy"], "val_f1": val["f1_macro"]}
-    champion = _champion(client, registry.model_name, registry.alias)
-    existing = _version_for_key(client, registry.model_name, model["key"])
-    if existing is not None and existing.run_id != run_id:
+    notes: list[str] = []
+    version = _version_for_key(client, name, model["key"])
+    if version is None:
+        version = mlflow.register_model(_log_model(run_id, model["path"]), name, tags={"train_key": model["key"]})
+    elif version.run_id != run_id:
         # Same data, base model, training config and seed as a registered version: nothing new to register.
-        same = champion is not None and str(champion["version"]) == str(existing.version)
-        reasons = [f"identical to v{existing.version} (same training key {model['key']}): no new version registered"]
-        logger.info("register: %s", reasons[0])
-        return {"model_name": registry.model_name, "model_version": int(existing.version), "promoted": False, "alias": registry.alias if same else None, "reasons": reasons}
-    if existing is None:
-        uri = _log_model(run_id, model["path"])
-        existing = mlflow.register_model(uri, registry.model_name, tags={"train_key": model["key"]})
+        notes.append(f"identical to v{version.version} (same training key {model['key']}): no new version registered")
     # else: a retry of this very run after a partial failure re-uses the version it already made.
-    version = existing
-    decision = should_promote(candidate, champion, registry)
-    tags = {
-        "gate_passed": str(decision.promote).lower(),
-        "gate_reasons": json.dumps(decision.reasons),
-        "val_accuracy": f"{candidate['val_accuracy']:.6f}",
-        "val_f1": f"{candidate['val_f1']:.6f}",
-        "labels": json.dumps(model["labels"]),
-        "git_revision": git_revision(),
-        "run_id": run_id,
+    if not notes:
+        for key, value in _version_facts(client, run_id, model, evaluation, split, tracking).items():
+            client.set_model_version_tag(name, str(version.version), key, value)
+
+    with promotion_lock(uri, name):
+        current = current_version(client, name, alias)
+        if notes and current is not None and str(current.version) == str(version.version):
+            logger.info("register: %s; it is @%s already", notes[0], alias)
+            return {"model_name": name, "model_version": int(version.version), "promoted": False, "alias": alias, "reasons": notes}
+        champion, rescored = _champion_for_gate(uri, registry, current, split, RESCORE_BATCH)
+        decision = should_promote(candidate, champion, registry)
+        reasons = notes + rescored + decision.reasons
+        gate = {"gate_passed": str(decision.promote).lower(), "gate_reasons": json.dumps(reasons)}
+        gate.update({f"gate_reason_{i + 1}": reason[:5000] for i, reason in enumerate(reasons)})
+        for key, value in gate.items():
+            client.set_model_version_tag(name, str(version.version), key, value)
+        card = model_card(_card_facts(client, version, model, evaluation, split, decision.promote, reasons, alias))
+        client.update_model_version(name, str(version.version), description=card)
+        client.log_text(run_id, card, "model_card.md")
+        if decision.promote:
+            move_alias(client, name, alias, version.version, who=f"finetune-flow run {run_id}", why="every gate passed")
+
+    _publish(metrics_markdown(name, version.version, decision.promote, reasons, evaluation["metrics"], alias),
+             f"{name} v{version.version}: {'promoted' if decision.promote else 'not promoted'}")
+    logger.info("register: %s v%s %s; %s", name, version.version, f"promoted to @{alias}" if decision.promote else "not promoted", "; ".join(reasons))
+    return {"model_name": name, "model_version": int(version.version), "promoted": decision.promote, "alias": alias if decision.promote else None, "reasons": reasons}
+
+
+def _card_facts(client: MlflowClient, version, model: dict, evaluation: dict, split: dict, promoted: bool, reasons: list[str], alias: str) -> dict:
+    tags = client.get_model_version(version.name, str(version.version)).tags
+    return {
+        "model_name": version.name, "version": version.version, "gate_passed": promoted or tags.get("gate_passed") == "true",
+        "promoted": promoted, "alias": alias, "reasons": reasons, "base_model": tags.get("base_model", ""),
+        "labels": model["labels"], "training": f"device {model['device']}, precision {model['precision']}, {model.get('epochs_run') or '?'} epochs",
+        "data_source": tags.get("data_source", ""), "data_fingerprint": split["key"], "config_fingerprint": tags.get("config_fingerprint", ""),
+        "sizes": {name: part["rows"] for name, part in split["splits"].items()}, "git_revision": tags.get("git_revision", ""),
+        "run_id": tags.get("run_id", ""), "metrics": evaluation["metrics"], "max_length": tags.get("max_length", "?"),
     }
-    for key, value in tags.items():
-        client.set_model_version_tag(registry.model_name, version.version, key, value)
-    # The alias moves last: only a fully logged and tagged version can become champion.
-    if decision.promote:
-        client.set_registered_model_alias(registry.model_name, registry.alias, version.version)
-    _publish_decision(registry, version.version, decision, candidate)
-    logger.info("register: %s v%s %s; %s", registry.model_name, version.version, f"promoted to @{registry.alias}" if decision.promote else "not promoted", "; ".join(decision.reasons))
-    return {"model_name": registry.model_name, "model_version": int(version.version), "promoted": decision.promote, "alias": registry.alias if decision.promote else None, "reasons": decision.reasons}

@@ -50,6 +50,14 @@ def prefect_server():
         yield
 
 
+@pytest.fixture
+def cli_env(prefect_server) -> dict:
+    """Environment for a CLI subprocess that talks to the session's Prefect server (no 10-20 s ephemeral start)."""
+    from prefect.settings import PREFECT_API_URL
+
+    return {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}
+
+
 def toy_frame(n_per_class: int = 40, labels=("neg", "pos"), seed: int = 0) -> pd.DataFrame:
     """A small learnable corpus: each class has its own words."""
     import random

@@ -1,0 +1,146 @@
+"""finetune-flow predict: label a file of texts with a registered model (default: the champion).
+
+    python flows/predict.py INPUT OUTPUT [--model models:/NAME@champion] [--text-column text]
+
+INPUT is CSV/TSV/JSONL/JSON/Parquet; OUTPUT (same choice, from its extension) gets every
+input column plus `predicted_label`, `confidence` and one `proba_<label>` column per class.
+Rows whose text is empty get no prediction and say why in `predict_error`; none is dropped.
+"""
+
+from __future__ import annotations
+
+import sys
+
+if __package__ in (None, ""):
+    from flows import env as _env
+
+    _env.apply()
+
+import argparse
+import time
+from pathlib import Path
+
+import pandas as pd
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+
+from schemas.config import RegistryConfig, TrackingConfig
+from schemas.errors import ConfigError, DataError, FinetuneError, is_transient
+from tasks.ingest import infer_format, read_table
+from tasks.logs import quiet_user_errors, step_logger
+
+
+def resolve_model_uri(model: str | None, name: str, alias: str, version: int | None) -> str:
+    """models:/NAME@ALIAS by default; a version or a full URI when given."""
+    if model:
+        return model
+    return f"models:/{name}/{version}" if version is not None else f"models:/{name}@{alias}"
+
+
+def with_predictions(frame: pd.DataFrame, text_column: str, proba, id2label: dict[int, str], predicted_rows) -> pd.DataFrame:
+    """The input frame plus predicted label, confidence and per-class probabilities (NaN where not predicted)."""
+    out = frame.copy()
+    labels = [id2label[i] for i in range(len(id2label))]
+    out["predicted_label"] = None
+    out["confidence"] = float("nan")
+    for name in labels:
+        out[f"proba_{name}"] = float("nan")
+    if len(predicted_rows):
+        out.loc[predicted_rows, "predicted_label"] = [labels[i] for i in proba.argmax(axis=1)]
+        out.loc[predicted_rows, "confidence"] = proba.max(axis=1)
+        out.loc[predicted_rows, [f"proba_{name}" for name in labels]] = proba
+    return out
+
+
+def write_table(frame: pd.DataFrame, path: Path) -> None:
+    fmt = infer_format(path, option="the output file's extension")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fmt in ("csv", "tsv"):
+        frame.to_csv(path, sep="\t" if fmt == "tsv" else ",", index=False)
+    elif fmt == "jsonl":
+        frame.to_json(path, orient="records", lines=True, force_ascii=False)
+    elif fmt == "json":
+        frame.to_json(path, orient="records", force_ascii=False)
+    else:
+        frame.to_parquet(path, index=False)
+
+
+@task(name="load_model", retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=is_transient, persist_result=False, cache_policy=NO_CACHE)
+def load_model(model_uri: str, tracking_uri: str):
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from tasks.register import load_registered
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    try:
+        return load_registered(model_uri)
+    except MlflowException as err:
+        raise ConfigError(f"cannot load {model_uri} from {tracking_uri}: {str(err).splitlines()[0]}; "
+                          "set --model, --name/--alias or --version (python -m flows.registry list shows them)") from None
+
+
+@flow(name="predict")
+def predict(input_path: str, output_path: str, model_uri: str, tracking_uri: str, text_column: str = "text",
+            input_format: str = "auto", encoding: str = "utf-8", batch_size: int = 128, max_length: int = 512) -> dict:
+    """Read the input, predict every non-empty text with the model, write input + predictions."""
+    from tasks.evaluate import predict_texts
+
+    logger = step_logger()
+    started = time.perf_counter()
+    source = Path(input_path)
+    if not source.is_file():
+        raise DataError(f"input file '{input_path}' not found")
+    frame = read_table(source, infer_format(source, input_format, "--input-format"), encoding)
+    if text_column not in frame.columns:
+        raise DataError(f"column '{text_column}' not found in '{source.name}'; columns are {[str(c) for c in frame.columns]}: set --text-column")
+    model, tokenizer = load_model(model_uri, tracking_uri)
+    texts = ["" if pd.isna(v) else str(v) for v in frame[text_column].tolist()]
+    usable = pd.Series([t.strip() != "" for t in texts], index=frame.index)
+    rows = frame.index[usable]
+    chosen = [t for t, ok in zip(texts, usable) if ok]
+    proba = predict_texts(model, tokenizer, chosen, min(max_length, tokenizer.model_max_length), batch_size)
+    out = with_predictions(frame, text_column, proba, {int(k): v for k, v in model.config.id2label.items()}, rows)
+    out["predict_error"] = usable.map(lambda ok: None if ok else "null or empty text")
+    write_table(out, Path(output_path))
+    summary = {"model_uri": model_uri, "rows_in": len(frame), "rows_predicted": int(usable.sum()), "rows_not_predicted": int((~usable).sum()),
+               "output": str(output_path), "seconds": round(time.perf_counter() - started, 2)}
+    assert summary["rows_in"] == summary["rows_predicted"] + summary["rows_not_predicted"]
+    logger.info("predict: %d rows in = %d predicted + %d not predicted (empty text); wrote %s",
+                summary["rows_in"], summary["rows_predicted"], summary["rows_not_predicted"], output_path)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    registry, tracking = RegistryConfig(), TrackingConfig()
+    parser = argparse.ArgumentParser(prog="python flows/predict.py", description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog="\n".join(__doc__.splitlines()[1:]))
+    parser.add_argument("input", help="file of texts: CSV/TSV/JSONL/JSON/Parquet")
+    parser.add_argument("output", help="where to write input columns + predictions; format from the extension")
+    parser.add_argument("--model", help="full model URI (models:/NAME@ALIAS, models:/NAME/VERSION, runs:/...); overrides --name/--alias/--version")
+    parser.add_argument("--name", default=registry.model_name, help=f"registered model name (default: {registry.model_name})")
+    parser.add_argument("--alias", default=registry.alias, help=f"alias to use (default: {registry.alias})")
+    parser.add_argument("--version", type=int, help="a registered version number instead of the alias")
+    parser.add_argument("--text-column", default="text", help="input column holding the text (default: text)")
+    parser.add_argument("--input-format", default="auto", choices=["auto", "csv", "tsv", "jsonl", "json", "parquet"], help="input format (default: from the extension)")
+    parser.add_argument("--encoding", default="utf-8", help="text encoding of CSV/TSV/JSONL input (default: utf-8)")
+    parser.add_argument("--batch-size", type=int, default=128, help="texts per forward pass (default: 128)")
+    parser.add_argument("--max-length", type=int, default=512, help="tokens read per text (default: 512, capped by the model)")
+    parser.add_argument("--tracking-uri", default=tracking.resolved_uri(), help="MLflow store (default: the project's mlruns/mlflow.db)")
+    args = parser.parse_args(argv)
+    quiet_user_errors()
+    uri = resolve_model_uri(args.model, args.name, args.alias, args.version)
+    try:
+        summary = predict(args.input, args.output, uri, args.tracking_uri, args.text_column, args.input_format,
+                          args.encoding, args.batch_size, args.max_length)
+    except FinetuneError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"{summary['rows_in']} rows in = {summary['rows_predicted']} predicted + {summary['rows_not_predicted']} not predicted (empty text)")
+    print(f"model   {summary['model_uri']}\noutput  {summary['output']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""The registry a platform team can trust: tags, model card, manual promote/rollback, the alias race,
+a crash before the alias moves, batch prediction on the champion, and the real MLflow server's view."""
+
+import json
+import subprocess
+import sys
+import threading
+import time
+
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+import tasks.register
+from flows.finetune import finetune
+from flows.predict import predict
+from flows.ui_check import check_ui, mlflow_server
+from schemas.config import FinetuneConfig, RegistryConfig, TrackingConfig
+from tasks.register import register_model
+from tests.conftest import toy_frame
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, tiny_model_dir, prefect_server):
+    """Two real flow runs into one store: v1 promoted, v2 registered with registry.promote=false."""
+    root = tmp_path_factory.mktemp("registry")
+    data = root / "toy.csv"
+    toy_frame().to_csv(data, index=False)
+    uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
+
+    def config(**registry):
+        return FinetuneConfig.model_validate({
+            "data": {"path": str(data)}, "model": {"name_or_path": str(tiny_model_dir)},
+            "train": {"epochs": 2, "batch_size": 16, "learning_rate": 1e-3, "max_length": 32, "precision": "fp32"},
+            "registry": {"model_name": "tiny", "min_accuracy": 0.0, "min_f1": 0.0, **registry},
+            "tracking": {"uri": uri}, "cache": {"dir": str(root / "cache")},
+        })
+
+    first = finetune(config())
+    second = finetune(config(promote=False).model_copy(update={"seed": 3}))
+    return {"root": root, "uri": uri, "data": data, "first": first, "second": second}
+
+
+def _client(uri):
+    return MlflowClient(uri, uri)
+
+
+def test_versions_carry_gate_fingerprints_revision_link_and_model_card(store):
+    assert store["first"]["promoted"] and not store["second"]["promoted"]
+    assert store["second"]["alias"] is None
+    client = _client(store["uri"])
+    v1, v2 = client.get_model_version("tiny", "1"), client.get_model_version("tiny", "2")
+    for key in ("gate_passed", "gate_reasons", "gate_reason_1", "val_accuracy", "val_f1_macro", "val_f1_weighted", "val_roc_auc", "val_ece",
+                "test_accuracy", "test_f1_macro", "data_fingerprint", "config_fingerprint", "git_revision", "run_id", "run_link", "labels"):
+        assert v1.tags.get(key), key
+    assert v1.tags["run_link"].endswith(f"/runs/{v1.run_id}")
+    assert v1.tags["champion_promoted_by"] == f"finetune-flow run {v1.run_id}" and v1.tags["champion_replaced_version"] == ""
+    assert json.loads(v2.tags["gate_reasons"]) == store["second"]["reasons"]
+    # seed 3 splits differently: the champion was re-scored on v2's validation rows, and the reasons say so
+    assert v1.tags["data_fingerprint"] != v2.tags["data_fingerprint"]
+    assert any("trained on different data" in r and "re-evaluated on this run's validation split" in r for r in store["second"]["reasons"])
+    for version in (v1, v2):
+        assert version.description.startswith(f"# tiny v{version.version}")
+        for fact in ("Base model", "Data fingerprint", "`neg`", "Intended use", "Known limits", "macro-F1", version.tags["data_fingerprint"]):
+            assert fact in version.description, fact
+        card = client.download_artifacts(version.run_id, "model_card.md")
+        assert open(card).read() == version.description
+    run = client.get_run(v1.run_id)
+    for name in ("val_accuracy", "val_f1_macro", "val_f1_weighted", "val_roc_auc", "val_pr_auc", "val_ece", "val_recall_neg", "test_support_pos"):
+        assert name in run.data.metrics, name
+    assert len(client.get_metric_history(v1.run_id, "train_loss")) >= 2
+
+
+def _registry_cli(store, *args):
+    return subprocess.run([sys.executable, "-m", "flows.registry", *args, "--name", "tiny", "--tracking-uri", store["uri"]],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_manual_promote_then_rollback_records_who_and_why(store):
+    client = _client(store["uri"])
+    assert str(client.get_model_version_by_alias("tiny", "champion").version) == "1"
+    done = _registry_cli(store, "promote", "--version", "2", "--why", "A/B test won", "--who", "alice")
+    assert done.returncode == 0, done.stderr
+    assert "v1 -> v2" in done.stdout
+    v2 = client.get_model_version_by_alias("tiny", "champion")
+    assert str(v2.version) == "2"
+    assert (v2.tags["champion_promoted_by"], v2.tags["champion_promoted_why"], v2.tags["champion_replaced_version"]) == ("alice", "manual: A/B test won", "1")
+
+    back = _registry_cli(store, "rollback", "--why", "complaints", "--who", "bob")
+    assert back.returncode == 0, back.stderr
+    assert str(client.get_model_version_by_alias("tiny", "champion").version) == "1"
+    left = client.get_model_version("tiny", "2")
+    assert (left.tags["champion_rolled_back_by"], left.tags["champion_rolled_back_why"]) == ("bob", "complaints")
+    assert client.get_model_version("tiny", "1").tags["champion_promoted_why"] == "rollback from v2: complaints"
+
+    listing = _registry_cli(store, "list")
+    assert listing.returncode == 0 and "v1" in listing.stdout and "@champion" in listing.stdout
+    nothing_before = _registry_cli(store, "rollback", "--why", "again")
+    assert nothing_before.returncode == 2 and nothing_before.stderr.startswith("error: @champion (v1) replaced no earlier version")
+    missing = _registry_cli(store, "promote", "--version", "9", "--why", "typo")
+    assert missing.returncode == 2 and "has no version 9" in missing.stderr
+
+
+@pytest.mark.parametrize("suffix", ["csv", "jsonl", "parquet"])
+def test_predict_on_the_champion_writes_input_columns_plus_predictions(store, suffix, tmp_path):
+    frame = pd.DataFrame({"id": [1, 2, 3, 4], "text": ["great superb moving film", "awful dull boring film", "", "brilliant fun charming"]})
+    source, out = tmp_path / f"in.{suffix}", tmp_path / f"out.{suffix}"
+    {"csv": lambda: frame.to_csv(source, index=False), "jsonl": lambda: frame.to_json(source, orient="records", lines=True),
+     "parquet": lambda: frame.to_parquet(source)}[suffix]()
+    summary = predict(str(source), str(out), "models:/tiny@champion", store["uri"])
+    assert (summary["rows_in"], summary["rows_predicted"], summary["rows_not_predicted"]) == (4, 3, 1)
+    result = {"csv": pd.read_csv, "jsonl": lambda p: pd.read_json(p, lines=True), "parquet": pd.read_parquet}[suffix](out)
+    assert list(result.columns[:2]) == ["id", "text"] and result["id"].tolist() == [1, 2, 3, 4]
+    assert {"predicted_label", "confidence", "proba_neg", "proba_pos", "predict_error"} <= set(result.columns)
+    predicted = result.drop(index=2)
+    assert set(predicted["predicted_label"]) <= {"neg", "pos"}
+    assert ((predicted["proba_neg"] + predicted["proba_pos"]) - 1).abs().max() < 1e-5
+    assert (predicted["confidence"] == predicted[["proba_neg", "proba_pos"]].max(axis=1)).all()
+    assert result.loc[2, "predict_error"] == "null or empty text" and pd.isna(result.loc[2, "predicted_label"])
+
+
+def test_predict_cli_by_version_and_unknown_model(store, tmp_path, cli_env):
+    source = tmp_path / "in.csv"
+    pd.DataFrame({"review": ["great superb film", "awful dull film"]}).to_csv(source, index=False)
+    cmd = [sys.executable, "flows/predict.py", str(source), str(tmp_path / "out.csv"), "--text-column", "review", "--name", "tiny", "--tracking-uri", store["uri"]]
+    ok = subprocess.run([*cmd, "--version", "2"], capture_output=True, text=True, timeout=300, env=cli_env)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert "models:/tiny/2" in ok.stdout and len(pd.read_csv(tmp_path / "out.csv")) == 2
+    bad = subprocess.run([*cmd, "--alias", "nope"], capture_output=True, text=True, timeout=300, env=cli_env)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert [line for line in bad.stderr.splitlines() if line.startswith("error:")][0].startswith("error: cannot load models:/tiny@nope")
+
+
+def test_real_mlflow_server_shows_run_metrics_artifacts_version_and_alias(store):
+    with mlflow_server(store["uri"]) as url:
+        found = check_ui(url, "tiny", "champion")
+    assert found["run_id"] == _client(store["uri"]).get_model_version_by_alias("tiny", "champion").run_id
+    assert "champion" in found["aliases"] and found["run_status"] == "FINISHED"
+    assert found["metrics_json_splits"] == ["test", "validation"]
+
+
+# --- the promotion critical section, through the real register step and a real sqlite registry -----------------
+
+def _candidate(client, uri, name, f1, key):
+    """A run with a registered version (as a flow leaves it just before the gate) and the step results for it."""
+    experiment = client.get_experiment_by_name("race") or client.get_experiment(client.create_experiment("race"))
+    run = client.create_run(experiment.experiment_id)
+    client.log_param(run.info.run_id, "train.max_length", "32")
+    if not client.search_registered_models(f"name='{name}'"):
+        client.create_registered_model(name)
+    client.create_model_version(name, f"runs:/{run.info.run_id}/model", run.info.run_id, tags={"train_key": key})
+    metrics = {"accuracy": f1, "f1_macro": f1, "f1_weighted": f1, "roc_auc": f1, "pr_auc": f1, "ece": 0.1}
+    model = {"key": key, "labels": ["neg", "pos"], "device": "cpu", "precision": "fp32", "epochs_run": 1}
+    split = {"key": "same-data", "labels": ["neg", "pos"], "splits": {"train": {"rows": 8}, "validation": {"rows": 1}, "test": {"rows": 1}}}
+    return run.info.run_id, model, {"metrics": {"validation": metrics}}, split
+
+
+def _gate(uri, name, run_id, model, evaluation, split, **registry):
+    return register_model.fn(run_id, model, evaluation, split, RegistryConfig(model_name=name, **registry), TrackingConfig(uri=uri))
+
+
+def test_two_promotions_at_once_are_serialised(tmp_path, monkeypatch):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = _client(uri)
+    better, worse = _candidate(client, uri, "race", 0.90, "a"), _candidate(client, uri, "race", 0.85, "b")
+    real = tasks.register.current_version
+
+    def slow(*args):  # widen the window between reading the champion and moving the alias
+        found = real(*args)
+        time.sleep(0.5)
+        return found
+
+    monkeypatch.setattr(tasks.register, "current_version", slow)
+    results, gate = {}, threading.Barrier(2)
+
+    def run(label, candidate):
+        gate.wait()
+        results[label] = _gate(uri, "race", *candidate, min_accuracy=0, min_f1=0)
+
+    threads = [threading.Thread(target=run, args=item) for item in (("better", better), ("worse", worse))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert set(results) == {"better", "worse"}
+    # Whoever went second compared itself with the first: only one saw no champion, and the better one holds it.
+    assert sum("no current champion" in r["reasons"] for r in results.values()) == 1
+    assert results["better"]["promoted"]
+    assert str(client.get_model_version_by_alias("race", "champion").version) == str(results["better"]["model_version"])
+
+
+def test_a_crash_between_register_and_alias_keeps_the_old_champion(tmp_path, monkeypatch):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = _client(uri)
+    assert _gate(uri, "crash", *_candidate(client, uri, "crash", 0.80, "old"))["promoted"]
+    newer = _candidate(client, uri, "crash", 0.95, "new")
+
+    def crash(self, *args, **kwargs):
+        raise RuntimeError("process died before moving the alias")
+
+    monkeypatch.setattr(tasks.register.MlflowClient, "set_registered_model_alias", crash)
+    with pytest.raises(RuntimeError, match="before moving the alias"):
+        _gate(uri, "crash", *newer)
+    assert str(client.get_model_version_by_alias("crash", "champion").version) == "1"
+    assert client.get_model_version("crash", "2").tags["gate_passed"] == "true"
+
+    monkeypatch.undo()  # the retry of the same run finishes the promotion, with the same version
+    retried = _gate(uri, "crash", *newer)
+    assert retried["promoted"] and retried["model_version"] == 2
+    assert str(client.get_model_version_by_alias("crash", "champion").version) == "2"
+    assert len(client.search_model_versions("name='crash'")) == 2

@@ -43,17 +43,29 @@ class _Section(BaseModel):
 
 
 class DataConfig(_Section):
-    path: str = Field(DEFAULT_DATA, description="CSV/TSV/JSONL/Parquet file; default: the embedded Rotten Tomatoes reviews")
-    format: Literal["auto", "csv", "tsv", "jsonl", "json", "parquet"] = Field(
-        "auto", description="file format; auto infers it from the file extension"
+    path: str = Field(
+        DEFAULT_DATA,
+        description="CSV/TSV/JSONL/JSON/Parquet file, a folder with one sub-folder of text files per label, a folder "
+        "written by datasets' save_to_disk, or hub:NAME[:CONFIG] for a hub dataset; default: the embedded Rotten Tomatoes reviews",
     )
-    text_column: str = Field("text", description="column holding the text to classify")
-    label_column: str = Field("label", description="column holding the class label")
-    encoding: str = Field("utf-8", description="text encoding of CSV/TSV/JSONL files (e.g. cp1252)")
+    format: Literal["auto", "csv", "tsv", "jsonl", "json", "parquet", "folder", "saved_dataset", "hub"] = Field(
+        "auto", description="input format; auto infers it from the extension, the folder's contents or the hub: prefix"
+    )
+    header: bool = Field(True, description="CSV/TSV: the first line names the columns; false: columns are named by position 0, 1, ...")
+    text_column: str | int | list[str | int] = Field(
+        "text", description="column (or position when header=false) holding the text; a list joins several, e.g. [title,body]"
+    )
+    label_column: str | int = Field("label", description="column (or position when header=false) holding the class label")
+    encoding: str = Field("utf-8", description="text encoding of CSV/TSV/JSONL/folder files (e.g. cp1252); rows with bytes it cannot decode are quarantined")
     labels: list[str] | None = Field(None, description="fixed label set and order; rows with other labels are quarantined")
     max_rows: int | None = Field(None, gt=0, description="use a seeded stratified sample of this many clean rows (quick runs)")
     val_ratio: float = Field(0.1, gt=0, lt=0.5, description="fraction of rows for validation (model selection and the gate)")
     test_ratio: float = Field(0.1, gt=0, lt=0.5, description="fraction of rows for the held-out test")
+
+
+    def text_columns(self) -> list[str]:
+        columns = self.text_column if isinstance(self.text_column, list) else [self.text_column]
+        return [str(c) for c in columns]
 
 
 class ModelConfig(_Section):

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import pandera.pandas as pa
 from pandera.typing import Series
 
 # Bump when the cleaning rules change: it is part of the clean step's cache key.
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
+
+# Reasons ingest can already give for a row (the rest are the clean step's).
+INGEST_REASONS = ("undecodable_bytes",)
 
 QUARANTINE_REASONS = (
+    "undecodable_bytes",
+    "mixed_label_type",
     "null_text",
     "empty_text",
     "null_label",
@@ -19,11 +26,13 @@ QUARANTINE_REASONS = (
 
 
 class RawFrame(pa.DataFrameModel):
-    """What ingest hands on: original row number, text and label as strings (nulls allowed)."""
+    """What ingest hands on: original row number, text and label as strings (nulls allowed), and the
+    reason ingest already found a row unusable (undecodable bytes), else null."""
 
     row_id: Series[int] = pa.Field(unique=True, ge=0)
     text: Series[str] = pa.Field(nullable=True)
     label: Series[str] = pa.Field(nullable=True)
+    problem: Optional[Series[str]] = pa.Field(nullable=True, isin=list(INGEST_REASONS))
 
     class Config:
         strict = True

@@ -29,17 +29,35 @@ def _reasons(frame: pd.DataFrame, labels: list[str] | None) -> pd.Series:
     def mark(mask: pd.Series, why: str) -> None:
         reason[mask & reason.isna()] = why
 
+    problem = frame["problem"].notna()
+    reason[problem] = frame.loc[problem, "problem"]
     mark(frame["raw_text"].isna(), "null_text")
     mark(frame["text"].fillna("") == "", "empty_text")
     mark(frame["label"].fillna("") == "", "null_label")
     if labels is not None:
         mark(~frame["label"].isin(labels), "label_not_in_labels")
+    else:
+        mark(mixed_label_types(frame["label"].where(reason.isna())), "mixed_label_type")
     alive = reason.isna()
     label_counts = frame[alive].groupby("text")["label"].nunique()
     conflicting = frame["text"].isin(label_counts[label_counts > 1].index)
     mark(conflicting & alive, "conflicting_labels")
     mark(frame.duplicated(subset=["text", "label"], keep="first") & reason.isna(), "duplicate")
     return reason
+
+
+NUMERIC = r"[-+]?\d+(?:\.\d+)?"
+
+
+def mixed_label_types(labels: pd.Series) -> pd.Series:
+    """Rows whose label is of the minority kind when numbers and words are mixed (1, 2, 'pos'): a sign of a
+    shifted column or a stray value. Ties mark the numeric ones. Null labels are never marked."""
+    present = labels.notna()
+    numeric = labels.astype("string").str.fullmatch(NUMERIC).fillna(False).astype(bool) & present
+    words = present & ~numeric
+    if not numeric.any() or not words.any():
+        return pd.Series(False, index=labels.index)
+    return numeric if numeric.sum() <= words.sum() else words
 
 
 def clean_frame(raw: pd.DataFrame, labels: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -52,6 +70,7 @@ def clean_frame(raw: pd.DataFrame, labels: list[str] | None = None) -> tuple[pd.
             "raw_label": raw["label"],
             "text": raw["text"].map(_normalise),
             "label": raw["label"].map(lambda v: None if v is None or pd.isna(v) else str(v).strip()),
+            "problem": raw["problem"] if "problem" in raw else None,
         }
     )
     reason = _reasons(frame, labels)

@@ -1,7 +1,16 @@
-"""Ingest: read the source file into the raw frame (text, label, original row number)."""
+"""Ingest: read the source into the raw frame (row_id, text, label, problem).
+
+Sources: CSV/TSV (with or without a header), JSON Lines, JSON arrays, Parquet, a folder
+with one sub-folder of text files per label, a `datasets.save_to_disk` folder, or a hub
+dataset (`hub:NAME[:CONFIG]`). Rows whose bytes do not decode are kept with the problem
+`undecodable_bytes` (the clean step quarantines them); a file that cannot be read at all
+is an error that says which option to change.
+"""
 
 from __future__ import annotations
 
+import codecs
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -11,20 +20,38 @@ from schemas.config import DEFAULT_DATA, EMBEDDED_DATA, CacheConfig, DataConfig,
 from schemas.data import RawFrame
 from schemas.errors import DataError, is_transient
 from tasks.logs import step_logger, timed
-from tasks.cache import StepCache, file_sha256, fingerprint
+from tasks.cache import StepCache, file_sha256, fingerprint, tree_sha256
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet", ".pq": "parquet"}
+TEXT_FORMATS = ("csv", "tsv", "jsonl", "json")
+SAVED_DATASET_MARKERS = ("dataset_dict.json", "dataset_info.json", "state.json")
+# Each byte the encoding cannot decode becomes this private-use mark and its two hex digits, so a row can
+# be flagged (and shown as \xNN) while staying valid text for pandas/Arrow; no codec produces the mark itself.
+BAD_BYTE_MARK = "\U000F0000"
+_BAD_BYTE = re.compile(BAD_BYTE_MARK + "([0-9a-f]{2})")
+DECODE_ERRORS = "finetune_flow_mark_bad_bytes"
+codecs.register_error(DECODE_ERRORS, lambda err: ("".join(f"{BAD_BYTE_MARK}{b:02x}" for b in err.object[err.start : err.end]), err.end))
+ALL_BAD_SHARE = 0.5  # above this share of undecodable rows the file is taken to be in another encoding
 
 
-def _source(data: DataConfig) -> tuple[Path, str]:
-    """The file to read and its format."""
+def _source(data: DataConfig) -> tuple[Path | str, str]:
+    """What to read and its format."""
     if data.path == DEFAULT_DATA:
         return embedded_path(*EMBEDDED_DATA), "embedded"
+    if data.format == "hub" or data.path.startswith("hub:"):
+        return data.path.removeprefix("hub:"), "hub"
     path = Path(data.path).expanduser()
     if not path.exists():
-        raise DataError(f"data file '{data.path}' not found: set data.path to an existing CSV/TSV/JSONL/Parquet file")
+        raise DataError(f"data file '{data.path}' not found: set data.path to an existing CSV/TSV/JSONL/Parquet file or folder")
     if path.is_dir():
-        raise DataError(f"data.path '{data.path}' is a folder; point it at a CSV/TSV/JSONL/Parquet file")
+        if data.format in ("folder", "saved_dataset"):
+            return path, data.format
+        if any((path / marker).is_file() for marker in SAVED_DATASET_MARKERS):
+            return path, "saved_dataset"
+        if any(child.is_dir() and not child.name.startswith(".") for child in path.iterdir()):
+            return path, "folder"
+        raise DataError(f"data.path '{data.path}' is a folder without label sub-folders or a saved dataset; "
+                        "point it at a file, at a folder holding one sub-folder of text files per label, or at a save_to_disk folder")
     return path, infer_format(path, data.format)
 
 
@@ -39,22 +66,52 @@ def infer_format(path: Path, forced: str = "auto", option: str = "data.format") 
     return fmt
 
 
-def read_table(path: Path, fmt: str, encoding: str) -> pd.DataFrame:
-    """Read any supported file with every cell as text; only empty cells are null."""
-    enc = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+def _python_encoding(encoding: str) -> str:
+    return "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+
+
+def _refuse_binary(path: Path, fmt: str, encoding: str) -> None:
+    """A text format whose first bytes hold NULs is a binary file given by mistake (or UTF-16)."""
+    if fmt not in TEXT_FORMATS or encoding.lower().replace("-", "").startswith(("utf16", "utf32")) or path.suffix in (".gz", ".bz2", ".zip", ".xz"):
+        return
+    with open(path, "rb") as f:
+        head = f.read(8192)
+    if b"\x00" in head:
+        raise DataError(f"'{path.name}' looks binary (NUL bytes in its first 8 KB), not {fmt} text: point data.path at the "
+                        "text file, set data.format (e.g. parquet), or data.encoding=utf-16 if it is UTF-16 text")
+
+
+def first_bad_line(path: Path, encoding: str) -> tuple[int, bytes] | None:
+    """(line number, offending bytes) of the first line that does not decode, or None."""
+    enc = _python_encoding(encoding)
+    with open(path, "rb") as f:
+        for number, line in enumerate(f, start=1):
+            try:
+                line.decode(enc)
+            except UnicodeDecodeError as err:
+                return number, line[err.start : err.end]
+    return None
+
+
+def read_table(path: Path, fmt: str, encoding: str, header: bool = True) -> pd.DataFrame:
+    """Read a table with every cell as text; only empty cells are null. Undecodable bytes are kept
+    as marks (see undecodable_rows); predict uses the same reader."""
+    _refuse_binary(path, fmt, encoding)
+    enc = _python_encoding(encoding)
     try:
         if fmt in ("csv", "tsv"):
-            return pd.read_csv(path, sep="\t" if fmt == "tsv" else ",", dtype=str, keep_default_na=False, na_values=[""], encoding=enc)
+            frame = pd.read_csv(path, sep="\t" if fmt == "tsv" else ",", dtype=str, keep_default_na=False, na_values=[""],
+                                encoding=enc, encoding_errors=DECODE_ERRORS, header=0 if header else None)
+            if not header:
+                frame.columns = [str(c) for c in frame.columns]
+            return frame
         if fmt == "jsonl":
-            return pd.read_json(path, lines=True, dtype=False, encoding=enc)
+            return pd.read_json(path, lines=True, dtype=False, encoding=enc, encoding_errors=DECODE_ERRORS)
         if fmt == "json":
-            return pd.read_json(path, dtype=False, encoding=enc)
+            return pd.read_json(path, dtype=False, encoding=enc, encoding_errors=DECODE_ERRORS)
         return pd.read_parquet(path)
-    except UnicodeDecodeError as err:
-        raise DataError(
-            f"'{path.name}' is not valid {encoding} (byte {err.start}: {err.object[err.start:err.start + 1]!r}): "
-            "set data.encoding (e.g. cp1252 or latin-1)"
-        ) from None
+    except UnicodeDecodeError as err:  # a codec that cannot escape (e.g. utf-16 on odd bytes)
+        raise DataError(f"'{path.name}' is not valid {encoding} (byte {err.start}): set data.encoding (e.g. cp1252 or latin-1)") from None
     except pd.errors.EmptyDataError:
         raise DataError(f"'{path.name}' is empty: it has no header and no rows") from None
     except PermissionError:
@@ -66,37 +123,157 @@ def read_table(path: Path, fmt: str, encoding: str) -> pd.DataFrame:
 
 
 def _as_text(column: pd.Series) -> pd.Series:
-    """Cells as strings, nulls kept null (labels may arrive as numbers)."""
-    return column.map(lambda v: None if v is None or (isinstance(v, float) and pd.isna(v)) else str(v)).astype(object)
+    """Cells as strings, nulls kept null; integral floats (JSON 1.0) read as integers ("1")."""
+
+    def one(v):
+        if v is None or (isinstance(v, float) and pd.isna(v)):
+            return None
+        if isinstance(v, float) and v.is_integer():
+            return str(int(v))
+        return str(v)
+
+    return column.map(one).astype(object)
 
 
-def _to_raw(frame: pd.DataFrame, text_column: str, label_column: str, source_name: str) -> pd.DataFrame:
-    """Pick and rename the configured columns into the raw contract."""
+def undecodable_rows(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
+    """Rows where any of the columns holds bytes the encoding could not decode."""
+    bad = pd.Series(False, index=frame.index)
+    for column in columns:
+        cells = frame[column]
+        if pd.api.types.is_string_dtype(cells) or cells.dtype == object:
+            bad |= cells.map(lambda v: isinstance(v, str) and BAD_BYTE_MARK in v).astype(bool)
+    return bad
+
+
+def _visible(text: str | None) -> str | None:
+    """An undecodable cell as readable text: each bad byte shown as \\xNN."""
+    return None if text is None else _BAD_BYTE.sub(lambda m: f"\\x{m.group(1)}", text)
+
+
+def _column(frame: pd.DataFrame, name: str, option: str, source_name: str, header: bool) -> str:
     columns = [str(c) for c in frame.columns]
-    for option, column in (("data.text_column", text_column), ("data.label_column", label_column)):
-        if column not in columns:
-            raise DataError(f"column '{column}' not found in '{source_name}'; columns are {columns}: set {option}")
+    if name not in columns:
+        hint = "" if header else f" (data.header=false names them by position 0..{len(columns) - 1})"
+        raise DataError(f"column '{name}' not found in '{source_name}'; columns are {columns}{hint}: set {option}")
+    return name
+
+
+def _to_raw(frame: pd.DataFrame, data: DataConfig, source_name: str, header: bool = True) -> tuple[pd.DataFrame, dict]:
+    """Pick, join and rename the configured columns into the raw contract, flagging undecodable rows."""
+    frame.columns = [str(c) for c in frame.columns]
+    texts = [_column(frame, c, "data.text_column", source_name, header) for c in data.text_columns()]
+    label = _column(frame, str(data.label_column), "data.label_column", source_name, header)
     if len(frame) == 0:
         raise DataError(f"'{source_name}' has a header but no data rows")
-    raw = pd.DataFrame(
-        {"row_id": range(len(frame)), "text": _as_text(frame[text_column]), "label": _as_text(frame[label_column])}
-    )
-    return RawFrame.validate(raw)
+    bad = undecodable_rows(frame, [*texts, label])
+    if len(texts) == 1:
+        text = _as_text(frame[texts[0]])
+    else:  # title + body: the non-empty parts, one per line; null when every part is null
+        parts = [[None if pd.isna(v) else v for v in _as_text(frame[c])] for c in texts]
+        text = pd.Series([None if all(p is None for p in row) else "\n".join(p for p in row if p) for row in zip(*parts)],
+                         index=frame.index, dtype=object)
+    raw = pd.DataFrame({"row_id": range(len(frame)), "text": text.to_numpy(), "label": _as_text(frame[label]).to_numpy(),
+                        "problem": pd.Series([None] * len(frame), dtype=object).to_numpy()})
+    n_bad = int(bad.sum())
+    if n_bad:
+        where = bad.to_numpy()
+        raw.loc[where, "text"] = raw.loc[where, "text"].map(_visible)
+        raw.loc[where, "label"] = raw.loc[where, "label"].map(_visible)
+        raw.loc[where, "problem"] = "undecodable_bytes"
+    return RawFrame.validate(raw), {"rows_undecodable": n_bad}
+
+
+def _check_decoding(path: Path, encoding: str, n_bad: int, n_rows: int, header: bool, frame: pd.DataFrame) -> None:
+    """Too many undecodable rows (or a header that does not decode) means the encoding is wrong: say where."""
+    header_bad = header and any(BAD_BYTE_MARK in str(c) for c in frame.columns)
+    if not header_bad and n_bad <= ALL_BAD_SHARE * n_rows:
+        return
+    found = first_bad_line(path, encoding)
+    where = f"line {found[0]} (bytes {found[1]!r})" if found else "the header"
+    raise DataError(f"'{path.name}' is not {encoding} text: {where} does not decode, and {n_bad} of {n_rows} rows have such bytes; "
+                    "set data.encoding (e.g. cp1252 or latin-1)")
+
+
+def _read_folder(path: Path, encoding: str) -> pd.DataFrame:
+    """One row per text file, labelled by its sub-folder; undecodable files are flagged, not dropped."""
+    rows = []
+    labels = sorted(child for child in path.iterdir() if child.is_dir() and not child.name.startswith("."))
+    for folder in labels:
+        for file in sorted(f for f in folder.rglob("*") if f.is_file() and not f.name.startswith(".")):
+            text = file.read_bytes().decode(_python_encoding(encoding), DECODE_ERRORS)
+            rows.append({"text": text, "label": folder.name, "file": str(file.relative_to(path))})
+    if not rows:
+        raise DataError(f"folder '{path}' has label sub-folders {[f.name for f in labels]} but no text files in them")
+    return pd.DataFrame(rows)
+
+
+def _dataset_frame(dataset, label_column: str) -> pd.DataFrame:
+    """A datasets.Dataset (or every split of a DatasetDict, concatenated) as a frame, ClassLabel ids as names."""
+    from datasets import DatasetDict, concatenate_datasets
+
+    if isinstance(dataset, DatasetDict):
+        dataset = concatenate_datasets([dataset[name] for name in sorted(dataset)])
+    frame = dataset.to_pandas()
+    feature = dataset.features.get(label_column)
+    if feature is not None and hasattr(feature, "int2str"):
+        frame[label_column] = [feature.int2str(int(v)) if v is not None and v >= 0 else None for v in frame[label_column]]
+    return frame
+
+
+def _read_saved_dataset(path: Path, label_column: str) -> pd.DataFrame:
+    from datasets import load_from_disk
+
+    try:
+        return _dataset_frame(load_from_disk(str(path)), label_column)
+    except (FileNotFoundError, ValueError) as err:
+        raise DataError(f"cannot load '{path}' as a save_to_disk dataset: {str(err).splitlines()[0][:200]}") from None
+
+
+def _read_hub(name: str, label_column: str) -> pd.DataFrame:
+    import os
+
+    from datasets import load_dataset
+
+    repo, _, config = name.partition(":")
+    try:
+        return _dataset_frame(load_dataset(repo, config or None), label_column)
+    except Exception as err:  # the hub raises many types (offline, missing repo, auth): all are the user's to fix
+        offline = os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1"
+        hint = (" This project runs offline: where a hub is reachable, run with HF_HUB_OFFLINE=0 HF_DATASETS_OFFLINE=0."
+                if offline else " Check the name (hub:NAME or hub:NAME:CONFIG) and your network.")
+        raise DataError(f"cannot load hub dataset '{name}': {str(err).splitlines()[0][:200]}.{hint}") from None
 
 
 def read_source(data: DataConfig) -> tuple[pd.DataFrame, dict]:
     """Read the configured source into the raw frame and counts."""
-    path, fmt = _source(data)
+    source, fmt = _source(data)
+    name = Path(str(source)).name
     if fmt == "embedded":
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+        frame = pd.read_csv(source, dtype=str, keep_default_na=False, na_values=[""])
         # The corpus also holds movie plot summaries: they are not reviews and carry no label.
         plot = frame["category"] == "plot"
         frame = frame.loc[~plot, ["text", "category"]].rename(columns={"category": "label"})
-        raw = _to_raw(frame, "text", "label", path.name)
-        return raw, {"rows_read": int(len(plot)), "rows_not_reviews": int(plot.sum()), "rows_out": len(raw)}
-    frame = read_table(path, fmt, data.encoding)
-    raw = _to_raw(frame, data.text_column, data.label_column, path.name)
-    return raw, {"rows_read": len(frame), "rows_not_reviews": 0, "rows_out": len(raw)}
+        raw, counts = _to_raw(frame, DataConfig(), name)
+        return raw, {"rows_read": int(len(plot)), "rows_not_reviews": int(plot.sum()), "rows_out": len(raw), **counts}
+    if fmt == "hub":
+        frame = _read_hub(str(source), str(data.label_column))
+    elif fmt == "saved_dataset":
+        frame = _read_saved_dataset(source, str(data.label_column))
+    elif fmt == "folder":
+        frame = _read_folder(source, data.encoding)
+        data = data.model_copy(update={"text_column": "text", "label_column": "label"})
+    else:
+        frame = read_table(source, fmt, data.encoding, data.header)
+    raw, counts = _to_raw(frame, data, name, data.header)
+    if fmt in TEXT_FORMATS:
+        _check_decoding(source, data.encoding, counts["rows_undecodable"], len(raw), data.header, frame)
+    return raw, {"rows_read": len(frame), "rows_not_reviews": 0, "rows_out": len(raw), **counts}
+
+
+def source_fingerprint(source: Path | str, fmt: str) -> str:
+    if fmt == "hub":
+        return fingerprint("hub", str(source))  # the hub's revision is not pinned: --refresh re-downloads
+    return tree_sha256(source) if Path(source).is_dir() else file_sha256(Path(source))
 
 
 @task(name="ingest", retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=is_transient)
@@ -108,22 +285,25 @@ def ingest_data(data: DataConfig, cache: CacheConfig) -> dict:
         data: the data section of the config.
         cache: where step outputs live and whether to recompute them.
     Returns:
-        path and key of the raw frame, and row counts.
+        path and key of the raw frame, and row counts (read = out; undecodable rows are flagged for the clean step).
     """
     logger = step_logger()
-    path, fmt = _source(data)
-    options = {"format": fmt, "text": data.text_column, "label": data.label_column, "encoding": data.encoding}
-    key = fingerprint("ingest", file_sha256(path), options)
+    source, fmt = _source(data)
+    options = {"format": fmt, "text": data.text_columns(), "label": str(data.label_column), "encoding": data.encoding, "header": data.header}
+    key = fingerprint("ingest", 2, source_fingerprint(source, fmt), options)
 
     def make(folder: Path) -> dict:
         raw, counts = read_source(data)
         raw.to_parquet(folder / "rows.parquet", index=False)
-        return {**counts, "source": str(path)}
+        return {**counts, "source": str(source), "format": fmt}
 
     entry = StepCache(cache.resolved_dir(), "ingest", key).build(make, refresh=cache.refresh)
+    meta = entry.meta
     logger.info(
-        "ingest %s: %d rows read, %d kept%s%s", path.name, entry.meta["rows_read"], entry.meta["rows_out"],
-        f", {entry.meta['rows_not_reviews']} plot summaries left out" if entry.meta["rows_not_reviews"] else "",
+        "ingest %s (%s): %d rows read, %d handed on%s%s%s", Path(str(source)).name, fmt, meta["rows_read"], meta["rows_out"],
+        f", {meta['rows_not_reviews']} plot summaries left out" if meta["rows_not_reviews"] else "",
+        f", {meta['rows_undecodable']} with bytes that are not {data.encoding} (the clean step quarantines them; "
+        "if the file is in another encoding, set data.encoding)" if meta.get("rows_undecodable") else "",
         " (cached)" if entry.reused else "",
     )
-    return {"path": str(entry.path / "rows.parquet"), "key": key, "reused": entry.reused, **entry.meta}
+    return {"path": str(entry.path / "rows.parquet"), "key": key, "reused": entry.reused, **meta}

@@ -58,3 +58,19 @@ def test_clean_task_writes_quarantine_file(tmp_path):
     result = clean_data.fn({"path": str(path), "key": "k"}, DataConfig(), CacheConfig(dir=str(tmp_path / "c")))
     assert (result["rows_in"], result["rows_kept"], result["rows_quarantined"]) == (5, 4, 1)
     assert pd.read_csv(result["quarantine"])["reason"].tolist() == ["null_text"]
+
+
+def test_mixed_label_types_quarantine_the_minority_kind():
+    kept, quarantine = clean_frame(_raw(["a", "b", "c", "d", "e"], ["pos", "neg", "pos", "1", None]))
+    assert dict(zip(quarantine["row_id"], quarantine["reason"])) == {3: "mixed_label_type", 4: "null_label"}
+    kept, quarantine = clean_frame(_raw(["a", "b", "c"], ["1", "2", "two"]))
+    assert dict(zip(quarantine["row_id"], quarantine["reason"])) == {2: "mixed_label_type"}
+    # only numbers, or only words: nothing is mixed
+    assert clean_frame(_raw(["a", "b"], ["1", "-2.5"]))[1].empty and clean_frame(_raw(["a", "b"], ["x", "y"]))[1].empty
+
+
+def test_ingest_problems_are_quarantined_with_their_reason():
+    raw = _raw(["caf\\xe9", "fine"], ["pos", "neg"]).assign(problem=["undecodable_bytes", None])
+    kept, quarantine = clean_frame(raw)
+    assert quarantine.iloc[0].to_dict() == {"row_id": 0, "text": "caf\\xe9", "label": "pos", "reason": "undecodable_bytes"}
+    assert kept["text"].tolist() == ["fine"]

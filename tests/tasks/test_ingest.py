@@ -89,3 +89,92 @@ def test_ingest_task_caches_by_content(toy_csv, tmp_path):
     toy_csv.write_text(toy_csv.read_text().replace("film 1,", "film one,", 1))
     third = ingest_data.fn(DataConfig(path=str(toy_csv)), cache)
     assert third["key"] != first["key"] and not third["reused"]
+
+
+def test_json_array_and_bom_utf8(tmp_path):
+    path = tmp_path / "rows.json"
+    pd.DataFrame({"text": ["good", "bad"], "label": ["pos", "neg"]}).to_json(path, orient="records")
+    assert path.read_text().startswith("[")
+    raw, _ = _read(path)
+    assert raw["text"].tolist() == ["good", "bad"]
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes("\ufefftext,label\nnaïve,pos\n".encode("utf-8"))
+    raw, _ = _read(bom)
+    assert raw["text"].tolist() == ["naïve"]
+
+
+def test_headerless_tsv_by_position(tmp_path):
+    path = tmp_path / "rows.tsv"
+    path.write_text("pos\tgreat film\nneg\tdull film\n")
+    raw, counts = _read(path, header=False, text_column=1, label_column=0)
+    assert raw["text"].tolist() == ["great film", "dull film"] and raw["label"].tolist() == ["pos", "neg"]
+    assert counts["rows_read"] == 2  # the first line is data, not a header
+    with pytest.raises(DataError, match=r"column '5' not found.*\['0', '1'\] \(data.header=false names them by position 0..1\)"):
+        _read(path, header=False, text_column=5, label_column=0)
+
+
+def test_several_text_columns_are_joined(tmp_path):
+    path = tmp_path / "news.csv"
+    pd.DataFrame({"title": ["Rates rise", None, None], "body": ["Banks react", "Only body", None], "topic": ["biz", "biz", "sport"]}).to_csv(path, index=False)
+    raw, _ = _read(path, text_column=["title", "body"], label_column="topic")
+    assert raw["text"].tolist()[:2] == ["Rates rise\nBanks react", "Only body"]
+    assert pd.isna(raw["text"].iloc[2])
+
+
+def test_folder_per_label(tmp_path):
+    for label, texts in {"pos": ["great", "superb"], "neg": ["awful"]}.items():
+        (tmp_path / "reviews" / label).mkdir(parents=True)
+        for i, text in enumerate(texts):
+            (tmp_path / "reviews" / label / f"{i}.txt").write_text(text)
+    (tmp_path / "reviews" / "neg" / "bad.txt").write_bytes(b"caf\xe9")
+    raw, counts = _read(tmp_path / "reviews")
+    assert sorted(zip(raw["label"], raw["text"])) == [("neg", "awful"), ("neg", "caf\\xe9"), ("pos", "great"), ("pos", "superb")]
+    assert counts["rows_undecodable"] == 1 and raw["problem"].notna().sum() == 1
+
+
+def test_save_to_disk_dataset_with_class_labels(tmp_path):
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+
+    features = Features({"sentence": Value("string"), "label": ClassLabel(names=["neg", "pos"])})
+    train = Dataset.from_dict({"sentence": ["great", "awful"], "label": [1, 0]}, features=features)
+    test = Dataset.from_dict({"sentence": ["fine"], "label": [1]}, features=features)
+    DatasetDict({"train": train, "test": test}).save_to_disk(str(tmp_path / "saved"))
+    raw, counts = _read(tmp_path / "saved", text_column="sentence")
+    assert sorted(zip(raw["text"], raw["label"])) == [("awful", "neg"), ("fine", "pos"), ("great", "pos")]
+    assert counts["rows_read"] == 3
+
+
+def test_hub_dataset_offline_says_how_to_go_online():
+    with pytest.raises(DataError, match=r"cannot load hub dataset 'someone/reviews'.*HF_HUB_OFFLINE=0 HF_DATASETS_OFFLINE=0"):
+        _read("hub:someone/reviews")
+
+
+def test_undecodable_rows_are_flagged_not_fatal(tmp_path):
+    path = tmp_path / "mostly.csv"
+    rows = [f"fine text {i},pos" for i in range(9)]
+    path.write_bytes(("text,label\n" + "\n".join(rows) + "\n").encode() + b"caf\xe9 au lait,neg\n")
+    raw, counts = _read(path)
+    assert counts["rows_undecodable"] == 1 and counts["rows_out"] == 10
+    bad = raw[raw["problem"].notna()]
+    assert bad["text"].tolist() == ["caf\\xe9 au lait"] and bad["problem"].tolist() == ["undecodable_bytes"]
+
+
+def test_wholly_undecodable_file_names_the_line(tmp_path):
+    path = tmp_path / "cp1252.csv"
+    path.write_bytes("text,label\nok,pos\n\u201csmart\u201d,neg\n\u2019quote,pos\n".encode("cp1252"))
+    with pytest.raises(DataError, match=r"line 3 \(bytes b'\\x93'\) does not decode, and 2 of 3 rows have such bytes; set data.encoding"):
+        _read(path)
+
+
+def test_binary_file_as_csv(tmp_path):
+    path = tmp_path / "model.csv"
+    path.write_bytes(b"PK\x03\x04\x00\x00binary\x00junk")
+    with pytest.raises(DataError, match=r"'model.csv' looks binary \(NUL bytes in its first 8 KB\), not csv text"):
+        _read(path)
+
+
+def test_integral_float_labels_read_as_integers(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"text": "a", "label": 1.0}\n{"text": "b", "label": 2}\n{"text": "c", "label": "pos"}\n')
+    raw, _ = _read(path)
+    assert raw["label"].tolist() == ["1", "2", "pos"]

@@ -24,18 +24,21 @@ from prefect.runtime import flow_run
 from schemas.config import FinetuneConfig, describe_options, load_config
 from schemas.errors import FinetuneError
 from tasks.clean import clean_data
-from tasks.evaluate import evaluate_model
 from tasks.ingest import ingest_data
 from tasks.logs import quiet_user_errors
+from tasks.report import report_data
 from tasks.register import log_run, register_model, tracking_run
 from tasks.split import split_data
-from tasks.tokenize import tokenize_data
-from tasks.train import fine_tune
 
 
 @flow(name="finetune")
 def finetune(cfg: FinetuneConfig) -> dict:
     """Ingest -> clean -> split -> tokenize -> fine-tune -> evaluate -> register and gate."""
+    # The model steps import torch and transformers (several seconds): a run that stops on its data never pays for them.
+    from tasks.evaluate import evaluate_model
+    from tasks.tokenize import tokenize_data
+    from tasks.train import fine_tune
+
     started = time.perf_counter()
     io = {"retries": cfg.runtime.io_retries, "retry_delay_seconds": cfg.runtime.retry_delays()}
     with tracking_run(cfg, flow_run.get_id()) as run_id:
@@ -43,9 +46,10 @@ def finetune(cfg: FinetuneConfig) -> dict:
         clean = clean_data(raw, cfg.data, cfg.cache)
         split = split_data(clean, cfg.data, cfg.cache, cfg.seed)
         tokens = tokenize_data(split, cfg.model, cfg.train.max_length, cfg.cache)
+        report = report_data(raw, clean, split, tokens, cfg.cache)
         model = fine_tune(tokens, cfg.model, cfg.train, cfg.cache, cfg.seed)
         evaluation = evaluate_model(model, tokens, cfg.eval, cfg.train, cfg.cache)
-        steps = {"ingest": raw, "clean": clean, "split": split, "tokenize": tokens, "fine_tune": model, "evaluate": evaluation}
+        steps = {"ingest": raw, "clean": clean, "split": split, "tokenize": tokens, "report": report, "fine_tune": model, "evaluate": evaluation}
         logged = log_run.with_options(**io)(run_id, cfg.tracking, steps)
         registered = register_model.with_options(**io)(run_id, model, evaluation, split, cfg.registry, cfg.tracking)
     return summarize(run_id, {**steps, "log_run": logged, "register": registered}, time.perf_counter() - started)
@@ -68,6 +72,9 @@ def summarize(run_id: str, steps: dict, wall_seconds: float) -> dict:
         "rows_quarantined": clean["rows_quarantined"],
         "quarantine_file": clean["quarantine"] if clean["rows_quarantined"] else None,
         "rows_not_reviews": raw.get("rows_not_reviews", 0),
+        "quarantine_reasons": clean["quarantine_reasons"],
+        "texts_truncated": steps["report"]["texts_truncated"],
+        "data_report": str(Path(steps["report"]["path"]) / "data_report.md"),
         "reused_steps": [name for name, result in steps.items() if result.get("reused")],
         "resumed_from": steps["fine_tune"].get("resumed_from"),
         "step_seconds": {name: result.get("seconds") for name, result in steps.items()},
@@ -90,8 +97,13 @@ def format_summary(summary: dict, tracking_uri: str) -> str:
     lines.append(f"rows         {summary['rows_in']} in = {summary['rows_kept']} kept + {summary['rows_quarantined']} quarantined")
     if summary["reused_steps"]:
         lines.append(f"cached       re-used {', '.join(summary['reused_steps'])}")
+    if summary["quarantine_reasons"]:
+        lines.append("quarantined  " + ", ".join(f"{n} {reason}" for reason, n in sorted(summary["quarantine_reasons"].items())))
     if summary["quarantine_file"]:
         lines.append(f"quarantine   {summary['quarantine_file']}")
+    if summary["texts_truncated"]:
+        lines.append(f"truncated    {summary['texts_truncated']} texts longer than train.max_length (kept, cut)")
+    lines.append(f"data report  {summary['data_report']}")
     lines += [
         f"mlflow run   {summary['run_id']}",
         f"wall time    {summary['wall_seconds']:.1f} s",

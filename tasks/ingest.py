@@ -12,6 +12,7 @@ from __future__ import annotations
 import codecs
 import re
 from pathlib import Path
+from typing import Iterator
 
 import pandas as pd
 from prefect import task
@@ -31,6 +32,7 @@ BAD_BYTE_MARK = "\U000F0000"
 _BAD_BYTE = re.compile(BAD_BYTE_MARK + "([0-9a-f]{2})")
 DECODE_ERRORS = "finetune_flow_mark_bad_bytes"
 codecs.register_error(DECODE_ERRORS, lambda err: ("".join(f"{BAD_BYTE_MARK}{b:02x}" for b in err.object[err.start : err.end]), err.end))
+CHUNK_ROWS = 200_000  # text files are read and converted this many rows at a time
 ALL_BAD_SHARE = 0.5  # above this share of undecodable rows the file is taken to be in another encoding
 
 
@@ -122,6 +124,33 @@ def read_table(path: Path, fmt: str, encoding: str, header: bool = True) -> pd.D
         raise DataError(f"cannot read '{path.name}' as {fmt}: {first}; check the file or set data.format") from None
 
 
+def iter_table(path: Path, fmt: str, encoding: str, header: bool = True, chunk_rows: int | None = None) -> Iterator[pd.DataFrame]:
+    """Frames of at most chunk_rows rows (CSV/TSV/JSONL stream; other formats come whole), read as read_table does."""
+    if fmt not in ("csv", "tsv", "jsonl") or not chunk_rows:
+        yield read_table(path, fmt, encoding, header)
+        return
+    _refuse_binary(path, fmt, encoding)
+    enc = _python_encoding(encoding)
+    try:
+        if fmt == "jsonl":
+            reader = pd.read_json(path, lines=True, dtype=False, encoding=enc, encoding_errors=DECODE_ERRORS, chunksize=chunk_rows)
+        else:
+            reader = pd.read_csv(path, sep="\t" if fmt == "tsv" else ",", dtype=str, keep_default_na=False, na_values=[""],
+                                 encoding=enc, encoding_errors=DECODE_ERRORS, header=0 if header else None, chunksize=chunk_rows)
+        with reader:
+            for chunk in reader:
+                if not header:
+                    chunk.columns = [str(c) for c in chunk.columns]
+                yield chunk
+    except pd.errors.EmptyDataError:
+        raise DataError(f"'{path.name}' is empty: it has no header and no rows") from None
+    except PermissionError:
+        raise DataError(f"cannot read '{path}': permission denied") from None
+    except (pd.errors.ParserError, ValueError) as err:
+        first = str(err).strip().splitlines()[0][:200]
+        raise DataError(f"cannot read '{path.name}' as {fmt}: {first}; check the file or set data.format") from None
+
+
 def _as_text(column: pd.Series) -> pd.Series:
     """Cells as strings, nulls kept null; integral floats (JSON 1.0) read as integers ("1")."""
 
@@ -158,12 +187,12 @@ def _column(frame: pd.DataFrame, name: str, option: str, source_name: str, heade
     return name
 
 
-def _to_raw(frame: pd.DataFrame, data: DataConfig, source_name: str, header: bool = True) -> tuple[pd.DataFrame, dict]:
+def _to_raw(frame: pd.DataFrame, data: DataConfig, source_name: str, header: bool = True, empty_ok: bool = False) -> tuple[pd.DataFrame, dict]:
     """Pick, join and rename the configured columns into the raw contract, flagging undecodable rows."""
     frame.columns = [str(c) for c in frame.columns]
     texts = [_column(frame, c, "data.text_column", source_name, header) for c in data.text_columns()]
     label = _column(frame, str(data.label_column), "data.label_column", source_name, header)
-    if len(frame) == 0:
+    if len(frame) == 0 and not empty_ok:
         raise DataError(f"'{source_name}' has a header but no data rows")
     bad = undecodable_rows(frame, [*texts, label])
     if len(texts) == 1:
@@ -183,10 +212,11 @@ def _to_raw(frame: pd.DataFrame, data: DataConfig, source_name: str, header: boo
     return RawFrame.validate(raw), {"rows_undecodable": n_bad}
 
 
-def _check_decoding(path: Path, encoding: str, n_bad: int, n_rows: int, header: bool, frame: pd.DataFrame) -> None:
-    """Too many undecodable rows (or a header that does not decode) means the encoding is wrong: say where."""
+def _check_decoding(path: Path, encoding: str, n_bad: int, n_rows: int, header: bool, frame: pd.DataFrame, final: bool = True) -> None:
+    """Too many undecodable rows (or a header that does not decode) means the encoding is wrong: say where.
+    The share is judged on the whole file (final); the header as soon as it is read."""
     header_bad = header and any(BAD_BYTE_MARK in str(c) for c in frame.columns)
-    if not header_bad and n_bad <= ALL_BAD_SHARE * n_rows:
+    if not header_bad and (not final or n_bad <= ALL_BAD_SHARE * n_rows):
         return
     found = first_bad_line(path, encoding)
     where = f"line {found[0]} (bytes {found[1]!r})" if found else "the header"
@@ -244,8 +274,8 @@ def _read_hub(name: str, label_column: str) -> pd.DataFrame:
         raise DataError(f"cannot load hub dataset '{name}': {str(err).splitlines()[0][:200]}.{hint}") from None
 
 
-def read_source(data: DataConfig) -> tuple[pd.DataFrame, dict]:
-    """Read the configured source into the raw frame and counts."""
+def iter_source(data: DataConfig, chunk_rows: int | None = CHUNK_ROWS) -> Iterator[tuple[pd.DataFrame, dict]]:
+    """The raw frame in chunks (row_id runs on across them), each with its counts; text files stream."""
     source, fmt = _source(data)
     name = Path(str(source)).name
     if fmt == "embedded":
@@ -254,20 +284,38 @@ def read_source(data: DataConfig) -> tuple[pd.DataFrame, dict]:
         plot = frame["category"] == "plot"
         frame = frame.loc[~plot, ["text", "category"]].rename(columns={"category": "label"})
         raw, counts = _to_raw(frame, DataConfig(), name)
-        return raw, {"rows_read": int(len(plot)), "rows_not_reviews": int(plot.sum()), "rows_out": len(raw), **counts}
+        yield raw, {"rows_read": int(len(plot)), "rows_not_reviews": int(plot.sum()), "rows_out": len(raw), **counts}
+        return
     if fmt == "hub":
-        frame = _read_hub(str(source), str(data.label_column))
+        frames = iter([_read_hub(str(source), str(data.label_column))])
     elif fmt == "saved_dataset":
-        frame = _read_saved_dataset(source, str(data.label_column))
+        frames = iter([_read_saved_dataset(source, str(data.label_column))])
     elif fmt == "folder":
-        frame = _read_folder(source, data.encoding)
+        frames = iter([_read_folder(source, data.encoding)])
         data = data.model_copy(update={"text_column": "text", "label_column": "label"})
     else:
-        frame = read_table(source, fmt, data.encoding, data.header)
-    raw, counts = _to_raw(frame, data, name, data.header)
+        frames = iter_table(source, fmt, data.encoding, data.header, chunk_rows)
+    offset, bad, first = 0, 0, None
+    for frame in frames:
+        first = frame if first is None else first
+        raw, counts = _to_raw(frame, data, name, data.header, empty_ok=offset > 0)
+        raw["row_id"] += offset
+        offset += len(raw)
+        bad += counts["rows_undecodable"]
+        if fmt in TEXT_FORMATS:
+            _check_decoding(source, data.encoding, bad, offset, data.header, first, final=False)
+        yield raw, {"rows_read": len(frame), "rows_not_reviews": 0, "rows_out": len(raw), **counts}
     if fmt in TEXT_FORMATS:
-        _check_decoding(source, data.encoding, counts["rows_undecodable"], len(raw), data.header, frame)
-    return raw, {"rows_read": len(frame), "rows_not_reviews": 0, "rows_out": len(raw), **counts}
+        _check_decoding(source, data.encoding, bad, offset, data.header, first, final=True)
+
+
+def read_source(data: DataConfig) -> tuple[pd.DataFrame, dict]:
+    """The whole raw frame and its counts (tests and small inputs; ingest_data streams instead)."""
+    parts, totals = [], {}
+    for raw, counts in iter_source(data):
+        parts.append(raw)
+        totals = {k: totals.get(k, 0) + v for k, v in counts.items()}
+    return pd.concat(parts, ignore_index=True), totals
 
 
 def source_fingerprint(source: Path | str, fmt: str) -> str:
@@ -293,9 +341,18 @@ def ingest_data(data: DataConfig, cache: CacheConfig) -> dict:
     key = fingerprint("ingest", 2, source_fingerprint(source, fmt), options)
 
     def make(folder: Path) -> dict:
-        raw, counts = read_source(data)
-        raw.to_parquet(folder / "rows.parquet", index=False)
-        return {**counts, "source": str(source), "format": fmt}
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        schema = pa.schema([("row_id", pa.int64()), ("text", pa.string()), ("label", pa.string()), ("problem", pa.string())])
+        totals: dict[str, int] = {}
+        with pq.ParquetWriter(folder / "rows.parquet", schema) as writer:
+            for raw, counts in iter_source(data):
+                writer.write_table(pa.Table.from_pandas(raw.astype({"text": object, "label": object, "problem": object}), schema=schema, preserve_index=False))
+                totals = {k: totals.get(k, 0) + v for k, v in counts.items()}
+        if totals["rows_read"] != totals["rows_out"] + totals["rows_not_reviews"]:
+            raise AssertionError(f"ingest row accounting broke: {totals}")
+        return {**totals, "source": str(source), "format": fmt}
 
     entry = StepCache(cache.resolved_dir(), "ingest", key).build(make, refresh=cache.refresh)
     meta = entry.meta

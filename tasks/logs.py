@@ -46,3 +46,13 @@ def timed(fn):
         return {**result, "seconds": round(time.perf_counter() - started, 3)}
 
     return wrapper
+
+
+def publish_markdown(key: str, markdown: str, description: str) -> None:
+    """A Prefect markdown artifact on the current run (nothing when a task body is called directly)."""
+    from prefect.artifacts import create_markdown_artifact
+    from prefect.context import TaskRunContext
+
+    if TaskRunContext.get() is None:
+        return
+    create_markdown_artifact(markdown=markdown, key=key, description=description)

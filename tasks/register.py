@@ -22,7 +22,7 @@ from prefect import task
 
 from schemas.config import PROJECT_ROOT, FinetuneConfig, RegistryConfig, TrackingConfig, flatten
 from schemas.errors import is_transient
-from tasks.logs import step_logger, timed
+from tasks.logs import publish_markdown, step_logger, timed
 from tasks.cache import file_lock, fingerprint
 from tasks.registry import current_version, model_card, move_alias, promotion_lock
 
@@ -184,6 +184,8 @@ def log_run(run_id: str, tracking: TrackingConfig, steps: dict) -> dict:
         if artifact.name != "manifest.json":
             client.log_artifact(run_id, str(artifact), "evaluation")
     client.log_artifact(run_id, clean["quarantine"], "data")
+    for name in ("data_report.json", "data_report.md", "token_lengths.png"):
+        client.log_artifact(run_id, str(Path(steps["report"]["path"]) / name), "data")
     client.log_dict(run_id, {k: {kk: vv for kk, vv in v.items() if kk != "history"} for k, v in steps.items()}, "data/steps.json")
     return {"metrics_logged": len(points)}
 
@@ -257,15 +259,6 @@ def metrics_markdown(name: str, version, promoted: bool, reasons: list[str], met
     return f"# {name} v{version}: {verdict}\n\n## Metrics\n{header}\n{rows}\n\n## Gate decision\n| gate |\n|---|\n{gates}\n"
 
 
-def _publish(markdown: str, description: str) -> None:
-    from prefect.artifacts import create_markdown_artifact
-    from prefect.context import TaskRunContext
-
-    if TaskRunContext.get() is None:  # the task body called directly (unit tests): no Prefect run to attach to
-        return
-    create_markdown_artifact(markdown=markdown, key="gate-decision", description=description)
-
-
 def _version_facts(client: MlflowClient, run_id: str, model: dict, evaluation: dict, split: dict, tracking: TrackingConfig) -> dict[str, str]:
     """Tags every version carries: metrics, fingerprints, code revision and where its run lives."""
     run = client.get_run(run_id)
@@ -335,8 +328,8 @@ def register_model(run_id: str, model: dict, evaluation: dict, split: dict, regi
         if decision.promote:
             move_alias(client, name, alias, version.version, who=f"finetune-flow run {run_id}", why="every gate passed")
 
-    _publish(metrics_markdown(name, version.version, decision.promote, reasons, evaluation["metrics"], alias),
-             f"{name} v{version.version}: {'promoted' if decision.promote else 'not promoted'}")
+    publish_markdown("gate-decision", metrics_markdown(name, version.version, decision.promote, reasons, evaluation["metrics"], alias),
+                     f"{name} v{version.version}: {'promoted' if decision.promote else 'not promoted'}")
     logger.info("register: %s v%s %s; %s", name, version.version, f"promoted to @{alias}" if decision.promote else "not promoted", "; ".join(reasons))
     return {"model_name": name, "model_version": int(version.version), "promoted": decision.promote, "alias": alias if decision.promote else None, "reasons": reasons}
 

@@ -70,7 +70,7 @@ def tokenize_data(split: dict, model: ModelConfig, max_length: int, cache: Cache
     """
     logger = step_logger()
     tokenizer_path = resolve_model_path(model.name_or_path)
-    key = fingerprint("tokenize", split["key"], model_fingerprint(tokenizer_path, TOKENIZER_FILES), max_length)
+    key = fingerprint("tokenize", 2, split["key"], model_fingerprint(tokenizer_path, TOKENIZER_FILES), max_length)
 
     def make(folder: Path) -> dict:
         tokenizer = load_tokenizer(model)
@@ -81,6 +81,7 @@ def tokenize_data(split: dict, model: ModelConfig, max_length: int, cache: Cache
             encoded, lengths = encode(tokenizer, frame["text"].tolist(), max_length)
             columns = {**encoded, "labels": frame["label_id"].tolist(), "row_id": frame["row_id"].tolist()}
             Dataset.from_dict(columns).save_to_disk(str(folder / name))
+            np.save(folder / f"{name}_lengths.npy", lengths)  # full lengths, for the data report's histogram
             stats[name] = length_stats(lengths, max_length)
         return {"lengths": stats, "max_length": max_length}
 
@@ -92,4 +93,5 @@ def tokenize_data(split: dict, model: ModelConfig, max_length: int, cache: Cache
         " (cached)" if entry.reused else "",
     )
     paths = {name: str(entry.path / name) for name in SPLITS}
-    return {"paths": paths, "key": key, "reused": entry.reused, "labels": split["labels"], **entry.meta}
+    lengths = {name: str(entry.path / f"{name}_lengths.npy") for name in SPLITS}
+    return {"paths": paths, "length_files": lengths, "key": key, "reused": entry.reused, "labels": split["labels"], **entry.meta}

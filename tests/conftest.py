@@ -83,16 +83,41 @@ def toy_csv(tmp_path) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def empty_store(tmp_path_factory) -> Path:
+    """An MLflow sqlite store with its schema created once: a fresh one costs ~10 s of migrations."""
+    from mlflow import MlflowClient
+
+    path = tmp_path_factory.mktemp("store-template") / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}", f"sqlite:///{path}").search_experiments()
+    return path
+
+
 @pytest.fixture
-def make_config(tmp_path, tiny_model_dir):
+def new_store(empty_store):
+    """new_store(folder) -> the URI of a real, empty MLflow store in folder (a copy of the migrated template)."""
+    import shutil
+
+    def make(folder: Path) -> str:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not (folder / "mlflow.db").exists():
+            shutil.copy(empty_store, folder / "mlflow.db")
+        return f"sqlite:///{folder / 'mlflow.db'}"
+
+    return make
+
+
+@pytest.fixture
+def make_config(tmp_path, tiny_model_dir, new_store):
     """Config factory for the tiny model with MLflow and the cache in tmp_path."""
+    uri = new_store(tmp_path / "mlruns")
 
     def make(**sections) -> FinetuneConfig:
         tree = {
             "model": {"name_or_path": str(tiny_model_dir)},
             "train": {"epochs": 1, "batch_size": 16, "learning_rate": 1e-3, "max_length": 32, "precision": "fp32"},
             "registry": {"model_name": "tiny", "min_accuracy": 0.0, "min_f1": 0.0},
-            "tracking": {"uri": f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"},
+            "tracking": {"uri": uri},
             "cache": {"dir": str(tmp_path / "cache")},
         }
         for section, values in sections.items():

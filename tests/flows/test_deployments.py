@@ -51,6 +51,7 @@ def local_prefect(request, tmp_path):
     make("prefect-stop", timeout=120)
 
 
+@pytest.mark.slow  # ~1.5 min: a real Prefect server, work pool, worker and deployments
 def test_deploy_trigger_schedule_and_stop(local_prefect, tmp_path, tiny_model_dir, toy_csv):
     up = local_prefect("schedule-up", timeout=400)
     assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-2000:]

@@ -43,7 +43,14 @@ def test_gate_passes_registers_and_promotes(prefect_server, make_config, messy_c
     assert run.data.metrics["rows_quarantined_conflicting_labels"] == 2
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
     assert {"evaluation/confusion_validation.png", "evaluation/confusion_test.png", "evaluation/metrics.json"} <= artifacts
-    assert [a.path for a in client.list_artifacts(run.info.run_id, "data") if a.path.endswith("quarantine.csv")]
+    data_artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "data")}
+    assert {"data/quarantine.csv", "data/data_report.json", "data/data_report.md", "data/token_lengths.png"} <= data_artifacts
+    report = json.loads(open(client.download_artifacts(run.info.run_id, "data/data_report.json")).read())
+    assert report["rows"]["clean_in"] == report["rows"]["kept"] + report["rows"]["quarantined"] == 85
+    assert report["quarantined_by_reason"] == {"null_text": 1, "empty_text": 1, "duplicate": 1, "conflicting_labels": 2}
+    assert report["duplicates_dropped"] == 1
+    assert sum(sum(c.values()) for c in report["class_balance"].values()) == 80
+    assert set(report["tokens"]) == {"train", "validation", "test"} and report["tokens"]["train"]["max"] >= report["tokens"]["train"]["p95"]
 
     version = client.get_model_version_by_alias("tiny", "champion")
     assert str(version.version) == "1" and version.tags["gate_passed"] == "true"
@@ -106,7 +113,7 @@ def test_cli_bad_input_is_one_line_no_trace_nothing_registered(request, tmp_path
     result = _cli(f"data.path={tmp_path / 'missing.csv'}", f"tracking.uri={uri}", f"cache.dir={tmp_path / 'c'}", cwd=request.config.rootpath)
     assert result.returncode == 2
     assert [line for line in result.stderr.splitlines() if line.startswith("error:")] == [
-        f"error: data file '{tmp_path / 'missing.csv'}' not found: set data.path to an existing CSV/TSV/JSONL/Parquet file"
+        f"error: data file '{tmp_path / 'missing.csv'}' not found: set data.path to an existing CSV/TSV/JSONL/Parquet file or folder"
     ]
     assert "Traceback" not in result.stderr + result.stdout
     # What Prefect persisted about the failure is JSON, not a pickle.

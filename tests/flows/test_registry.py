@@ -2,6 +2,7 @@
 a crash before the alias moves, batch prediction on the champion, and the real MLflow server's view."""
 
 import json
+import shutil
 import subprocess
 import sys
 import threading
@@ -21,11 +22,13 @@ from tests.conftest import toy_frame
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory, tiny_model_dir, prefect_server):
+def store(tmp_path_factory, tiny_model_dir, prefect_server, empty_store):
     """Two real flow runs into one store: v1 promoted, v2 registered with registry.promote=false."""
     root = tmp_path_factory.mktemp("registry")
     data = root / "toy.csv"
     toy_frame().to_csv(data, index=False)
+    (root / "mlruns").mkdir()
+    shutil.copy(empty_store, root / "mlruns" / "mlflow.db")
     uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
 
     def config(**registry):
@@ -159,8 +162,8 @@ def _gate(uri, name, run_id, model, evaluation, split, **registry):
     return register_model.fn(run_id, model, evaluation, split, RegistryConfig(model_name=name, **registry), TrackingConfig(uri=uri))
 
 
-def test_two_promotions_at_once_are_serialised(tmp_path, monkeypatch):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def test_two_promotions_at_once_are_serialised(tmp_path, monkeypatch, new_store):
+    uri = new_store(tmp_path)
     client = _client(uri)
     better, worse = _candidate(client, uri, "race", 0.90, "a"), _candidate(client, uri, "race", 0.85, "b")
     real = tasks.register.current_version
@@ -189,8 +192,8 @@ def test_two_promotions_at_once_are_serialised(tmp_path, monkeypatch):
     assert str(client.get_model_version_by_alias("race", "champion").version) == str(results["better"]["model_version"])
 
 
-def test_a_crash_between_register_and_alias_keeps_the_old_champion(tmp_path, monkeypatch):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+def test_a_crash_between_register_and_alias_keeps_the_old_champion(tmp_path, monkeypatch, new_store):
+    uri = new_store(tmp_path)
     client = _client(uri)
     assert _gate(uri, "crash", *_candidate(client, uri, "crash", 0.80, "old"))["promoted"]
     newer = _candidate(client, uri, "crash", 0.95, "new")

@@ -17,7 +17,7 @@ import tasks.register
 from flows.finetune import finetune
 from tests.conftest import toy_frame
 
-ALL_STEPS = ["ingest", "clean", "split", "tokenize", "fine_tune", "evaluate"]
+ALL_STEPS = ["ingest", "clean", "split", "tokenize", "report", "fine_tune", "evaluate"]
 
 
 def _versions(cfg):
@@ -34,7 +34,7 @@ def test_reruns_reuse_exactly_what_did_not_change(prefect_server, make_config, t
     assert "no new version registered" in warm["reasons"][0]
 
     new_lr = finetune(make_config(data={"path": str(toy_csv)}, train={"learning_rate": 5e-4}))
-    assert new_lr["reused_steps"] == ["ingest", "clean", "split", "tokenize"]
+    assert new_lr["reused_steps"] == ["ingest", "clean", "split", "tokenize", "report"]
 
     new_length = finetune(make_config(data={"path": str(toy_csv)}, train={"max_length": 24}))
     assert new_length["reused_steps"] == ["ingest", "clean", "split"]
@@ -97,6 +97,7 @@ def _flow_cmd(root, data, workdir, *extra):
     ]
 
 
+@pytest.mark.slow  # ~2 min: a real subprocess killed mid-training, then resumed
 def test_killed_training_resumes_from_its_checkpoint(request, tmp_path, tiny_model_dir):
     root = request.config.rootpath
     data = tmp_path / "big.csv"

@@ -178,3 +178,26 @@ def test_integral_float_labels_read_as_integers(tmp_path):
     path.write_text('{"text": "a", "label": 1.0}\n{"text": "b", "label": 2}\n{"text": "c", "label": "pos"}\n')
     raw, _ = _read(path)
     assert raw["label"].tolist() == ["1", "2", "pos"]
+
+
+def test_streaming_in_chunks_gives_the_same_rows(tmp_path):
+    from tasks.ingest import iter_source
+
+    path = tmp_path / "rows.csv"
+    frame = pd.DataFrame({"text": [f"text {i}" for i in range(25)], "label": ["a", "b"] * 12 + ["a"]})
+    frame.to_csv(path, index=False)
+    chunks = list(iter_source(DataConfig(path=str(path)), chunk_rows=10))
+    assert [len(raw) for raw, _ in chunks] == [10, 10, 5]
+    streamed = pd.concat([raw for raw, _ in chunks], ignore_index=True)
+    assert streamed["row_id"].tolist() == list(range(25))
+    whole, counts = read_source(DataConfig(path=str(path)))
+    assert streamed["text"].tolist() == whole["text"].tolist() and counts["rows_out"] == 25
+
+
+def test_ingest_task_writes_every_row_it_reads(tmp_path):
+    path = tmp_path / "rows.csv"
+    path.write_bytes(b"text,label\nok,a\ncaf\xe9,b\n,a\n")
+    result = ingest_data.fn(DataConfig(path=str(path)), CacheConfig(dir=str(tmp_path / "cache")))
+    stored = pd.read_parquet(result["path"])
+    assert result["rows_read"] == result["rows_out"] == len(stored) == 3
+    assert stored["problem"].tolist()[1] == "undecodable_bytes" and pd.isna(stored["text"].iloc[2])

@@ -1,0 +1,114 @@
+"""The data report: where every row went, class balance per split, and text length in tokens.
+
+Written as JSON and a PNG histogram (logged to MLflow under data/) and published as a
+Prefect markdown artifact, so a reviewer sees what the model was trained on without
+opening a notebook.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from prefect import task
+
+from schemas.config import CacheConfig
+from tasks.cache import StepCache, fingerprint
+from tasks.logs import publish_markdown, step_logger, timed
+from tasks.split import SPLITS
+
+
+def build_report(raw: dict, clean: dict, split: dict, tokens: dict) -> dict:
+    """The report as one JSON-able dict (pure: counts come from the steps' results)."""
+    reasons = clean["quarantine_reasons"]
+    return {
+        "source": raw.get("source"),
+        "rows": {
+            "read": raw["rows_read"], "not_reviews": raw.get("rows_not_reviews", 0), "undecodable": raw.get("rows_undecodable", 0),
+            "clean_in": clean["rows_in"], "kept": clean["rows_kept"], "quarantined": clean["rows_quarantined"],
+            "not_sampled": split.get("rows_not_sampled", 0),
+            **{f"in_{name}": part["rows"] for name, part in split["splits"].items()},
+        },
+        "quarantined_by_reason": reasons,
+        "duplicates_dropped": reasons.get("duplicate", 0),
+        "labels": split["labels"],
+        "class_balance": {name: part["per_class"] for name, part in split["splits"].items()},
+        "max_length": tokens["max_length"],
+        "tokens": tokens["lengths"],
+        "quarantine_file": clean["quarantine"] if clean["rows_quarantined"] else None,
+    }
+
+
+def report_markdown(report: dict) -> str:
+    rows = report["rows"]
+    lines = [
+        "# Data report", "",
+        f"Source `{report['source']}`: {rows['read']} rows read"
+        + (f" ({rows['not_reviews']} not reviews, left out)" if rows["not_reviews"] else "")
+        + f"; {rows['clean_in']} in = {rows['kept']} kept + {rows['quarantined']} quarantined"
+        + (f"; {rows['not_sampled']} kept rows left out by data.max_rows" if rows["not_sampled"] else "") + ".", "",
+        "| quarantine reason | rows |", "|---|---|",
+        *[f"| {reason} | {n} |" for reason, n in sorted(report["quarantined_by_reason"].items())], "",
+        "| split | rows | " + " | ".join(report["labels"]) + " |", "|---|---|" + "---|" * len(report["labels"]),
+        *[f"| {name} | {sum(counts.values())} | " + " | ".join(str(counts.get(label, 0)) for label in report["labels"]) + " |"
+          for name, counts in report["class_balance"].items()], "",
+        f"| split | tokens p50 | p95 | max | truncated at {report['max_length']} |", "|---|---|---|---|---|",
+        *[f"| {name} | {s['p50']:.0f} | {s['p95']:.0f} | {s['max']} | {s['truncated']} ({s['fraction_truncated']:.1%}) |"
+          for name, s in report["tokens"].items()],
+    ]
+    if report["quarantine_file"]:
+        lines += ["", f"Quarantined rows with their reason: `{report['quarantine_file']}`"]
+    return "\n".join(lines) + "\n"
+
+
+def plot_lengths(length_files: dict[str, str], max_length: int, path: Path) -> None:
+    """Histogram of text length in tokens per split, with the truncation point marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lengths = {name: np.load(file) for name, file in length_files.items()}
+    top = max([int(v.max()) for v in lengths.values() if len(v)] + [max_length])
+    bins = np.linspace(0, top + 1, 50)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name in SPLITS:
+        if name in lengths and len(lengths[name]):
+            ax.hist(lengths[name], bins=bins, alpha=0.5, label=f"{name} ({len(lengths[name])})", density=True)
+    ax.axvline(max_length, color="red", linestyle="--", label=f"max_length {max_length} (longer texts are truncated)")
+    ax.set_xlabel("text length in tokens")
+    ax.set_ylabel("share of texts")
+    ax.set_title("Text length per split")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+@task(name="report")
+@timed
+def report_data(raw: dict, clean: dict, split: dict, tokens: dict, cache: CacheConfig) -> dict:
+    """Write data_report.json, data_report.md and token_lengths.png; publish the markdown to Prefect.
+
+    Args:
+        raw, clean, split, tokens: the data steps' results.
+        cache: where step outputs live.
+    Returns:
+        the report folder and the report itself.
+    """
+    logger = step_logger()
+    key = fingerprint("report", 1, raw["key"], clean["key"], split["key"], tokens["key"])
+
+    def make(folder: Path) -> dict:
+        report = build_report(raw, clean, split, tokens)
+        (folder / "data_report.json").write_text(json.dumps(report, indent=1))
+        (folder / "data_report.md").write_text(report_markdown(report))
+        plot_lengths(tokens["length_files"], tokens["max_length"], folder / "token_lengths.png")
+        return report
+
+    entry = StepCache(cache.resolved_dir(), "report", key).build(make, refresh=cache.refresh)
+    publish_markdown("data-report", report_markdown(entry.meta), "rows, quarantine, class balance, token lengths")
+    truncated = sum(s["truncated"] for s in entry.meta["tokens"].values())
+    logger.info("report: %s (%d texts truncated at %d tokens)", entry.path / "data_report.md", truncated, entry.meta["max_length"])
+    return {"path": str(entry.path), "key": key, "reused": entry.reused, "texts_truncated": truncated}

@@ -1,0 +1,114 @@
+"""The bad-input battery through the real entry point: `python flows/finetune.py ...` as a user runs it.
+
+Each error case must end with one `error:` line that says what is wrong and which option fixes
+it, exit code 2, no traceback, and nothing registered. Row-level problems must be quarantined
+with a reason and counted, and the run must still train and register.
+"""
+
+import json
+import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from tests.conftest import toy_frame
+
+
+def _write(path, content):
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif isinstance(content, pd.DataFrame):
+        content.to_csv(path, index=False)
+    else:
+        path.write_text(content)
+    return path
+
+
+def _two_classes(n_pos, n_neg):
+    return pd.DataFrame({"text": [f"pos text {i}" for i in range(n_pos)] + [f"neg text {i}" for i in range(n_neg)],
+                         "label": ["pos"] * n_pos + ["neg"] * n_neg})
+
+
+# name: (file name, content, extra options, expected error line as a regex)
+ERROR_CASES = {
+    "missing file": ("absent.csv", None, [], r"error: data file '.*absent.csv' not found: set data.path to an existing CSV/TSV/JSONL/Parquet file or folder"),
+    "empty file": ("empty.csv", "", [], r"error: 'empty.csv' is empty: it has no header and no rows"),
+    "header only": ("header.csv", "text,label\n", [], r"error: 'header.csv' has a header but no data rows"),
+    "wrong columns": ("cols.csv", "review,stars\ngood,5\n", [], r"error: column 'text' not found in 'cols.csv'; columns are \['review', 'stars'\]: set data.text_column"),
+    "single class": ("one.csv", _two_classes(12, 0), [], r"error: only one class \('pos'\) in the data: a classifier needs at least two labels"),
+    "class too small": ("small.csv", _two_classes(12, 2), [], r"error: .*'neg' has 2.*needs at least 3"),
+    "binary file": ("model.csv", b"PK\x03\x04\x00\x00\x00binary", [], r"error: 'model.csv' looks binary \(NUL bytes in its first 8 KB\), not csv text: .*data.format"),
+    "labels not in data": ("labels.csv", _two_classes(12, 12), ["data.labels=[pos,neg,meh]"], r"error: data.labels names \['meh'\] but no clean row has them; labels found: \['neg', 'pos'\]"),
+    "wrong encoding": ("cp1252.csv", "text,label\n\u201chi\u201d,pos\n\u2019yo,neg\nok,pos\n".encode("cp1252"), [],
+                       r"error: 'cp1252.csv' is not utf-8 text: line 2 \(bytes b'\\x93'\) does not decode, and 2 of 3 rows have such bytes; set data.encoding"),
+}
+
+
+def _run(root, env, args):
+    return subprocess.run([sys.executable, "flows/finetune.py", *args], cwd=root, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_every_bad_input_is_one_clear_line_exit_2_nothing_registered(request, tmp_path, tiny_model_dir, cli_env, new_store):
+    jobs, uri = {}, new_store(tmp_path / "mlruns")
+    for name, (file_name, content, extra, _) in ERROR_CASES.items():
+        folder = tmp_path / name.replace(" ", "_")
+        folder.mkdir()
+        path = folder / file_name if content is None else _write(folder / file_name, content)
+        jobs[name] = [f"data.path={path}", f"model.name_or_path={tiny_model_dir}", f"tracking.uri={uri}",
+                      f"cache.dir={folder / 'cache'}", "registry.model_name=tiny", *extra]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = dict(zip(jobs, pool.map(lambda args: _run(request.config.rootpath, cli_env, args), jobs.values())))
+    problems = []
+    for name, result in results.items():
+        pattern = ERROR_CASES[name][3]
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        if result.returncode != 2:
+            problems.append(f"{name}: exit {result.returncode}")
+        if len(errors) != 1 or not re.match(pattern, errors[0]):
+            problems.append(f"{name}: error lines {errors} do not match {pattern!r}")
+        if "Traceback" in result.stderr + result.stdout:
+            problems.append(f"{name}: traceback shown")
+    assert not problems, "\n".join(problems)
+    client = MlflowClient(uri, uri)
+    assert client.search_registered_models() == []
+    runs = client.search_runs([client.get_experiment_by_name("finetune-flow").experiment_id])
+    assert len(runs) == len(ERROR_CASES) and {r.info.status for r in runs} == {"FAILED"}
+
+
+def test_row_level_problems_are_quarantined_counted_and_the_run_trains(request, tmp_path, tiny_model_dir, cli_env, new_store):
+    good = toy_frame(n_per_class=30)
+    long_text = " ".join(["great"] * 300)  # far over max_length 32
+    lines = ["text,label"] + [f"{t},{lab}" for t, lab in zip(good["text"], good["label"])] + [
+        ",pos",                      # null text
+        "   ,neg",                   # whitespace-only text
+        "orphan text,",              # null label
+        f"{good['text'][0]},{good['label'][0]}",  # exact duplicate
+        "contested,pos", "contested,neg",        # same text, two labels
+        "a number label,1",          # mixed label types (words win)
+        f"{long_text},pos",          # kept, truncated
+    ]
+    data = tmp_path / "messy.csv"
+    data.write_bytes(("\n".join(lines) + "\n").encode() + b"caf\xe9 society,neg\n")  # one undecodable row
+    summary_path = tmp_path / "summary.json"
+    result = _run(request.config.rootpath, cli_env, [
+        f"data.path={data}", f"model.name_or_path={tiny_model_dir}", f"tracking.uri={new_store(tmp_path / 'mlruns')}",
+        f"cache.dir={tmp_path / 'cache'}", "registry.model_name=tiny", "registry.min_accuracy=0", "registry.min_f1=0",
+        "train.epochs=1", "train.max_length=32", "train.precision=fp32", f"--summary-json={summary_path}"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(summary_path.read_text())
+    expected = {"null_text": 1, "empty_text": 1, "null_label": 1, "duplicate": 1, "conflicting_labels": 2, "mixed_label_type": 1, "undecodable_bytes": 1}
+    assert summary["quarantine_reasons"] == expected
+    assert summary["rows_in"] == 69 == summary["rows_kept"] + summary["rows_quarantined"] and summary["rows_quarantined"] == 8
+    assert summary["texts_truncated"] == 1 and summary["promoted"]
+    quarantine = pd.read_csv(summary["quarantine_file"], keep_default_na=False)
+    assert quarantine["reason"].value_counts().to_dict() == expected
+    assert quarantine.loc[quarantine["reason"] == "undecodable_bytes", "text"].tolist() == ["caf\\xe9 society"]
+    assert f"quarantine   {summary['quarantine_file']}" in result.stdout
+    assert "truncated    1 texts longer than train.max_length" in result.stdout
+    report = json.loads(Path(summary["data_report"]).with_suffix(".json").read_text())
+    assert report["tokens"]["train"]["truncated"] + report["tokens"]["validation"]["truncated"] + report["tokens"]["test"]["truncated"] == 1

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import pandas as pd
 from prefect import task
 
@@ -161,6 +162,8 @@ def _as_text(column: pd.Series) -> pd.Series:
             return str(int(v))
         return str(v)
 
+    if isinstance(column.dtype, pd.StringDtype):  # CSV/TSV cells: already text or null
+        return column
     return column.map(one).astype(object)
 
 
@@ -169,7 +172,9 @@ def undecodable_rows(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
     bad = pd.Series(False, index=frame.index)
     for column in columns:
         cells = frame[column]
-        if pd.api.types.is_string_dtype(cells) or cells.dtype == object:
+        if pd.api.types.is_string_dtype(cells):
+            bad |= cells.str.contains(BAD_BYTE_MARK, regex=False).fillna(False).astype(bool)
+        elif cells.dtype == object:
             bad |= cells.map(lambda v: isinstance(v, str) and BAD_BYTE_MARK in v).astype(bool)
     return bad
 
@@ -201,8 +206,8 @@ def _to_raw(frame: pd.DataFrame, data: DataConfig, source_name: str, header: boo
         parts = [[None if pd.isna(v) else v for v in _as_text(frame[c])] for c in texts]
         text = pd.Series([None if all(p is None for p in row) else "\n".join(p for p in row if p) for row in zip(*parts)],
                          index=frame.index, dtype=object)
-    raw = pd.DataFrame({"row_id": range(len(frame)), "text": text.to_numpy(), "label": _as_text(frame[label]).to_numpy(),
-                        "problem": pd.Series([None] * len(frame), dtype=object).to_numpy()})
+    raw = pd.DataFrame({"row_id": np.arange(len(frame), dtype=np.int64), "text": text.array, "label": _as_text(frame[label]).array,
+                        "problem": np.full(len(frame), None, dtype=object)})
     n_bad = int(bad.sum())
     if n_bad:
         where = bad.to_numpy()
@@ -348,7 +353,7 @@ def ingest_data(data: DataConfig, cache: CacheConfig) -> dict:
         totals: dict[str, int] = {}
         with pq.ParquetWriter(folder / "rows.parquet", schema) as writer:
             for raw, counts in iter_source(data):
-                writer.write_table(pa.Table.from_pandas(raw.astype({"text": object, "label": object, "problem": object}), schema=schema, preserve_index=False))
+                writer.write_table(pa.Table.from_pandas(raw, schema=schema, preserve_index=False))
                 totals = {k: totals.get(k, 0) + v for k, v in counts.items()}
         if totals["rows_read"] != totals["rows_out"] + totals["rows_not_reviews"]:
             raise AssertionError(f"ingest row accounting broke: {totals}")

@@ -1,3 +1,4 @@
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -74,3 +75,33 @@ def test_ingest_problems_are_quarantined_with_their_reason():
     kept, quarantine = clean_frame(raw)
     assert quarantine.iloc[0].to_dict() == {"row_id": 0, "text": "caf\\xe9", "label": "pos", "reason": "undecodable_bytes"}
     assert kept["text"].tolist() == ["fine"]
+
+
+@pytest.mark.parametrize("text", ["  a\tb\n c ", "caf\u0065\u0301 x", "a\u00a0\u2003b\u3000", "", "   ", "x\u200by", "\u2028a\u2029"])
+def test_vectorised_normalise_matches_the_rule(text):
+    from tasks.clean import _normalise, normalise_texts
+
+    out = normalise_texts(pd.Series([text, None]))
+    assert out.iloc[0] == _normalise(text) and pd.isna(out.iloc[1])
+
+
+def test_fast_normalise_matches_python_on_every_ascii_whitespace_case():
+    from tasks.clean import _normalise, normalise_texts
+
+    cases = ["plain text", " lead", "trail ", "two  spaces", "tab\there", "nl\nx", "cr\rx", "vt\x0bx", "ff\x0cx", "fs\x1cx", "us\x1fx", "", " ", "x"]
+    out = normalise_texts(pd.Series(cases))
+    assert out.tolist() == [_normalise(c) for c in cases]
+
+
+def test_conflicts_and_duplicates_on_chunked_arrow_strings():
+    import pyarrow as pa
+
+    from tasks.clean import conflicts_and_duplicates
+
+    chunked = pa.chunked_array([["a", "b", None], ["a", "a", "c"]])
+    text = pd.Series(pd.arrays.ArrowStringArray(chunked))
+    label = pd.Series(["x", "x", "x", "y", "x", "x"])
+    alive = np.array([True, True, False, True, True, True])
+    conflicting, duplicate = conflicts_and_duplicates(text, label, alive)
+    assert conflicting.tolist() == [True, False, False, True, True, False]
+    assert duplicate.tolist() == [False, False, False, False, True, False]

@@ -50,15 +50,15 @@ def test_reruns_reuse_exactly_what_did_not_change(prefect_server, make_config, t
 
 
 def test_flaky_source_is_retried_into_one_result(prefect_server, make_config, toy_csv, monkeypatch):
-    real, calls = tasks.ingest.read_source, []
+    real, calls = tasks.ingest.iter_source, []
 
-    def flaky(data):
+    def flaky(data, *args):
         calls.append(1)
         if len(calls) <= 2:
             raise ConnectionError("network share hiccup")
-        return real(data)
+        return real(data, *args)
 
-    monkeypatch.setattr(tasks.ingest, "read_source", flaky)
+    monkeypatch.setattr(tasks.ingest, "iter_source", flaky)
     cfg = make_config(data={"path": str(toy_csv)}, runtime={"io_retries": 2, "io_retry_delay_seconds": 0})
     summary = finetune(cfg)
     assert len(calls) == 3 and summary["model_version"] == 1
@@ -82,8 +82,8 @@ def test_registry_failing_once_gives_exactly_one_version(prefect_server, make_co
 
 
 def test_validation_errors_are_not_retried(prefect_server, make_config, toy_csv, monkeypatch):
-    real, calls = tasks.ingest.read_source, []
-    monkeypatch.setattr(tasks.ingest, "read_source", lambda data: calls.append(1) or real(data))
+    real, calls = tasks.ingest.iter_source, []
+    monkeypatch.setattr(tasks.ingest, "iter_source", lambda data, *args: calls.append(1) or real(data, *args))
     with pytest.raises(Exception, match="column 'nope' not found"):
         finetune(make_config(data={"path": str(toy_csv), "text_column": "nope"}, runtime={"io_retry_delay_seconds": 0}))
     assert len(calls) == 1

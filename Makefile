@@ -9,7 +9,7 @@ ARGS   ?=
 PYTEST_ARGS ?=
 MLFLOW_URI := sqlite:///$(CURDIR)/mlruns/mlflow.db
 
-.PHONY: setup run test test-slow test-all ui ui-check predict versions promote rollback clean-cache cache-report lock bench-cache bench-overhead bench-throughput \
+.PHONY: setup run test test-slow test-all ui ui-check predict versions promote rollback clean-cache cache-report lock bench-cache bench-overhead bench-data bench-throughput \
         prefect-server prefect-pool prefect-deploy prefect-worker prefect-trigger prefect-stop schedule-up
 
 $(STAMP): requirements.lock requirements-embedded.txt pyproject.toml
@@ -68,6 +68,9 @@ bench-cache: setup  ## cold vs identical vs learning-rate-changed re-run (bench/
 
 bench-overhead: setup  ## orchestration overhead of one flow run (bench/overhead.py)
 	$(BIN)/python bench/overhead.py
+
+bench-data: setup  ## 1,000,000-row CSV through ingest + clean + split (bench/data.py)
+	$(BIN)/python bench/data.py
 
 bench-throughput: setup  ## run_glue baseline vs our fine-tune step (bench/throughput.py)
 	$(BIN)/python bench/throughput.py

@@ -99,6 +99,7 @@ def _training_args(train: TrainConfig, out: Path, device: str, precision: str, s
         report_to="none",
         dataloader_num_workers=0,
         disable_tqdm=False,
+        ddp_backend=("gloo" if device == "cpu" else "nccl") if train.nproc > 1 else None,
     )
 
 
@@ -138,10 +139,11 @@ def train_model(tokens: dict, model_cfg: ModelConfig, train: TrainConfig, seed: 
     )
     resume = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
     result = trainer.train(resume_from_checkpoint=resume)
-    trainer.save_model(str(folder / "model"))
-    (folder / "training_config.json").write_text(
-        json.dumps({"train": train.model_dump(), "model": model_cfg.model_dump(), "seed": seed, "labels": labels}, indent=1)
-    )
+    trainer.save_model(str(folder / "model"))  # the main process only, under DDP
+    if trainer.is_world_process_zero():
+        (folder / "training_config.json").write_text(
+            json.dumps({"train": train.model_dump(), "model": model_cfg.model_dump(), "seed": seed, "labels": labels}, indent=1)
+        )
     return {
         "device": device,
         "precision": precision,
@@ -153,7 +155,38 @@ def train_model(tokens: dict, model_cfg: ModelConfig, train: TrainConfig, seed: 
         "best_checkpoint": Path(trainer.state.best_model_checkpoint).name if trainer.state.best_model_checkpoint else None,
         "best_val_f1": trainer.state.best_metric,
         "history": trainer.state.log_history,
+        "nproc": trainer.args.world_size,
     }
+
+
+def train_distributed(tokens: dict, model_cfg: ModelConfig, train: TrainConfig, seed: int, folder: Path, checkpoints: Path) -> dict:
+    """train_model in train.nproc processes under torchrun (HF Trainer's DDP); rank 0 saves and reports.
+
+    Runs `python -m torch.distributed.run` from this venv; each rank gets an equal share of the CPU threads.
+    """
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    job = folder / ".ddp-job.json"
+    result = folder / ".ddp-result.json"
+    job.write_text(json.dumps({"tokens": tokens, "model": model_cfg.model_dump(), "train": train.model_dump(), "seed": seed,
+                               "folder": str(folder), "checkpoints": str(checkpoints), "result": str(result)}))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    threads = max(1, (os.cpu_count() or 1) // train.nproc)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(train.nproc), "--nnodes", "1",
+           "--master_addr", "127.0.0.1", "--master_port", str(port), "-m", "tasks.train_ddp", str(job)]
+    done = subprocess.run(cmd, env=env)
+    if done.returncode != 0 or not result.is_file():
+        raise RuntimeError(f"distributed training (torchrun, {train.nproc} processes) failed with exit code {done.returncode}; see its log above")
+    meta = json.loads(result.read_text())
+    job.unlink()
+    result.unlink()
+    return meta
 
 
 @task(name="fine_tune")
@@ -172,14 +205,16 @@ def fine_tune(tokens: dict, model: ModelConfig, train: TrainConfig, cache: Cache
     """
     logger = step_logger()
     base = resolve_model_path(model.name_or_path)
-    settings = train.model_dump(exclude={"eval_batch_size"})
+    # nproc changes the effective batch, so it is part of the key; left out at 1 so older entries stay valid
+    settings = train.model_dump(exclude={"eval_batch_size"} | ({"nproc"} if train.nproc == 1 else set()))
     key = fingerprint("train", tokens["key"], model_fingerprint(base), settings, model.trust_remote_code, seed)
     checkpoints = cache.resolved_dir() / "checkpoints" / key
     if cache.refresh:
         shutil.rmtree(checkpoints, ignore_errors=True)
 
     def make(folder: Path) -> dict:
-        return train_model(tokens, model, train, seed, folder, checkpoints)
+        run = train_distributed if train.nproc > 1 else train_model
+        return run(tokens, model, train, seed, folder, checkpoints)
 
     entry = StepCache(cache.resolved_dir(), "train", key).build(make, refresh=cache.refresh)
     shutil.rmtree(checkpoints, ignore_errors=True)

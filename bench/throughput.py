@@ -88,6 +88,8 @@ def main() -> None:
     parser.add_argument("--model", default=ModelConfig().name_or_path, help="model folder (default: embedded MiniLM)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--skip-baseline", action="store_true", help="only measure ours")
+    parser.add_argument("--variant", action="append", default=[], metavar="KEY=VALUE",
+                        help="also train ours with this train.* option changed (e.g. compile=true, precision=bf16) and compare")
     args = parser.parse_args()
 
     model_path = resolve_model_path(args.model)
@@ -105,19 +107,32 @@ def main() -> None:
             result.update(baseline_ex_s=round(base_ex_s, 2), baseline_acc=round(heldout_accuracy(base_model, tokenizer, heldout, 128), 4))
             print(f"baseline (pad to 128, fp32): {base_ex_s:6.1f} examples/s, held-out accuracy {result['baseline_acc']:.4f}")
         tokens = {"paths": save_tokens(tokenizer, {"train": train, "validation": validation}, cfg.max_length, tmp), "labels": labels}
-        started = time.perf_counter()
-        meta = train_model(tokens, ModelConfig(name_or_path=args.model), cfg, args.seed, tmp / "ours", tmp / "ckpt")
-        ours_ex_s = len(train) / (time.perf_counter() - started)
-        ours = AutoModelForSequenceClassification.from_pretrained(tmp / "ours" / "model")
-        result.update(ours_ex_s=round(ours_ex_s, 2), ours_acc=round(heldout_accuracy(ours, tokenizer, heldout, cfg.max_length), 4), ours_precision=meta["precision"])
+
+        def ours(train_cfg: TrainConfig, name: str) -> tuple[float, float, dict]:
+            started = time.perf_counter()
+            meta = train_model(tokens, ModelConfig(name_or_path=args.model), train_cfg, args.seed, tmp / name, tmp / f"ckpt-{name}")
+            ex_s = len(train) / (time.perf_counter() - started)
+            model = AutoModelForSequenceClassification.from_pretrained(tmp / name / "model")
+            return ex_s, heldout_accuracy(model, tokenizer, heldout, train_cfg.max_length), meta
+
+        ours_ex_s, ours_acc, meta = ours(cfg, "ours")
+        result.update(ours_ex_s=round(ours_ex_s, 2), ours_acc=round(ours_acc, 4), ours_precision=meta["precision"])
         print(f"ours ({meta['device']}/{meta['precision']}, per-batch padding, length-grouped, incl. per-epoch validation and checkpoint): "
               f"{ours_ex_s:6.1f} examples/s, held-out accuracy {result['ours_acc']:.4f}")
+        for variant in args.variant:
+            key, _, value = variant.partition("=")
+            changed = TrainConfig.model_validate({**cfg.model_dump(), key: value})
+            ex_s, acc, meta = ours(changed, f"variant-{key}")
+            print(f"ours with train.{key}={value} ({meta['precision']}): {ex_s:6.1f} examples/s ({ex_s / ours_ex_s:.2f}x ours, "
+                  f"time to train incl. any compilation), held-out accuracy {acc:.4f}")
+            result[f"variant_{key}_ex_s"] = round(ex_s, 2)
     if "baseline_ex_s" in result:
         result["ratio"] = round(result["ours_ex_s"] / result["baseline_ex_s"], 2)
         print(f"ratio {result['ratio']:.2f}x (target >= 6.0), accuracy change {result['ours_acc'] - result['baseline_acc']:+.4f} (target >= -0.02)")
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     print(f"peak RSS {result['peak_rss_mb']:.0f} MB")
-    print(json.dumps({k: result.get(k) for k in ("baseline_ex_s", "ours_ex_s", "ratio", "baseline_acc", "ours_acc", "ours_precision", "peak_rss_mb")}))
+    keys = ("baseline_ex_s", "ours_ex_s", "ratio", "baseline_acc", "ours_acc", "ours_precision", "peak_rss_mb")
+    print(json.dumps({**{k: result.get(k) for k in keys}, **{k: v for k, v in result.items() if k.startswith("variant_")}}))
 
 
 if __name__ == "__main__":

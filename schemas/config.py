@@ -87,6 +87,7 @@ class TrainConfig(_Section):
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto uses a GPU when one is present")
     save_steps: int | None = Field(None, gt=0, description="checkpoint every N steps (default: every epoch)")
+    compile: bool = Field(False, description="torch.compile the model before training (slow to start; measure with bench/throughput.py --variant compile=true)")
     nproc: int = Field(1, ge=1, le=64, description="processes for data-parallel training, launched with torchrun "
                        "(DDP; gloo on CPU, nccl on GPUs); batch_size is per process")
 

@@ -99,6 +99,7 @@ def _training_args(train: TrainConfig, out: Path, device: str, precision: str, s
         report_to="none",
         dataloader_num_workers=0,
         disable_tqdm=False,
+        torch_compile=train.compile,
         ddp_backend=("gloo" if device == "cpu" else "nccl") if train.nproc > 1 else None,
     )
 

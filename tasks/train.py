@@ -24,7 +24,6 @@ from transformers import (
     TrainingArguments,
     set_seed,
 )
-from transformers.trainer_utils import get_last_checkpoint
 
 from schemas.config import CacheConfig, ModelConfig, TrainConfig, resolve_model_path
 from schemas.errors import ConfigError
@@ -110,6 +109,22 @@ def _eval_metrics(prediction) -> dict:
     return {"accuracy": metrics["accuracy"], "f1": metrics["f1_macro"]}
 
 
+def last_complete_checkpoint(checkpoints: Path) -> str | None:
+    """The newest checkpoint a killed run finished writing (trainer_state.json is saved last);
+    newer partial ones are removed so training can write them again."""
+    if not checkpoints.is_dir():
+        return None
+    found = sorted((p for p in checkpoints.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+                   key=lambda p: int(p.name.split("-")[-1]), reverse=True)
+    for candidate in found:
+        try:
+            json.loads((candidate / "trainer_state.json").read_text())
+            return str(candidate)
+        except (OSError, ValueError):  # missing or cut short: the run was killed while saving it
+            shutil.rmtree(candidate, ignore_errors=True)
+    return None
+
+
 def train_model(tokens: dict, model_cfg: ModelConfig, train: TrainConfig, seed: int, folder: Path, checkpoints: Path) -> dict:
     """Train and save the best model into folder/model; returns the training history."""
     device = choose_device(train.device, torch.cuda.is_available())
@@ -138,7 +153,7 @@ def train_model(tokens: dict, model_cfg: ModelConfig, train: TrainConfig, seed: 
         compute_metrics=_eval_metrics,
         callbacks=callbacks,
     )
-    resume = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    resume = last_complete_checkpoint(checkpoints)
     result = trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(str(folder / "model"))  # the main process only, under DDP
     if trainer.is_world_process_zero():

@@ -52,3 +52,17 @@ def test_fine_tune_saves_label_names_and_config(prefect_server, make_config, toy
     assert saved["seed"] == cfg.seed and saved["labels"] == ["neg", "pos"]
     again = fine_tune.fn(tokens, cfg.model, cfg.train, cfg.cache, cfg.seed)
     assert again["reused"] and again["path"] == result["path"]
+
+
+def test_resume_skips_and_removes_a_checkpoint_killed_mid_save(tmp_path):
+    from tasks.train import last_complete_checkpoint
+
+    for step, state in ((20, '{"global_step": 20}'), (40, '{"global_step": 40}'), (60, None), (80, '{"global_st')):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(b"x")
+        if state is not None:
+            (folder / "trainer_state.json").write_text(state)
+    assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-40")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-20", "checkpoint-40"]
+    assert last_complete_checkpoint(tmp_path / "absent") is None

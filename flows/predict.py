@@ -37,7 +37,7 @@ def resolve_model_uri(model: str | None, name: str, alias: str, version: int | N
     return f"models:/{name}/{version}" if version is not None else f"models:/{name}@{alias}"
 
 
-def with_predictions(frame: pd.DataFrame, text_column: str, proba, id2label: dict[int, str], predicted_rows) -> pd.DataFrame:
+def with_predictions(frame: pd.DataFrame, proba, id2label: dict[int, str], predicted_rows) -> pd.DataFrame:
     """The input frame plus predicted label, confidence and per-class probabilities (NaN where not predicted)."""
     out = frame.copy()
     labels = [id2label[i] for i in range(len(id2label))]
@@ -101,7 +101,7 @@ def predict(input_path: str, output_path: str, model_uri: str, tracking_uri: str
     rows = frame.index[usable]
     chosen = [t for t, ok in zip(texts, usable) if ok]
     proba = predict_texts(model, tokenizer, chosen, min(max_length, tokenizer.model_max_length), batch_size)
-    out = with_predictions(frame, text_column, proba, {int(k): v for k, v in model.config.id2label.items()}, rows)
+    out = with_predictions(frame, proba, {int(k): v for k, v in model.config.id2label.items()}, rows)
     out["predict_error"] = usable.map(lambda ok: None if ok else "null or empty text")
     write_table(out, Path(output_path))
     summary = {"model_uri": model_uri, "rows_in": len(frame), "rows_predicted": int(usable.sum()), "rows_not_predicted": int((~usable).sum()),

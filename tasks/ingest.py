@@ -10,6 +10,7 @@ is an error that says which option to change.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import re
 from pathlib import Path
 from typing import Iterator
@@ -97,22 +98,36 @@ def first_bad_line(path: Path, encoding: str) -> tuple[int, bytes] | None:
 
 
 def read_table(path: Path, fmt: str, encoding: str, header: bool = True) -> pd.DataFrame:
-    """Read a table with every cell as text; only empty cells are null. Undecodable bytes are kept
+    """The whole table with every cell as text; only empty cells are null. Undecodable bytes are kept
     as marks (see undecodable_rows); predict uses the same reader."""
-    _refuse_binary(path, fmt, encoding)
+    return next(iter_table(path, fmt, encoding, header))
+
+
+def _reader(path: Path, fmt: str, encoding: str, header: bool, chunk_rows: int | None):
+    """pandas' reader for the format: a frame, or an iterator of frames when chunk_rows is given."""
     enc = _python_encoding(encoding)
+    if fmt in ("csv", "tsv"):
+        return pd.read_csv(path, sep="\t" if fmt == "tsv" else ",", dtype=str, keep_default_na=False, na_values=[""],
+                           encoding=enc, encoding_errors=DECODE_ERRORS, header=0 if header else None, chunksize=chunk_rows)
+    if fmt == "jsonl":
+        return pd.read_json(path, lines=True, dtype=False, encoding=enc, encoding_errors=DECODE_ERRORS, chunksize=chunk_rows)
+    if fmt == "json":
+        return pd.read_json(path, dtype=False, encoding=enc, encoding_errors=DECODE_ERRORS)
+    return pd.read_parquet(path)
+
+
+def iter_table(path: Path, fmt: str, encoding: str, header: bool = True, chunk_rows: int | None = None) -> Iterator[pd.DataFrame]:
+    """The table in frames of at most chunk_rows rows (CSV/TSV/JSONL stream; other formats, or no
+    chunk_rows, come as one frame). Read errors become one-line DataErrors."""
+    _refuse_binary(path, fmt, encoding)
+    streams = bool(chunk_rows) and fmt in ("csv", "tsv", "jsonl")
     try:
-        if fmt in ("csv", "tsv"):
-            frame = pd.read_csv(path, sep="\t" if fmt == "tsv" else ",", dtype=str, keep_default_na=False, na_values=[""],
-                                encoding=enc, encoding_errors=DECODE_ERRORS, header=0 if header else None)
-            if not header:
-                frame.columns = [str(c) for c in frame.columns]
-            return frame
-        if fmt == "jsonl":
-            return pd.read_json(path, lines=True, dtype=False, encoding=enc, encoding_errors=DECODE_ERRORS)
-        if fmt == "json":
-            return pd.read_json(path, dtype=False, encoding=enc, encoding_errors=DECODE_ERRORS)
-        return pd.read_parquet(path)
+        source = _reader(path, fmt, encoding, header, chunk_rows if streams else None)
+        with source if streams else contextlib.nullcontext():
+            for frame in source if streams else [source]:
+                if not header:
+                    frame.columns = [str(c) for c in frame.columns]
+                yield frame
     except UnicodeDecodeError as err:  # a codec that cannot escape (e.g. utf-16 on odd bytes)
         raise DataError(f"'{path.name}' is not valid {encoding} (byte {err.start}): set data.encoding (e.g. cp1252 or latin-1)") from None
     except pd.errors.EmptyDataError:
@@ -121,33 +136,6 @@ def read_table(path: Path, fmt: str, encoding: str, header: bool = True) -> pd.D
         raise DataError(f"cannot read '{path}': permission denied") from None
     except (pd.errors.ParserError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError too
         # Other OSErrors propagate: they may be transient, and Prefect retries them.
-        first = str(err).strip().splitlines()[0][:200]
-        raise DataError(f"cannot read '{path.name}' as {fmt}: {first}; check the file or set data.format") from None
-
-
-def iter_table(path: Path, fmt: str, encoding: str, header: bool = True, chunk_rows: int | None = None) -> Iterator[pd.DataFrame]:
-    """Frames of at most chunk_rows rows (CSV/TSV/JSONL stream; other formats come whole), read as read_table does."""
-    if fmt not in ("csv", "tsv", "jsonl") or not chunk_rows:
-        yield read_table(path, fmt, encoding, header)
-        return
-    _refuse_binary(path, fmt, encoding)
-    enc = _python_encoding(encoding)
-    try:
-        if fmt == "jsonl":
-            reader = pd.read_json(path, lines=True, dtype=False, encoding=enc, encoding_errors=DECODE_ERRORS, chunksize=chunk_rows)
-        else:
-            reader = pd.read_csv(path, sep="\t" if fmt == "tsv" else ",", dtype=str, keep_default_na=False, na_values=[""],
-                                 encoding=enc, encoding_errors=DECODE_ERRORS, header=0 if header else None, chunksize=chunk_rows)
-        with reader:
-            for chunk in reader:
-                if not header:
-                    chunk.columns = [str(c) for c in chunk.columns]
-                yield chunk
-    except pd.errors.EmptyDataError:
-        raise DataError(f"'{path.name}' is empty: it has no header and no rows") from None
-    except PermissionError:
-        raise DataError(f"cannot read '{path}': permission denied") from None
-    except (pd.errors.ParserError, ValueError) as err:
         first = str(err).strip().splitlines()[0][:200]
         raise DataError(f"cannot read '{path.name}' as {fmt}: {first}; check the file or set data.format") from None
 

@@ -13,7 +13,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
-import pytest
 from mlflow import MlflowClient
 
 from tests.conftest import toy_frame

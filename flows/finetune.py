@@ -33,7 +33,7 @@ from tasks.split import split_data
 
 @flow(name="finetune")
 def finetune(cfg: FinetuneConfig) -> dict:
-    """Ingest -> clean -> split -> tokenize -> fine-tune -> evaluate -> register and gate."""
+    """Ingest -> clean -> split -> tokenize -> report -> fine-tune -> evaluate -> log -> register and gate."""
     # The model steps import torch and transformers (several seconds): a run that stops on its data never pays for them.
     from tasks.evaluate import evaluate_model
     from tasks.tokenize import tokenize_data
@@ -42,31 +42,36 @@ def finetune(cfg: FinetuneConfig) -> dict:
     started = time.perf_counter()
     io = {"retries": cfg.runtime.io_retries, "retry_delay_seconds": cfg.runtime.retry_delays()}
     with tracking_run(cfg, flow_run.get_id()) as run_id:
-        raw = ingest_data.with_options(**io)(cfg.data, cfg.cache)
-        clean = clean_data(raw, cfg.data, cfg.cache)
-        split = split_data(clean, cfg.data, cfg.cache, cfg.seed)
-        tokens = tokenize_data(split, cfg.model, cfg.train.max_length, cfg.cache)
+        raw = ingest_data.with_options(**io)(cfg.data, cfg.cache, cfg.task)
+        clean = clean_data(raw, cfg.data, cfg.cache, cfg.task)
+        split = split_data(clean, cfg.data, cfg.cache, cfg.seed, cfg.task)
+        tokens = tokenize_data(split, cfg.model, cfg.train.max_length, cfg.cache, cfg.task)
         report = report_data(raw, clean, split, tokens, cfg.cache)
-        model = fine_tune(tokens, cfg.model, cfg.train, cfg.cache, cfg.seed)
+        model = fine_tune(tokens, cfg.model, cfg.train, cfg.cache, cfg.seed, cfg.task, cfg.registry.compare_on)
         evaluation = evaluate_model(model, tokens, cfg.eval, cfg.train, cfg.cache)
         steps = {"ingest": raw, "clean": clean, "split": split, "tokenize": tokens, "report": report, "fine_tune": model, "evaluate": evaluation}
         logged = log_run.with_options(**io)(run_id, cfg.tracking, steps)
         registered = register_model.with_options(**io)(run_id, model, evaluation, split, cfg.registry, cfg.tracking)
-    return summarize(run_id, {**steps, "log_run": logged, "register": registered}, time.perf_counter() - started)
+    return summarize(run_id, cfg.task, {**steps, "log_run": logged, "register": registered}, time.perf_counter() - started)
 
 
-def summarize(run_id: str, steps: dict, wall_seconds: float) -> dict:
+def summarize(run_id: str, task: str, steps: dict, wall_seconds: float) -> dict:
     """The run's one-object summary (the --summary-json contract)."""
+    from task_types.base import scalar_metrics
+
     raw, clean, evaluation = steps["ingest"], steps["clean"], steps["evaluate"]
     registered = {k: v for k, v in steps["register"].items() if k != "seconds"}
-    val, test = evaluation["metrics"].get("validation", {}), evaluation["metrics"].get("test", {})
+    val, test = (scalar_metrics(evaluation["metrics"].get(split, {})) for split in ("validation", "test"))
     return {
         "run_id": run_id,
+        "task": task,
         **registered,
+        "val_metrics": val,
+        "test_metrics": test or None,
         "val_accuracy": val.get("accuracy"),
-        "val_f1": val.get("f1_macro"),
+        "val_f1": val.get("f1_macro") if task == "classification" else None,
         "test_accuracy": test.get("accuracy"),
-        "test_f1": test.get("f1_macro"),
+        "test_f1": test.get("f1_macro") if task == "classification" else None,
         "rows_in": clean["rows_in"],
         "rows_kept": clean["rows_kept"],
         "rows_quarantined": clean["rows_quarantined"],
@@ -84,16 +89,23 @@ def summarize(run_id: str, steps: dict, wall_seconds: float) -> dict:
 
 def format_summary(summary: dict, tracking_uri: str) -> str:
     """The summary as a user reads it at the end of a run."""
+    from task_types import get_task_type
+
     decision = f"promoted to @{summary['alias']}" if summary["promoted"] else "NOT promoted"
+    headline = get_task_type(summary["task"]).headline
+
+    def figures(metrics: dict) -> str:
+        return "   ".join(f"{name} {metrics[name]:.4f}" for name in headline if name in metrics)
+
     lines = [
         "",
         "=== finetune-flow summary ===",
-        f"model        {summary['model_name']} v{summary['model_version']} ({decision})",
+        f"model        {summary['model_name']} v{summary['model_version']} ({decision}; task {summary['task']})",
         *[f"  - {reason}" for reason in summary["reasons"]],
-        f"validation   accuracy {summary['val_accuracy']:.4f}   macro-F1 {summary['val_f1']:.4f}",
+        f"validation   {figures(summary['val_metrics'])}",
     ]
-    if summary["test_accuracy"] is not None:
-        lines.append(f"test         accuracy {summary['test_accuracy']:.4f}   macro-F1 {summary['test_f1']:.4f}")
+    if summary["test_metrics"]:
+        lines.append(f"test         {figures(summary['test_metrics'])}")
     lines.append(f"rows         {summary['rows_in']} in = {summary['rows_kept']} kept + {summary['rows_quarantined']} quarantined")
     if summary["reused_steps"]:
         lines.append(f"cached       re-used {', '.join(summary['reused_steps'])}")

@@ -1,10 +1,14 @@
-"""finetune-flow predict: label a file of texts with a registered model (default: the champion).
+"""finetune-flow predict: score a file of texts with a registered model (default: the champion).
 
-    python flows/predict.py INPUT OUTPUT [--model models:/NAME@champion] [--text-column text]
+    python flows/predict.py INPUT OUTPUT [--model models:/NAME@champion] [--text-column text] [--text-pair-column COL]
 
 INPUT is CSV/TSV/JSONL/JSON/Parquet; OUTPUT (same choice, from its extension) gets every
-input column plus `predicted_label`, `confidence` and one `proba_<label>` column per class.
-Rows whose text is empty get no prediction and say why in `predict_error`; none is dropped.
+input column plus what the model's task type predicts:
+  classification  predicted_label, confidence, one proba_<label> per class
+  multi_label     predicted_labels (a JSON list; labels at or above their tuned threshold), one proba_<label> per label
+  regression      predicted_value (in the training data's units)
+A model trained on text pairs reads both columns. Rows whose text is empty get no prediction and
+say why in `predict_error`; none is dropped.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from prefect.cache_policies import NO_CACHE
 
 from schemas.config import RegistryConfig, TrackingConfig
 from schemas.errors import ConfigError, DataError, FinetuneError, is_transient
+from task_types import get_task_type
 from tasks.ingest import infer_format, read_table
 from tasks.logs import quiet_user_errors, step_logger
 
@@ -37,18 +42,15 @@ def resolve_model_uri(model: str | None, name: str, alias: str, version: int | N
     return f"models:/{name}/{version}" if version is not None else f"models:/{name}@{alias}"
 
 
-def with_predictions(frame: pd.DataFrame, proba, id2label: dict[int, str], predicted_rows) -> pd.DataFrame:
-    """The input frame plus predicted label, confidence and per-class probabilities (NaN where not predicted)."""
+def with_predictions(frame: pd.DataFrame, outputs, info: dict, predicted_rows) -> pd.DataFrame:
+    """The input frame plus the task type's predict columns (empty where not predicted)."""
+    task_type = get_task_type(info["task"])
     out = frame.copy()
-    labels = [id2label[i] for i in range(len(id2label))]
-    out["predicted_label"] = None
-    out["confidence"] = float("nan")
-    for name in labels:
-        out[f"proba_{name}"] = float("nan")
+    for name in task_type.empty_columns(info["target"]):
+        out[name] = None if name in ("predicted_label", "predicted_labels") else float("nan")
     if len(predicted_rows):
-        out.loc[predicted_rows, "predicted_label"] = [labels[i] for i in proba.argmax(axis=1)]
-        out.loc[predicted_rows, "confidence"] = proba.max(axis=1)
-        out.loc[predicted_rows, [f"proba_{name}" for name in labels]] = proba
+        for name, values in task_type.predict_columns(outputs, info["target"], info["decision"]).items():
+            out.loc[predicted_rows, name] = values
     return out
 
 
@@ -82,10 +84,11 @@ def load_model(model_uri: str, tracking_uri: str):
 
 
 @flow(name="predict")
-def predict(input_path: str, output_path: str, model_uri: str, tracking_uri: str, text_column: str = "text",
-            input_format: str = "auto", encoding: str = "utf-8", batch_size: int = 128, max_length: int = 512) -> dict:
-    """Read the input, predict every non-empty text with the model, write input + predictions."""
-    from tasks.evaluate import predict_texts
+def predict(input_path: str, output_path: str, model_uri: str, tracking_uri: str, text_column: str | None = None,
+            input_format: str = "auto", encoding: str = "utf-8", batch_size: int = 128, max_length: int = 512,
+            text_pair_column: str | None = None) -> dict:
+    """Read the input, predict every non-empty text (or pair) with the model, write input + predictions."""
+    from tasks.inference import logits_for_texts, model_task
 
     logger = step_logger()
     started = time.perf_counter()
@@ -93,18 +96,28 @@ def predict(input_path: str, output_path: str, model_uri: str, tracking_uri: str
     if not source.is_file():
         raise DataError(f"input file '{input_path}' not found")
     frame = read_table(source, infer_format(source, input_format, "--input-format"), encoding)
-    if text_column not in frame.columns:
-        raise DataError(f"column '{text_column}' not found in '{source.name}'; columns are {[str(c) for c in frame.columns]}: set --text-column")
     model, tokenizer = load_model(model_uri, tracking_uri)
-    texts = ["" if pd.isna(v) else str(v) for v in frame[text_column].tolist()]
-    usable = pd.Series([t.strip() != "" for t in texts], index=frame.index)
+    info = model_task(model.config)
+    text_column = text_column or info.get("text_column") or "text"
+    pair_column = (text_pair_column or info.get("text_pair_column") or "text_pair") if info["text_pair"] else None
+    for column, flag in ((text_column, "--text-column"), (pair_column, "--text-pair-column")):
+        if column is not None and column not in frame.columns:
+            raise DataError(f"column '{column}' not found in '{source.name}'; columns are {[str(c) for c in frame.columns]}: set {flag}")
+
+    def cells(column: str) -> list[str]:
+        return ["" if pd.isna(v) else str(v) for v in frame[column].tolist()]
+
+    texts = cells(text_column)
+    pairs = cells(pair_column) if pair_column else None
+    usable = pd.Series([t.strip() != "" and (pairs is None or p.strip() != "") for t, p in zip(texts, pairs or texts)], index=frame.index)
     rows = frame.index[usable]
     chosen = [t for t, ok in zip(texts, usable) if ok]
-    proba = predict_texts(model, tokenizer, chosen, min(max_length, tokenizer.model_max_length), batch_size)
-    out = with_predictions(frame, proba, {int(k): v for k, v in model.config.id2label.items()}, rows)
-    out["predict_error"] = usable.map(lambda ok: None if ok else "null or empty text")
+    chosen_pairs = [p for p, ok in zip(pairs, usable) if ok] if pairs is not None else None
+    logits = logits_for_texts(model, tokenizer, chosen, min(max_length, tokenizer.model_max_length), batch_size, pairs=chosen_pairs)
+    out = with_predictions(frame, get_task_type(info["task"]).outputs(logits, info["target"]), info, rows)
+    out["predict_error"] = usable.map(lambda ok: None if ok else "null or empty text" + (" or text pair" if pairs is not None else ""))
     write_table(out, Path(output_path))
-    summary = {"model_uri": model_uri, "rows_in": len(frame), "rows_predicted": int(usable.sum()), "rows_not_predicted": int((~usable).sum()),
+    summary = {"model_uri": model_uri, "task": info["task"], "rows_in": len(frame), "rows_predicted": int(usable.sum()), "rows_not_predicted": int((~usable).sum()),
                "output": str(output_path), "seconds": round(time.perf_counter() - started, 2)}
     assert summary["rows_in"] == summary["rows_predicted"] + summary["rows_not_predicted"]
     logger.info("predict: %d rows in = %d predicted + %d not predicted (empty text); wrote %s",
@@ -122,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default=registry.model_name, help=f"registered model name (default: {registry.model_name})")
     parser.add_argument("--alias", default=registry.alias, help=f"alias to use (default: {registry.alias})")
     parser.add_argument("--version", type=int, help="a registered version number instead of the alias")
-    parser.add_argument("--text-column", default="text", help="input column holding the text (default: text)")
+    parser.add_argument("--text-column", help="input column holding the text (default: the column the model was trained on, else text)")
+    parser.add_argument("--text-pair-column", help="for a model trained on text pairs: the column holding the second text "
+                        "(default: the column it was trained on)")
     parser.add_argument("--input-format", default="auto", choices=["auto", "csv", "tsv", "jsonl", "json", "parquet"], help="input format (default: from the extension)")
     parser.add_argument("--encoding", default="utf-8", help="text encoding of CSV/TSV/JSONL input (default: utf-8)")
     parser.add_argument("--batch-size", type=int, default=128, help="texts per forward pass (default: 128)")
@@ -133,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     uri = resolve_model_uri(args.model, args.name, args.alias, args.version)
     try:
         summary = predict(args.input, args.output, uri, args.tracking_uri, args.text_column, args.input_format,
-                          args.encoding, args.batch_size, args.max_length)
+                          args.encoding, args.batch_size, args.max_length, args.text_pair_column)
     except FinetuneError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -55,13 +55,39 @@ class DataConfig(_Section):
     text_column: str | int | list[str | int] = Field(
         "text", description="column (or position when header=false) holding the text; a list joins several, e.g. [title,body]"
     )
-    label_column: str | int = Field("label", description="column (or position when header=false) holding the class label")
+    label_column: str | int = Field(
+        "label", description="column (or position when header=false) holding the target: a class label, a number (regression), "
+        "or a label list / delimited labels (multi_label)"
+    )
+    text_pair_column: str | int | None = Field(
+        None, description="second text column: each row is encoded as the pair (text, text_pair) for any task type (e.g. NLI, similarity)"
+    )
+    label_columns: list[str | int] | None = Field(
+        None, description="multi_label: one 0/1 indicator column per label, e.g. [food,water] (instead of data.label_column)"
+    )
+    label_separator: str | None = Field(
+        None, description="multi_label: the labels in data.label_column are one string split on this, e.g. ';' (else a JSON/Parquet list)"
+    )
+    indicator_values: Literal["strict", "positive"] = Field(
+        "strict", description="multi_label indicator columns: strict quarantines values other than 0/1; positive reads any number > 0 as 1"
+    )
+    split_column: str | int | None = Field(
+        None, description="use the data's own split: a column with train/validation/test per row (instead of a seeded random split)"
+    )
     encoding: str = Field("utf-8", description="text encoding of CSV/TSV/JSONL/folder files (e.g. cp1252); rows with bytes it cannot decode are quarantined")
     labels: list[str] | None = Field(None, description="fixed label set and order; rows with other labels are quarantined")
     max_rows: int | None = Field(None, gt=0, description="use a seeded stratified sample of this many clean rows (quick runs)")
     val_ratio: float = Field(0.1, gt=0, lt=0.5, description="fraction of rows for validation (model selection and the gate)")
     test_ratio: float = Field(0.1, gt=0, lt=0.5, description="fraction of rows for the held-out test")
 
+
+    @model_validator(mode="after")
+    def _multi_label_shape(self) -> "DataConfig":
+        if self.label_columns is not None and len(self.label_columns) < 1:
+            raise ValueError("data.label_columns needs at least one indicator column")
+        if self.label_columns is not None and self.label_separator is not None:
+            raise ValueError("set data.label_columns (indicator columns) or data.label_separator (one delimited column), not both")
+        return self
 
     def text_columns(self) -> list[str]:
         columns = self.text_column if isinstance(self.text_column, list) else [self.text_column]
@@ -81,7 +107,8 @@ class TrainConfig(_Section):
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (regularises against overfitting)")
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="fraction of steps spent warming the learning rate up")
     max_length: int = Field(128, ge=8, le=8192, description="tokens per text; longer texts are truncated (and counted)")
-    early_stopping_patience: int = Field(2, ge=0, description="epochs without validation-F1 gain before stopping; 0 disables")
+    early_stopping_patience: int = Field(2, ge=0, description="evaluations without a gain in the task's compare-on metric "
+                                         "(registry.compare_on) before stopping; 0 disables")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="auto: bf16 where the hardware has it (GPU or CPU), fp16 on older GPUs, else fp32"
     )
@@ -100,9 +127,18 @@ class EvalConfig(_Section):
 
 class RegistryConfig(_Section):
     model_name: str = Field("finetune-flow-classifier", min_length=1, description="registered model name in MLflow")
-    min_accuracy: float = Field(0.8, ge=0, le=1, description="gate: validation accuracy must reach this")
-    min_f1: float = Field(0.8, ge=0, le=1, description="gate: validation macro-F1 must reach this")
-    min_delta: float = Field(0.0, ge=0, le=1, description="gate: validation macro-F1 must beat the champion's by more than this")
+    min_accuracy: float = Field(0.8, ge=0, le=1, description="classification gate: validation accuracy must reach this")
+    min_f1: float = Field(0.8, ge=0, le=1, description="classification gate: validation macro-F1 must reach this")
+    gates: dict[str, float] | None = Field(
+        None, description="validation metric -> floor (a ceiling for errors and losses: rmse, mae, hamming_loss, ece), e.g. "
+        "{f1_micro: 0.6}; default per task type: classification {accuracy: min_accuracy, f1_macro: min_f1}, "
+        "multi_label {f1_micro: 0.5}, regression {spearman: 0.3, r2: 0.0}"
+    )
+    compare_on: str | None = Field(
+        None, description="validation metric that must beat the champion's and picks the best epoch; "
+        "default: f1_macro (classification), f1_micro (multi_label), spearman (regression)"
+    )
+    min_delta: float = Field(0.0, ge=0, le=1, description="gate: the compare-on metric must beat the champion's by more than this")
     promote: bool = Field(True, description="move the 'champion' alias when every gate passes")
     alias: str = Field("champion", min_length=1, description="alias given to the promoted version")
 
@@ -136,7 +172,15 @@ class ScheduleConfig(_Section):
     timezone: str = Field("UTC", description="time zone the cron schedule is read in")
 
 
+TaskName = Literal["classification", "multi_label", "regression"]
+
+
 class FinetuneConfig(_Section):
+    task: TaskName = Field(
+        "classification", description="classification: one label per text; multi_label: any number of labels per text "
+        "(a label list, delimited labels or indicator columns); regression: a number per text. Any of them takes "
+        "sentence pairs with data.text_pair_column"
+    )
     seed: int = Field(42, description="one seed for sampling, splitting, model initialisation and data order")
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
@@ -152,6 +196,13 @@ class FinetuneConfig(_Section):
     def _ratios_leave_training_rows(self) -> "FinetuneConfig":
         if self.data.val_ratio + self.data.test_ratio >= 0.8:
             raise ValueError("data.val_ratio + data.test_ratio must leave at least 20% of rows for training")
+        return self
+
+    @model_validator(mode="after")
+    def _options_fit_the_task(self) -> "FinetuneConfig":
+        from task_types import get_task_type
+
+        get_task_type(self.task).check_config(self)
         return self
 
 

@@ -8,7 +8,7 @@ import pandera.pandas as pa
 from pandera.typing import Series
 
 # Bump when the cleaning rules change: it is part of the clean step's cache key.
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 
 # Reasons ingest can already give for a row (the rest are the clean step's).
 INGEST_REASONS = ("undecodable_bytes",)
@@ -18,20 +18,36 @@ QUARANTINE_REASONS = (
     "mixed_label_type",
     "null_text",
     "empty_text",
+    "null_text_pair",
+    "empty_text_pair",
     "null_label",
     "label_not_in_labels",
+    "malformed_label_list",
+    "bad_indicator_value",
+    "non_numeric_target",
+    "non_finite_target",
+    "bad_split_value",
     "conflicting_labels",
     "duplicate",
 )
 
+SPLITS = ("train", "validation", "test")
+
+# data.split_column values and the split each means.
+SPLIT_NAMES = {"train": "train", "training": "train", "validation": "validation", "valid": "validation", "val": "validation",
+               "dev": "validation", "test": "test", "testing": "test"}
+
 
 class RawFrame(pa.DataFrameModel):
-    """What ingest hands on: original row number, text and label as strings (nulls allowed), and the
-    reason ingest already found a row unusable (undecodable bytes), else null."""
+    """What ingest hands on: original row number, text (and the pair's second text), the target as a string
+    (a label, a number, a JSON label list or a JSON object of indicator values; nulls allowed), the data's own
+    split when data.split_column is set, and the reason ingest already found a row unusable, else null."""
 
     row_id: Series[int] = pa.Field(unique=True, ge=0)
     text: Series[str] = pa.Field(nullable=True)
+    text_pair: Optional[Series[str]] = pa.Field(nullable=True)
     label: Series[str] = pa.Field(nullable=True)
+    split: Optional[Series[str]] = pa.Field(nullable=True)
     problem: Optional[Series[str]] = pa.Field(nullable=True, isin=list(INGEST_REASONS))
 
     class Config:
@@ -40,11 +56,18 @@ class RawFrame(pa.DataFrameModel):
 
 
 class CleanFrame(pa.DataFrameModel):
-    """Rows fit to train on: normalised, non-empty text and a label, no duplicates."""
+    """Rows fit to train on: normalised, non-empty text (and pair text), the canonical target, no duplicates."""
 
     row_id: Series[int] = pa.Field(unique=True, ge=0)
-    text: Series[str] = pa.Field(str_length={"min_value": 1}, unique=True)
+    text: Series[str] = pa.Field(str_length={"min_value": 1})
+    text_pair: Optional[Series[str]] = pa.Field(str_length={"min_value": 1})
     label: Series[str] = pa.Field(str_length={"min_value": 1})
+    split: Optional[Series[str]] = pa.Field(isin=["train", "validation", "test"])
+
+    @pa.dataframe_check
+    def one_row_per_input(cls, frame) -> bool:
+        """A text (or text pair) appears once: repeats are quarantined as duplicates or conflicts."""
+        return not frame.duplicated([c for c in ("text", "text_pair") if c in frame]).any()
 
     class Config:
         strict = True
@@ -56,6 +79,7 @@ class QuarantineFrame(pa.DataFrameModel):
 
     row_id: Series[int] = pa.Field(ge=0)
     text: Series[str] = pa.Field(nullable=True)
+    text_pair: Optional[Series[str]] = pa.Field(nullable=True)
     label: Series[str] = pa.Field(nullable=True)
     reason: Series[str] = pa.Field(isin=list(QUARANTINE_REASONS))
 
@@ -65,12 +89,12 @@ class QuarantineFrame(pa.DataFrameModel):
 
 
 class SplitFrame(pa.DataFrameModel):
-    """One split of the data with the integer class id the model trains on."""
+    """One split of the data: the clean rows it holds (the task type encodes the target at tokenization)."""
 
     row_id: Series[int] = pa.Field(unique=True, ge=0)
     text: Series[str] = pa.Field(str_length={"min_value": 1})
+    text_pair: Optional[Series[str]] = pa.Field(str_length={"min_value": 1})
     label: Series[str]
-    label_id: Series[int] = pa.Field(ge=0)
 
     class Config:
         strict = True

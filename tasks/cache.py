@@ -49,6 +49,12 @@ def tree_sha256(root: Path, names: list[str] | None = None) -> str:
     return digest.hexdigest()
 
 
+def model_fingerprint(path: str, files: list[str] | None = None) -> str:
+    """Hash of a local model folder's files (or of the hub name when it is not local)."""
+    folder = Path(path)
+    return tree_sha256(folder, files) if folder.is_dir() else fingerprint("hub", path)
+
+
 def _file_table(folder: Path) -> dict[str, str]:
     return {
         str(p.relative_to(folder)): file_sha256(p)

@@ -10,8 +10,9 @@ import pandas as pd
 from prefect import task
 
 from schemas.config import CacheConfig, DataConfig
-from schemas.data import SCHEMA_VERSION, CleanFrame, QuarantineFrame, RawFrame
+from schemas.data import SCHEMA_VERSION, SPLIT_NAMES, CleanFrame, QuarantineFrame, RawFrame
 from schemas.errors import DataError
+from task_types import get_task_type
 from tasks.logs import step_logger, timed
 from tasks.cache import StepCache, fingerprint
 
@@ -45,8 +46,8 @@ def normalise_texts(texts: pd.Series) -> pd.Series:
     return pd.Series(strings.to_pandas(), index=texts.index)
 
 
-def _reasons(frame: pd.DataFrame, labels: list[str] | None) -> pd.Series:
-    """The first reason each row cannot be trained on, or None for rows to keep."""
+def _reasons(frame: pd.DataFrame, task_type, data: DataConfig) -> tuple[pd.Series, pd.Series]:
+    """(the first reason each row cannot be trained on, or None for rows to keep; the canonical target)."""
     reason = pd.Series([None] * len(frame), index=frame.index, dtype=object)
 
     def mark(mask: pd.Series, why: str) -> None:
@@ -56,15 +57,23 @@ def _reasons(frame: pd.DataFrame, labels: list[str] | None) -> pd.Series:
     reason[problem] = frame.loc[problem, "problem"]
     mark(frame["raw_text"].isna(), "null_text")
     mark(frame["text"].fillna("") == "", "empty_text")
+    if "text_pair" in frame:
+        mark(frame["raw_text_pair"].isna(), "null_text_pair")
+        mark(frame["text_pair"].fillna("") == "", "empty_text_pair")
     mark(frame["label"].fillna("") == "", "null_label")
-    if labels is not None:
-        mark(~frame["label"].isin(labels), "label_not_in_labels")
-    else:
-        mark(mixed_label_types(frame["label"].where(reason.isna())), "mixed_label_type")
-    conflicting, duplicate = conflicts_and_duplicates(frame["text"], frame["label"], reason.isna().to_numpy())
+    if "split" in frame:
+        mark(~frame["split"].isin(list(SPLIT_NAMES.values())), "bad_split_value")
+    target = pd.Series([None] * len(frame), index=frame.index, dtype=object)
+    alive = reason.isna()
+    if alive.any():
+        canonical, why = task_type.validate_targets(frame.loc[alive, "label"].astype(object), data)
+        target[alive] = canonical
+        reason[alive] = why
+    key = frame["text"] if "text_pair" not in frame else frame["text"].astype(object) + "\x1f" + frame["text_pair"].astype(object)
+    conflicting, duplicate = conflicts_and_duplicates(key, target, reason.isna().to_numpy())
     mark(pd.Series(conflicting, index=frame.index), "conflicting_labels")
     mark(pd.Series(duplicate, index=frame.index), "duplicate")
-    return reason
+    return reason, target
 
 
 def _arrow_strings(values: pd.Series):
@@ -96,77 +105,64 @@ def conflicts_and_duplicates(text: pd.Series, label: pd.Series, alive: np.ndarra
     return conflicting, duplicate
 
 
-NUMERIC = r"[-+]?\d+(?:\.\d+)?"
-
-
-def mixed_label_types(labels: pd.Series) -> pd.Series:
-    """Rows whose label is of the minority kind when numbers and words are mixed (1, 2, 'pos'): a sign of a
-    shifted column or a stray value. Ties mark the numeric ones. Null labels are never marked."""
-    present = labels.notna()
-    numeric = labels.astype("string").str.fullmatch(NUMERIC).fillna(False).astype(bool) & present
-    words = present & ~numeric
-    if not numeric.any() or not words.any():
-        return pd.Series(False, index=labels.index)
-    return numeric if numeric.sum() <= words.sum() else words
-
-
-def clean_frame(raw: pd.DataFrame, labels: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split the raw frame into rows to keep and quarantined rows with a reason."""
+def clean_frame(raw: pd.DataFrame, data: DataConfig | None = None, task: str = "classification") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split the raw frame into rows to keep (the target in its canonical form) and quarantined rows with a reason."""
+    data = data or DataConfig()
     RawFrame.validate(raw)
-    frame = pd.DataFrame(
-        {
-            "row_id": raw["row_id"].astype("int64"),
-            "raw_text": raw["text"],
-            "raw_label": raw["label"],
-            "text": normalise_texts(raw["text"]),
-            "label": raw["label"].astype("string[pyarrow]").str.strip(),
-            "problem": raw["problem"] if "problem" in raw else None,
-        }
-    )
-    reason = _reasons(frame, labels)
-    kept = frame.loc[reason.isna(), ["row_id", "text", "label"]].reset_index(drop=True)
-    quarantine = frame.loc[reason.notna(), ["row_id", "raw_text", "raw_label"]].rename(
-        columns={"raw_text": "text", "raw_label": "label"}
-    )
-    quarantine["reason"] = reason[reason.notna()].astype(str)
+    pair = "text_pair" in raw
+    frame = pd.DataFrame({"row_id": raw["row_id"].astype("int64"), "raw_text": raw["text"], "text": normalise_texts(raw["text"])})
+    if pair:
+        frame["raw_text_pair"] = raw["text_pair"]
+        frame["text_pair"] = normalise_texts(raw["text_pair"])
+    frame["raw_label"] = raw["label"]
+    frame["label"] = raw["label"].astype("string[pyarrow]").str.strip()
+    if "split" in raw:
+        frame["split"] = raw["split"].astype(object).map(lambda v: SPLIT_NAMES.get(str(v).strip().lower()) if v is not None else None)
+    frame["problem"] = raw["problem"] if "problem" in raw else None
+    reason, target = _reasons(frame, get_task_type(task), data)
+    keep = reason.isna()
+    inputs = ["text", "text_pair"] if pair else ["text"]
+    kept = frame.loc[keep, ["row_id", *inputs]].assign(label=target[keep].astype(str))
+    if "split" in frame:
+        kept["split"] = frame.loc[keep, "split"].astype(str)
+    kept = kept.reset_index(drop=True)
+    originals = {"raw_text": "text", **({"raw_text_pair": "text_pair"} if pair else {}), "raw_label": "label"}
+    quarantine = frame.loc[~keep, ["row_id", *originals]].rename(columns=originals)
+    quarantine["reason"] = reason[~keep].astype(str)
     quarantine = quarantine.reset_index(drop=True)
     if len(kept) + len(quarantine) != len(raw):
         raise AssertionError(f"row accounting broke: {len(raw)} in != {len(kept)} kept + {len(quarantine)} quarantined")
     return CleanFrame.validate(kept), QuarantineFrame.validate(quarantine)
 
 
-def check_usable(kept: pd.DataFrame, quarantine: pd.DataFrame, labels: list[str] | None) -> None:
-    """Fail with what to change when the clean data cannot train a classifier."""
+def check_usable(kept: pd.DataFrame, quarantine: pd.DataFrame, data: DataConfig, task: str = "classification") -> None:
+    """Fail with what to change when the clean data cannot train the task type."""
     if kept.empty:
         reasons = quarantine["reason"].value_counts().to_dict()
         raise DataError(f"no usable rows: all {len(quarantine)} rows were quarantined ({reasons})")
-    found = sorted(kept["label"].unique())
-    if labels is not None:
-        missing = [label for label in labels if label not in found]
-        if missing:
-            raise DataError(f"data.labels names {missing} but no clean row has them; labels found: {found}")
-    if len(found) < 2:
-        raise DataError(f"only one class ({found[0]!r}) in the data: a classifier needs at least two labels")
+    get_task_type(task).check_usable(kept["label"], data)
 
 
 @task(name="clean")
 @timed
-def clean_data(raw: dict, data: DataConfig, cache: CacheConfig) -> dict:
+def clean_data(raw: dict, data: DataConfig, cache: CacheConfig, task: str = "classification") -> dict:
     """Normalise and validate the raw rows; write kept rows and the quarantine.
 
     Args:
         raw: ingest's result (path and key of the raw frame).
-        data: the data section of the config (label set).
+        data: the data section of the config (label set, multi-label target options).
         cache: where step outputs live and whether to recompute them.
+        task: the task type, which validates the targets.
     Returns:
         paths of `clean.parquet` and `quarantine.csv`, the key, and counts by reason.
     """
     logger = step_logger()
-    key = fingerprint("clean", raw["key"], SCHEMA_VERSION, data.labels)
+    options = {"task": task, "separator": data.label_separator, "indicators": data.indicator_values} if task != "classification" else {}
+    key = fingerprint("clean", raw["key"], SCHEMA_VERSION, data.labels, *([options] if options else []))
 
     def make(folder: Path) -> dict:
-        kept, quarantine = clean_frame(pd.read_parquet(raw["path"]), data.labels)
-        check_usable(kept, quarantine, data.labels)
+        kept, quarantine = clean_frame(pd.read_parquet(raw["path"]), data, task)
+        check_usable(kept, quarantine, data, task)
         kept.to_parquet(folder / "clean.parquet", index=False)
         quarantine.to_csv(folder / "quarantine.csv", index=False)
         return {

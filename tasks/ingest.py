@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import json
 import re
 from pathlib import Path
 from typing import Iterator
@@ -180,27 +181,65 @@ def _column(frame: pd.DataFrame, name: str, option: str, source_name: str, heade
     return name
 
 
-def _to_raw(frame: pd.DataFrame, data: DataConfig, source_name: str, header: bool = True, empty_ok: bool = False) -> tuple[pd.DataFrame, dict]:
+def _is_list(value) -> bool:
+    return isinstance(value, (list, tuple, np.ndarray))
+
+
+def _label_lists(column: pd.Series, task: str, source_name: str) -> pd.Series | None:
+    """A label column holding lists (JSON arrays, Parquet lists) as JSON text for task=multi_label; None if it holds none."""
+    if column.dtype != object or not column.map(_is_list).any():
+        return None
+    if task != "multi_label":
+        raise DataError(f"column '{column.name}' in '{source_name}' holds lists of labels: set task=multi_label, "
+                        "or point data.label_column at a column with one label per row")
+    return column.map(lambda v: json.dumps([str(x) for x in v]) if _is_list(v) else (None if v is None or pd.isna(v) else json.dumps([str(v)]))).astype(object)
+
+
+def _indicators(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
+    """One JSON object {column: raw value} per row: the multi-label task type validates the values."""
+    cells = [_as_text(frame[c]) for c in columns]
+    return pd.Series([json.dumps(dict(zip(columns, row))) for row in zip(*cells)], index=frame.index, dtype=object)
+
+
+def _to_raw(frame: pd.DataFrame, data: DataConfig, source_name: str, header: bool = True, empty_ok: bool = False,
+            task: str = "classification") -> tuple[pd.DataFrame, dict]:
     """Pick, join and rename the configured columns into the raw contract, flagging undecodable rows."""
     frame.columns = [str(c) for c in frame.columns]
     texts = [_column(frame, c, "data.text_column", source_name, header) for c in data.text_columns()]
-    label = _column(frame, str(data.label_column), "data.label_column", source_name, header)
+    pair = _column(frame, str(data.text_pair_column), "data.text_pair_column", source_name, header) if data.text_pair_column is not None else None
+    if data.label_columns is not None:
+        targets = [_column(frame, str(c), "data.label_columns", source_name, header) for c in data.label_columns]
+    else:
+        targets = [_column(frame, str(data.label_column), "data.label_column", source_name, header)]
+    split = _column(frame, str(data.split_column), "data.split_column", source_name, header) if data.split_column is not None else None
     if len(frame) == 0 and not empty_ok:
         raise DataError(f"'{source_name}' has a header but no data rows")
-    bad = undecodable_rows(frame, [*texts, label])
+    used = [*texts, *targets, *[c for c in (pair, split) if c is not None]]
+    bad = undecodable_rows(frame, used)
     if len(texts) == 1:
         text = _as_text(frame[texts[0]])
     else:  # title + body: the non-empty parts, one per line; null when every part is null
         parts = [[None if pd.isna(v) else v for v in _as_text(frame[c])] for c in texts]
         text = pd.Series([None if all(p is None for p in row) else "\n".join(p for p in row if p) for row in zip(*parts)],
                          index=frame.index, dtype=object)
-    raw = pd.DataFrame({"row_id": np.arange(len(frame), dtype=np.int64), "text": text.array, "label": _as_text(frame[label]).array,
-                        "problem": np.full(len(frame), None, dtype=object)})
+    if data.label_columns is not None:
+        label = _indicators(frame, targets)
+    else:
+        label = _label_lists(frame[targets[0]], task, source_name)
+        label = _as_text(frame[targets[0]]) if label is None else label
+    columns = {"row_id": np.arange(len(frame), dtype=np.int64), "text": text.array}
+    if pair is not None:
+        columns["text_pair"] = _as_text(frame[pair]).array
+    columns["label"] = label.array
+    if split is not None:
+        columns["split"] = _as_text(frame[split]).array
+    raw = pd.DataFrame({**columns, "problem": np.full(len(frame), None, dtype=object)})
     n_bad = int(bad.sum())
     if n_bad:
         where = bad.to_numpy()
-        raw.loc[where, "text"] = raw.loc[where, "text"].map(_visible)
-        raw.loc[where, "label"] = raw.loc[where, "label"].map(_visible)
+        for column in ("text", "text_pair", "label"):
+            if column in raw:
+                raw.loc[where, column] = raw.loc[where, column].map(_visible)
         raw.loc[where, "problem"] = "undecodable_bytes"
     return RawFrame.validate(raw), {"rows_undecodable": n_bad}
 
@@ -267,7 +306,7 @@ def _read_hub(name: str, label_column: str) -> pd.DataFrame:
         raise DataError(f"cannot load hub dataset '{name}': {str(err).splitlines()[0][:200]}.{hint}") from None
 
 
-def iter_source(data: DataConfig, chunk_rows: int | None = CHUNK_ROWS) -> Iterator[tuple[pd.DataFrame, dict]]:
+def iter_source(data: DataConfig, chunk_rows: int | None = CHUNK_ROWS, task: str = "classification") -> Iterator[tuple[pd.DataFrame, dict]]:
     """The raw frame in chunks (row_id runs on across them), each with its counts; text files stream."""
     source, fmt = _source(data)
     name = Path(str(source)).name
@@ -291,7 +330,7 @@ def iter_source(data: DataConfig, chunk_rows: int | None = CHUNK_ROWS) -> Iterat
     offset, bad, first = 0, 0, None
     for frame in frames:
         first = frame if first is None else first
-        raw, counts = _to_raw(frame, data, name, data.header, empty_ok=offset > 0)
+        raw, counts = _to_raw(frame, data, name, data.header, empty_ok=offset > 0, task=task)
         raw["row_id"] += offset
         offset += len(raw)
         bad += counts["rows_undecodable"]
@@ -302,10 +341,10 @@ def iter_source(data: DataConfig, chunk_rows: int | None = CHUNK_ROWS) -> Iterat
         _check_decoding(source, data.encoding, bad, offset, data.header, first, final=True)
 
 
-def read_source(data: DataConfig) -> tuple[pd.DataFrame, dict]:
+def read_source(data: DataConfig, task: str = "classification") -> tuple[pd.DataFrame, dict]:
     """The whole raw frame and its counts (tests and small inputs; ingest_data streams instead)."""
     parts, totals = [], {}
-    for raw, counts in iter_source(data):
+    for raw, counts in iter_source(data, task=task):
         parts.append(raw)
         totals = {k: totals.get(k, 0) + v for k, v in counts.items()}
     return pd.concat(parts, ignore_index=True), totals
@@ -319,28 +358,35 @@ def source_fingerprint(source: Path | str, fmt: str) -> str:
 
 @task(name="ingest", retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=is_transient)
 @timed
-def ingest_data(data: DataConfig, cache: CacheConfig) -> dict:
+def ingest_data(data: DataConfig, cache: CacheConfig, task: str = "classification") -> dict:
     """Read the source into `rows.parquet` under the cache, keyed by its bytes and reader options.
 
     Args:
         data: the data section of the config.
         cache: where step outputs live and whether to recompute them.
+        task: the task type (a label column of lists is a multi-label target, an error otherwise).
     Returns:
         path and key of the raw frame, and row counts (read = out; undecodable rows are flagged for the clean step).
     """
     logger = step_logger()
     source, fmt = _source(data)
     options = {"format": fmt, "text": data.text_columns(), "label": str(data.label_column), "encoding": data.encoding, "header": data.header}
+    # Options that are unset keep the key (and the cache) of runs from before they existed.
+    extra = {"text_pair": data.text_pair_column, "label_columns": data.label_columns, "split": data.split_column,
+             "lists": task == "multi_label"}
+    options.update({k: v for k, v in extra.items() if v})
     key = fingerprint("ingest", 2, source_fingerprint(source, fmt), options)
 
     def make(folder: Path) -> dict:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        schema = pa.schema([("row_id", pa.int64()), ("text", pa.string()), ("label", pa.string()), ("problem", pa.string())])
+        names = ["row_id", "text", *(["text_pair"] if data.text_pair_column is not None else []), "label",
+                 *(["split"] if data.split_column is not None else []), "problem"]
+        schema = pa.schema([(n, pa.int64() if n == "row_id" else pa.string()) for n in names])
         totals: dict[str, int] = {}
         with pq.ParquetWriter(folder / "rows.parquet", schema) as writer:
-            for raw, counts in iter_source(data):
+            for raw, counts in iter_source(data, CHUNK_ROWS, task):
                 writer.write_table(pa.Table.from_pandas(raw, schema=schema, preserve_index=False))
                 totals = {k: totals.get(k, 0) + v for k, v in counts.items()}
         if totals["rows_read"] != totals["rows_out"] + totals["rows_not_reviews"]:

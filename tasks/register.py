@@ -11,7 +11,6 @@ import json
 import os
 import socket
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -24,34 +23,13 @@ from schemas.config import PROJECT_ROOT, FinetuneConfig, RegistryConfig, Trackin
 from schemas.errors import is_transient
 from tasks.logs import publish_markdown, step_logger, timed
 from tasks.cache import file_lock, fingerprint
+from task_types import get_task_type
+from task_types.base import scalar_metrics
+from task_types.classification import score_by_name
+from tasks.gate import Decision, policy_for, should_promote
 from tasks.registry import current_version, model_card, move_alias, promotion_lock
 
 PIPELINE_TAG = "finetune_flow.pipeline"
-
-
-@dataclass(frozen=True)
-class Decision:
-    promote: bool
-    reasons: list[str]
-
-
-def should_promote(candidate: dict, champion: dict | None, registry: RegistryConfig) -> Decision:
-    """Every gate checked and reported together; candidate/champion hold val_accuracy and val_f1."""
-    checks: list[tuple[bool, str]] = []
-    acc, f1 = candidate["val_accuracy"], candidate["val_f1"]
-    checks.append((acc >= registry.min_accuracy, f"val_accuracy {acc:.4f} {'>=' if acc >= registry.min_accuracy else '<'} min_accuracy {registry.min_accuracy}"))
-    checks.append((f1 >= registry.min_f1, f"val_f1 {f1:.4f} {'>=' if f1 >= registry.min_f1 else '<'} min_f1 {registry.min_f1}"))
-    if champion is not None:
-        gain = f1 - champion["val_f1"]
-        beats = gain > registry.min_delta
-        checks.append((beats, f"val_f1 {f1:.4f} {'beats' if beats else 'does not beat'} champion v{champion['version']} ({champion['val_f1']:.4f}) by more than min_delta {registry.min_delta} (gain {gain:+.4f})"))
-    else:
-        checks.append((True, "no current champion"))
-    passed = all(ok for ok, _ in checks)
-    if passed and not registry.promote:
-        return Decision(False, [msg for _, msg in checks] + ["registry.promote=false: registered without promotion"])
-    failures = [msg for ok, msg in checks if not ok]
-    return Decision(passed, [msg for _, msg in checks] if passed else failures)
 
 
 def git_revision() -> str:
@@ -123,7 +101,6 @@ def tracking_run(cfg: FinetuneConfig, flow_run_id: str | None = None) -> Iterato
 
 
 SPLIT_PREFIX = {"validation": "val", "test": "test"}
-SCALARS = ("accuracy", "f1_macro", "f1_weighted", "roc_auc", "pr_auc", "ece")
 
 
 def metric_name(text: str) -> str:
@@ -132,10 +109,9 @@ def metric_name(text: str) -> str:
 
 
 def metric_values(split: str, metrics: dict) -> dict[str, float]:
-    """One split's metrics under their stable names: val_accuracy, val_f1_macro, test_recall_<label>, ..."""
+    """One split's metrics under their stable names: val_accuracy, val_f1_macro, test_rmse, test_recall_<label>, ..."""
     prefix = SPLIT_PREFIX[split]
-    values = {f"{prefix}_{name}": metrics[name] for name in SCALARS if name in metrics}
-    values[f"{prefix}_f1"] = metrics["f1_macro"]  # short alias kept for older comparisons
+    values = {f"{prefix}_{name}": value for name, value in scalar_metrics(metrics).items()}
     for label, report in metrics.get("per_class", {}).items():
         for name, value in report.items():
             values[f"{prefix}_{name}_{metric_name(label)}"] = value
@@ -143,14 +119,17 @@ def metric_values(split: str, metrics: dict) -> dict[str, float]:
 
 
 def _history_metrics(history: list[dict]) -> list[Metric]:
-    """Learning curves from the Trainer's log history, one point per logged step."""
-    names = {"loss": "train_loss", "eval_loss": "val_loss_curve", "eval_accuracy": "val_accuracy_curve", "eval_f1": "val_f1_curve", "learning_rate": "learning_rate"}
+    """Learning curves from the Trainer's log history, one point per logged step: train_loss, learning_rate,
+    val_loss_curve and val_<metric>_curve for each metric computed during training."""
+    fixed = {"loss": "train_loss", "learning_rate": "learning_rate", "eval_loss": "val_loss_curve"}
     points = []
     for entry in history:
         step = int(entry.get("step", 0))
-        for key, name in names.items():
-            if key in entry:
-                points.append(Metric(name, float(entry[key]), 0, step))
+        for key, value in entry.items():
+            name = fixed.get(key) or (f"val_{key.removeprefix('eval_')}_curve" if key.startswith("eval_") and "runtime" not in key
+                                      and "per_second" not in key and key != "eval_epoch" else None)
+            if name and isinstance(value, (int, float)):
+                points.append(Metric(name, float(value), 0, step))
     return points
 
 
@@ -179,7 +158,9 @@ def log_run(run_id: str, tracking: TrackingConfig, steps: dict) -> dict:
     points = [Metric(k, float(v), 0, 0) for k, v in values.items()] + _history_metrics(model["history"])
     for start in range(0, len(points), 500):
         client.log_batch(run_id, metrics=points[start : start + 500])
-    client.log_batch(run_id, tags=[RunTag("device", model["device"]), RunTag("precision", model["precision"]), RunTag("labels", json.dumps(model["labels"])), RunTag("data_fingerprint", split["key"]), RunTag("resumed_from_checkpoint", str(model["resumed_from"] or ""))])
+    client.log_batch(run_id, tags=[RunTag("task", model["task"]), RunTag("device", model["device"]), RunTag("precision", model["precision"]),
+                                   RunTag("labels", json.dumps(model["labels"])), RunTag("data_fingerprint", split["key"]),
+                                   RunTag("resumed_from_checkpoint", str(model["resumed_from"] or ""))])
     for artifact in sorted(Path(evaluation["artifacts"]).glob("*")):
         if artifact.name != "manifest.json":
             client.log_artifact(run_id, str(artifact), "evaluation")
@@ -195,18 +176,52 @@ def _version_for_key(client: MlflowClient, name: str, key: str):
     return min(versions, key=lambda v: int(v.version)) if versions else None
 
 
-def _log_model(run_id: str, model_path: str) -> str:
-    """Log the fine-tuned model as an MLflow transformers model; returns its URI."""
+def _with_decision(model_path: str, decision: dict, columns: dict, folder: Path) -> str:
+    """A copy of the trained model whose config also carries the output rule tuned on validation and the
+    input column names it was trained on (predict's defaults)."""
+    import shutil
+
+    target = folder / "model"
+    shutil.copytree(model_path, target)
+    config = json.loads((target / "config.json").read_text())
+    config.setdefault("finetune_flow", {}).update({"decision": decision, **columns})
+    (target / "config.json").write_text(json.dumps(config, indent=2))
+    return str(target)
+
+
+def _signature(task_type, info: dict):
+    """The MLflow signature: the text (and pair) in, the task type's predict columns out."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    inputs = [ColSpec("string", "text")] + ([ColSpec("string", "text_pair")] if info["text_pair"] else [])
+    outputs = []
+    for name in task_type.empty_columns(info["target"]):
+        kind = "string" if name in ("predicted_label", "predicted_labels") else "double"
+        outputs.append(ColSpec(kind, name))
+    return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))
+
+
+def _log_model(run_id: str, model_path: str, decision: dict, columns: dict) -> str:
+    """Log the fine-tuned model (with its output rule) as an MLflow transformers model; returns its URI."""
+    import tempfile
+
     import torch
     import transformers
 
-    pipe = transformers.pipeline("text-classification", model=model_path, tokenizer=model_path, device="cpu")
+    from tasks.inference import model_task
+
     requirements = [f"mlflow=={mlflow.__version__}", f"torch=={torch.__version__.split('+')[0]}", f"transformers=={transformers.__version__}"]
-    # log_model writes to the active run; resuming ours here marks it finished on exit, and the
-    # flow's tracking_run sets the final status afterwards.
-    with mlflow.start_run(run_id=run_id):
-        info = mlflow.transformers.log_model(pipe, name="model", task="text-classification", pip_requirements=requirements)
-    return info.model_uri
+    with tempfile.TemporaryDirectory(prefix="ff-model-") as tmp:
+        path = _with_decision(model_path, decision, columns, Path(tmp))
+        pipe = transformers.pipeline("text-classification", model=path, tokenizer=path, device="cpu")
+        info = model_task(pipe.model.config)
+        # log_model writes to the active run; resuming ours here marks it finished on exit, and the
+        # flow's tracking_run sets the final status afterwards.
+        with mlflow.start_run(run_id=run_id):
+            logged = mlflow.transformers.log_model(pipe, name="model", task="text-classification", pip_requirements=requirements,
+                                                   signature=_signature(get_task_type(info["task"]), info))
+    return logged.model_uri
 
 
 def load_registered(model_uri: str):
@@ -216,64 +231,79 @@ def load_registered(model_uri: str):
     return model, tokenizer
 
 
-def rescore_champion(tracking_uri: str, name: str, champion, split: dict, batch_size: int) -> dict:
-    """Score the champion on the candidate's validation split, by label name (the label ids may differ)."""
+def rescore_champion(tracking_uri: str, name: str, champion, split: dict, metric: str, batch_size: int) -> float:
+    """The champion's compare-on metric on the candidate's validation split, matched by label name (ids may differ)."""
     import pandas as pd
 
-    from tasks.evaluate import predict_texts, score_by_name
+    from tasks.inference import logits_for_texts, model_task
 
     mlflow.set_registry_uri(tracking_uri)
     model, tokenizer = load_registered(f"models:/{name}/{champion.version}")
+    info = model_task(model.config)
+    task_type = get_task_type(info["task"])
     frame = pd.read_parquet(split["paths"]["validation"])
-    max_length = int(champion.tags.get("max_length", "128"))
-    proba = predict_texts(model, tokenizer, frame["text"].tolist(), max_length, batch_size)
-    names = [model.config.id2label[int(i)] for i in proba.argmax(axis=1)]
-    return score_by_name(frame["label"].astype(str).tolist(), names, split["labels"])
+    max_length = int(champion.tags.get("max_length", "128") or 128)
+    pairs = frame["text_pair"].tolist() if "text_pair" in frame and info["text_pair"] else None
+    outputs = task_type.outputs(logits_for_texts(model, tokenizer, frame["text"].tolist(), max_length, batch_size, pairs=pairs), info["target"])
+    if info["task"] == "classification":
+        names = [info["target"]["labels"][i] for i in outputs.argmax(axis=1)]
+        return score_by_name(frame["label"].astype(str).tolist(), names, split["labels"])[metric]
+    # The candidate's targets in the champion's encoding: labels the champion does not know are never predicted.
+    truth = task_type.truth_from_labels(frame["label"], info["target"])
+    return scalar_metrics(task_type.score(truth, outputs, info["target"], info["decision"]))[metric]
 
 
 RESCORE_BATCH = 128
 
 
-def _champion_for_gate(tracking_uri: str, registry: RegistryConfig, current, split: dict, batch_size: int) -> tuple[dict | None, list[str]]:
-    """The champion's validation macro-F1 comparable with the candidate's, and a note when it was re-scored."""
+def _champion_for_gate(tracking_uri: str, registry: RegistryConfig, task: str, metric: str, current, split: dict,
+                       batch_size: int) -> tuple[dict | None, list[str], bool]:
+    """(the champion's compare-on metric comparable with the candidate's, notes, whether it may be compared at all)."""
     if current is None:
-        return None, []
-    own = float(current.tags.get("val_f1_macro", current.tags.get("val_f1", "nan")))
+        return None, [], True
+    theirs_task = current.tags.get("task", "classification")
+    if theirs_task != task:
+        return None, [f"champion v{current.version} is a {theirs_task} model: a {task} model never replaces it "
+                      f"(set registry.model_name to a name of its own)"], False
+    own = float(current.tags.get(f"val_{metric}", "nan"))
     theirs = current.tags.get("data_fingerprint", "")
-    if theirs == split["key"]:
-        return {"version": current.version, "val_f1": own}, []
-    rescored = rescore_champion(tracking_uri, registry.model_name, current, split, batch_size)
+    if theirs == split["key"] and own == own:
+        return {"version": current.version, "value": own}, [], True
+    rescored = rescore_champion(tracking_uri, registry.model_name, current, split, metric, batch_size)
     note = (f"champion v{current.version} was trained on different data (data fingerprint {theirs[:12] or 'unknown'} != {split['key'][:12]}): "
-            f"re-evaluated on this run's validation split, macro-F1 {rescored['f1_macro']:.4f} (it had {own:.4f} on its own)")
-    return {"version": current.version, "val_f1": rescored["f1_macro"]}, [note]
+            f"re-evaluated on this run's validation split, {metric} {rescored:.4f} (it had {own:.4f} on its own)")
+    return {"version": current.version, "value": rescored}, [note], True
 
 
-def metrics_markdown(name: str, version, promoted: bool, reasons: list[str], metrics: dict, alias: str) -> str:
+def metrics_markdown(name: str, version, promoted: bool, reasons: list[str], metrics: dict, alias: str, headline: tuple[str, ...]) -> str:
     """The run's metrics table and gate decision as a Prefect markdown artifact."""
     verdict = f"promoted to `@{alias}`" if promoted else "**not promoted**"
-    header = "| split | accuracy | macro-F1 | weighted-F1 | ROC-AUC | PR-AUC | ECE |\n|---|---|---|---|---|---|---|"
-    rows = "\n".join(
-        f"| {split} | " + " | ".join(f"{m.get(k, float('nan')):.4f}" for k in SCALARS) + " |" for split, m in metrics.items()
-    )
+    header = "| split | " + " | ".join(headline) + " |\n|---|" + "---|" * len(headline)
+    rows = "\n".join(f"| {split} | " + " | ".join(f"{m.get(k, float('nan')):.4f}" for k in headline) + " |" for split, m in metrics.items())
     gates = "\n".join(f"| {reason} |" for reason in reasons)
     return f"# {name} v{version}: {verdict}\n\n## Metrics\n{header}\n{rows}\n\n## Gate decision\n| gate |\n|---|\n{gates}\n"
 
 
 def _version_facts(client: MlflowClient, run_id: str, model: dict, evaluation: dict, split: dict, tracking: TrackingConfig) -> dict[str, str]:
-    """Tags every version carries: metrics, fingerprints, code revision and where its run lives."""
+    """Tags every version carries: task, inputs and outputs, metrics, fingerprints, code revision and where its run lives."""
     run = client.get_run(run_id)
     link = f"#/experiments/{run.info.experiment_id}/runs/{run_id}"
+    task_type = get_task_type(model["task"])
+    pair = run.data.params.get("data.text_pair_column", "None")
     tags = {
+        "task": model["task"], "inputs": "text, text_pair" if pair not in ("None", "") else "text",
+        "outputs": ", ".join(task_type.empty_columns(split["target"]))[:5000],
         "train_key": model["key"], "data_fingerprint": split["key"], "config_fingerprint": run.data.tags.get("config_fingerprint", ""),
         "git_revision": run.data.tags.get("git_revision", git_revision()), "run_id": run_id, "run_link": link,
-        "tracking_uri": tracking.resolved_uri(), "labels": json.dumps(model["labels"]),
+        "tracking_uri": tracking.resolved_uri(), "labels": json.dumps(model["labels"])[:5000],
         "base_model": run.data.params.get("model.name_or_path", ""), "data_source": run.data.params.get("data.path", ""),
         "max_length": run.data.params.get("train.max_length", ""),
     }
+    if evaluation["decision"]:
+        tags["decision"] = json.dumps(evaluation["decision"])[:5000]
     for split_name, metrics in evaluation["metrics"].items():
         prefix = SPLIT_PREFIX[split_name]
-        tags.update({f"{prefix}_{n}": f"{metrics[n]:.6f}" for n in SCALARS if n in metrics})
-    tags["val_f1"] = tags["val_f1_macro"]
+        tags.update({f"{prefix}_{n}": f"{v:.6f}" for n, v in scalar_metrics(metrics).items()})
     return tags
 
 
@@ -296,12 +326,16 @@ def register_model(run_id: str, model: dict, evaluation: dict, split: dict, regi
     uri = tracking.resolved_uri()
     client = MlflowClient(uri, uri)
     name, alias = registry.model_name, registry.alias
-    val = evaluation["metrics"]["validation"]
-    candidate = {"val_accuracy": val["accuracy"], "val_f1": val["f1_macro"]}
+    task_type = get_task_type(model["task"])
+    policy = policy_for(task_type, registry)
+    candidate = scalar_metrics(evaluation["metrics"]["validation"])
     notes: list[str] = []
     version = _version_for_key(client, name, model["key"])
     if version is None:
-        version = mlflow.register_model(_log_model(run_id, model["path"]), name, tags={"train_key": model["key"]})
+        params = client.get_run(run_id).data.params
+        columns = {name: None if value in (None, "None") or value.startswith("[") else value  # a joined list names no one column
+                   for name, value in (("text_column", params.get("data.text_column")), ("text_pair_column", params.get("data.text_pair_column")))}
+        version = mlflow.register_model(_log_model(run_id, model["path"], evaluation["decision"], columns), name, tags={"train_key": model["key"]})
     elif version.run_id != run_id:
         # Same data, base model, training config and seed as a registered version: nothing new to register.
         notes.append(f"identical to v{version.version} (same training key {model['key']}): no new version registered")
@@ -315,8 +349,10 @@ def register_model(run_id: str, model: dict, evaluation: dict, split: dict, regi
         if notes and current is not None and str(current.version) == str(version.version):
             logger.info("register: %s; it is @%s already", notes[0], alias)
             return {"model_name": name, "model_version": int(version.version), "promoted": False, "alias": alias, "reasons": notes}
-        champion, rescored = _champion_for_gate(uri, registry, current, split, RESCORE_BATCH)
-        decision = should_promote(candidate, champion, registry)
+        champion, rescored, comparable = _champion_for_gate(uri, registry, model["task"], policy.compare_on, current, split, RESCORE_BATCH)
+        decision = should_promote(candidate, champion, policy)
+        if not comparable:
+            decision = Decision(False, [r for r in decision.reasons if r != "no current champion"])
         reasons = notes + rescored + decision.reasons
         gate = {"gate_passed": str(decision.promote).lower(), "gate_reasons": json.dumps(reasons)}
         gate.update({f"gate_reason_{i + 1}": reason[:5000] for i, reason in enumerate(reasons)})
@@ -328,7 +364,8 @@ def register_model(run_id: str, model: dict, evaluation: dict, split: dict, regi
         if decision.promote:
             move_alias(client, name, alias, version.version, who=f"finetune-flow run {run_id}", why="every gate passed")
 
-    publish_markdown("gate-decision", metrics_markdown(name, version.version, decision.promote, reasons, evaluation["metrics"], alias),
+    publish_markdown("gate-decision", metrics_markdown(name, version.version, decision.promote, reasons, evaluation["metrics"], alias,
+                                                       task_type.headline),
                      f"{name} v{version.version}: {'promoted' if decision.promote else 'not promoted'}")
     logger.info("register: %s v%s %s; %s", name, version.version, f"promoted to @{alias}" if decision.promote else "not promoted", "; ".join(reasons))
     return {"model_name": name, "model_version": int(version.version), "promoted": decision.promote, "alias": alias if decision.promote else None, "reasons": reasons}
@@ -339,7 +376,8 @@ def _card_facts(client: MlflowClient, version, model: dict, evaluation: dict, sp
     return {
         "model_name": version.name, "version": version.version, "gate_passed": promoted or tags.get("gate_passed") == "true",
         "promoted": promoted, "alias": alias, "reasons": reasons, "base_model": tags.get("base_model", ""),
-        "labels": model["labels"], "training": f"device {model['device']}, precision {model['precision']}, {model.get('epochs_run') or '?'} epochs",
+        "labels": model["labels"], "task": model["task"], "target": split["target"], "decision": evaluation["decision"],
+        "training": f"device {model['device']}, precision {model['precision']}, {model.get('epochs_run') or '?'} epochs",
         "data_source": tags.get("data_source", ""), "data_fingerprint": split["key"], "config_fingerprint": tags.get("config_fingerprint", ""),
         "sizes": {name: part["rows"] for name, part in split["splits"].items()}, "git_revision": tags.get("git_revision", ""),
         "run_id": tags.get("run_id", ""), "metrics": evaluation["metrics"], "max_length": tags.get("max_length", "?"),

@@ -109,10 +109,22 @@ def rollback(tracking_uri: str, name: str, alias: str, who: str, why: str) -> tu
 
 def model_card(facts: dict) -> str:
     """The version's model card (markdown): what it is, what it was trained on, how it scored, and its limits."""
-    metrics = "\n".join(f"| {split} | {m['accuracy']:.4f} | {m['f1_macro']:.4f} | {m['f1_weighted']:.4f} | {m.get('roc_auc', float('nan')):.4f} | {m.get('ece', float('nan')):.4f} |"
+    from task_types import get_task_type
+    from task_types.base import scalar_metrics
+
+    task_type = get_task_type(facts.get("task", "classification"))
+    headline = task_type.headline
+    metrics = "\n".join(f"| {split} | " + " | ".join(f"{scalar_metrics(m).get(k, float('nan')):.4f}" for k in headline) + " |"
                         for split, m in facts["metrics"].items())
     sizes = ", ".join(f"{name} {n}" for name, n in facts["sizes"].items())
     reasons = "\n".join(f"- {r}" for r in facts["reasons"])
+    limits = "\n".join(f"- {line}" for line in [
+        "Only as good as its labels: it learns the training data's biases and label noise.",
+        f"Texts longer than {facts['max_length']} tokens are truncated; only their start is read.",
+        "Texts unlike the training data (other domains, languages or slang) may get confident but wrong outputs; "
+        "the validation figures above hold for data like the training data only.",
+        *task_type.card_limits(),
+    ])
     return f"""# {facts['model_name']} v{facts['version']}
 
 **Gate:** {'passed' if facts['gate_passed'] else 'failed'}{' (promoted to @' + facts['alias'] + ')' if facts['promoted'] else ''}
@@ -120,7 +132,8 @@ def model_card(facts: dict) -> str:
 
 ## Model
 - Base model: `{facts['base_model']}`
-- Task: single-label text classification over {len(facts['labels'])} classes: {', '.join(f'`{label}`' for label in facts['labels'])}
+- Task type: `{task_type.name}` ({task_type.title})
+{task_type.card_section(facts['target'], facts['decision'])}
 - Training: {facts['training']}
 
 ## Data
@@ -130,18 +143,14 @@ def model_card(facts: dict) -> str:
 - Code: git `{facts['git_revision']}`; MLflow run `{facts['run_id']}`
 
 ## Metrics
-| split | accuracy | macro-F1 | weighted-F1 | ROC-AUC | ECE |
-|---|---|---|---|---|---|
+| split | {' | '.join(headline)} |
+|---|{'---|' * len(headline)}
 {metrics}
 
 ## Intended use
-Classifying short texts like those in the training data into the labels above, with a person
-or a threshold on the returned probabilities deciding what to do with low-confidence cases.
+{task_type.title.capitalize()} of texts like those in the training data, with a person or a threshold on the
+returned scores deciding what to do with uncertain cases.
 
 ## Known limits
-- Only as good as its labels: it learns the training data's biases and label noise.
-- Texts longer than {facts['max_length']} tokens are truncated; only their start is read.
-- Texts unlike the training data (other domains, languages or slang) may be misclassified with high confidence;
-  the ECE above measures calibration on data like the training data only.
-- It always answers with one of the labels above; it cannot say "none of these".
+{limits}
 """

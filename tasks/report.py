@@ -14,9 +14,9 @@ import numpy as np
 from prefect import task
 
 from schemas.config import CacheConfig
+from schemas.data import SPLITS
 from tasks.cache import StepCache, fingerprint
 from tasks.logs import publish_markdown, step_logger, timed
-from tasks.split import SPLITS
 
 
 def build_report(raw: dict, clean: dict, split: dict, tokens: dict) -> dict:
@@ -33,7 +33,11 @@ def build_report(raw: dict, clean: dict, split: dict, tokens: dict) -> dict:
         "quarantined_by_reason": reasons,
         "duplicates_dropped": reasons.get("duplicate", 0),
         "labels": split["labels"],
-        "class_balance": {name: part["per_class"] for name, part in split["splits"].items()},
+        "class_balance": {name: part["per_class"] for name, part in split["splits"].items() if "per_class" in part},
+        "empty_label_sets": {name: part["empty_label_sets"] for name, part in split["splits"].items() if "empty_label_sets" in part},
+        "labels_without_train_positives": split["target"].get("no_train_positives", []),
+        "target_stats": {name: part["target"] for name, part in split["splits"].items() if "target" in part},
+        "text_pair": bool(tokens.get("text_pair")),
         "max_length": tokens["max_length"],
         "tokens": tokens["lengths"],
         "quarantine_file": clean["quarantine"] if clean["rows_quarantined"] else None,
@@ -50,16 +54,36 @@ def report_markdown(report: dict) -> str:
         + (f"; {rows['not_sampled']} kept rows left out by data.max_rows" if rows["not_sampled"] else "") + ".", "",
         "| quarantine reason | rows |", "|---|---|",
         *[f"| {reason} | {n} |" for reason, n in sorted(report["quarantined_by_reason"].items())], "",
-        "| split | rows | " + " | ".join(report["labels"]) + " |", "|---|---|" + "---|" * len(report["labels"]),
-        *[f"| {name} | {sum(counts.values())} | " + " | ".join(str(counts.get(label, 0)) for label in report["labels"]) + " |"
-          for name, counts in report["class_balance"].items()], "",
-        f"| split | tokens p50 | p95 | max | truncated at {report['max_length']} |", "|---|---|---|---|---|",
+        *_balance_lines(report), "",
+        f"| split | {'pair ' if report.get('text_pair') else ''}tokens p50 | p95 | max | truncated at {report['max_length']} |",
+        "|---|---|---|---|---|",
         *[f"| {name} | {s['p50']:.0f} | {s['p95']:.0f} | {s['max']} | {s['truncated']} ({s['fraction_truncated']:.1%}) |"
           for name, s in report["tokens"].items()],
     ]
     if report["quarantine_file"]:
         lines += ["", f"Quarantined rows with their reason: `{report['quarantine_file']}`"]
     return "\n".join(lines) + "\n"
+
+
+def _balance_lines(report: dict) -> list[str]:
+    """Class (or label) counts per split, rows with no label, labels never positive in training, target statistics."""
+    lines = []
+    if report["class_balance"]:
+        labels = report["labels"]
+        lines += ["| split | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels),
+                  *[f"| {name} | " + " | ".join(str(counts.get(label, 0)) for label in labels) + " |"
+                    for name, counts in report["class_balance"].items()]]
+    if report.get("empty_label_sets"):
+        lines += ["", "Rows where none of the labels applies: "
+                  + ", ".join(f"{name} {n}" for name, n in report["empty_label_sets"].items()) + "."]
+    if report.get("labels_without_train_positives"):
+        lines += ["", "**Labels with no positive example in training** (the model cannot learn them): "
+                  + ", ".join(f"`{label}`" for label in report["labels_without_train_positives"])]
+    if report.get("target_stats"):
+        lines += ["| split | target mean | std | min | p50 | max |", "|---|---|---|---|---|---|",
+                  *[f"| {name} | {t['mean']:.4f} | {t['std']:.4f} | {t['min']:.4f} | {t['p50']:.4f} | {t['max']:.4f} |"
+                    for name, t in report["target_stats"].items() if t]]
+    return lines
 
 
 def plot_lengths(length_files: dict[str, str], max_length: int, path: Path) -> None:
@@ -98,7 +122,7 @@ def report_data(raw: dict, clean: dict, split: dict, tokens: dict, cache: CacheC
         the report folder and the report itself.
     """
     logger = step_logger()
-    key = fingerprint("report", 1, raw["key"], clean["key"], split["key"], tokens["key"])
+    key = fingerprint("report", 2, raw["key"], clean["key"], split["key"], tokens["key"])
 
     def make(folder: Path) -> dict:
         report = build_report(raw, clean, split, tokens)

@@ -10,22 +10,18 @@ import pandas as pd
 from prefect import task
 
 from schemas.config import CacheConfig, DataConfig
-from schemas.data import CleanFrame, SplitFrame
+from schemas.data import SPLITS, CleanFrame, SplitFrame
 from schemas.errors import DataError
+from task_types import get_task_type
+from task_types.base import merge_small_strata
 from tasks.logs import step_logger, timed
 from tasks.cache import StepCache, fingerprint
 
-SPLITS = ("train", "validation", "test")
 MIN_PER_CLASS = 3  # one row each for train, validation and test
 
 
-def label_order(frame: pd.DataFrame, labels: list[str] | None) -> list[str]:
-    """The configured label order, else the sorted labels found (deterministic ids)."""
-    return list(labels) if labels else sorted(frame["label"].unique())
-
-
-def _check_class_sizes(frame: pd.DataFrame) -> None:
-    counts = frame["label"].value_counts()
+def _check_class_sizes(keys: pd.Series) -> None:
+    counts = keys.value_counts()
     small = counts[counts < MIN_PER_CLASS]
     if len(small):
         listed = ", ".join(f"{label!r} has {n}" for label, n in small.items())
@@ -35,25 +31,34 @@ def _check_class_sizes(frame: pd.DataFrame) -> None:
         )
 
 
-def stratified_sample(frame: pd.DataFrame, max_rows: int | None, seed: int) -> pd.DataFrame:
-    """At most max_rows rows with the class balance kept; every class keeps enough rows to split."""
+def strata_of(frame: pd.DataFrame, task_type) -> pd.Series:
+    """The key each row is stratified by: its class, its rarest label or its quantile bin (small bins merged)."""
+    keys = task_type.strata(frame["label"])
+    return keys if task_type.strict_strata else merge_small_strata(keys, MIN_PER_CLASS)
+
+
+def stratified_sample(frame: pd.DataFrame, max_rows: int | None, seed: int, keys: pd.Series | None = None) -> pd.DataFrame:
+    """At most max_rows rows with the strata's balance kept; every stratum keeps enough rows to split."""
     if max_rows is None or max_rows >= len(frame):
         return frame
+    keys = frame["label"] if keys is None else keys
     rng = np.random.default_rng(seed)
     fraction = max_rows / len(frame)
     parts = []
-    for _, group in frame.groupby("label", sort=True):
+    for _, group in frame.groupby(keys, sort=True):
         take = min(len(group), max(MIN_PER_CLASS, int(round(len(group) * fraction))))
         parts.append(group.iloc[rng.permutation(len(group))[:take]])
     return pd.concat(parts).sort_values("row_id").reset_index(drop=True)
 
 
-def split_frame(frame: pd.DataFrame, val_ratio: float, test_ratio: float, seed: int) -> dict[str, pd.DataFrame]:
-    """Per class: shuffle with the seed, then cut validation and test off; every class lands in every split."""
-    _check_class_sizes(frame)
+def split_frame(frame: pd.DataFrame, val_ratio: float, test_ratio: float, seed: int, keys: pd.Series | None = None) -> dict[str, pd.DataFrame]:
+    """Per stratum (the class by default): shuffle with the seed, then cut validation and test off; every stratum
+    lands in every split."""
+    keys = frame["label"] if keys is None else keys
+    _check_class_sizes(keys)
     rng = np.random.default_rng(seed)
     parts: dict[str, list[pd.DataFrame]] = {name: [] for name in SPLITS}
-    for _, group in frame.groupby("label", sort=True):
+    for _, group in frame.groupby(keys, sort=True):
         group = group.iloc[rng.permutation(len(group))]
         n_val = max(1, int(round(len(group) * val_ratio)))
         n_test = max(1, int(round(len(group) * test_ratio)))
@@ -64,37 +69,56 @@ def split_frame(frame: pd.DataFrame, val_ratio: float, test_ratio: float, seed: 
     return {name: pd.concat(chunks).sort_values("row_id").reset_index(drop=True) for name, chunks in parts.items()}
 
 
+def given_split(frame: pd.DataFrame, column: str) -> dict[str, pd.DataFrame]:
+    """The data's own split (data.split_column); every split must hold rows."""
+    parts = {name: frame[frame["split"] == name].drop(columns="split").reset_index(drop=True) for name in SPLITS}
+    empty = [name for name, part in parts.items() if part.empty]
+    if empty:
+        found = {name: len(part) for name, part in parts.items()}
+        raise DataError(f"data.split_column '{column}' gives no {' or '.join(empty)} rows ({found}): each of train, "
+                        "validation and test needs rows; fix the column or leave data.split_column unset for a random split")
+    return parts
+
+
 @task(name="split")
 @timed
-def split_data(clean: dict, data: DataConfig, cache: CacheConfig, seed: int) -> dict:
-    """Sample (data.max_rows) and split the clean rows; fix the label ids.
+def split_data(clean: dict, data: DataConfig, cache: CacheConfig, seed: int, task: str = "classification") -> dict:
+    """Sample (data.max_rows) and split the clean rows; fix the target encoding (label order, scaling).
 
     Args:
         clean: the clean step's result.
-        data: ratios, sample size and label order.
+        data: ratios, sample size, label order and the data's own split column.
         cache: where step outputs live and whether to recompute them.
         seed: the run's seed.
+        task: the task type (stratification key and target encoding).
     Returns:
-        paths of the split Parquet files, the label list, the key and row counts.
+        paths of the split Parquet files, the target spec, the label list, the key and row counts.
     """
     logger = step_logger()
-    key = fingerprint("split", clean["key"], data.val_ratio, data.test_ratio, data.max_rows, data.labels, seed)
+    task_type = get_task_type(task)
+    given = {"task": task, "split_column": data.split_column} if task != "classification" or data.split_column is not None else {}
+    key = fingerprint("split", clean["key"], data.val_ratio, data.test_ratio, data.max_rows, data.labels, seed, *([given] if given else []))
 
     def make(folder: Path) -> dict:
-        frame = CleanFrame.validate(pd.read_parquet(clean["path"]))
-        sampled = stratified_sample(frame, data.max_rows, seed)
-        labels = label_order(sampled, data.labels)
-        label2id = {label: i for i, label in enumerate(labels)}
+        frame = pd.read_parquet(clean["path"])
+        CleanFrame.validate(frame)
+        keys = strata_of(frame, task_type)
+        sampled = stratified_sample(frame, data.max_rows, seed, keys)
+        if data.split_column is not None:
+            parts = given_split(sampled, str(data.split_column))
+        else:
+            parts = split_frame(sampled, data.val_ratio, data.test_ratio, seed, keys if sampled is frame else strata_of(sampled, task_type))
+        spec = task_type.target_spec(sampled["label"], parts["train"]["label"], data)
         counts = {}
-        for name, part in split_frame(sampled, data.val_ratio, data.test_ratio, seed).items():
-            part = part.assign(label_id=part["label"].map(label2id).astype("int64"))
+        for name, part in parts.items():
             SplitFrame.validate(part).to_parquet(folder / f"{name}.parquet", index=False)
-            counts[name] = {"rows": len(part), "per_class": {k: int(v) for k, v in part["label"].value_counts().sort_index().items()}}
-        (folder / "labels.json").write_text(json.dumps(labels))
+            counts[name] = {"rows": len(part), **task_type.target_summary(part["label"], spec)}
+        (folder / "target.json").write_text(json.dumps(spec))
         used = sum(c["rows"] for c in counts.values())
         if used + (len(frame) - len(sampled)) != len(frame):
             raise AssertionError("split row accounting broke")
-        return {"rows_in": len(frame), "rows_not_sampled": len(frame) - len(sampled), "labels": labels, "splits": counts}
+        return {"rows_in": len(frame), "rows_not_sampled": len(frame) - len(sampled), "target": spec,
+                "labels": spec.get("labels", []), "splits": counts}
 
     entry = StepCache(cache.resolved_dir(), "split", key).build(make, refresh=cache.refresh)
     sizes = {name: entry.meta["splits"][name]["rows"] for name in SPLITS}

@@ -14,16 +14,11 @@ from transformers import AutoTokenizer
 from schemas.config import CacheConfig, ModelConfig, resolve_model_path
 from schemas.errors import ConfigError
 from tasks.logs import step_logger, timed
-from tasks.cache import StepCache, fingerprint, tree_sha256
-from tasks.split import SPLITS
+from schemas.data import SPLITS
+from tasks.cache import StepCache, fingerprint, model_fingerprint
+from task_types import get_task_type
 
 TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json", "merges.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model"]
-
-
-def model_fingerprint(path: str, files: list[str] | None = None) -> str:
-    """Hash of a local model folder's files (or of the hub name when it is not local)."""
-    folder = Path(path)
-    return tree_sha256(folder, files) if folder.is_dir() else fingerprint("hub", path)
 
 
 def load_tokenizer(model: ModelConfig):
@@ -34,10 +29,13 @@ def load_tokenizer(model: ModelConfig):
         raise ConfigError(f"cannot load a tokenizer from '{model.name_or_path}': {str(err).splitlines()[0]}; set model.name_or_path") from None
 
 
-def encode(tokenizer, texts: list[str], max_length: int) -> tuple[dict, np.ndarray]:
-    """Token ids truncated to max_length, and each text's full length in tokens."""
-    encoded = tokenizer(texts, truncation=True, max_length=max_length)
-    full = tokenizer(texts, truncation=False, verbose=False)["input_ids"]
+def encode(tokenizer, texts: list[str], max_length: int, pairs: list[str] | None = None) -> tuple[dict, np.ndarray]:
+    """Token ids truncated to max_length, and each text's (or pair's) full length in tokens.
+
+    A pair is encoded as (text, text_pair) with token type ids; `longest_first` trims the longer side first.
+    """
+    encoded = tokenizer(texts, pairs, truncation="longest_first" if pairs is not None else True, max_length=max_length)
+    full = tokenizer(texts, pairs, truncation=False, verbose=False)["input_ids"]
     return dict(encoded), np.fromiter((len(ids) for ids in full), dtype=np.int64, count=len(texts))
 
 
@@ -57,19 +55,21 @@ def length_stats(lengths: np.ndarray, max_length: int) -> dict:
 
 @task(name="tokenize")
 @timed
-def tokenize_data(split: dict, model: ModelConfig, max_length: int, cache: CacheConfig) -> dict:
-    """Tokenize each split; the entry is keyed by the split, tokenizer files and max_length.
+def tokenize_data(split: dict, model: ModelConfig, max_length: int, cache: CacheConfig, task: str = "classification") -> dict:
+    """Tokenize each split and encode its targets; the entry is keyed by the split, tokenizer files and max_length.
 
     Args:
-        split: the split step's result.
+        split: the split step's result (its target spec fixes the encoding).
         model: which tokenizer to use.
         max_length: tokens kept per text.
         cache: where step outputs live and whether to recompute them.
+        task: the task type that encodes the targets.
     Returns:
-        paths of the Arrow datasets per split, the key, labels and length statistics.
+        paths of the Arrow datasets per split, the key, the target spec, labels and length statistics.
     """
     logger = step_logger()
     tokenizer_path = resolve_model_path(model.name_or_path)
+    task_type = get_task_type(task)
     key = fingerprint("tokenize", 2, split["key"], model_fingerprint(tokenizer_path, TOKENIZER_FILES), max_length)
 
     def make(folder: Path) -> dict:
@@ -78,12 +78,13 @@ def tokenize_data(split: dict, model: ModelConfig, max_length: int, cache: Cache
         stats = {}
         for name in SPLITS:
             frame = pd.read_parquet(split["paths"][name])
-            encoded, lengths = encode(tokenizer, frame["text"].tolist(), max_length)
-            columns = {**encoded, "labels": frame["label_id"].tolist(), "row_id": frame["row_id"].tolist()}
+            pairs = frame["text_pair"].tolist() if "text_pair" in frame else None
+            encoded, lengths = encode(tokenizer, frame["text"].tolist(), max_length, pairs)
+            columns = {**encoded, "labels": task_type.encode(frame["label"], split["target"]), "row_id": frame["row_id"].tolist()}
             Dataset.from_dict(columns).save_to_disk(str(folder / name))
             np.save(folder / f"{name}_lengths.npy", lengths)  # full lengths, for the data report's histogram
             stats[name] = length_stats(lengths, max_length)
-        return {"lengths": stats, "max_length": max_length}
+        return {"lengths": stats, "max_length": max_length, "text_pair": "text_pair" in frame}
 
     entry = StepCache(cache.resolved_dir(), "tokenize", key).build(make, refresh=cache.refresh)
     truncated = sum(s["truncated"] for s in entry.meta["lengths"].values())
@@ -94,4 +95,5 @@ def tokenize_data(split: dict, model: ModelConfig, max_length: int, cache: Cache
     )
     paths = {name: str(entry.path / name) for name in SPLITS}
     lengths = {name: str(entry.path / f"{name}_lengths.npy") for name in SPLITS}
-    return {"paths": paths, "length_files": lengths, "key": key, "reused": entry.reused, "labels": split["labels"], **entry.meta}
+    return {"paths": paths, "length_files": lengths, "key": key, "reused": entry.reused, "labels": split["labels"],
+            "target": split["target"], **entry.meta}

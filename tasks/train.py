@@ -28,9 +28,9 @@ from transformers import (
 from schemas.config import CacheConfig, ModelConfig, TrainConfig, resolve_model_path
 from schemas.errors import ConfigError
 from tasks.logs import step_logger, timed
-from tasks.cache import StepCache, fingerprint
-from tasks.evaluate import classification_metrics
-from tasks.tokenize import model_fingerprint
+from tasks.cache import StepCache, fingerprint, model_fingerprint
+from task_types import get_task_type
+from task_types.base import LOWER_IS_BETTER
 
 
 def choose_device(requested: str, cuda_available: bool) -> str:
@@ -67,7 +67,7 @@ def choose_precision(requested: str, device: str, cuda_bf16: bool, cpu_bf16: boo
     return "bf16" if cpu_bf16 else "fp32"
 
 
-def _training_args(train: TrainConfig, out: Path, device: str, precision: str, seed: int) -> TrainingArguments:
+def _training_args(train: TrainConfig, out: Path, device: str, precision: str, seed: int, best_metric: str) -> TrainingArguments:
     by_steps = train.save_steps is not None
     return TrainingArguments(
         output_dir=str(out),
@@ -84,8 +84,8 @@ def _training_args(train: TrainConfig, out: Path, device: str, precision: str, s
         save_steps=train.save_steps,
         save_total_limit=2,
         load_best_model_at_end=True,
-        metric_for_best_model="f1",
-        greater_is_better=True,
+        metric_for_best_model=best_metric,
+        greater_is_better=best_metric not in LOWER_IS_BETTER,
         train_sampling_strategy="group_by_length",
         logging_strategy="steps",
         logging_steps=0.02,  # a ratio of all steps: about 50 points on every learning curve
@@ -103,10 +103,10 @@ def _training_args(train: TrainConfig, out: Path, device: str, precision: str, s
     )
 
 
-def _eval_metrics(prediction) -> dict:
-    predictions = np.argmax(prediction.predictions, axis=-1)
-    metrics = classification_metrics(prediction.label_ids, predictions)
-    return {"accuracy": metrics["accuracy"], "f1": metrics["f1_macro"]}
+def best_epoch_metric(task: str, compare_on: str | None) -> str:
+    """The metric that picks the best epoch: registry.compare_on when training evaluation computes it, else the type's default."""
+    task_type = get_task_type(task)
+    return compare_on if compare_on in task_type.training_metric_names else task_type.compare_on
 
 
 def last_complete_checkpoint(checkpoints: Path) -> str | None:
@@ -125,32 +125,32 @@ def last_complete_checkpoint(checkpoints: Path) -> str | None:
     return None
 
 
-def train_model(tokens: dict, model_cfg: ModelConfig, train: TrainConfig, seed: int, folder: Path, checkpoints: Path) -> dict:
+def train_model(tokens: dict, model_cfg: ModelConfig, train: TrainConfig, seed: int, folder: Path, checkpoints: Path,
+                task: str = "classification", compare_on: str | None = None) -> dict:
     """Train and save the best model into folder/model; returns the training history."""
     device = choose_device(train.device, torch.cuda.is_available())
     precision = choose_precision(train.precision, device, device == "cuda" and torch.cuda.is_bf16_supported(), cpu_has_fast_bf16())
-    labels = tokens["labels"]
+    task_type, spec = get_task_type(task), tokens["target"]
+    best_metric = best_epoch_metric(task, compare_on)
     path = resolve_model_path(model_cfg.name_or_path)
-    set_seed(seed)  # before the model is built: the classifier head's init depends on it
+    set_seed(seed)  # before the model is built: the head's init depends on it
     model = AutoModelForSequenceClassification.from_pretrained(
-        path,
-        num_labels=len(labels),
-        id2label=dict(enumerate(labels)),
-        label2id={label: i for i, label in enumerate(labels)},
-        trust_remote_code=model_cfg.trust_remote_code,
+        path, **task_type.head_config(spec), trust_remote_code=model_cfg.trust_remote_code,
     )
+    # What predict and the registry need to use the model travels in its config.json.
+    model.config.finetune_flow = {"task": task, "target": spec, "decision": {}, "text_pair": bool(tokens.get("text_pair"))}
     tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True, trust_remote_code=model_cfg.trust_remote_code)
     train_set = load_from_disk(tokens["paths"]["train"]).remove_columns(["row_id"])
     val_set = load_from_disk(tokens["paths"]["validation"]).remove_columns(["row_id"])
     callbacks = [EarlyStoppingCallback(train.early_stopping_patience)] if train.early_stopping_patience else []
     trainer = Trainer(
         model=model,
-        args=_training_args(train, checkpoints, device, precision, seed),
+        args=_training_args(train, checkpoints, device, precision, seed, best_metric),
         train_dataset=train_set,
         eval_dataset=val_set,
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer),  # pads each batch to its own longest text
-        compute_metrics=_eval_metrics,
+        compute_metrics=lambda p: task_type.training_metrics(p.predictions, p.label_ids, spec),
         callbacks=callbacks,
     )
     resume = last_complete_checkpoint(checkpoints)
@@ -158,7 +158,8 @@ def train_model(tokens: dict, model_cfg: ModelConfig, train: TrainConfig, seed: 
     trainer.save_model(str(folder / "model"))  # the main process only, under DDP
     if trainer.is_world_process_zero():
         (folder / "training_config.json").write_text(
-            json.dumps({"train": train.model_dump(), "model": model_cfg.model_dump(), "seed": seed, "labels": labels}, indent=1)
+            json.dumps({"train": train.model_dump(), "model": model_cfg.model_dump(), "seed": seed, "task": task, "target": spec,
+                        "best_metric": best_metric}, indent=1)
         )
     return {
         "device": device,
@@ -169,13 +170,15 @@ def train_model(tokens: dict, model_cfg: ModelConfig, train: TrainConfig, seed: 
         "train_loss": result.training_loss,
         "epochs_run": trainer.state.epoch,
         "best_checkpoint": Path(trainer.state.best_model_checkpoint).name if trainer.state.best_model_checkpoint else None,
-        "best_val_f1": trainer.state.best_metric,
+        "best_metric_name": best_metric,
+        "best_val_metric": trainer.state.best_metric,
         "history": trainer.state.log_history,
         "nproc": trainer.args.world_size,
     }
 
 
-def train_distributed(tokens: dict, model_cfg: ModelConfig, train: TrainConfig, seed: int, folder: Path, checkpoints: Path) -> dict:
+def train_distributed(tokens: dict, model_cfg: ModelConfig, train: TrainConfig, seed: int, folder: Path, checkpoints: Path,
+                      task: str = "classification", compare_on: str | None = None) -> dict:
     """train_model in train.nproc processes under torchrun (HF Trainer's DDP); rank 0 saves and reports.
 
     Runs `python -m torch.distributed.run` from this venv; each rank gets an equal share of the CPU threads.
@@ -188,7 +191,8 @@ def train_distributed(tokens: dict, model_cfg: ModelConfig, train: TrainConfig, 
     job = folder / ".ddp-job.json"
     result = folder / ".ddp-result.json"
     job.write_text(json.dumps({"tokens": tokens, "model": model_cfg.model_dump(), "train": train.model_dump(), "seed": seed,
-                               "folder": str(folder), "checkpoints": str(checkpoints), "result": str(result)}))
+                               "folder": str(folder), "checkpoints": str(checkpoints), "result": str(result),
+                               "task": task, "compare_on": compare_on}))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -207,7 +211,8 @@ def train_distributed(tokens: dict, model_cfg: ModelConfig, train: TrainConfig, 
 
 @task(name="fine_tune")
 @timed
-def fine_tune(tokens: dict, model: ModelConfig, train: TrainConfig, cache: CacheConfig, seed: int) -> dict:
+def fine_tune(tokens: dict, model: ModelConfig, train: TrainConfig, cache: CacheConfig, seed: int,
+              task: str = "classification", compare_on: str | None = None) -> dict:
     """Fine-tune the model on the tokenized train split, selecting the best epoch on validation.
 
     Args:
@@ -216,6 +221,8 @@ def fine_tune(tokens: dict, model: ModelConfig, train: TrainConfig, cache: Cache
         train: the training section of the config.
         cache: where step outputs (and resumable checkpoints) live.
         seed: the run's seed.
+        task: the task type (head, loss, training metrics).
+        compare_on: registry.compare_on, the metric that picks the best epoch (default: the task type's).
     Returns:
         path of the saved model, the key, device/precision used and the training history.
     """
@@ -223,21 +230,23 @@ def fine_tune(tokens: dict, model: ModelConfig, train: TrainConfig, cache: Cache
     base = resolve_model_path(model.name_or_path)
     # nproc changes the effective batch, so it is part of the key; left out at 1 so older entries stay valid
     settings = train.model_dump(exclude={"eval_batch_size"} | ({"nproc"} if train.nproc == 1 else set()))
-    key = fingerprint("train", tokens["key"], model_fingerprint(base), settings, model.trust_remote_code, seed)
+    best_metric = best_epoch_metric(task, compare_on)
+    selection = {"task": task, "best_metric": best_metric} if (task, best_metric) != ("classification", "f1_macro") else None
+    key = fingerprint("train", tokens["key"], model_fingerprint(base), settings, model.trust_remote_code, seed, *([selection] if selection else []))
     checkpoints = cache.resolved_dir() / "checkpoints" / key
     if cache.refresh:
         shutil.rmtree(checkpoints, ignore_errors=True)
 
     def make(folder: Path) -> dict:
         run = train_distributed if train.nproc > 1 else train_model
-        return run(tokens, model, train, seed, folder, checkpoints)
+        return run(tokens, model, train, seed, folder, checkpoints, task, compare_on)
 
     entry = StepCache(cache.resolved_dir(), "train", key).build(make, refresh=cache.refresh)
     shutil.rmtree(checkpoints, ignore_errors=True)
     meta = entry.meta
     logger.info(
-        "fine_tune: %s/%s, %.1f epochs, best validation F1 %.4f%s%s", meta["device"], meta["precision"],
-        meta["epochs_run"] or 0, meta["best_val_f1"] or float("nan"),
+        "fine_tune: %s/%s, %.1f epochs, best validation %s %.4f%s%s", meta["device"], meta["precision"],
+        meta["epochs_run"] or 0, meta["best_metric_name"], meta["best_val_metric"] if meta["best_val_metric"] is not None else float("nan"),
         f", resumed from {meta['resumed_from']}" if meta["resumed_from"] else "", " (cached)" if entry.reused else "",
     )
-    return {"path": str(entry.path / "model"), "key": key, "reused": entry.reused, "labels": tokens["labels"], **meta}
+    return {"path": str(entry.path / "model"), "key": key, "reused": entry.reused, "labels": tokens["labels"], "task": task, **meta}

@@ -38,7 +38,7 @@ def test_gate_passes_registers_and_promotes(prefect_server, make_config, messy_c
     run = client.get_run(summary["run_id"])
     assert run.info.status == "FINISHED"
     assert run.data.params["train.epochs"] == "2.0" and run.data.params["data.path"] == str(messy_csv)
-    for name in ("val_accuracy", "val_f1", "test_accuracy", "test_f1", "rows_quarantined"):
+    for name in ("val_accuracy", "val_f1_macro", "test_accuracy", "test_f1_macro", "rows_quarantined"):
         assert name in run.data.metrics
     assert run.data.metrics["rows_quarantined_conflicting_labels"] == 2
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
@@ -69,8 +69,8 @@ def test_gate_fails_keeps_champion_and_records_reasons(prefect_server, make_conf
     second = finetune(cfg)
     assert not second["promoted"] and second["alias"] is None
     assert second["model_version"] == 2
-    assert any("< min_accuracy 0.999" in r for r in second["reasons"])
-    assert any("< min_f1 0.999" in r for r in second["reasons"])
+    assert any("< registry.min_accuracy 0.999" in r for r in second["reasons"])
+    assert any("< registry.min_f1 0.999" in r for r in second["reasons"])
     client = MlflowClient(cfg.tracking.resolved_uri(), cfg.tracking.resolved_uri())
     assert str(client.get_model_version_by_alias("tiny", "champion").version) == "1"
     tags = client.get_model_version("tiny", "2").tags

@@ -64,7 +64,7 @@ def test_versions_carry_gate_fingerprints_revision_link_and_model_card(store):
     assert any("trained on different data" in r and "re-evaluated on this run's validation split" in r for r in store["second"]["reasons"])
     for version in (v1, v2):
         assert version.description.startswith(f"# tiny v{version.version}")
-        for fact in ("Base model", "Data fingerprint", "`neg`", "Intended use", "Known limits", "macro-F1", version.tags["data_fingerprint"]):
+        for fact in ("Base model", "Data fingerprint", "`neg`", "Intended use", "Known limits", "f1_macro", "Task type: `classification`", version.tags["data_fingerprint"]):
             assert fact in version.description, fact
         card = client.download_artifacts(version.run_id, "model_card.md")
         assert open(card).read() == version.description
@@ -153,9 +153,10 @@ def _candidate(client, uri, name, f1, key):
         client.create_registered_model(name)
     client.create_model_version(name, f"runs:/{run.info.run_id}/model", run.info.run_id, tags={"train_key": key})
     metrics = {"accuracy": f1, "f1_macro": f1, "f1_weighted": f1, "roc_auc": f1, "pr_auc": f1, "ece": 0.1}
-    model = {"key": key, "labels": ["neg", "pos"], "device": "cpu", "precision": "fp32", "epochs_run": 1}
-    split = {"key": "same-data", "labels": ["neg", "pos"], "splits": {"train": {"rows": 8}, "validation": {"rows": 1}, "test": {"rows": 1}}}
-    return run.info.run_id, model, {"metrics": {"validation": metrics}}, split
+    model = {"key": key, "labels": ["neg", "pos"], "device": "cpu", "precision": "fp32", "epochs_run": 1, "task": "classification"}
+    split = {"key": "same-data", "labels": ["neg", "pos"], "target": {"labels": ["neg", "pos"]},
+             "splits": {"train": {"rows": 8}, "validation": {"rows": 1}, "test": {"rows": 1}}}
+    return run.info.run_id, model, {"metrics": {"validation": metrics}, "decision": {}}, split
 
 
 def _gate(uri, name, run_id, model, evaluation, split, **registry):

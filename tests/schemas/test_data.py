@@ -43,7 +43,13 @@ def test_quarantine_reason_must_be_known():
         QuarantineFrame.validate(pd.DataFrame({"row_id": [3], "text": ["t"], "label": ["x"], "reason": ["because"]}))
 
 
-def test_split_frame_needs_label_ids():
-    SplitFrame.validate(pd.DataFrame({"row_id": [0], "text": ["a"], "label": ["x"], "label_id": [0]}))
+def test_split_frame_holds_the_canonical_target_only():
+    SplitFrame.validate(pd.DataFrame({"row_id": [0], "text": ["a"], "label": ["x"]}))
     with pytest.raises(SCHEMA_ERRORS):
-        SplitFrame.validate(pd.DataFrame({"row_id": [0], "text": ["a"], "label": ["x"], "label_id": [-1]}))
+        SplitFrame.validate(pd.DataFrame({"row_id": [0], "text": ["a"], "label": ["x"], "label_id": [0]}))
+
+
+def test_clean_pairs_may_repeat_a_text_but_not_a_pair():
+    CleanFrame.validate(pd.DataFrame({"row_id": [0, 1], "text": ["a", "a"], "text_pair": ["b", "c"], "label": ["x", "y"]}))
+    with pytest.raises(SCHEMA_ERRORS):
+        CleanFrame.validate(pd.DataFrame({"row_id": [0, 1], "text": ["a", "a"], "text_pair": ["b", "b"], "label": ["x", "y"]}))

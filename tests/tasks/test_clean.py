@@ -29,7 +29,7 @@ def test_quarantine_keeps_the_original_row():
 
 
 def test_fixed_label_set_quarantines_others():
-    kept, quarantine = clean_frame(_raw(["a", "b", "c"], ["x", "y", "z"]), labels=["x", "y"])
+    kept, quarantine = clean_frame(_raw(["a", "b", "c"], ["x", "y", "z"]), DataConfig(labels=["x", "y"]))
     assert kept["label"].tolist() == ["x", "y"]
     assert quarantine["reason"].tolist() == ["label_not_in_labels"]
 
@@ -37,19 +37,19 @@ def test_fixed_label_set_quarantines_others():
 def test_single_class_is_an_error():
     kept, quarantine = clean_frame(_raw(["a", "b"], ["x", "x"]))
     with pytest.raises(DataError, match="only one class"):
-        check_usable(kept, quarantine, None)
+        check_usable(kept, quarantine, DataConfig())
 
 
 def test_no_usable_rows_is_an_error():
     kept, quarantine = clean_frame(_raw([None, " "], ["x", "y"]))
     with pytest.raises(DataError, match="no usable rows"):
-        check_usable(kept, quarantine, None)
+        check_usable(kept, quarantine, DataConfig())
 
 
 def test_label_set_absent_from_data_is_an_error():
-    kept, quarantine = clean_frame(_raw(["a", "b"], ["x", "y"]), labels=["x", "y", "w"])
+    kept, quarantine = clean_frame(_raw(["a", "b"], ["x", "y"]), DataConfig(labels=["x", "y", "w"]))
     with pytest.raises(DataError, match=r"\['w'\]"):
-        check_usable(kept, quarantine, ["x", "y", "w"])
+        check_usable(kept, quarantine, DataConfig(labels=["x", "y", "w"]))
 
 
 def test_clean_task_writes_quarantine_file(tmp_path):

@@ -2,7 +2,9 @@ import pandas as pd
 import pytest
 
 from schemas.errors import DataError
-from tasks.split import label_order, split_frame, stratified_sample
+from schemas.config import DataConfig
+from task_types import get_task_type
+from tasks.split import split_frame, stratified_sample
 
 
 def _frame(counts: dict) -> pd.DataFrame:
@@ -38,5 +40,6 @@ def test_sample_keeps_balance_and_every_class():
 
 def test_label_order_is_sorted_unless_fixed():
     frame = _frame({"z": 3, "a": 3})
-    assert label_order(frame, None) == ["a", "z"]
-    assert label_order(frame, ["z", "a"]) == ["z", "a"]
+    classification = get_task_type("classification")
+    assert classification.target_spec(frame["label"], frame["label"], DataConfig())["labels"] == ["a", "z"]
+    assert classification.target_spec(frame["label"], frame["label"], DataConfig(labels=["z", "a"]))["labels"] == ["z", "a"]

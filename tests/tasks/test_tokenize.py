@@ -26,7 +26,7 @@ def _split(tmp_path):
         frame = pd.DataFrame({"row_id": [0, 1], "text": ["good film", "bad " * 40], "label": ["pos", "neg"], "label_id": [1, 0]})
         paths[name] = str(tmp_path / f"{name}.parquet")
         frame.to_parquet(paths[name])
-    return {"paths": paths, "key": "split-key", "labels": ["neg", "pos"]}
+    return {"paths": paths, "key": "split-key", "labels": ["neg", "pos"], "target": {"labels": ["neg", "pos"]}}
 
 
 def test_tokenize_cached_by_split_tokenizer_and_max_length(tmp_path, tiny_model_dir):

@@ -47,9 +47,9 @@ def test_fine_tune_saves_label_names_and_config(prefect_server, make_config, toy
     assert config.id2label == {0: "neg", 1: "pos"}
     assert result["device"] == "cpu" and result["precision"] == "fp32"
     assert result["epochs_run"] == pytest.approx(2)
-    assert any("eval_f1" in entry for entry in result["history"])
+    assert any("eval_f1_macro" in entry for entry in result["history"])
     saved = json.loads((Path(result["path"]).parent / "training_config.json").read_text())
-    assert saved["seed"] == cfg.seed and saved["labels"] == ["neg", "pos"]
+    assert saved["seed"] == cfg.seed and saved["target"] == {"labels": ["neg", "pos"]}
     again = fine_tune.fn(tokens, cfg.model, cfg.train, cfg.cache, cfg.seed)
     assert again["reused"] and again["path"] == result["path"]
 

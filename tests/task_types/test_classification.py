@@ -3,7 +3,8 @@ import pytest
 
 from sklearn.metrics import roc_auc_score
 
-from tasks.evaluate import classification_metrics, expected_calibration_error, length_order, plot_confusion, ranking_metrics, write_split_report
+from task_types.classification import classification_metrics, expected_calibration_error, plot_confusion, ranking_metrics, write_split_report
+from tasks.inference import length_order
 
 
 def test_metrics_against_hand_computed_values():

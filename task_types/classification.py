@@ -1,0 +1,251 @@
+"""task=classification: one label per text (softmax over the classes, cross-entropy)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    confusion_matrix,
+    f1_score,
+    precision_recall_curve,
+    precision_recall_fscore_support,
+    roc_auc_score,
+    roc_curve,
+)
+
+from schemas.errors import DataError
+from task_types.base import Gate, TaskType, pyplot
+
+NUMERIC = r"[-+]?\d+(?:\.\d+)?"
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.asarray(logits, dtype=np.float64) - np.max(logits, axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def mixed_label_types(labels: pd.Series) -> pd.Series:
+    """Rows whose label is of the minority kind when numbers and words are mixed (1, 2, 'pos'): a sign of a
+    shifted column or a stray value. Ties mark the numeric ones. Null labels are never marked."""
+    present = labels.notna()
+    numeric = labels.astype("string").str.fullmatch(NUMERIC).fillna(False).astype(bool) & present
+    words = present & ~numeric
+    if not numeric.any() or not words.any():
+        return pd.Series(False, index=labels.index)
+    return numeric if numeric.sum() <= words.sum() else words
+
+
+def expected_calibration_error(y_true, proba, bins: int = 15) -> float:
+    """Top-label ECE: the confidence-weighted gap between confidence and accuracy over equal-width bins."""
+    y_true, proba = np.asarray(y_true), np.asarray(proba)
+    if len(y_true) == 0:
+        return 0.0
+    confidence, correct = proba.max(axis=1), (proba.argmax(axis=1) == y_true)
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    gap = 0.0
+    for b in range(bins):
+        members = which == b
+        if members.any():
+            gap += members.mean() * abs(correct[members].mean() - confidence[members].mean())
+    return float(gap)
+
+
+def ranking_metrics(y_true, proba) -> dict:
+    """ROC-AUC and average precision: binary on the positive class, one-vs-rest macro for more classes.
+
+    A class absent from y_true has no curve; it is left out of the average (NaN when none is left).
+    """
+    y_true, proba = np.asarray(y_true), np.asarray(proba)
+    if proba.shape[1] == 2:
+        if len(np.unique(y_true)) < 2:
+            return {"roc_auc": float("nan"), "pr_auc": float("nan")}
+        return {"roc_auc": float(roc_auc_score(y_true, proba[:, 1])), "pr_auc": float(average_precision_score(y_true, proba[:, 1]))}
+    present = [c for c in range(proba.shape[1]) if 0 < (y_true == c).sum() < len(y_true)]
+    if not present:
+        return {"roc_auc": float("nan"), "pr_auc": float("nan")}
+    roc = [roc_auc_score(y_true == c, proba[:, c]) for c in present]
+    pr = [average_precision_score(y_true == c, proba[:, c]) for c in present]
+    return {"roc_auc": float(np.mean(roc)), "pr_auc": float(np.mean(pr))}
+
+
+def classification_metrics(y_true, y_pred, labels: list[str] | None = None, proba=None) -> dict:
+    """Accuracy, macro/weighted F1; given label names a per-class report; given probabilities ROC/PR and ECE."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    metrics = {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "f1_macro": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+        "f1_weighted": float(f1_score(y_true, y_pred, average="weighted", zero_division=0)),
+    }
+    if proba is not None:
+        metrics.update(ranking_metrics(y_true, proba))
+        metrics["ece"] = expected_calibration_error(y_true, proba)
+    if labels is not None:
+        ids = list(range(len(labels)))
+        precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=ids, zero_division=0)
+        metrics["per_class"] = {
+            label: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+            for label, p, r, f, s in zip(labels, precision, recall, f1, support)
+        }
+        metrics["confusion_matrix"] = confusion_matrix(y_true, y_pred, labels=ids).tolist()
+    return metrics
+
+
+def score_by_name(true_names: list[str], pred_names: list[str], labels: list[str]) -> dict:
+    """Accuracy and F1 of predicted label names against true ones over `labels`; names outside it count as wrong."""
+    index = {name: i for i, name in enumerate(labels)}
+    y_true = np.array([index[n] for n in true_names])
+    y_pred = np.array([index.get(n, -1) for n in pred_names])
+    ids = list(range(len(labels)))
+    return {
+        "accuracy": float((y_true == y_pred).mean()) if len(y_true) else 0.0,
+        "f1_macro": float(f1_score(y_true, y_pred, labels=ids, average="macro", zero_division=0)),
+        "f1_weighted": float(f1_score(y_true, y_pred, labels=ids, average="weighted", zero_division=0)),
+    }
+
+
+def plot_confusion(matrix: list[list[int]], labels: list[str], title: str, path: Path, normalize: bool = False) -> None:
+    """Write a confusion matrix as a PNG: raw counts, or each true-class row normalised to 1."""
+    plt = pyplot()
+    counts = np.asarray(matrix)
+    share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    size = 2.5 + 0.5 * len(labels)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(share if normalize else counts, cmap="Blues", vmin=0, vmax=1 if normalize else max(int(counts.max()), 1))
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"{title} ({'normalised by true class' if normalize else 'counts'})")
+    for (i, j), n in np.ndenumerate(counts):
+        text = f"{share[i, j]:.0%}" if normalize else str(n)
+        ax.text(j, i, text, ha="center", va="center", color="white" if share[i, j] > 0.5 else "black", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_curves(y_true, proba, labels: list[str], split: str, folder: Path) -> list[Path]:
+    """ROC and precision-recall curves (the positive class when binary, one-vs-rest otherwise) as PNGs."""
+    plt = pyplot()
+    y_true, proba = np.asarray(y_true), np.asarray(proba)
+    classes = [1] if len(labels) == 2 else range(len(labels))
+    written = []
+    for kind in ("roc", "pr"):
+        fig, ax = plt.subplots(figsize=(5, 4.5))
+        for c in classes:
+            truth = y_true == c
+            if truth.all() or not truth.any():
+                continue
+            if kind == "roc":
+                x, y, _ = roc_curve(truth, proba[:, c])
+                score = roc_auc_score(truth, proba[:, c])
+            else:
+                y, x, _ = precision_recall_curve(truth, proba[:, c])
+                score = average_precision_score(truth, proba[:, c])
+            ax.plot(x, y, label=f"{labels[c]} ({'AUC' if kind == 'roc' else 'AP'} {score:.3f})")
+        if kind == "roc":
+            ax.plot([0, 1], [0, 1], linestyle=":", color="grey")
+        ax.set_xlabel("false positive rate" if kind == "roc" else "recall")
+        ax.set_ylabel("true positive rate" if kind == "roc" else "precision")
+        ax.set_title(f"{split} {'ROC' if kind == 'roc' else 'precision-recall'}{'' if len(labels) == 2 else ' (one-vs-rest)'}")
+        ax.legend(loc="lower right" if kind == "roc" else "lower left", fontsize=8)
+        fig.tight_layout()
+        written.append(folder / f"{kind}_{split}.png")
+        fig.savefig(written[-1], dpi=110)
+        plt.close(fig)
+    return written
+
+
+def write_split_report(y_true, proba, labels: list[str], split: str, folder: Path) -> dict:
+    """Every metric of one split, plus its confusion (raw and normalised), ROC and PR plots in folder."""
+    metrics = classification_metrics(y_true, np.asarray(proba).argmax(axis=1), labels, proba)
+    for normalize in (False, True):
+        name = f"confusion_{split}{'_normalized' if normalize else ''}.png"
+        plot_confusion(metrics["confusion_matrix"], labels, f"{split} confusion matrix", folder / name, normalize)
+    plot_curves(y_true, proba, labels, split, folder)
+    return metrics
+
+
+class Classification(TaskType):
+    name = "classification"
+    title = "single-label text classification"
+    problem_type = "single_label_classification"
+    compare_on = "f1_macro"
+    headline = ("accuracy", "f1_macro", "f1_weighted", "roc_auc", "ece")
+    metric_names = ("accuracy", "f1_macro", "f1_weighted", "roc_auc", "pr_auc", "ece")
+    training_metric_names = ("accuracy", "f1_macro", "f1_weighted")
+    reasons = ("mixed_label_type", "label_not_in_labels")
+    strict_strata = True
+
+    def default_gates(self, registry) -> list[Gate]:
+        return [Gate("accuracy", registry.min_accuracy, "registry.min_accuracy"), Gate("f1_macro", registry.min_f1, "registry.min_f1")]
+
+    def validate_targets(self, labels: pd.Series, data) -> tuple[pd.Series, pd.Series]:
+        reason = pd.Series([None] * len(labels), index=labels.index, dtype=object)
+        if data.labels is not None:
+            reason[~labels.isin(data.labels)] = "label_not_in_labels"
+        else:
+            reason[mixed_label_types(labels)] = "mixed_label_type"
+        return labels.astype(object).where(reason.isna(), None), reason
+
+    def check_usable(self, labels: pd.Series, data) -> None:
+        found = sorted(labels.unique())
+        if data.labels is not None:
+            missing = [label for label in data.labels if label not in found]
+            if missing:
+                raise DataError(f"data.labels names {missing} but no clean row has them; labels found: {found}")
+        if len(found) < 2:
+            raise DataError(f"only one class ({found[0]!r}) in the data: a classifier needs at least two labels")
+
+    def strata(self, labels: pd.Series) -> pd.Series:
+        return labels
+
+    def target_spec(self, labels: pd.Series, train_labels: pd.Series, data) -> dict:
+        return {"labels": list(data.labels) if data.labels else sorted(labels.unique())}
+
+    def target_summary(self, labels: pd.Series, spec: dict) -> dict:
+        return {"per_class": {k: int(v) for k, v in labels.value_counts().sort_index().items()}}
+
+    def encode(self, labels: pd.Series, spec: dict) -> list:
+        index = {label: i for i, label in enumerate(spec["labels"])}
+        return [index[label] for label in labels]
+
+    def head_config(self, spec: dict) -> dict:
+        labels = spec["labels"]
+        return {"num_labels": len(labels), "problem_type": self.problem_type, "id2label": dict(enumerate(labels)),
+                "label2id": {label: i for i, label in enumerate(labels)}}
+
+    def outputs(self, logits: np.ndarray, spec: dict) -> np.ndarray:
+        return softmax(logits)
+
+    def training_metrics(self, logits: np.ndarray, label_ids: np.ndarray, spec: dict) -> dict:
+        return classification_metrics(label_ids, np.argmax(logits, axis=-1))
+
+    def score(self, truth: np.ndarray, outputs: np.ndarray, spec: dict, decision: dict) -> dict:
+        return classification_metrics(truth, np.asarray(outputs).argmax(axis=1), spec["labels"], outputs)
+
+    def evaluate(self, truth: np.ndarray, outputs: np.ndarray, spec: dict, decision: dict, split: str, folder: Path) -> dict:
+        return write_split_report(truth, outputs, spec["labels"], split, folder)
+
+    def predict_columns(self, outputs: np.ndarray, spec: dict, decision: dict) -> dict[str, list]:
+        labels = spec["labels"]
+        columns = {"predicted_label": [labels[i] for i in outputs.argmax(axis=1)], "confidence": outputs.max(axis=1).tolist()}
+        columns.update({f"proba_{label}": outputs[:, i].tolist() for i, label in enumerate(labels)})
+        return columns
+
+    def empty_columns(self, spec: dict) -> list[str]:
+        return ["predicted_label", "confidence", *[f"proba_{label}" for label in spec["labels"]]]
+
+    def card_section(self, spec: dict, decision: dict) -> str:
+        labels = spec["labels"]
+        return (f"- Task: single-label text classification over {len(labels)} classes: {', '.join(f'`{label}`' for label in labels)}\n"
+                "- Output: the most probable class (softmax), its probability and one probability per class")
+
+    def card_limits(self) -> list[str]:
+        return ["It always answers with one of the labels above; it cannot say \"none of these\"."]
+

@@ -1,0 +1,269 @@
+"""task=multi_label: any number of labels per text (one sigmoid per label, binary cross-entropy).
+
+Targets arrive as a JSON/Parquet list, a delimited string (data.label_separator) or one 0/1
+indicator column per label (data.label_columns); the canonical form is a sorted JSON list of
+label names, so `[]` (none of the labels applies) is a valid target. Each label gets its own
+decision threshold, tuned on validation to maximise that label's F1; labels with too few
+validation positives share one global threshold tuned for micro-F1.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import average_precision_score, f1_score, hamming_loss, precision_recall_fscore_support
+
+from schemas.errors import DataError
+from task_types.base import Gate, TaskType, pyplot
+
+MIN_POSITIVES_FOR_OWN_THRESHOLD = 5
+THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.025), 3)
+INDICATOR_TRUE, INDICATOR_FALSE = {"1", "1.0", "true", "True"}, {"0", "0.0", "false", "False"}
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    return (1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))).astype(np.float32)
+
+
+def parse_label_set(value: str, separator: str | None) -> list[str] | None:
+    """Label names in one target cell: a JSON list, else split on the separator, else one label; None if malformed."""
+    text = value.strip()
+    if separator is None and text.startswith("["):
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            return None
+        if not isinstance(parsed, list) or any(isinstance(v, (list, dict)) or v is None for v in parsed):
+            return None
+        return [str(v).strip() for v in parsed if str(v).strip()]
+    parts = text.split(separator) if separator is not None else [text]
+    return [p.strip() for p in parts if p.strip()]
+
+
+def indicator_set(value: str, positive_any: bool) -> tuple[list[str] | None, str | None]:
+    """Labels whose indicator is on, from the JSON object of {column: raw value}; (None, why) for a bad value."""
+    cells = json.loads(value)
+    on = []
+    for column, raw in cells.items():
+        raw = None if raw is None else str(raw).strip()
+        if raw in INDICATOR_TRUE:
+            on.append(column)
+        elif raw in INDICATOR_FALSE:
+            continue
+        elif positive_any and raw is not None:
+            try:
+                number = float(raw)
+            except ValueError:
+                return None, column
+            if not np.isfinite(number) or number < 0:
+                return None, column
+            if number > 0:
+                on.append(column)
+        else:
+            return None, column
+    return on, None
+
+
+def tune_thresholds(truth: np.ndarray, proba: np.ndarray, min_positives: int = MIN_POSITIVES_FOR_OWN_THRESHOLD) -> dict:
+    """Per-label thresholds maximising each label's F1 on validation; labels with fewer than min_positives
+    validation positives fall back to one global threshold maximising micro-F1 over all labels."""
+    truth, proba = np.asarray(truth).astype(bool), np.asarray(proba)
+    micro = [f1_score(truth.ravel(), (proba >= t).ravel(), zero_division=0) for t in THRESHOLD_GRID]
+    global_t = float(THRESHOLD_GRID[int(np.argmax(micro))]) if truth.size else 0.5
+    thresholds, own = [], []
+    for j in range(truth.shape[1]):
+        if truth[:, j].sum() >= min_positives:
+            scores = [f1_score(truth[:, j], proba[:, j] >= t, zero_division=0) for t in THRESHOLD_GRID]
+            thresholds.append(float(THRESHOLD_GRID[int(np.argmax(scores))]))
+            own.append(True)
+        else:
+            thresholds.append(global_t)
+            own.append(False)
+    rule = (f"per-label threshold maximising that label's F1 on validation (grid {THRESHOLD_GRID[0]}..{THRESHOLD_GRID[-1]}); "
+            f"labels with fewer than {min_positives} validation positives use the global threshold {global_t} (best micro-F1)")
+    return {"thresholds": thresholds, "own_threshold": own, "global_threshold": global_t, "rule": rule}
+
+
+def multi_label_metrics(truth: np.ndarray, proba: np.ndarray, thresholds, labels: list[str]) -> dict:
+    """Micro/macro F1, subset accuracy, Hamming loss, micro PR-AUC and a per-label report."""
+    truth = np.asarray(truth).astype(int)
+    predicted = (np.asarray(proba) >= np.asarray(thresholds)[None, :]).astype(int)
+    precision, recall, f1, support = precision_recall_fscore_support(truth, predicted, zero_division=0)
+    metrics = {
+        "f1_micro": float(f1_score(truth, predicted, average="micro", zero_division=0)),
+        "f1_macro": float(f1_score(truth, predicted, average="macro", zero_division=0)),
+        "subset_accuracy": float((truth == predicted).all(axis=1).mean()) if len(truth) else 0.0,
+        "hamming_loss": float(hamming_loss(truth, predicted)) if len(truth) else 0.0,
+        "pr_auc_micro": float(average_precision_score(truth.ravel(), np.asarray(proba).ravel())) if truth.any() else float("nan"),
+    }
+    metrics["per_label"] = {
+        label: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s), "threshold": float(t)}
+        for label, p, r, f, s, t in zip(labels, precision, recall, f1, support, thresholds)
+    }
+    return metrics
+
+
+class MultiLabel(TaskType):
+    name = "multi_label"
+    title = "multi-label text classification"
+    problem_type = "multi_label_classification"
+    compare_on = "f1_micro"
+    headline = ("f1_micro", "f1_macro", "subset_accuracy", "hamming_loss", "pr_auc_micro")
+    metric_names = headline
+    training_metric_names = ("f1_micro", "f1_macro", "subset_accuracy", "hamming_loss")
+    reasons = ("malformed_label_list", "bad_indicator_value", "label_not_in_labels")
+
+    def default_gates(self, registry) -> list[Gate]:
+        return [Gate("f1_micro", 0.5, "registry.gates")]
+
+    def validate_targets(self, labels: pd.Series, data) -> tuple[pd.Series, pd.Series]:
+        canonical = pd.Series([None] * len(labels), index=labels.index, dtype=object)
+        reason = pd.Series([None] * len(labels), index=labels.index, dtype=object)
+        allowed = set(data.labels) if data.labels is not None else None
+        for index, value in labels.items():
+            if data.label_columns is not None:
+                names, _ = indicator_set(value, data.indicator_values == "positive")
+                why = "bad_indicator_value"
+            else:
+                names, why = parse_label_set(value, data.label_separator), "malformed_label_list"
+            if names is None:
+                reason[index] = why
+            elif allowed is not None and not set(names) <= allowed:
+                reason[index] = "label_not_in_labels"
+            else:
+                canonical[index] = json.dumps(sorted(set(names)))
+        return canonical, reason
+
+    def label_order(self, labels: pd.Series, data) -> list[str]:
+        if data.labels is not None:
+            return list(data.labels)
+        if data.label_columns is not None:
+            return [str(c) for c in data.label_columns]
+        return sorted({name for value in labels for name in json.loads(value)})
+
+    def check_usable(self, labels: pd.Series, data) -> None:
+        if not any(json.loads(value) for value in labels):
+            raise DataError("no clean row has any label: a multi-label model needs positive examples "
+                            "(check data.label_column / data.label_columns and data.label_separator)")
+
+    def strata(self, labels: pd.Series) -> pd.Series:
+        # A documented approximation of iterative stratification: each row is keyed by its rarest label
+        # (empty sets together), so rare labels reach every split in proportion.
+        sets = [json.loads(v) for v in labels]
+        counts: dict[str, int] = {}
+        for names in sets:
+            for name in names:
+                counts[name] = counts.get(name, 0) + 1
+        keys = [min(names, key=lambda n: (counts[n], n)) if names else "" for names in sets]
+        return pd.Series(keys, index=labels.index)
+
+    def target_spec(self, labels: pd.Series, train_labels: pd.Series, data) -> dict:
+        order = self.label_order(labels, data)
+        seen = {name for value in train_labels for name in json.loads(value)}
+        return {"labels": order, "no_train_positives": [name for name in order if name not in seen]}
+
+    def target_summary(self, labels: pd.Series, spec: dict) -> dict:
+        counts = {name: 0 for name in spec["labels"]}
+        empty = 0
+        for value in labels:
+            names = json.loads(value)
+            empty += not names
+            for name in names:
+                counts[name] = counts.get(name, 0) + 1
+        return {"per_class": counts, "empty_label_sets": empty}
+
+    def encode(self, labels: pd.Series, spec: dict) -> list:
+        index = {name: i for i, name in enumerate(spec["labels"])}
+        rows = []
+        for value in labels:
+            hot = [0.0] * len(index)
+            for name in json.loads(value):
+                hot[index[name]] = 1.0
+            rows.append(hot)
+        return rows
+
+    def head_config(self, spec: dict) -> dict:
+        labels = spec["labels"]
+        return {"num_labels": len(labels), "problem_type": self.problem_type, "id2label": dict(enumerate(labels)),
+                "label2id": {label: i for i, label in enumerate(labels)}}
+
+    def outputs(self, logits: np.ndarray, spec: dict) -> np.ndarray:
+        return sigmoid(logits)
+
+    def training_metrics(self, logits: np.ndarray, label_ids: np.ndarray, spec: dict) -> dict:
+        # At 0.5 (logit 0): thresholds are tuned once, on the chosen model.
+        metrics = multi_label_metrics(label_ids, sigmoid(logits), [0.5] * np.asarray(logits).shape[1], list(range(np.asarray(logits).shape[1])))
+        return {name: metrics[name] for name in self.training_metric_names}
+
+    def fit_decision(self, truth: np.ndarray, outputs: np.ndarray, spec: dict) -> dict:
+        return tune_thresholds(truth, outputs)
+
+    def thresholds(self, spec: dict, decision: dict) -> list[float]:
+        return decision.get("thresholds") or [0.5] * len(spec["labels"])
+
+    def truth_from_labels(self, labels: pd.Series, spec: dict) -> np.ndarray:
+        index = {name: i for i, name in enumerate(spec["labels"])}
+        hot = np.zeros((len(labels), len(index)), dtype=int)
+        for row, value in enumerate(labels):
+            for name in json.loads(value):
+                if name in index:
+                    hot[row, index[name]] = 1
+        return hot
+
+    def score(self, truth: np.ndarray, outputs: np.ndarray, spec: dict, decision: dict) -> dict:
+        return multi_label_metrics(truth, outputs, self.thresholds(spec, decision), spec["labels"])
+
+    def evaluate(self, truth: np.ndarray, outputs: np.ndarray, spec: dict, decision: dict, split: str, folder: Path) -> dict:
+        labels = spec["labels"]
+        metrics = self.score(truth, outputs, spec, decision)
+        with open(folder / f"per_label_{split}.csv", "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["label", "threshold", "own_threshold", "precision", "recall", "f1", "support"])
+            own = decision.get("own_threshold") or [False] * len(labels)
+            for (label, row), mine in zip(metrics["per_label"].items(), own):
+                writer.writerow([label, row["threshold"], mine, f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}", row["support"]])
+        plot_label_f1(metrics["per_label"], split, folder / f"per_label_f1_{split}.png")
+        return metrics
+
+    def predict_columns(self, outputs: np.ndarray, spec: dict, decision: dict) -> dict[str, list]:
+        labels, thresholds = spec["labels"], np.asarray(self.thresholds(spec, decision))
+        on = outputs >= thresholds[None, :]
+        columns = {"predicted_labels": [json.dumps([labels[j] for j in np.flatnonzero(row)]) for row in on]}
+        columns.update({f"proba_{label}": outputs[:, i].tolist() for i, label in enumerate(labels)})
+        return columns
+
+    def empty_columns(self, spec: dict) -> list[str]:
+        return ["predicted_labels", *[f"proba_{label}" for label in spec["labels"]]]
+
+    def card_section(self, spec: dict, decision: dict) -> str:
+        labels, thresholds = spec["labels"], self.thresholds(spec, decision)
+        rows = "\n".join(f"| `{label}` | {t:.3f} |" for label, t in zip(labels, thresholds))
+        missing = spec.get("no_train_positives") or []
+        return (f"- Task: multi-label text classification over {len(labels)} labels (any number per text, none included)\n"
+                f"- Output: one sigmoid probability per label; a label is predicted when its probability reaches its threshold\n"
+                f"- Threshold rule: {decision.get('rule', 'fixed at 0.5 (no validation split was evaluated)')}\n"
+                + (f"- Labels with no positive training example (never learned): {', '.join(f'`{m}`' for m in missing)}\n" if missing else "")
+                + f"\n| label | threshold |\n|---|---|\n{rows}")
+
+    def card_limits(self) -> list[str]:
+        return ["Labels rare in training get thresholds tuned on few validation examples: their precision and recall are uncertain."]
+
+
+def plot_label_f1(per_label: dict, split: str, path: Path) -> None:
+    """Horizontal bars of F1 per label, with each bar's support."""
+    plt = pyplot()
+    names = list(per_label)
+    fig, ax = plt.subplots(figsize=(7, 1.5 + 0.28 * len(names)))
+    ax.barh(range(len(names)), [per_label[n]["f1"] for n in names], color="tab:blue")
+    ax.set_yticks(range(len(names)), [f"{n} (n={per_label[n]['support']})" for n in names], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("F1 at the label's threshold")
+    ax.set_title(f"{split}: F1 per label")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

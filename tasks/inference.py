@@ -1,0 +1,58 @@
+"""Batch inference shared by evaluation, champion re-scoring and batch prediction.
+
+Rows are fed in length-sorted batches (each batch pads little) under torch.inference_mode,
+with bf16 autocast where the hardware runs it fast; outputs come back in the caller's order.
+The model's task (type, target encoding, output rule) travels in its config as `finetune_flow`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from transformers import DataCollatorWithPadding
+
+INPUT_FEATURES = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def length_order(lengths: list[int]) -> np.ndarray:
+    """Indices that sort rows by length, so each batch pads little."""
+    return np.argsort(np.asarray(lengths), kind="stable")
+
+
+@torch.inference_mode()
+def predict_logits(model, tokenizer, columns: dict, batch_size: int, device: str = "cpu", bf16: bool = False) -> np.ndarray:
+    """Raw logits (rows x outputs) for tokenized rows given as columns (input_ids, attention_mask, ...), in their order."""
+    model.to(device).eval()
+    collate = DataCollatorWithPadding(tokenizer)
+    features = [k for k in INPUT_FEATURES if k in columns]
+    order = length_order([len(ids) for ids in columns["input_ids"]])
+    out = np.zeros((len(order), model.config.num_labels), dtype=np.float32)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        batch = collate([{k: columns[k][i] for k in features} for i in idx])
+        batch = {k: v.to(device) for k, v in batch.items()}
+        with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=bf16):
+            logits = model(**batch).logits
+        out[idx] = logits.float().cpu().numpy()
+    return out
+
+
+def logits_for_texts(model, tokenizer, texts: list[str], max_length: int, batch_size: int = 128, device: str = "cpu",
+                     pairs: list[str] | None = None) -> np.ndarray:
+    """Raw logits for raw texts (or text pairs), truncated like training, in the order given."""
+    encoded = tokenizer(list(texts), None if pairs is None else list(pairs), truncation="longest_first" if pairs is not None else True,
+                        max_length=max_length)
+    return predict_logits(model, tokenizer, dict(encoded), batch_size, device)
+
+
+def model_task(config) -> dict:
+    """The task a saved model was trained for: {"task", "target", "decision", "text_pair", ...}.
+
+    Models registered before task types existed carry none: they are single-label classifiers.
+    """
+    info = dict(getattr(config, "finetune_flow", None) or {})
+    info.setdefault("task", "classification")
+    info.setdefault("target", {"labels": [config.id2label[i] for i in range(config.num_labels)]})
+    info.setdefault("decision", {})
+    info.setdefault("text_pair", False)
+    return info

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import average_precision_score, f1_score, hamming_loss, precision_recall_fscore_support
+from sklearn.metrics import average_precision_score
 
 from schemas.errors import DataError
 from task_types.base import Gate, TaskType, pyplot
@@ -72,12 +72,17 @@ def tune_thresholds(truth: np.ndarray, proba: np.ndarray, min_positives: int = M
     """Per-label thresholds maximising each label's F1 on validation; labels with fewer than min_positives
     validation positives fall back to one global threshold maximising micro-F1 over all labels."""
     truth, proba = np.asarray(truth).astype(bool), np.asarray(proba)
-    micro = [f1_score(truth.ravel(), (proba >= t).ravel(), zero_division=0) for t in THRESHOLD_GRID]
+
+    def f1_at(t, columns=slice(None)):
+        on, real = proba[:, columns] >= t, truth[:, columns]
+        return float(_f1((on & real).sum(), (on & ~real).sum(), (~on & real).sum()))
+
+    micro = [f1_at(t) for t in THRESHOLD_GRID]
     global_t = float(THRESHOLD_GRID[int(np.argmax(micro))]) if truth.size else 0.5
     thresholds, own = [], []
     for j in range(truth.shape[1]):
         if truth[:, j].sum() >= min_positives:
-            scores = [f1_score(truth[:, j], proba[:, j] >= t, zero_division=0) for t in THRESHOLD_GRID]
+            scores = [f1_at(t, j) for t in THRESHOLD_GRID]
             thresholds.append(float(THRESHOLD_GRID[int(np.argmax(scores))]))
             own.append(True)
         else:
@@ -88,21 +93,33 @@ def tune_thresholds(truth: np.ndarray, proba: np.ndarray, min_positives: int = M
     return {"thresholds": thresholds, "own_threshold": own, "global_threshold": global_t, "rule": rule}
 
 
+def _f1(tp, fp, fn):
+    """F1 from counts (0 where undefined), elementwise."""
+    tp, fp, fn = (np.asarray(x, dtype=np.float64) for x in (tp, fp, fn))
+    denominator = 2 * tp + fp + fn
+    return np.divide(2 * tp, denominator, out=np.zeros_like(denominator), where=denominator > 0)
+
+
 def multi_label_metrics(truth: np.ndarray, proba: np.ndarray, thresholds, labels: list[str]) -> dict:
-    """Micro/macro F1, subset accuracy, Hamming loss, micro PR-AUC and a per-label report."""
-    truth = np.asarray(truth).astype(int)
-    predicted = (np.asarray(proba) >= np.asarray(thresholds)[None, :]).astype(int)
-    precision, recall, f1, support = precision_recall_fscore_support(truth, predicted, zero_division=0)
+    """Micro/macro F1, subset accuracy, Hamming loss, micro PR-AUC and a per-label report, from per-label counts
+    (so one label is still a multi-label problem, not sklearn's binary one)."""
+    truth = np.asarray(truth).astype(bool).reshape(len(truth), -1)
+    proba = np.asarray(proba).reshape(len(truth), -1)
+    predicted = proba >= np.asarray(thresholds)[None, :]
+    tp, fp, fn = (truth & predicted).sum(0), (~truth & predicted).sum(0), (truth & ~predicted).sum(0)
+    precision = np.divide(tp, tp + fp, out=np.zeros(len(tp)), where=(tp + fp) > 0)
+    recall = np.divide(tp, tp + fn, out=np.zeros(len(tp)), where=(tp + fn) > 0)
+    per_label_f1 = _f1(tp, fp, fn)
     metrics = {
-        "f1_micro": float(f1_score(truth, predicted, average="micro", zero_division=0)),
-        "f1_macro": float(f1_score(truth, predicted, average="macro", zero_division=0)),
+        "f1_micro": float(_f1(tp.sum(), fp.sum(), fn.sum())),
+        "f1_macro": float(per_label_f1.mean()) if len(tp) else 0.0,
         "subset_accuracy": float((truth == predicted).all(axis=1).mean()) if len(truth) else 0.0,
-        "hamming_loss": float(hamming_loss(truth, predicted)) if len(truth) else 0.0,
-        "pr_auc_micro": float(average_precision_score(truth.ravel(), np.asarray(proba).ravel())) if truth.any() else float("nan"),
+        "hamming_loss": float((truth != predicted).mean()) if truth.size else 0.0,
+        "pr_auc_micro": float(average_precision_score(truth.ravel(), proba.ravel())) if truth.any() else float("nan"),
     }
     metrics["per_label"] = {
-        label: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s), "threshold": float(t)}
-        for label, p, r, f, s, t in zip(labels, precision, recall, f1, support, thresholds)
+        label: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(t + n), "threshold": float(th)}
+        for label, p, r, f, t, n, th in zip(labels, precision, recall, per_label_f1, tp, fn, thresholds)
     }
     return metrics
 

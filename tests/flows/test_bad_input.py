@@ -43,6 +43,20 @@ ERROR_CASES = {
     "class too small": ("small.csv", _two_classes(12, 2), [], r"error: .*'neg' has 2.*needs at least 3"),
     "binary file": ("model.csv", b"PK\x03\x04\x00\x00\x00binary", [], r"error: 'model.csv' looks binary \(NUL bytes in its first 8 KB\), not csv text: .*data.format"),
     "labels not in data": ("labels.csv", _two_classes(12, 12), ["data.labels=[pos,neg,meh]"], r"error: data.labels names \['meh'\] but no clean row has them; labels found: \['neg', 'pos'\]"),
+    "regression target of words": ("words.csv", _two_classes(12, 12), ["task=regression"],
+                                   r"error: no usable rows: all 24 rows were quarantined \(\{'non_numeric_target': 24\}\)"),
+    "constant regression target": ("flat.csv", _two_classes(12, 12).assign(label="2.5"), ["task=regression"],
+                                   r"error: the target is constant \(2.5\) in every clean row: regression needs values that vary"),
+    "multi-label without positives": ("none.csv", _two_classes(6, 6).assign(a=0, b=0).drop(columns="label"),
+                                      ["task=multi_label", "data.label_columns=[a,b]"], r"error: no clean row has any label: .*data.label_columns"),
+    "label lists for classification": ("lists.jsonl", "\n".join(json.dumps({"text": f"t {i}", "label": ["a", "b"]}) for i in range(6)), [],
+                                       r"error: column 'label' in 'lists.jsonl' holds lists of labels: set task=multi_label"),
+    "split column without validation": ("given.csv", _two_classes(6, 6).assign(part=["train", "test"] * 6), ["data.split_column=part"],
+                                        r"error: data.split_column 'part' gives no validation rows \(\{'train': 6, 'validation': 0, 'test': 6\}\)"),
+    "option of another task": ("opt.csv", _two_classes(6, 6), ["data.label_columns=[a,b]"],
+                               r"error: invalid config: data.label_columns and data.label_separator are for task=multi_label"),
+    "gate on another task's metric": ("gate.csv", _two_classes(6, 6), ["registry.gates={rmse: 1.0}"],
+                                      r"error: invalid config: registry.gates / registry.compare_on name \['rmse'\], not metrics of task=classification"),
     "wrong encoding": ("cp1252.csv", "text,label\n\u201chi\u201d,pos\n\u2019yo,neg\nok,pos\n".encode("cp1252"), [],
                        r"error: 'cp1252.csv' is not utf-8 text: line 2 \(bytes b'\\x93'\) does not decode, and 2 of 3 rows have such bytes; set data.encoding"),
 }
@@ -76,7 +90,8 @@ def test_every_bad_input_is_one_clear_line_exit_2_nothing_registered(request, tm
     client = MlflowClient(uri, uri)
     assert client.search_registered_models() == []
     runs = client.search_runs([client.get_experiment_by_name("finetune-flow").experiment_id])
-    assert len(runs) == len(ERROR_CASES) and {r.info.status for r in runs} == {"FAILED"}
+    config_errors = sum("invalid config" in case[3] for case in ERROR_CASES.values())  # refused before any run starts
+    assert len(runs) == len(ERROR_CASES) - config_errors and {r.info.status for r in runs} == {"FAILED"}
 
 
 def test_row_level_problems_are_quarantined_counted_and_the_run_trains(request, tmp_path, tiny_model_dir, cli_env, new_store):

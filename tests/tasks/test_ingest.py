@@ -201,3 +201,24 @@ def test_ingest_task_writes_every_row_it_reads(tmp_path):
     stored = pd.read_parquet(result["path"])
     assert result["rows_read"] == result["rows_out"] == len(stored) == 3
     assert stored["problem"].tolist()[1] == "undecodable_bytes" and pd.isna(stored["text"].iloc[2])
+
+
+def test_multi_label_lists_indicator_columns_pairs_and_a_given_split(tmp_path):
+    import json
+
+    lists = tmp_path / "lists.parquet"
+    pd.DataFrame({"text": ["a", "b", "c"], "tags": [["x", "y"], [], None]}).to_parquet(lists)
+    raw, _ = read_source(DataConfig(path=str(lists), label_column="tags"), task="multi_label")
+    assert raw["label"].tolist()[:2] == ['["x", "y"]', "[]"] and pd.isna(raw["label"].iloc[2])
+    with pytest.raises(DataError, match="holds lists of labels: set task=multi_label"):
+        read_source(DataConfig(path=str(lists), label_column="tags"))
+
+    table = tmp_path / "table.csv"
+    pd.DataFrame({"q": ["a", "b"], "p": ["c", None], "x": [1, 0], "y": [0, 2], "part": ["train", "dev"]}).to_csv(table, index=False)
+    raw, _ = read_source(DataConfig(path=str(table), text_column="q", text_pair_column="p", label_columns=["x", "y"], split_column="part"),
+                         task="multi_label")
+    assert list(raw.columns) == ["row_id", "text", "text_pair", "label", "split", "problem"]
+    assert [json.loads(v) for v in raw["label"]] == [{"x": "1", "y": "0"}, {"x": "0", "y": "2"}]
+    assert raw["text_pair"].tolist()[0] == "c" and pd.isna(raw["text_pair"].iloc[1]) and raw["split"].tolist() == ["train", "dev"]
+    with pytest.raises(DataError, match=r"column 'nope' not found .* set data.text_pair_column"):
+        read_source(DataConfig(path=str(table), text_column="q", label_column="x", text_pair_column="nope"))

@@ -43,3 +43,24 @@ def test_label_order_is_sorted_unless_fixed():
     classification = get_task_type("classification")
     assert classification.target_spec(frame["label"], frame["label"], DataConfig())["labels"] == ["a", "z"]
     assert classification.target_spec(frame["label"], frame["label"], DataConfig(labels=["z", "a"]))["labels"] == ["z", "a"]
+
+
+def test_the_datas_own_split_is_used_and_a_missing_part_is_refused():
+    from tasks.split import given_split
+
+    frame = _frame({"a": 6, "b": 6}).assign(split=["train", "validation", "test"] * 4)
+    parts = given_split(frame, "part")
+    assert {name: len(p) for name, p in parts.items()} == {"train": 4, "validation": 4, "test": 4}
+    assert "split" not in parts["train"].columns
+    with pytest.raises(DataError, match="gives no validation or test rows"):
+        given_split(frame.assign(split="train"), "part")
+
+
+def test_regression_splits_are_stratified_by_quantile_bins():
+    from tasks.split import strata_of
+
+    frame = pd.DataFrame({"row_id": range(200), "text": [f"t{i}" for i in range(200)], "label": [str(float(i)) for i in range(200)]})
+    parts = split_frame(frame, 0.1, 0.1, seed=0, keys=strata_of(frame, get_task_type("regression")))
+    # every tenth of the range lands in validation: its values spread over the whole range
+    values = sorted(parts["validation"]["label"].astype(float))
+    assert len(values) == 20 and values[0] < 20 and values[-1] >= 180

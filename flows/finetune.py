@@ -23,6 +23,7 @@ from prefect.runtime import flow_run
 
 from schemas.config import FinetuneConfig, describe_options, load_config
 from schemas.errors import FinetuneError
+from tasks.baseline import fit_baseline
 from tasks.clean import clean_data
 from tasks.ingest import ingest_data
 from tasks.logs import quiet_user_errors
@@ -33,7 +34,7 @@ from tasks.split import split_data
 
 @flow(name="finetune")
 def finetune(cfg: FinetuneConfig) -> dict:
-    """Ingest -> clean -> split -> tokenize -> report -> fine-tune -> evaluate -> log -> register and gate."""
+    """Ingest -> clean -> split -> tokenize -> report -> baseline -> fine-tune -> evaluate -> log -> register and gate."""
     # The model steps import torch and transformers (several seconds): a run that stops on its data never pays for them.
     from tasks.evaluate import evaluate_model
     from tasks.tokenize import tokenize_data
@@ -47,11 +48,13 @@ def finetune(cfg: FinetuneConfig) -> dict:
         split = split_data(clean, cfg.data, cfg.cache, cfg.seed, cfg.task)
         tokens = tokenize_data(split, cfg.model, cfg.train.max_length, cfg.cache, cfg.task)
         report = report_data(raw, clean, split, tokens, cfg.cache)
+        baseline = fit_baseline(split, cfg.cache, cfg.task)
         model = fine_tune(tokens, cfg.model, cfg.train, cfg.cache, cfg.seed, cfg.task, cfg.registry.compare_on)
         evaluation = evaluate_model(model, tokens, cfg.eval, cfg.train, cfg.cache)
-        steps = {"ingest": raw, "clean": clean, "split": split, "tokenize": tokens, "report": report, "fine_tune": model, "evaluate": evaluation}
+        steps = {"ingest": raw, "clean": clean, "split": split, "tokenize": tokens, "report": report, "baseline": baseline,
+                 "fine_tune": model, "evaluate": evaluation}
         logged = log_run.with_options(**io)(run_id, cfg.tracking, steps)
-        registered = register_model.with_options(**io)(run_id, model, evaluation, split, cfg.registry, cfg.tracking)
+        registered = register_model.with_options(**io)(run_id, model, evaluation, split, cfg.registry, cfg.tracking, baseline)
     return summarize(run_id, cfg.task, {**steps, "log_run": logged, "register": registered}, time.perf_counter() - started)
 
 
@@ -68,6 +71,9 @@ def summarize(run_id: str, task: str, steps: dict, wall_seconds: float) -> dict:
         **registered,
         "val_metrics": val,
         "test_metrics": test or None,
+        "baseline_val_metrics": steps["baseline"]["metrics"]["validation"],
+        "baseline_test_metrics": steps["baseline"]["metrics"]["test"],
+        "baseline_verdict": baseline_verdict(task, val, steps["baseline"]["metrics"]["validation"]),
         "val_accuracy": val.get("accuracy"),
         "val_f1": val.get("f1_macro") if task == "classification" else None,
         "test_accuracy": test.get("accuracy"),
@@ -85,6 +91,19 @@ def summarize(run_id: str, task: str, steps: dict, wall_seconds: float) -> dict:
         "step_seconds": {name: result.get("seconds") for name, result in steps.items()},
         "wall_seconds": round(wall_seconds, 2),
     }
+
+
+def baseline_verdict(task: str, val: dict, baseline: dict) -> str:
+    """'beats the TF-IDF baseline by +0.041 f1_macro' or 'does NOT beat ...', on the task's compare-on metric."""
+    from task_types import get_task_type
+    from tasks.gate import beats
+
+    metric = get_task_type(task).compare_on
+    if metric not in val or metric not in baseline:
+        return f"no {metric} to compare with the TF-IDF baseline"
+    gain = beats(metric, val[metric], baseline[metric])
+    return (f"{'beats' if gain > 0 else 'does NOT beat'} the TF-IDF baseline by {gain:+.4f} {metric} on validation "
+            f"({val[metric]:.4f} vs {baseline[metric]:.4f})")
 
 
 def format_summary(summary: dict, tracking_uri: str) -> str:
@@ -106,6 +125,8 @@ def format_summary(summary: dict, tracking_uri: str) -> str:
     ]
     if summary["test_metrics"]:
         lines.append(f"test         {figures(summary['test_metrics'])}")
+    lines.append(f"baseline     test {figures(summary['baseline_test_metrics'])}")
+    lines.append(f"             the model {summary['baseline_verdict']}")
     lines.append(f"rows         {summary['rows_in']} in = {summary['rows_kept']} kept + {summary['rows_quarantined']} quarantined")
     if summary["reused_steps"]:
         lines.append(f"cached       re-used {', '.join(summary['reused_steps'])}")

@@ -139,6 +139,8 @@ class RegistryConfig(_Section):
         "default: f1_macro (classification), f1_micro (multi_label), spearman (regression)"
     )
     min_delta: float = Field(0.0, ge=0, le=1, description="gate: the compare-on metric must beat the champion's by more than this")
+    beat_baseline: bool = Field(True, description="gate: the compare-on metric must beat this run's TF-IDF baseline on validation "
+                                "(a model that loses to it is registered, not promoted)")
     promote: bool = Field(True, description="move the 'champion' alias when every gate passes")
     alias: str = Field("champion", min_length=1, description="alias given to the promoted version")
 

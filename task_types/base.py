@@ -135,10 +135,33 @@ class TaskType:
     def card_limits(self) -> list[str]:
         return []
 
+    # ---- the classical baseline every run is measured against ------------------------------------
+    def baseline(self, features: dict, parts: dict[str, pd.DataFrame], spec: dict) -> dict[str, np.ndarray]:
+        """Fit this type's classical model on features["train"]; its outputs (same form as `outputs`) per split."""
+        raise NotImplementedError
+
 
 def scalar_metrics(metrics: dict) -> dict[str, float]:
     """The numbers of a metrics dict (per-class tables and matrices left out)."""
     return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool)}
+
+
+BASELINE_NAME = "TF-IDF baseline"
+
+
+def tfidf_features(parts: dict[str, pd.DataFrame]) -> dict:
+    """TF-IDF of word 1-2-grams fitted on the train split; for pairs each side, and their elementwise product."""
+    import scipy.sparse as sp
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    pairs = "text_pair" in parts["train"]
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2 if len(parts["train"]) >= 1000 else 1, sublinear_tf=True, max_features=500_000)
+    vectorizer.fit(pd.concat([parts["train"]["text"], parts["train"]["text_pair"]]) if pairs else parts["train"]["text"])
+    features = {}
+    for name, part in parts.items():
+        a = vectorizer.transform(part["text"])
+        features[name] = sp.hstack([a, b := vectorizer.transform(part["text_pair"]), a.multiply(b)]).tocsr() if pairs else a
+    return features
 
 
 def pyplot():

@@ -249,3 +249,16 @@ class Classification(TaskType):
     def card_limits(self) -> list[str]:
         return ["It always answers with one of the labels above; it cannot say \"none of these\"."]
 
+    def baseline(self, features: dict, parts: dict[str, pd.DataFrame], spec: dict) -> dict[str, np.ndarray]:
+        """Logistic regression on TF-IDF; classes absent from training get probability 0."""
+        from sklearn.linear_model import LogisticRegression
+
+        y = np.asarray(self.encode(parts["train"]["label"], spec))
+        model = LogisticRegression(max_iter=1000, C=4.0).fit(features["train"], y)
+        out = {}
+        for name, x in features.items():
+            proba = np.zeros((x.shape[0], len(spec["labels"])), dtype=np.float32)
+            proba[:, model.classes_] = model.predict_proba(x)
+            out[name] = proba
+        return out
+

@@ -269,6 +269,22 @@ class MultiLabel(TaskType):
     def card_limits(self) -> list[str]:
         return ["Labels rare in training get thresholds tuned on few validation examples: their precision and recall are uncertain."]
 
+    def baseline(self, features: dict, parts: dict[str, pd.DataFrame], spec: dict) -> dict[str, np.ndarray]:
+        """One-vs-rest logistic regression on TF-IDF; a label never positive in training gets probability 0."""
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.multiclass import OneVsRestClassifier
+
+        y = np.asarray(self.encode(parts["train"]["label"], spec), dtype=int)
+        learnable = (y.sum(axis=0) > 0) & (y.sum(axis=0) < len(y))
+        model = OneVsRestClassifier(LogisticRegression(max_iter=1000, C=4.0)).fit(features["train"], y[:, learnable]) if learnable.any() else None
+        out = {}
+        for name, x in features.items():
+            proba = np.tile(y.mean(axis=0), (x.shape[0], 1)).astype(np.float32)  # constant labels: their training rate
+            if model is not None:
+                proba[:, learnable] = model.predict_proba(x).reshape(x.shape[0], -1)
+            out[name] = proba
+        return out
+
 
 def plot_label_f1(per_label: dict, split: str, path: Path) -> None:
     """Horizontal bars of F1 per label, with each bar's support."""

@@ -129,6 +129,13 @@ class Regression(TaskType):
     def card_limits(self) -> list[str]:
         return ["Predictions outside the range seen in training are extrapolations and rarely reliable."]
 
+    def baseline(self, features: dict, parts: dict[str, pd.DataFrame], spec: dict) -> dict[str, np.ndarray]:
+        """Ridge regression on TF-IDF."""
+        from sklearn.linear_model import Ridge
+
+        model = Ridge(alpha=1.0).fit(features["train"], parts["train"]["label"].astype(float).to_numpy())
+        return {name: model.predict(x) for name, x in features.items()}
+
 
 def plot_regression(truth, predicted, split: str, folder: Path) -> None:
     """Predicted against true values (with the identity line) and the histogram of residuals."""

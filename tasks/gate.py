@@ -21,6 +21,7 @@ class Policy:
     compare_on: str
     min_delta: float = 0.0
     promote: bool = True
+    beat_baseline: bool = True
 
 
 def _check_gate(gate: Gate, value: float | None) -> tuple[bool, str]:
@@ -31,20 +32,30 @@ def _check_gate(gate: Gate, value: float | None) -> tuple[bool, str]:
     return ok, f"val_{gate.metric} {value:.4f} {sign} {gate.option} {gate.bound}"
 
 
-def should_promote(candidate: dict[str, float], champion: dict | None, policy: Policy) -> Decision:
-    """candidate: validation metrics by name; champion: {"version", "value"} of policy.compare_on, or None.
+def beats(metric: str, value: float, other: float) -> float:
+    """How much value is better than other on metric (positive = better; lower is better for errors)."""
+    return (other - value) if metric in LOWER_IS_BETTER else (value - other)
 
-    The candidate must pass every gate and beat the champion's compare-on metric by more than min_delta
-    (lower is better for errors and losses).
+
+def should_promote(candidate: dict[str, float], champion: dict | None, policy: Policy, baseline: dict[str, float] | None = None) -> Decision:
+    """candidate, baseline: validation metrics by name; champion: {"version", "value"} of policy.compare_on, or None.
+
+    The candidate must pass every gate, beat its own run's classical baseline on the compare-on metric
+    (policy.beat_baseline) and beat the champion's by more than min_delta (lower is better for errors and losses).
     """
     checks = [_check_gate(gate, candidate.get(gate.metric)) for gate in policy.gates]
     metric = policy.compare_on
+    if policy.beat_baseline and baseline is not None and metric in baseline:
+        value, theirs = candidate.get(metric, float("nan")), baseline[metric]
+        gain = beats(metric, value, theirs)
+        checks.append((gain > 0, f"val_{metric} {value:.4f} {'beats' if gain > 0 else 'does NOT beat'} the TF-IDF baseline "
+                                 f"({theirs:.4f}) (gain {gain:+.4f}; registry.beat_baseline)"))
     if champion is not None:
         value = candidate.get(metric, float("nan"))
         lower = metric in LOWER_IS_BETTER
-        gain = (champion["value"] - value) if lower else (value - champion["value"])
-        beats = gain > policy.min_delta
-        checks.append((beats, f"val_{metric} {value:.4f} {'beats' if beats else 'does not beat'} champion v{champion['version']} "
+        gain = beats(metric, value, champion["value"])
+        better = gain > policy.min_delta
+        checks.append((better, f"val_{metric} {value:.4f} {'beats' if better else 'does not beat'} champion v{champion['version']} "
                               f"({champion['value']:.4f}) by more than min_delta {policy.min_delta} "
                               f"({'lower is better, ' if lower else ''}gain {gain:+.4f})"))
     else:
@@ -57,4 +68,5 @@ def should_promote(candidate: dict[str, float], champion: dict | None, policy: P
 
 def policy_for(task_type, registry) -> Policy:
     """The gate policy of a run: the task type's gates (or registry.gates) and its compare-on metric."""
-    return Policy(task_type.gates(registry), registry.compare_on or task_type.compare_on, registry.min_delta, registry.promote)
+    return Policy(task_type.gates(registry), registry.compare_on or task_type.compare_on, registry.min_delta, registry.promote,
+                  registry.beat_baseline)

@@ -155,6 +155,8 @@ def log_run(run_id: str, tracking: TrackingConfig, steps: dict) -> dict:
     }
     for split_name, metrics in evaluation["metrics"].items():
         values.update(metric_values(split_name, metrics))
+    for split_name, metrics in steps["baseline"]["metrics"].items():
+        values.update({f"baseline_{k}": v for k, v in metric_values(split_name, metrics).items()})
     points = [Metric(k, float(v), 0, 0) for k, v in values.items()] + _history_metrics(model["history"])
     for start in range(0, len(points), 500):
         client.log_batch(run_id, metrics=points[start : start + 500])
@@ -309,7 +311,8 @@ def _version_facts(client: MlflowClient, run_id: str, model: dict, evaluation: d
 
 @task(name="register", retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=is_transient)
 @timed
-def register_model(run_id: str, model: dict, evaluation: dict, split: dict, registry: RegistryConfig, tracking: TrackingConfig) -> dict:
+def register_model(run_id: str, model: dict, evaluation: dict, split: dict, registry: RegistryConfig, tracking: TrackingConfig,
+                   baseline: dict | None = None) -> dict:
     """Log and register the model as a version, tag it, apply the gate, and move the alias if every gate passed.
 
     Args:
@@ -319,6 +322,7 @@ def register_model(run_id: str, model: dict, evaluation: dict, split: dict, regi
         split: the split step's result (data fingerprint, label set, validation rows for re-scoring a champion).
         registry: model name, gates and alias.
         tracking: where MLflow lives.
+        baseline: the baseline step's result (its validation metrics are a gate; its figures go into the card).
     Returns:
         model name, version, whether it was promoted, the alias and the reasons.
     """
@@ -350,7 +354,7 @@ def register_model(run_id: str, model: dict, evaluation: dict, split: dict, regi
             logger.info("register: %s; it is @%s already", notes[0], alias)
             return {"model_name": name, "model_version": int(version.version), "promoted": False, "alias": alias, "reasons": notes}
         champion, rescored, comparable = _champion_for_gate(uri, registry, model["task"], policy.compare_on, current, split, RESCORE_BATCH)
-        decision = should_promote(candidate, champion, policy)
+        decision = should_promote(candidate, champion, policy, baseline["metrics"]["validation"] if baseline else None)
         if not comparable:
             decision = Decision(False, [r for r in decision.reasons if r != "no current champion"])
         reasons = notes + rescored + decision.reasons
@@ -358,7 +362,7 @@ def register_model(run_id: str, model: dict, evaluation: dict, split: dict, regi
         gate.update({f"gate_reason_{i + 1}": reason[:5000] for i, reason in enumerate(reasons)})
         for key, value in gate.items():
             client.set_model_version_tag(name, str(version.version), key, value)
-        card = model_card(_card_facts(client, version, model, evaluation, split, decision.promote, reasons, alias))
+        card = model_card(_card_facts(client, version, model, evaluation, split, decision.promote, reasons, alias, baseline))
         client.update_model_version(name, str(version.version), description=card)
         client.log_text(run_id, card, "model_card.md")
         if decision.promote:
@@ -371,12 +375,14 @@ def register_model(run_id: str, model: dict, evaluation: dict, split: dict, regi
     return {"model_name": name, "model_version": int(version.version), "promoted": decision.promote, "alias": alias if decision.promote else None, "reasons": reasons}
 
 
-def _card_facts(client: MlflowClient, version, model: dict, evaluation: dict, split: dict, promoted: bool, reasons: list[str], alias: str) -> dict:
+def _card_facts(client: MlflowClient, version, model: dict, evaluation: dict, split: dict, promoted: bool, reasons: list[str], alias: str,
+                baseline: dict | None = None) -> dict:
     tags = client.get_model_version(version.name, str(version.version)).tags
     return {
         "model_name": version.name, "version": version.version, "gate_passed": promoted or tags.get("gate_passed") == "true",
         "promoted": promoted, "alias": alias, "reasons": reasons, "base_model": tags.get("base_model", ""),
         "labels": model["labels"], "task": model["task"], "target": split["target"], "decision": evaluation["decision"],
+        "baseline": baseline["metrics"] if baseline else None,
         "training": f"device {model['device']}, precision {model['precision']}, {model.get('epochs_run') or '?'} epochs",
         "data_source": tags.get("data_source", ""), "data_fingerprint": split["key"], "config_fingerprint": tags.get("config_fingerprint", ""),
         "sizes": {name: part["rows"] for name, part in split["splits"].items()}, "git_revision": tags.get("git_revision", ""),

@@ -114,8 +114,10 @@ def model_card(facts: dict) -> str:
 
     task_type = get_task_type(facts.get("task", "classification"))
     headline = task_type.headline
+    rows = [(split, m) for split, m in facts["metrics"].items()]
+    rows += [(f"{split} (TF-IDF baseline)", m) for split, m in (facts.get("baseline") or {}).items()]
     metrics = "\n".join(f"| {split} | " + " | ".join(f"{scalar_metrics(m).get(k, float('nan')):.4f}" for k in headline) + " |"
-                        for split, m in facts["metrics"].items())
+                        for split, m in rows)
     sizes = ", ".join(f"{name} {n}" for name, n in facts["sizes"].items())
     reasons = "\n".join(f"- {r}" for r in facts["reasons"])
     limits = "\n".join(f"- {line}" for line in [

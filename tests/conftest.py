@@ -116,7 +116,7 @@ def make_config(tmp_path, tiny_model_dir, new_store):
         tree = {
             "model": {"name_or_path": str(tiny_model_dir)},
             "train": {"epochs": 1, "batch_size": 16, "learning_rate": 1e-3, "max_length": 32, "precision": "fp32"},
-            "registry": {"model_name": "tiny", "min_accuracy": 0.0, "min_f1": 0.0},
+            "registry": {"model_name": "tiny", "min_accuracy": 0.0, "min_f1": 0.0, "beat_baseline": False},
             "tracking": {"uri": uri},
             "cache": {"dir": str(tmp_path / "cache")},
         }

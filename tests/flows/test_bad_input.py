@@ -111,7 +111,7 @@ def test_row_level_problems_are_quarantined_counted_and_the_run_trains(request, 
     summary_path = tmp_path / "summary.json"
     result = _run(request.config.rootpath, cli_env, [
         f"data.path={data}", f"model.name_or_path={tiny_model_dir}", f"tracking.uri={new_store(tmp_path / 'mlruns')}",
-        f"cache.dir={tmp_path / 'cache'}", "registry.model_name=tiny", "registry.min_accuracy=0", "registry.min_f1=0",
+        f"cache.dir={tmp_path / 'cache'}", "registry.model_name=tiny", "registry.min_accuracy=0", "registry.min_f1=0", "registry.beat_baseline=false",
         "train.epochs=1", "train.max_length=32", "train.precision=fp32", f"--summary-json={summary_path}"])
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(summary_path.read_text())

@@ -77,7 +77,7 @@ def test_deploy_trigger_schedule_and_stop(local_prefect, tmp_path, tiny_model_di
     cfg = {
         "data": {"path": str(toy_csv)}, "model": {"name_or_path": str(tiny_model_dir)},
         "train": {"epochs": 1, "max_length": 32, "precision": "fp32"},
-        "registry": {"model_name": "tiny-deployed", "min_accuracy": 0, "min_f1": 0},
+        "registry": {"model_name": "tiny-deployed", "min_accuracy": 0, "min_f1": 0, "beat_baseline": False},
         "tracking": {"uri": f"sqlite:///{db}"}, "cache": {"dir": str(tmp_path / "cache")},
     }
     run = local_prefect("prefect-trigger", DEPLOYMENT="finetune/smoke", PARAMS=json.dumps({"cfg": cfg}))

@@ -54,6 +54,10 @@ def test_gate_passes_registers_and_promotes(prefect_server, make_config, messy_c
 
     version = client.get_model_version_by_alias("tiny", "champion")
     assert str(version.version) == "1" and version.tags["gate_passed"] == "true"
+    # the TF-IDF baseline ran on the same split: in the summary, MLflow and the card
+    assert set(summary["baseline_val_metrics"]) >= {"accuracy", "f1_macro"} and "TF-IDF baseline" in summary["baseline_verdict"]
+    assert {"baseline_val_f1_macro", "baseline_test_accuracy"} <= set(run.data.metrics)
+    assert "(TF-IDF baseline)" in version.description
 
     mlflow.set_tracking_uri(cfg.tracking.resolved_uri())
     classifier = mlflow.pyfunc.load_model("models:/tiny@champion")
@@ -76,6 +80,16 @@ def test_gate_fails_keeps_champion_and_records_reasons(prefect_server, make_conf
     tags = client.get_model_version("tiny", "2").tags
     assert tags["gate_passed"] == "false"
     assert json.loads(tags["gate_reasons"]) == second["reasons"]
+
+
+def test_a_model_that_does_not_beat_its_baseline_is_registered_not_promoted(prefect_server, make_config, toy_csv):
+    # Each toy class has words of its own: TF-IDF + logistic regression separates them perfectly, and a tiny
+    # random BERT after one epoch cannot do better than a tie.
+    summary = finetune(make_config(data={"path": str(toy_csv)}, registry={"beat_baseline": True}))
+    assert summary["baseline_val_metrics"]["f1_macro"] == 1.0
+    assert not summary["promoted"] and summary["model_version"] == 1
+    assert any("does NOT beat the TF-IDF baseline (1.0000)" in r and "registry.beat_baseline" in r for r in summary["reasons"])
+    assert summary["baseline_verdict"].startswith("does NOT beat the TF-IDF baseline")
 
 
 def test_failed_flow_marks_the_run_failed(prefect_server, make_config, tmp_path):

@@ -35,7 +35,7 @@ def store(tmp_path_factory, tiny_model_dir, prefect_server, empty_store):
         return FinetuneConfig.model_validate({
             "data": {"path": str(data)}, "model": {"name_or_path": str(tiny_model_dir)},
             "train": {"epochs": 2, "batch_size": 16, "learning_rate": 1e-3, "max_length": 32, "precision": "fp32"},
-            "registry": {"model_name": "tiny", "min_accuracy": 0.0, "min_f1": 0.0, **registry},
+            "registry": {"model_name": "tiny", "min_accuracy": 0.0, "min_f1": 0.0, "beat_baseline": False, **registry},
             "tracking": {"uri": uri}, "cache": {"dir": str(root / "cache")},
         })
 

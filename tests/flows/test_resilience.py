@@ -93,7 +93,7 @@ def _flow_cmd(root, data, workdir, *extra):
     return [
         sys.executable, "flows/finetune.py", f"data.path={data}", f"model.name_or_path={workdir['model']}",
         f"tracking.uri=sqlite:///{workdir['db']}", f"cache.dir={workdir['cache']}", "registry.model_name=tiny",
-        "registry.min_accuracy=0", "registry.min_f1=0", "train.max_length=32", "train.precision=fp32", *extra,
+        "registry.min_accuracy=0", "registry.min_f1=0", "registry.beat_baseline=false", "train.max_length=32", "train.precision=fp32", *extra,
     ]
 
 

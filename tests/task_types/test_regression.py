@@ -52,3 +52,18 @@ def test_quantile_bins_stratify_and_small_bins_merge():
 def test_a_constant_target_is_refused():
     with pytest.raises(DataError, match="the target is constant"):
         REG.check_usable(pd.Series(["2.0", "2.0", "2.0"]), DataConfig())
+
+
+def test_each_task_types_baseline_scores_validation_and_test():
+    from tasks.baseline import baseline_metrics
+
+    words = ["awful", "dull", "fine", "good", "superb"]
+    frame = pd.DataFrame({"text": [f"{words[i % 5]} film {i}" for i in range(100)], "label": [repr(float(i % 5)) for i in range(100)]})
+    parts = {"train": frame.iloc[:60], "validation": frame.iloc[60:80], "test": frame.iloc[80:]}
+    spec = REG.target_spec(frame["label"], parts["train"]["label"], DataConfig())
+    metrics = baseline_metrics("regression", parts, spec)
+    assert set(metrics) == {"validation", "test"} and metrics["test"]["spearman"] > 0.9  # the word gives the score away
+    classes = frame.assign(label=[words[i % 5] for i in range(100)])
+    parts = {"train": classes.iloc[:60], "validation": classes.iloc[60:80], "test": classes.iloc[80:]}
+    result = baseline_metrics("classification", parts, {"labels": sorted(words)})
+    assert result["test"]["accuracy"] == 1.0

@@ -52,3 +52,16 @@ def test_task_defaults_ceilings_and_lower_is_better_comparison():
 def test_an_undefined_metric_fails_its_gate():
     decision = should_promote({"spearman": float("nan"), "r2": 0.5}, None, policy_for(get_task_type("regression"), RegistryConfig()))
     assert not decision.promote and "undefined" in decision.reasons[0]
+
+
+def test_the_baseline_gate_on_the_compare_on_metric():
+    policy = policy_for(get_task_type("classification"), RegistryConfig(min_accuracy=0, min_f1=0))
+    assert should_promote({"accuracy": 0.9, "f1_macro": 0.85}, None, policy, {"accuracy": 0.95, "f1_macro": 0.80}).promote
+    lost = should_promote({"accuracy": 0.9, "f1_macro": 0.80}, None, policy, {"accuracy": 0.8, "f1_macro": 0.80})
+    assert not lost.promote and lost.reasons == ["val_f1_macro 0.8000 does NOT beat the TF-IDF baseline (0.8000) (gain +0.0000; registry.beat_baseline)"]
+    off = policy_for(get_task_type("classification"), RegistryConfig(min_accuracy=0, min_f1=0, beat_baseline=False))
+    assert should_promote({"accuracy": 0.9, "f1_macro": 0.80}, None, off, {"accuracy": 0.8, "f1_macro": 0.90}).promote
+    # lower is better for errors: a smaller rmse beats the baseline's
+    errors = policy_for(get_task_type("regression"), RegistryConfig(gates={"rmse": 10.0}, compare_on="rmse"))
+    assert should_promote({"rmse": 0.5}, None, errors, {"rmse": 0.7}).promote
+    assert not should_promote({"rmse": 0.9}, None, errors, {"rmse": 0.7}).promote

@@ -1,0 +1,59 @@
+"""Baseline: the task type's classical model (TF-IDF + a linear model) on the same split, in every run.
+
+A fine-tuned transformer that loses to it is not worth its compute: the gate checks the model beats
+it (registry.beat_baseline), and the summary, MLflow and the model card show both side by side.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+from prefect import task
+
+from schemas.config import CacheConfig
+from schemas.data import SPLITS
+from task_types import get_task_type
+from task_types.base import BASELINE_NAME, scalar_metrics, tfidf_features
+from tasks.cache import StepCache, fingerprint
+from tasks.logs import step_logger, timed
+
+
+def baseline_metrics(task: str, parts: dict[str, pd.DataFrame], spec: dict) -> dict[str, dict[str, float]]:
+    """Fit the task type's baseline on parts["train"]; its metrics on validation and test (the output rule,
+    e.g. multi-label thresholds, tuned on validation as for the model)."""
+    task_type = get_task_type(task)
+    outputs = task_type.baseline(tfidf_features(parts), parts, spec)
+    truth = {name: task_type.truth_from_labels(part["label"], spec) for name, part in parts.items()}
+    decision = task_type.fit_decision(truth["validation"], outputs["validation"], spec)
+    return {name: scalar_metrics(task_type.score(truth[name], outputs[name], spec, decision)) for name in ("validation", "test")}
+
+
+@task(name="baseline")
+@timed
+def fit_baseline(split: dict, cache: CacheConfig, task: str = "classification") -> dict:
+    """Fit and score the classical baseline on the split, cached by the split's key.
+
+    Args:
+        split: the split step's result (split files and the target spec).
+        cache: where step outputs live and whether to recompute them.
+        task: the task type, which picks the baseline and its metrics.
+    Returns:
+        the baseline's metrics on validation and test, the key and whether it was re-used.
+    """
+    logger = step_logger()
+    key = fingerprint("baseline", 1, split["key"], task)
+
+    def make(folder: Path) -> dict:
+        parts = {name: pd.read_parquet(split["paths"][name]) for name in SPLITS}
+        metrics = baseline_metrics(task, parts, split["target"])
+        (folder / "baseline.json").write_text(json.dumps(metrics, indent=1))
+        return {"metrics": metrics}
+
+    entry = StepCache(cache.resolved_dir(), "baseline", key).build(make, refresh=cache.refresh)
+    headline = get_task_type(task).headline
+    for name, metrics in entry.meta["metrics"].items():
+        logger.info("baseline %s (%s): %s%s", name, BASELINE_NAME, ", ".join(f"{m} {metrics[m]:.4f}" for m in headline if m in metrics),
+                    " (cached)" if entry.reused else "")
+    return {"metrics": entry.meta["metrics"], "key": key, "reused": entry.reused}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -100,13 +100,24 @@ class ModelConfig(_Section):
 
 
 class TrainConfig(_Section):
-    epochs: float = Field(3, gt=0, description="training epochs (early stopping may end sooner)")
+    epochs: Annotated[float, Field(gt=0)] | Literal["auto"] = Field(
+        "auto", description="training epochs (early stopping may end sooner); auto: enough passes for at least 900 optimizer "
+        "steps on small data (at most 20), fewer on large data (at least 1); the figure chosen is logged"
+    )
     batch_size: int = Field(32, gt=0, description="training examples per step")
     eval_batch_size: int = Field(128, gt=0, description="examples per step when evaluating (sorted by length)")
     learning_rate: float = Field(1e-4, gt=0, description="peak AdamW learning rate")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (regularises against overfitting)")
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="fraction of steps spent warming the learning rate up")
-    max_length: int = Field(128, ge=8, le=8192, description="tokens per text; longer texts are truncated (and counted)")
+    max_length: Annotated[int, Field(ge=8, le=8192)] | Literal["auto"] = Field(
+        128, description="tokens per text (or text pair); longer ones are truncated (and counted); auto: the smallest multiple "
+        "of 8 covering 95% of the training texts, capped by the model's limit"
+    )
+    class_weights: Literal["auto", "none", "balanced"] | dict[str, float] = Field(
+        "auto", description="loss weights against class imbalance: auto weighs classes by inverse frequency when the largest "
+        "is more than 3x the smallest (classification; unweighted for multi_label, whose thresholds are tuned per label); "
+        "balanced always does (multi_label: pos_weight = negatives/positives per label, at most 10); none; or {label: weight}"
+    )
     early_stopping_patience: int = Field(2, ge=0, description="evaluations without a gain in the task's compare-on metric "
                                          "(registry.compare_on) before stopping; 0 disables")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from schemas.errors import ConfigError
+
 # Metrics where lower is better: their gate is a ceiling, and beating the champion means going lower.
 LOWER_IS_BETTER = frozenset({"rmse", "mae", "hamming_loss", "ece", "loss"})
 
@@ -95,9 +97,19 @@ class TaskType:
         """Keyword arguments for AutoModelForSequenceClassification: outputs, loss, label names."""
         raise NotImplementedError
 
-    def outputs(self, logits: np.ndarray, spec: dict) -> np.ndarray:
-        """Raw logits to what metrics and predict use (probabilities, values)."""
+    def outputs(self, logits: np.ndarray, spec: dict, decision: dict | None = None) -> np.ndarray:
+        """Raw logits to what metrics and predict use (probabilities, values); decision may hold a temperature."""
         raise NotImplementedError
+
+    def calibrate(self, truth: np.ndarray, logits: np.ndarray, spec: dict) -> dict:
+        """Temperature scaling fitted on validation ({} where outputs are not probabilities)."""
+        return {}
+
+    def loss_weights(self, encoded: list, spec: dict, setting) -> list[float] | None:
+        """Per-output loss weights from train.class_weights (None: an unweighted loss)."""
+        if setting not in ("auto", "none"):
+            raise ConfigError(f"train.class_weights={setting!r} is for classification and multi_label; task={self.name} takes auto or none")
+        return None
 
     def training_metrics(self, logits: np.ndarray, label_ids: np.ndarray, spec: dict) -> dict:
         """Metrics computed at each evaluation during training; holds compare_on for the best epoch."""
@@ -147,6 +159,25 @@ def scalar_metrics(metrics: dict) -> dict[str, float]:
 
 
 BASELINE_NAME = "TF-IDF baseline"
+TEMPERATURES = np.exp(np.linspace(np.log(0.05), np.log(20.0), 241))
+IMBALANCE_RATIO = 3.0  # train.class_weights=auto weighs classes when the largest is more than this times the smallest
+
+
+def fit_temperature(nll) -> float:
+    """The temperature on a log grid that minimises nll(T), refined once around the best point."""
+    losses = [nll(t) for t in TEMPERATURES]
+    best = int(np.argmin(losses))
+    low, high = TEMPERATURES[max(best - 1, 0)], TEMPERATURES[min(best + 1, len(TEMPERATURES) - 1)]
+    fine = np.linspace(low, high, 41)
+    return float(fine[int(np.argmin([nll(t) for t in fine]))])
+
+
+def weights_by_label(setting, labels: list[str]) -> list[float] | None:
+    """train.class_weights given as {label: weight}: one weight per label, 1.0 for those not named."""
+    unknown = sorted(set(setting) - set(labels))
+    if unknown:
+        raise ConfigError(f"train.class_weights names {unknown}, not labels of the data; labels are {labels}")
+    return [float(setting.get(label, 1.0)) for label in labels]
 
 
 def tfidf_features(parts: dict[str, pd.DataFrame]) -> dict:

@@ -18,13 +18,14 @@ from sklearn.metrics import (
 )
 
 from schemas.errors import DataError
-from task_types.base import Gate, TaskType, pyplot
+from task_types.base import IMBALANCE_RATIO, Gate, TaskType, fit_temperature, pyplot, weights_by_label
 
 NUMERIC = r"[-+]?\d+(?:\.\d+)?"
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.asarray(logits, dtype=np.float64) - np.max(logits, axis=1, keepdims=True)
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    scaled = np.asarray(logits, dtype=np.float64) / temperature
+    shifted = scaled - np.max(scaled, axis=1, keepdims=True)
     exp = np.exp(shifted)
     return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
 
@@ -161,6 +162,27 @@ def plot_curves(y_true, proba, labels: list[str], split: str, folder: Path) -> l
     return written
 
 
+def plot_reliability(y_true, before, after, temperature: float, split: str, path: Path, bins: int = 15) -> None:
+    """Reliability diagram (top-label confidence vs accuracy per bin) before and after temperature scaling."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], linestyle=":", color="grey", label="perfect calibration")
+    for proba, name in ((before, "uncalibrated"), (after, f"temperature {temperature:.2f}")):
+        proba = np.asarray(proba)
+        confidence, correct = proba.max(axis=1), proba.argmax(axis=1) == np.asarray(y_true)
+        which = np.minimum((confidence * bins).astype(int), bins - 1)
+        points = [(confidence[which == b].mean(), correct[which == b].mean()) for b in range(bins) if (which == b).any()]
+        ece = expected_calibration_error(y_true, proba, bins)
+        ax.plot(*zip(*points), marker="o", label=f"{name} (ECE {ece:.3f})")
+    ax.set_xlabel("confidence (top label)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"{split}: reliability")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def write_split_report(y_true, proba, labels: list[str], split: str, folder: Path) -> dict:
     """Every metric of one split, plus its confusion (raw and normalised), ROC and PR plots in folder."""
     metrics = classification_metrics(y_true, np.asarray(proba).argmax(axis=1), labels, proba)
@@ -220,8 +242,31 @@ class Classification(TaskType):
         return {"num_labels": len(labels), "problem_type": self.problem_type, "id2label": dict(enumerate(labels)),
                 "label2id": {label: i for i, label in enumerate(labels)}}
 
-    def outputs(self, logits: np.ndarray, spec: dict) -> np.ndarray:
-        return softmax(logits)
+    def outputs(self, logits: np.ndarray, spec: dict, decision: dict | None = None) -> np.ndarray:
+        return softmax(logits, (decision or {}).get("temperature", 1.0))
+
+    def calibrate(self, truth: np.ndarray, logits: np.ndarray, spec: dict) -> dict:
+        """One temperature for all classes, minimising the validation negative log-likelihood (argmax unchanged)."""
+        truth, logits = np.asarray(truth, dtype=int), np.asarray(logits, dtype=np.float64)
+        if len(truth) == 0:
+            return {}
+
+        def nll(t: float) -> float:
+            proba = softmax(logits, t).astype(np.float64)
+            return float(-np.log(np.clip(proba[np.arange(len(truth)), truth], 1e-12, 1)).mean())
+
+        temperature = fit_temperature(nll)
+        return {"temperature": temperature, "ece_uncalibrated": expected_calibration_error(truth, softmax(logits)),
+                "ece_calibrated": expected_calibration_error(truth, softmax(logits, temperature))}
+
+    def loss_weights(self, encoded: list, spec: dict, setting) -> list[float] | None:
+        """auto: inverse-frequency ("balanced") weights when the largest class is more than IMBALANCE_RATIO times the smallest."""
+        if isinstance(setting, dict):
+            return weights_by_label(setting, spec["labels"])
+        counts = np.bincount(np.asarray(encoded, dtype=int), minlength=len(spec["labels"])).astype(np.float64)
+        if setting == "none" or (setting == "auto" and counts.max() <= IMBALANCE_RATIO * max(counts.min(), 1)):
+            return None
+        return (counts.sum() / (len(counts) * np.maximum(counts, 1))).round(4).tolist()
 
     def training_metrics(self, logits: np.ndarray, label_ids: np.ndarray, spec: dict) -> dict:
         return classification_metrics(label_ids, np.argmax(logits, axis=-1))
@@ -230,7 +275,12 @@ class Classification(TaskType):
         return classification_metrics(truth, np.asarray(outputs).argmax(axis=1), spec["labels"], outputs)
 
     def evaluate(self, truth: np.ndarray, outputs: np.ndarray, spec: dict, decision: dict, split: str, folder: Path) -> dict:
-        return write_split_report(truth, outputs, spec["labels"], split, folder)
+        metrics = write_split_report(truth, outputs, spec["labels"], split, folder)
+        if "temperature" in decision:
+            raw = softmax(np.log(np.clip(outputs, 1e-12, 1)) * decision["temperature"])  # back to the uncalibrated probabilities
+            metrics["ece_uncalibrated"] = expected_calibration_error(truth, raw)
+            plot_reliability(truth, raw, outputs, decision["temperature"], split, folder / f"reliability_{split}.png")
+        return metrics
 
     def predict_columns(self, outputs: np.ndarray, spec: dict, decision: dict) -> dict[str, list]:
         labels = spec["labels"]
@@ -243,8 +293,11 @@ class Classification(TaskType):
 
     def card_section(self, spec: dict, decision: dict) -> str:
         labels = spec["labels"]
+        calibration = (f"- Calibration: temperature scaling fitted on validation, T = {decision['temperature']:.3f} "
+                       f"(validation ECE {decision['ece_uncalibrated']:.4f} -> {decision['ece_calibrated']:.4f}); predict applies it\n"
+                       if "temperature" in decision else "")
         return (f"- Task: single-label text classification over {len(labels)} classes: {', '.join(f'`{label}`' for label in labels)}\n"
-                "- Output: the most probable class (softmax), its probability and one probability per class")
+                f"{calibration}- Output: the most probable class (softmax), its probability and one probability per class")
 
     def card_limits(self) -> list[str]:
         return ["It always answers with one of the labels above; it cannot say \"none of these\"."]

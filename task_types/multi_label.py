@@ -18,15 +18,24 @@ import pandas as pd
 from sklearn.metrics import average_precision_score
 
 from schemas.errors import DataError
-from task_types.base import Gate, TaskType, pyplot
+from task_types.base import Gate, TaskType, fit_temperature, pyplot, weights_by_label
 
 MIN_POSITIVES_FOR_OWN_THRESHOLD = 5
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.025), 3)
 INDICATOR_TRUE, INDICATOR_FALSE = {"1", "1.0", "true", "True"}, {"0", "0.0", "false", "False"}
 
 
-def sigmoid(logits: np.ndarray) -> np.ndarray:
-    return (1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))).astype(np.float32)
+def sigmoid(logits: np.ndarray, temperature=1.0) -> np.ndarray:
+    return (1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64) / np.asarray(temperature, dtype=np.float64)))).astype(np.float32)
+
+
+def label_calibration_error(truth: np.ndarray, proba: np.ndarray, bins: int = 15) -> float:
+    """ECE over every (row, label) probability: the gap between predicted probability and positive rate per bin."""
+    truth, proba = np.asarray(truth, dtype=np.float64).ravel(), np.asarray(proba, dtype=np.float64).ravel()
+    if truth.size == 0:
+        return 0.0
+    which = np.minimum((proba * bins).astype(int), bins - 1)
+    return float(sum((which == b).mean() * abs(truth[which == b].mean() - proba[which == b].mean()) for b in range(bins) if (which == b).any()))
 
 
 def parse_label_set(value: str, separator: str | None) -> list[str] | None:
@@ -130,7 +139,7 @@ class MultiLabel(TaskType):
     problem_type = "multi_label_classification"
     compare_on = "f1_micro"
     headline = ("f1_micro", "f1_macro", "subset_accuracy", "hamming_loss", "pr_auc_micro")
-    metric_names = headline
+    metric_names = (*headline, "ece")
     training_metric_names = ("f1_micro", "f1_macro", "subset_accuracy", "hamming_loss")
     reasons = ("malformed_label_list", "bad_indicator_value", "label_not_in_labels")
 
@@ -208,8 +217,38 @@ class MultiLabel(TaskType):
         return {"num_labels": len(labels), "problem_type": self.problem_type, "id2label": dict(enumerate(labels)),
                 "label2id": {label: i for i, label in enumerate(labels)}}
 
-    def outputs(self, logits: np.ndarray, spec: dict) -> np.ndarray:
-        return sigmoid(logits)
+    def outputs(self, logits: np.ndarray, spec: dict, decision: dict | None = None) -> np.ndarray:
+        return sigmoid(logits, (decision or {}).get("temperature", 1.0))
+
+    def calibrate(self, truth: np.ndarray, logits: np.ndarray, spec: dict) -> dict:
+        """A temperature per label minimising its validation log-loss (labels without both outcomes keep 1.0)."""
+        truth, logits = np.asarray(truth, dtype=np.float64), np.asarray(logits, dtype=np.float64)
+        if len(truth) == 0:
+            return {}
+        temperatures = []
+        for j in range(truth.shape[1]):
+            y, z = truth[:, j], logits[:, j]
+            if 0 < y.sum() < len(y):
+                def nll(t, y=y, z=z):
+                    p = np.clip(1 / (1 + np.exp(-z / t)), 1e-12, 1 - 1e-12)
+                    return float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())
+                temperatures.append(round(fit_temperature(nll), 4))
+            else:
+                temperatures.append(1.0)
+        return {"temperature": temperatures, "ece_uncalibrated": label_calibration_error(truth, sigmoid(logits)),
+                "ece_calibrated": label_calibration_error(truth, sigmoid(logits, temperatures))}
+
+    def loss_weights(self, encoded: list, spec: dict, setting) -> list[float] | None:
+        """pos_weight per label: balanced = negatives / positives in training (at most 10); none and auto: unweighted
+        (the per-label thresholds tuned on validation already move each decision to where F1 peaks)."""
+        if isinstance(setting, dict):
+            return weights_by_label(setting, spec["labels"])
+        if setting != "balanced":
+            return None
+        y = np.asarray(encoded, dtype=np.float64)
+        positives = y.sum(axis=0)
+        ratio = np.where(positives > 0, (len(y) - positives) / np.maximum(positives, 1), 1.0)  # no positives: nothing to weigh
+        return np.clip(ratio, 1.0, 10.0).round(4).tolist()
 
     def training_metrics(self, logits: np.ndarray, label_ids: np.ndarray, spec: dict) -> dict:
         # At 0.5 (logit 0): thresholds are tuned once, on the chosen model.
@@ -237,6 +276,7 @@ class MultiLabel(TaskType):
     def evaluate(self, truth: np.ndarray, outputs: np.ndarray, spec: dict, decision: dict, split: str, folder: Path) -> dict:
         labels = spec["labels"]
         metrics = self.score(truth, outputs, spec, decision)
+        metrics["ece"] = label_calibration_error(truth, outputs)
         with open(folder / f"per_label_{split}.csv", "w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["label", "threshold", "own_threshold", "precision", "recall", "f1", "support"])
@@ -263,6 +303,8 @@ class MultiLabel(TaskType):
         return (f"- Task: multi-label text classification over {len(labels)} labels (any number per text, none included)\n"
                 f"- Output: one sigmoid probability per label; a label is predicted when its probability reaches its threshold\n"
                 f"- Threshold rule: {decision.get('rule', 'fixed at 0.5 (no validation split was evaluated)')}\n"
+                + (f"- Calibration: a temperature per label fitted on validation (ECE over labels {decision['ece_uncalibrated']:.4f} -> "
+                   f"{decision['ece_calibrated']:.4f}); thresholds are tuned on the calibrated probabilities\n" if "temperature" in decision else "")
                 + (f"- Labels with no positive training example (never learned): {', '.join(f'`{m}`' for m in missing)}\n" if missing else "")
                 + f"\n| label | threshold |\n|---|---|\n{rows}")
 

@@ -95,7 +95,7 @@ class Regression(TaskType):
     def head_config(self, spec: dict) -> dict:
         return {"num_labels": 1, "problem_type": self.problem_type, "id2label": {0: "value"}, "label2id": {"value": 0}}
 
-    def outputs(self, logits: np.ndarray, spec: dict) -> np.ndarray:
+    def outputs(self, logits: np.ndarray, spec: dict, decision: dict | None = None) -> np.ndarray:
         return np.asarray(logits, dtype=np.float64).reshape(len(logits), -1)[:, 0] * spec["std"] + spec["mean"]
 
     def training_metrics(self, logits: np.ndarray, label_ids: np.ndarray, spec: dict) -> dict:

@@ -19,7 +19,7 @@ from tasks.cache import StepCache, fingerprint
 from tasks.inference import INPUT_FEATURES, predict_logits
 from tasks.logs import step_logger, timed
 
-REPORT_VERSION = 3  # bump when the metrics or plots change, so cached evaluations are recomputed
+REPORT_VERSION = 4  # bump when the metrics or plots change, so cached evaluations are recomputed
 
 
 @task(name="evaluate")
@@ -48,9 +48,12 @@ def evaluate_model(model: dict, tokens: dict, eval_cfg: EvalConfig, train: Train
             dataset = load_from_disk(tokens["paths"][split])
             columns = {k: dataset[k] for k in INPUT_FEATURES if k in dataset.column_names}
             logits = predict_logits(net, tokenizer, columns, train.eval_batch_size, model["device"], model["precision"] == "bf16")
-            scored[split] = (task_type.decode_truth(dataset["labels"], spec), task_type.outputs(logits, spec))
-        decision = task_type.fit_decision(*scored["validation"], spec)
-        results = {split: task_type.evaluate(*scored[split], spec, decision, split, folder) for split in eval_cfg.splits}
+            scored[split] = (task_type.decode_truth(dataset["labels"], spec), logits)
+        # The output rule, fixed on validation: a temperature first, then thresholds on the calibrated outputs.
+        calibration = task_type.calibrate(*scored["validation"], spec)
+        outputs = {split: task_type.outputs(logits, spec, calibration) for split, (_, logits) in scored.items()}
+        decision = {**calibration, **task_type.fit_decision(scored["validation"][0], outputs["validation"], spec)}
+        results = {split: task_type.evaluate(scored[split][0], outputs[split], spec, decision, split, folder) for split in eval_cfg.splits}
         (folder / "metrics.json").write_text(json.dumps(results, indent=1))
         if decision:
             (folder / "decision.json").write_text(json.dumps(decision, indent=1))

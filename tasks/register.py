@@ -162,7 +162,9 @@ def log_run(run_id: str, tracking: TrackingConfig, steps: dict) -> dict:
         client.log_batch(run_id, metrics=points[start : start + 500])
     client.log_batch(run_id, tags=[RunTag("task", model["task"]), RunTag("device", model["device"]), RunTag("precision", model["precision"]),
                                    RunTag("labels", json.dumps(model["labels"])), RunTag("data_fingerprint", split["key"]),
-                                   RunTag("resumed_from_checkpoint", str(model["resumed_from"] or ""))])
+                                   RunTag("resumed_from_checkpoint", str(model["resumed_from"] or "")),
+                                   RunTag("loss_weights", json.dumps(model.get("loss_weights"))),
+                                   RunTag("epochs_chosen", str(model.get("epochs_why", ""))[:5000])])
     for artifact in sorted(Path(evaluation["artifacts"]).glob("*")):
         if artifact.name != "manifest.json":
             client.log_artifact(run_id, str(artifact), "evaluation")
@@ -246,7 +248,8 @@ def rescore_champion(tracking_uri: str, name: str, champion, split: dict, metric
     frame = pd.read_parquet(split["paths"]["validation"])
     max_length = int(champion.tags.get("max_length", "128") or 128)
     pairs = frame["text_pair"].tolist() if "text_pair" in frame and info["text_pair"] else None
-    outputs = task_type.outputs(logits_for_texts(model, tokenizer, frame["text"].tolist(), max_length, batch_size, pairs=pairs), info["target"])
+    logits = logits_for_texts(model, tokenizer, frame["text"].tolist(), max_length, batch_size, pairs=pairs)
+    outputs = task_type.outputs(logits, info["target"], info["decision"])
     if info["task"] == "classification":
         names = [info["target"]["labels"][i] for i in outputs.argmax(axis=1)]
         return score_by_name(frame["label"].astype(str).tolist(), names, split["labels"])[metric]
@@ -299,7 +302,7 @@ def _version_facts(client: MlflowClient, run_id: str, model: dict, evaluation: d
         "git_revision": run.data.tags.get("git_revision", git_revision()), "run_id": run_id, "run_link": link,
         "tracking_uri": tracking.resolved_uri(), "labels": json.dumps(model["labels"])[:5000],
         "base_model": run.data.params.get("model.name_or_path", ""), "data_source": run.data.params.get("data.path", ""),
-        "max_length": run.data.params.get("train.max_length", ""),
+        "max_length": str(model.get("max_length") or run.data.params.get("train.max_length", "")),
     }
     if evaluation["decision"]:
         tags["decision"] = json.dumps(evaluation["decision"])[:5000]
@@ -383,7 +386,8 @@ def _card_facts(client: MlflowClient, version, model: dict, evaluation: dict, sp
         "promoted": promoted, "alias": alias, "reasons": reasons, "base_model": tags.get("base_model", ""),
         "labels": model["labels"], "task": model["task"], "target": split["target"], "decision": evaluation["decision"],
         "baseline": baseline["metrics"] if baseline else None,
-        "training": f"device {model['device']}, precision {model['precision']}, {model.get('epochs_run') or '?'} epochs",
+        "training": f"device {model['device']}, precision {model['precision']}, {model.get('epochs_run') or '?'} epochs, "
+                    + (f"loss weights {model['loss_weights']}" if model.get("loss_weights") else "unweighted loss"),
         "data_source": tags.get("data_source", ""), "data_fingerprint": split["key"], "config_fingerprint": tags.get("config_fingerprint", ""),
         "sizes": {name: part["rows"] for name, part in split["splits"].items()}, "git_revision": tags.get("git_revision", ""),
         "run_id": tags.get("run_id", ""), "metrics": evaluation["metrics"], "max_length": tags.get("max_length", "?"),

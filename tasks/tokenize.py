@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,18 @@ def encode(tokenizer, texts: list[str], max_length: int, pairs: list[str] | None
     return dict(encoded), np.fromiter((len(ids) for ids in full), dtype=np.int64, count=len(texts))
 
 
+AUTO_LENGTH_QUANTILE = 95
+
+
+def choose_max_length(requested, train_lengths: np.ndarray, model_limit: int) -> tuple[int, str]:
+    """(max_length, why): as set, or auto: the smallest multiple of 8 covering 95% of the training texts, capped by the model."""
+    if requested != "auto":
+        return int(requested), "train.max_length as set"
+    p95 = float(np.percentile(train_lengths, AUTO_LENGTH_QUANTILE)) if len(train_lengths) else 8.0
+    chosen = int(min(model_limit, max(8, math.ceil(p95 / 8) * 8)))
+    return chosen, f"train.max_length=auto: {chosen} tokens (95th percentile of training lengths {p95:.0f}, model limit {model_limit})"
+
+
 def length_stats(lengths: np.ndarray, max_length: int) -> dict:
     """p50/p95/max of text length in tokens and how many texts get truncated."""
     if len(lengths) == 0:
@@ -55,13 +68,13 @@ def length_stats(lengths: np.ndarray, max_length: int) -> dict:
 
 @task(name="tokenize")
 @timed
-def tokenize_data(split: dict, model: ModelConfig, max_length: int, cache: CacheConfig, task: str = "classification") -> dict:
+def tokenize_data(split: dict, model: ModelConfig, max_length: int | str, cache: CacheConfig, task: str = "classification") -> dict:
     """Tokenize each split and encode its targets; the entry is keyed by the split, tokenizer files and max_length.
 
     Args:
         split: the split step's result (its target spec fixes the encoding).
         model: which tokenizer to use.
-        max_length: tokens kept per text.
+        max_length: tokens kept per text, or "auto" (chosen from the training texts' lengths).
         cache: where step outputs live and whether to recompute them.
         task: the task type that encodes the targets.
     Returns:
@@ -75,21 +88,26 @@ def tokenize_data(split: dict, model: ModelConfig, max_length: int, cache: Cache
     def make(folder: Path) -> dict:
         tokenizer = load_tokenizer(model)
         disable_progress_bar()  # one bar per tiny shard write is noise in the run log
+        frames = {name: pd.read_parquet(split["paths"][name]) for name in SPLITS}
+        pairs = {name: frame["text_pair"].tolist() if "text_pair" in frame else None for name, frame in frames.items()}
+        length, why = max_length, "train.max_length as set"
+        if max_length == "auto":
+            full = tokenizer(frames["train"]["text"].tolist(), pairs["train"], truncation=False, verbose=False)["input_ids"]
+            length, why = choose_max_length("auto", np.array([len(ids) for ids in full]), min(tokenizer.model_max_length, 512))
         stats = {}
-        for name in SPLITS:
-            frame = pd.read_parquet(split["paths"][name])
-            pairs = frame["text_pair"].tolist() if "text_pair" in frame else None
-            encoded, lengths = encode(tokenizer, frame["text"].tolist(), max_length, pairs)
+        for name, frame in frames.items():
+            encoded, lengths = encode(tokenizer, frame["text"].tolist(), length, pairs[name])
             columns = {**encoded, "labels": task_type.encode(frame["label"], split["target"]), "row_id": frame["row_id"].tolist()}
             Dataset.from_dict(columns).save_to_disk(str(folder / name))
             np.save(folder / f"{name}_lengths.npy", lengths)  # full lengths, for the data report's histogram
-            stats[name] = length_stats(lengths, max_length)
-        return {"lengths": stats, "max_length": max_length, "text_pair": "text_pair" in frame}
+            stats[name] = length_stats(lengths, length)
+        return {"lengths": stats, "max_length": length, "max_length_why": why, "text_pair": "text_pair" in frame}
 
     entry = StepCache(cache.resolved_dir(), "tokenize", key).build(make, refresh=cache.refresh)
     truncated = sum(s["truncated"] for s in entry.meta["lengths"].values())
     logger.info(
-        "tokenize: max_length %d, train p50 %.0f / p95 %.0f tokens, %d texts truncated%s", max_length,
+        "tokenize: max_length %d (%s), train p50 %.0f / p95 %.0f tokens, %d texts truncated%s", entry.meta["max_length"],
+        entry.meta.get("max_length_why", "as set"),
         entry.meta["lengths"]["train"]["p50"], entry.meta["lengths"]["train"]["p95"], truncated,
         " (cached)" if entry.reused else "",
     )

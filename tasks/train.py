@@ -8,6 +8,7 @@ best model, its label map and the resolved config -> clean up checkpoints.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -67,11 +68,11 @@ def choose_precision(requested: str, device: str, cuda_bf16: bool, cpu_bf16: boo
     return "bf16" if cpu_bf16 else "fp32"
 
 
-def _training_args(train: TrainConfig, out: Path, device: str, precision: str, seed: int, best_metric: str) -> TrainingArguments:
+def _training_args(train: TrainConfig, out: Path, device: str, precision: str, seed: int, best_metric: str, epochs: float) -> TrainingArguments:
     by_steps = train.save_steps is not None
     return TrainingArguments(
         output_dir=str(out),
-        num_train_epochs=train.epochs,
+        num_train_epochs=epochs,
         per_device_train_batch_size=train.batch_size,
         per_device_eval_batch_size=train.eval_batch_size,
         learning_rate=train.learning_rate,
@@ -101,6 +102,40 @@ def _training_args(train: TrainConfig, out: Path, device: str, precision: str, s
         torch_compile=train.compile,
         ddp_backend=("gloo" if device == "cpu" else "nccl") if train.nproc > 1 else None,
     )
+
+
+class WeightedLossTrainer(Trainer):
+    """The Trainer with per-class weights (cross-entropy) or per-label pos_weight (binary cross-entropy) in the loss."""
+
+    def __init__(self, *args, loss_weights: list[float], problem_type: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.loss_weights = torch.tensor(loss_weights, dtype=torch.float32)
+        self.problem_type = problem_type
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        logits = outputs.logits.float()
+        weights = self.loss_weights.to(logits.device)
+        if self.problem_type == "multi_label_classification":
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels.float(), pos_weight=weights)
+        else:
+            loss = torch.nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]), labels.view(-1), weight=weights)
+        return (loss, outputs) if return_outputs else loss
+
+
+MIN_OPTIMIZER_STEPS = 900  # train.epochs=auto: what 3 epochs of the default job give; a few dozen steps leave the loss falling
+MAX_AUTO_EPOCHS = 20
+
+
+def choose_epochs(requested, train_rows: int, batch_size: int, world_size: int = 1) -> tuple[float, str]:
+    """(epochs, why): an explicit number as given; auto enough for MIN_OPTIMIZER_STEPS, between 1 and MAX_AUTO_EPOCHS."""
+    if requested != "auto":
+        return float(requested), "train.epochs as set"
+    per_epoch = max(1, math.ceil(train_rows / (batch_size * world_size)))
+    epochs = min(MAX_AUTO_EPOCHS, max(1, math.ceil(MIN_OPTIMIZER_STEPS / per_epoch)))
+    return float(epochs), (f"train.epochs=auto: {epochs} epochs x {per_epoch} steps = {epochs * per_epoch} optimizer steps "
+                           f"(aim: at least {MIN_OPTIMIZER_STEPS}, between 1 and {MAX_AUTO_EPOCHS} epochs; early stopping may end sooner)")
 
 
 def best_epoch_metric(task: str, compare_on: str | None) -> str:
@@ -143,9 +178,14 @@ def train_model(tokens: dict, model_cfg: ModelConfig, train: TrainConfig, seed: 
     train_set = load_from_disk(tokens["paths"]["train"]).remove_columns(["row_id"])
     val_set = load_from_disk(tokens["paths"]["validation"]).remove_columns(["row_id"])
     callbacks = [EarlyStoppingCallback(train.early_stopping_patience)] if train.early_stopping_patience else []
-    trainer = Trainer(
+    weights = task_type.loss_weights(train_set["labels"], spec, train.class_weights)
+    epochs, epochs_why = choose_epochs(train.epochs, len(train_set), train.batch_size, train.nproc)
+    step_logger().info("fine_tune: %s", epochs_why)
+    weighted = {"loss_weights": weights, "problem_type": task_type.problem_type} if weights is not None else {}
+    trainer = (WeightedLossTrainer if weights is not None else Trainer)(
+        **weighted,
         model=model,
-        args=_training_args(train, checkpoints, device, precision, seed, best_metric),
+        args=_training_args(train, checkpoints, device, precision, seed, best_metric, epochs),
         train_dataset=train_set,
         eval_dataset=val_set,
         processing_class=tokenizer,
@@ -170,6 +210,9 @@ def train_model(tokens: dict, model_cfg: ModelConfig, train: TrainConfig, seed: 
         "train_loss": result.training_loss,
         "epochs_run": trainer.state.epoch,
         "best_checkpoint": Path(trainer.state.best_model_checkpoint).name if trainer.state.best_model_checkpoint else None,
+        "loss_weights": dict(zip(spec["labels"], weights)) if weights is not None else None,
+        "epochs_planned": epochs,
+        "epochs_why": epochs_why,
         "best_metric_name": best_metric,
         "best_val_metric": trainer.state.best_metric,
         "history": trainer.state.log_history,
@@ -249,4 +292,5 @@ def fine_tune(tokens: dict, model: ModelConfig, train: TrainConfig, cache: Cache
         meta["epochs_run"] or 0, meta["best_metric_name"], meta["best_val_metric"] if meta["best_val_metric"] is not None else float("nan"),
         f", resumed from {meta['resumed_from']}" if meta["resumed_from"] else "", " (cached)" if entry.reused else "",
     )
-    return {"path": str(entry.path / "model"), "key": key, "reused": entry.reused, "labels": tokens["labels"], "task": task, **meta}
+    return {"path": str(entry.path / "model"), "key": key, "reused": entry.reused, "labels": tokens["labels"], "task": task,
+            "max_length": tokens["max_length"], **meta}

@@ -32,7 +32,8 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trai
 
 from schemas.config import DataConfig, ModelConfig, TrainConfig, resolve_model_path  # noqa: E402
 from tasks.clean import clean_frame  # noqa: E402
-from tasks.evaluate import classification_metrics, predict_proba  # noqa: E402
+from task_types.classification import classification_metrics  # noqa: E402
+from tasks.inference import predict_logits  # noqa: E402
 from tasks.ingest import read_source  # noqa: E402
 from tasks.split import split_frame, stratified_sample  # noqa: E402
 from tasks.tokenize import encode  # noqa: E402
@@ -61,9 +62,8 @@ def save_tokens(tokenizer, frames: dict, max_length: int, folder: Path) -> dict:
 
 def heldout_accuracy(model, tokenizer, frame, max_length: int) -> float:
     encoded, _ = encode(tokenizer, frame["text"].tolist(), max_length)
-    dataset = Dataset.from_dict({**encoded, "labels": frame["label_id"].tolist()})
-    proba = predict_proba(model, tokenizer, dataset, 128, "cpu", bf16=False)
-    return classification_metrics(frame["label_id"].to_numpy(), proba.argmax(1))["accuracy"]
+    logits = predict_logits(model, tokenizer, encoded, 128, "cpu", bf16=False)
+    return classification_metrics(frame["label_id"].to_numpy(), logits.argmax(1))["accuracy"]
 
 
 def run_baseline(model_path, tokenizer, train, labels, cfg: TrainConfig, seed: int, out: Path):
@@ -96,7 +96,7 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     train, validation, heldout = load_rows(args.train_rows, args.heldout_rows, args.seed)
     labels = sorted(train["label"].unique())
-    cfg = TrainConfig(epochs=1)
+    cfg = TrainConfig(epochs=1, class_weights="none")
     print(f"model {args.model}; {len(train)} train rows, {len(validation)} validation, {len(heldout)} held-out; "
           f"batch {cfg.batch_size}, lr {cfg.learning_rate}, 1 epoch; torch threads {torch.get_num_threads()}")
     with tempfile.TemporaryDirectory(prefix="bench-tp-") as tmp:
@@ -106,7 +106,8 @@ def main() -> None:
             base_model, base_ex_s = run_baseline(model_path, tokenizer, train, labels, cfg, args.seed, tmp / "baseline")
             result.update(baseline_ex_s=round(base_ex_s, 2), baseline_acc=round(heldout_accuracy(base_model, tokenizer, heldout, 128), 4))
             print(f"baseline (pad to 128, fp32): {base_ex_s:6.1f} examples/s, held-out accuracy {result['baseline_acc']:.4f}")
-        tokens = {"paths": save_tokens(tokenizer, {"train": train, "validation": validation}, cfg.max_length, tmp), "labels": labels}
+        tokens = {"paths": save_tokens(tokenizer, {"train": train, "validation": validation}, cfg.max_length, tmp), "labels": labels,
+                  "target": {"labels": labels}}
 
         def ours(train_cfg: TrainConfig, name: str) -> tuple[float, float, dict]:
             started = time.perf_counter()

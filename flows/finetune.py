@@ -46,7 +46,7 @@ def finetune(cfg: FinetuneConfig) -> dict:
         raw = ingest_data.with_options(**io)(cfg.data, cfg.cache, cfg.task)
         clean = clean_data(raw, cfg.data, cfg.cache, cfg.task)
         split = split_data(clean, cfg.data, cfg.cache, cfg.seed, cfg.task)
-        tokens = tokenize_data(split, cfg.model, cfg.train.max_length, cfg.cache, cfg.task)
+        tokens = tokenize_data(split, cfg.model, cfg.train.max_length, cfg.cache, cfg.task, cfg.train.long_text)
         report = report_data(raw, clean, split, tokens, cfg.cache)
         baseline = fit_baseline(split, cfg.cache, cfg.task)
         model = fine_tune(tokens, cfg.model, cfg.train, cfg.cache, cfg.seed, cfg.task, cfg.registry.compare_on)

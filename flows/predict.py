@@ -113,7 +113,10 @@ def predict(input_path: str, output_path: str, model_uri: str, tracking_uri: str
     rows = frame.index[usable]
     chosen = [t for t, ok in zip(texts, usable) if ok]
     chosen_pairs = [p for p, ok in zip(pairs, usable) if ok] if pairs is not None else None
-    logits = logits_for_texts(model, tokenizer, chosen, min(max_length, tokenizer.model_max_length), batch_size, pairs=chosen_pairs)
+    chunk = info.get("long_text") == "chunk"
+    length = int(info.get("max_length") or max_length) if chunk else min(max_length, tokenizer.model_max_length)  # windows as in training
+    logits = logits_for_texts(model, tokenizer, chosen, length, batch_size, pairs=chosen_pairs, chunk=chunk,
+                              how=get_task_type(info["task"]).window_aggregate)
     out = with_predictions(frame, get_task_type(info["task"]).outputs(logits, info["target"], info["decision"]), info, rows)
     out["predict_error"] = usable.map(lambda ok: None if ok else "null or empty text" + (" or text pair" if pairs is not None else ""))
     write_table(out, Path(output_path))

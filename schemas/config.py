@@ -113,6 +113,12 @@ class TrainConfig(_Section):
         128, description="tokens per text (or text pair); longer ones are truncated (and counted); auto: the smallest multiple "
         "of 8 covering 95% of the training texts, capped by the model's limit"
     )
+    long_text: Literal["auto", "truncate", "chunk"] = Field(
+        "auto", description="texts longer than max_length: truncate keeps their start; chunk splits them into overlapping "
+        "windows (a quarter of max_length overlap) for training, evaluation and prediction, and joins the windows' outputs "
+        "into one per text (mean of logits; max for multi_label); auto chunks when more than 10% of training texts are "
+        "longer than max_length (single texts; pairs are truncated)"
+    )
     class_weights: Literal["auto", "none", "balanced"] | dict[str, float] = Field(
         "auto", description="loss weights against class imbalance: auto weighs classes by inverse frequency when the largest "
         "is more than 3x the smallest (classification; unweighted for multi_label, whose thresholds are tuned per label); "
@@ -216,6 +222,9 @@ class FinetuneConfig(_Section):
         from task_types import get_task_type
 
         get_task_type(self.task).check_config(self)
+        if self.train.long_text == "chunk" and self.data.text_pair_column is not None:
+            raise ValueError("train.long_text=chunk splits single texts into windows: text pairs are truncated (longest_first); "
+                             "set train.long_text=truncate or auto")
         return self
 
 

@@ -43,6 +43,7 @@ class TaskType:
     training_metric_names: tuple[str, ...] = ()  # those computed at each evaluation during training
     reasons: tuple[str, ...] = ()  # quarantine reasons this type can give for a target
     strict_strata: bool = False  # a stratum too small to split is an error (classes) rather than merged (bins)
+    window_aggregate: str = "mean"  # how a chunked text's window logits become one (train.long_text=chunk)
 
     # ---- config and data -------------------------------------------------------------------------
     def check_config(self, cfg) -> None:

@@ -142,6 +142,7 @@ class MultiLabel(TaskType):
     metric_names = (*headline, "ece")
     training_metric_names = ("f1_micro", "f1_macro", "subset_accuracy", "hamming_loss")
     reasons = ("malformed_label_list", "bad_indicator_value", "label_not_in_labels")
+    window_aggregate = "max"  # a label found in any window of a long text applies to the text
 
     def default_gates(self, registry) -> list[Gate]:
         return [Gate("f1_micro", 0.5, "registry.gates")]

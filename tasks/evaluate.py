@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from datasets import load_from_disk
 from prefect import task
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -16,10 +18,10 @@ from schemas.config import CacheConfig, EvalConfig, TrainConfig
 from task_types import get_task_type
 from task_types.base import scalar_metrics
 from tasks.cache import StepCache, fingerprint
-from tasks.inference import INPUT_FEATURES, predict_logits
+from tasks.inference import INPUT_FEATURES, per_document, predict_logits
 from tasks.logs import step_logger, timed
 
-REPORT_VERSION = 4  # bump when the metrics or plots change, so cached evaluations are recomputed
+REPORT_VERSION = 5  # bump when the metrics or plots change, so cached evaluations are recomputed
 
 
 @task(name="evaluate")
@@ -48,7 +50,12 @@ def evaluate_model(model: dict, tokens: dict, eval_cfg: EvalConfig, train: Train
             dataset = load_from_disk(tokens["paths"][split])
             columns = {k: dataset[k] for k in INPUT_FEATURES if k in dataset.column_names}
             logits = predict_logits(net, tokenizer, columns, train.eval_batch_size, model["device"], model["precision"] == "bf16")
-            scored[split] = (task_type.decode_truth(dataset["labels"], spec), logits)
+            labels = dataset["labels"]
+            if "document" in dataset.column_names:  # chunked texts: one prediction per text, from all its windows
+                documents = np.asarray(dataset["document"])
+                logits = per_document(logits, documents, task_type.window_aggregate)
+                labels = [labels[i] for i in np.unique(documents, return_index=True)[1]]
+            scored[split] = (task_type.decode_truth(labels, spec), logits)
         # The output rule, fixed on validation: a temperature first, then thresholds on the calibrated outputs.
         calibration = task_type.calibrate(*scored["validation"], spec)
         outputs = {split: task_type.outputs(logits, spec, calibration) for split, (_, logits) in scored.items()}

@@ -246,9 +246,10 @@ def rescore_champion(tracking_uri: str, name: str, champion, split: dict, metric
     info = model_task(model.config)
     task_type = get_task_type(info["task"])
     frame = pd.read_parquet(split["paths"]["validation"])
-    max_length = int(champion.tags.get("max_length", "128") or 128)
+    max_length = int(info.get("max_length") or champion.tags.get("max_length") or tokenizer.model_max_length)
     pairs = frame["text_pair"].tolist() if "text_pair" in frame and info["text_pair"] else None
-    logits = logits_for_texts(model, tokenizer, frame["text"].tolist(), max_length, batch_size, pairs=pairs)
+    logits = logits_for_texts(model, tokenizer, frame["text"].tolist(), max_length, batch_size, pairs=pairs,
+                              chunk=info.get("long_text") == "chunk", how=task_type.window_aggregate)
     outputs = task_type.outputs(logits, info["target"], info["decision"])
     if info["task"] == "classification":
         names = [info["target"]["labels"][i] for i in outputs.argmax(axis=1)]
@@ -391,4 +392,5 @@ def _card_facts(client: MlflowClient, version, model: dict, evaluation: dict, sp
         "data_source": tags.get("data_source", ""), "data_fingerprint": split["key"], "config_fingerprint": tags.get("config_fingerprint", ""),
         "sizes": {name: part["rows"] for name, part in split["splits"].items()}, "git_revision": tags.get("git_revision", ""),
         "run_id": tags.get("run_id", ""), "metrics": evaluation["metrics"], "max_length": tags.get("max_length", "?"),
+        "long_text": model.get("long_text", "truncate"),
     }

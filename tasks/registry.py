@@ -122,7 +122,9 @@ def model_card(facts: dict) -> str:
     reasons = "\n".join(f"- {r}" for r in facts["reasons"])
     limits = "\n".join(f"- {line}" for line in [
         "Only as good as its labels: it learns the training data's biases and label noise.",
-        f"Texts longer than {facts['max_length']} tokens are truncated; only their start is read.",
+        f"Texts longer than {facts['max_length']} tokens are read in overlapping windows whose outputs are joined (mean of "
+        "logits; max for multi-label): a verdict spread thinly over a long text can be diluted."
+        if facts.get("long_text") == "chunk" else f"Texts longer than {facts['max_length']} tokens are truncated; only their start is read.",
         "Texts unlike the training data (other domains, languages or slang) may get confident but wrong outputs; "
         "the validation figures above hold for data like the training data only.",
         *task_type.card_limits(),

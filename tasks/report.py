@@ -39,6 +39,8 @@ def build_report(raw: dict, clean: dict, split: dict, tokens: dict) -> dict:
         "target_stats": {name: part["target"] for name, part in split["splits"].items() if "target" in part},
         "text_pair": bool(tokens.get("text_pair")),
         "max_length": tokens["max_length"],
+        "long_text": tokens.get("long_text", "truncate"),
+        "windows": tokens.get("windows", {}),
         "tokens": tokens["lengths"],
         "quarantine_file": clean["quarantine"] if clean["rows_quarantined"] else None,
     }
@@ -60,6 +62,10 @@ def report_markdown(report: dict) -> str:
         *[f"| {name} | {s['p50']:.0f} | {s['p95']:.0f} | {s['max']} | {s['truncated']} ({s['fraction_truncated']:.1%}) |"
           for name, s in report["tokens"].items()],
     ]
+    if report.get("windows"):
+        lines += ["", f"Long texts are read in overlapping windows of {report['max_length']} tokens (train.long_text=chunk):",
+                  *[f"- {name}: {w['documents_chunked']} of {w['documents']} texts needed windows; {w['windows']} windows in all"
+                    for name, w in report["windows"].items()]]
     if report["quarantine_file"]:
         lines += ["", f"Quarantined rows with their reason: `{report['quarantine_file']}`"]
     return "\n".join(lines) + "\n"
@@ -122,7 +128,7 @@ def report_data(raw: dict, clean: dict, split: dict, tokens: dict, cache: CacheC
         the report folder and the report itself.
     """
     logger = step_logger()
-    key = fingerprint("report", 2, raw["key"], clean["key"], split["key"], tokens["key"])
+    key = fingerprint("report", 3, raw["key"], clean["key"], split["key"], tokens["key"])
 
     def make(folder: Path) -> dict:
         report = build_report(raw, clean, split, tokens)

@@ -41,6 +41,25 @@ def encode(tokenizer, texts: list[str], max_length: int, pairs: list[str] | None
 
 
 AUTO_LENGTH_QUANTILE = 95
+AUTO_CHUNK_SHARE = 0.10  # train.long_text=auto chunks when more than this share of training texts is longer than max_length
+
+
+def choose_long_text(requested: str, train_lengths: np.ndarray, max_length: int, pairs: bool) -> tuple[str, str]:
+    """(truncate|chunk, why) for train.long_text."""
+    share = float((train_lengths > max_length).mean()) if len(train_lengths) else 0.0
+    if requested != "auto":
+        return requested, f"train.long_text={requested} ({share:.1%} of training texts are longer than {max_length} tokens)"
+    chosen = "chunk" if share > AUTO_CHUNK_SHARE and not pairs else "truncate"
+    return chosen, (f"train.long_text=auto: {chosen} ({share:.1%} of training texts are longer than {max_length} tokens; "
+                    f"chunking starts above {AUTO_CHUNK_SHARE:.0%}{', and never for pairs' if pairs else ''})")
+
+
+def encode_windows(tokenizer, texts: list[str], max_length: int) -> tuple[dict, list[int]]:
+    """Each text as overlapping windows of at most max_length tokens (a quarter of it shared with the previous window),
+    and for each window the index of its text."""
+    encoded = tokenizer(texts, truncation=True, max_length=max_length, stride=max(1, max_length // 4), return_overflowing_tokens=True)
+    documents = list(encoded.pop("overflow_to_sample_mapping"))
+    return dict(encoded), documents
 
 
 def choose_max_length(requested, train_lengths: np.ndarray, model_limit: int) -> tuple[int, str]:
@@ -68,7 +87,8 @@ def length_stats(lengths: np.ndarray, max_length: int) -> dict:
 
 @task(name="tokenize")
 @timed
-def tokenize_data(split: dict, model: ModelConfig, max_length: int | str, cache: CacheConfig, task: str = "classification") -> dict:
+def tokenize_data(split: dict, model: ModelConfig, max_length: int | str, cache: CacheConfig, task: str = "classification",
+                  long_text: str = "truncate") -> dict:
     """Tokenize each split and encode its targets; the entry is keyed by the split, tokenizer files and max_length.
 
     Args:
@@ -77,37 +97,45 @@ def tokenize_data(split: dict, model: ModelConfig, max_length: int | str, cache:
         max_length: tokens kept per text, or "auto" (chosen from the training texts' lengths).
         cache: where step outputs live and whether to recompute them.
         task: the task type that encodes the targets.
+        long_text: train.long_text (the flow passes it): truncate, chunk or auto.
     Returns:
         paths of the Arrow datasets per split, the key, the target spec, labels and length statistics.
     """
     logger = step_logger()
     tokenizer_path = resolve_model_path(model.name_or_path)
     task_type = get_task_type(task)
-    key = fingerprint("tokenize", 2, split["key"], model_fingerprint(tokenizer_path, TOKENIZER_FILES), max_length)
+    key = fingerprint("tokenize", 2, split["key"], model_fingerprint(tokenizer_path, TOKENIZER_FILES), max_length,
+                      *([long_text] if long_text != "truncate" else []))
 
     def make(folder: Path) -> dict:
         tokenizer = load_tokenizer(model)
         disable_progress_bar()  # one bar per tiny shard write is noise in the run log
         frames = {name: pd.read_parquet(split["paths"][name]) for name in SPLITS}
         pairs = {name: frame["text_pair"].tolist() if "text_pair" in frame else None for name, frame in frames.items()}
-        length, why = max_length, "train.max_length as set"
-        if max_length == "auto":
-            full = tokenizer(frames["train"]["text"].tolist(), pairs["train"], truncation=False, verbose=False)["input_ids"]
-            length, why = choose_max_length("auto", np.array([len(ids) for ids in full]), min(tokenizer.model_max_length, 512))
-        stats = {}
+        full = tokenizer(frames["train"]["text"].tolist(), pairs["train"], truncation=False, verbose=False)["input_ids"]
+        train_lengths = np.array([len(ids) for ids in full])
+        length, why = choose_max_length(max_length, train_lengths, min(tokenizer.model_max_length, 512))
+        mode, mode_why = choose_long_text(long_text, train_lengths, length, pairs["train"] is not None)
+        stats, windows = {}, {}
         for name, frame in frames.items():
             encoded, lengths = encode(tokenizer, frame["text"].tolist(), length, pairs[name])
-            columns = {**encoded, "labels": task_type.encode(frame["label"], split["target"]), "row_id": frame["row_id"].tolist()}
+            targets, row_ids = task_type.encode(frame["label"], split["target"]), frame["row_id"].tolist()
+            columns = {**encoded, "labels": targets, "row_id": row_ids}
+            if mode == "chunk":  # one row per window; `document` says which text each came from
+                encoded, documents = encode_windows(tokenizer, frame["text"].tolist(), length)
+                columns = {**encoded, "labels": [targets[d] for d in documents], "row_id": [row_ids[d] for d in documents], "document": documents}
+                windows[name] = {"documents_chunked": int((lengths > length).sum()), "windows": len(documents), "documents": len(frame)}
             Dataset.from_dict(columns).save_to_disk(str(folder / name))
             np.save(folder / f"{name}_lengths.npy", lengths)  # full lengths, for the data report's histogram
             stats[name] = length_stats(lengths, length)
-        return {"lengths": stats, "max_length": length, "max_length_why": why, "text_pair": "text_pair" in frame}
+        return {"lengths": stats, "max_length": length, "max_length_why": why, "long_text": mode, "long_text_why": mode_why,
+                "windows": windows, "text_pair": "text_pair" in frame}
 
     entry = StepCache(cache.resolved_dir(), "tokenize", key).build(make, refresh=cache.refresh)
     truncated = sum(s["truncated"] for s in entry.meta["lengths"].values())
     logger.info(
-        "tokenize: max_length %d (%s), train p50 %.0f / p95 %.0f tokens, %d texts truncated%s", entry.meta["max_length"],
-        entry.meta.get("max_length_why", "as set"),
+        "tokenize: max_length %d (%s); %s; train p50 %.0f / p95 %.0f tokens, %d texts longer than max_length%s", entry.meta["max_length"],
+        entry.meta.get("max_length_why", "as set"), entry.meta.get("long_text_why", "truncate"),
         entry.meta["lengths"]["train"]["p50"], entry.meta["lengths"]["train"]["p95"], truncated,
         " (cached)" if entry.reused else "",
     )

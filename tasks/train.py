@@ -173,10 +173,14 @@ def train_model(tokens: dict, model_cfg: ModelConfig, train: TrainConfig, seed: 
         path, **task_type.head_config(spec), trust_remote_code=model_cfg.trust_remote_code,
     )
     # What predict and the registry need to use the model travels in its config.json.
-    model.config.finetune_flow = {"task": task, "target": spec, "decision": {}, "text_pair": bool(tokens.get("text_pair"))}
+    model.config.finetune_flow = {"task": task, "target": spec, "decision": {}, "text_pair": bool(tokens.get("text_pair")),
+                                  "max_length": tokens.get("max_length"), "long_text": tokens.get("long_text", "truncate")}
     tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True, trust_remote_code=model_cfg.trust_remote_code)
-    train_set = load_from_disk(tokens["paths"]["train"]).remove_columns(["row_id"])
-    val_set = load_from_disk(tokens["paths"]["validation"]).remove_columns(["row_id"])
+    # Windows of a chunked text train as rows of their own; evaluation during training scores windows too.
+    bookkeeping = ["row_id", "document"]
+    train_set, val_set = (load_from_disk(tokens["paths"][name]) for name in ("train", "validation"))
+    train_set = train_set.remove_columns([c for c in bookkeeping if c in train_set.column_names])
+    val_set = val_set.remove_columns([c for c in bookkeeping if c in val_set.column_names])
     callbacks = [EarlyStoppingCallback(train.early_stopping_patience)] if train.early_stopping_patience else []
     weights = task_type.loss_weights(train_set["labels"], spec, train.class_weights)
     epochs, epochs_why = choose_epochs(train.epochs, len(train_set), train.batch_size, train.nproc)
@@ -293,4 +297,4 @@ def fine_tune(tokens: dict, model: ModelConfig, train: TrainConfig, cache: Cache
         f", resumed from {meta['resumed_from']}" if meta["resumed_from"] else "", " (cached)" if entry.reused else "",
     )
     return {"path": str(entry.path / "model"), "key": key, "reused": entry.reused, "labels": tokens["labels"], "task": task,
-            "max_length": tokens["max_length"], **meta}
+            "max_length": tokens["max_length"], "long_text": tokens.get("long_text", "truncate"), **meta}

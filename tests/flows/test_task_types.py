@@ -16,6 +16,7 @@ from mlflow import MlflowClient
 
 from flows.finetune import finetune, format_summary
 from schemas.config import FinetuneConfig
+from tests.conftest import toy_frame
 
 VOCAB = {"food": ["bread", "rice", "hungry", "meal"], "water": ["thirsty", "drink", "well", "bottle"], "shelter": ["tent", "roof", "house", "camp"]}
 
@@ -70,13 +71,19 @@ def runs(tmp_path_factory, tiny_model_dir, prefect_server, empty_store):
     reg = finetune(config(task="regression", data={"path": str(root / "pairs.csv"), "text_column": "first", "text_pair_column": "second",
                                                    "label_column": "score"},
                           registry={"model_name": "tiny", "gates": {"spearman": -1.0, "rmse": 100.0}}))
-    return {"root": root, "uri": uri, "multi": multi, "reg": reg}
+    long = toy_frame(n_per_class=20)
+    long["text"] = [f"{t} " + " ".join(["and", "then", "the", "story", "goes", "on"] * 4) for t in long["text"]]  # ~40 tokens
+    long.to_csv(root / "long.csv", index=False)
+    chunked = finetune(config(data={"path": str(root / "long.csv")}, train={"max_length": 16, "long_text": "chunk"},
+                              registry={"model_name": "tiny-long", "min_accuracy": 0, "min_f1": 0, "beat_baseline": False}))
+    return {"root": root, "uri": uri, "multi": multi, "reg": reg, "chunked": chunked}
 
 
 def _predict(runs, tmp_path, frame, *args):
     source, out = tmp_path / "in.csv", tmp_path / "out.csv"
     frame.to_csv(source, index=False)
-    done = subprocess.run([sys.executable, "flows/predict.py", str(source), str(out), "--name", "tiny", "--tracking-uri", runs["uri"], *args],
+    name = [] if "--name" in args else ["--name", "tiny"]
+    done = subprocess.run([sys.executable, "flows/predict.py", str(source), str(out), *name, "--tracking-uri", runs["uri"], *args],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return pd.read_csv(out)
@@ -135,3 +142,17 @@ def test_regression_on_pairs_trains_registers_is_gated_and_predicts_in_data_unit
     # standardisation is undone: predictions live on the training target's scale (0..1 here), not around 0 +- 1
     assert -1.0 < result.loc[0, "predicted_value"] < 2.0
     assert result.loc[1, "predict_error"] == "null or empty text or text pair"
+
+
+def test_long_texts_are_read_in_windows_and_get_one_prediction_each(runs, tmp_path):
+    summary, client = runs["chunked"], MlflowClient(runs["uri"], runs["uri"])
+    report = json.loads(open(client.download_artifacts(summary["run_id"], "data/data_report.json")).read())
+    assert report["long_text"] == "chunk" and report["windows"]["test"]["documents_chunked"] == report["windows"]["test"]["documents"]
+    assert report["windows"]["test"]["windows"] > report["windows"]["test"]["documents"]
+    metrics = json.loads(open(client.download_artifacts(summary["run_id"], "evaluation/metrics.json")).read())
+    # one prediction per text, not per window: the support is the number of test texts
+    assert sum(c["support"] for c in metrics["test"]["per_class"].values()) == report["rows"]["in_test"]
+    assert "read in overlapping windows" in client.get_model_version("tiny-long", "1").description
+    frame = pd.DataFrame({"text": ["great superb " + "and then the story goes on " * 6, "awful"]})
+    result = _predict(runs, tmp_path, frame, "--name", "tiny-long", "--version", "1")
+    assert len(result) == 2 and set(result["predicted_label"]) <= {"neg", "pos"}

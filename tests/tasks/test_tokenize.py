@@ -32,7 +32,7 @@ def _split(tmp_path):
 def test_tokenize_cached_by_split_tokenizer_and_max_length(tmp_path, tiny_model_dir):
     split, cache = _split(tmp_path), CacheConfig(dir=str(tmp_path / "c"))
     model = ModelConfig(name_or_path=str(tiny_model_dir))
-    first = tokenize_data.fn(split, model, 16, cache)
+    first = tokenize_data.fn(split, model, 16, cache)  # long_text defaults to truncate for direct callers
     again = tokenize_data.fn(split, model, 16, cache)
     longer = tokenize_data.fn(split, model, 64, cache)
     assert again["reused"] and again["key"] == first["key"]
@@ -40,3 +40,32 @@ def test_tokenize_cached_by_split_tokenizer_and_max_length(tmp_path, tiny_model_
     assert first["lengths"]["train"]["truncated"] == 1
     dataset = load_from_disk(first["paths"]["train"])
     assert dataset["labels"] == [1, 0] and max(len(x) for x in dataset["input_ids"]) == 16
+
+
+def test_a_long_text_becomes_overlapping_windows_and_one_prediction(tiny_model_dir):
+    from tasks.inference import per_document
+    from tasks.tokenize import choose_long_text, encode_windows
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    long_text = " ".join(f"word{i}" for i in range(12))  # ~4 pieces a word: far over 16 tokens
+    encoded, documents = encode_windows(tokenizer, ["short text", long_text], max_length=16)
+    assert documents[0] == 0 and set(documents[1:]) == {1} and len(documents) >= 3
+    assert all(len(ids) <= 16 for ids in encoded["input_ids"])
+    first, second = encoded["input_ids"][1], encoded["input_ids"][2]
+    assert first[-5:-1] == second[1:5]  # consecutive windows share a quarter of max_length (4 tokens)
+    # three windows of one document, one of another: one row each, mean of logits (max for multi-label)
+    logits = np.array([[1.0, 0.0], [3.0, 0.0], [5.0, 3.0], [0.0, 1.0]])
+    assert per_document(logits, [0, 0, 0, 1]).tolist() == [[3.0, 1.0], [0.0, 1.0]]
+    assert per_document(logits, [0, 0, 0, 1], "max").tolist() == [[5.0, 3.0], [0.0, 1.0]]
+    assert choose_long_text("auto", np.array([10, 20, 300]), 128, pairs=False)[0] == "chunk"  # a third is longer
+    assert choose_long_text("auto", np.array([10] * 95 + [300] * 5), 128, pairs=False)[0] == "truncate"
+    assert choose_long_text("auto", np.array([300, 300]), 128, pairs=True)[0] == "truncate"
+
+
+def test_tokenize_chunked_keeps_every_window_with_its_document(tmp_path, tiny_model_dir):
+    split, cache = _split(tmp_path), CacheConfig(dir=str(tmp_path / "c"))
+    result = tokenize_data.fn(split, ModelConfig(name_or_path=str(tiny_model_dir)), 16, cache, "classification", "chunk")
+    dataset = load_from_disk(result["paths"]["train"])
+    assert result["long_text"] == "chunk" and result["windows"]["train"]["documents_chunked"] == 1
+    assert dataset["document"][0] == 0 and set(dataset["document"][1:]) == {1}
+    assert dataset["labels"] == [1] + [0] * (len(dataset) - 1)  # every window carries its text's label

@@ -66,7 +66,7 @@ def write_table(frame: pd.DataFrame, path: Path) -> None:
 
 
 @task(name="load_model", retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=is_transient, persist_result=False, cache_policy=NO_CACHE)
-def load_model(model_uri: str, tracking_uri: str):
+def load_model(model_uri: str, tracking_uri: str, trust_remote_code: bool = False):
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -75,7 +75,7 @@ def load_model(model_uri: str, tracking_uri: str):
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     try:
-        return load_registered(model_uri)
+        return load_registered(model_uri, trust_remote_code, "pass --trust-remote-code")
     except MlflowException as err:
         raise ConfigError(f"cannot load {model_uri} from {tracking_uri}: {str(err).splitlines()[0]}; "
                           "set --model, --name/--alias or --version (python -m flows.registry list shows them)") from None
@@ -83,7 +83,8 @@ def load_model(model_uri: str, tracking_uri: str):
 
 @flow(name="predict")
 def predict(input_path: str, output_path: str, model_uri: str, tracking_uri: str, text_column: str = "text",
-            input_format: str = "auto", encoding: str = "utf-8", batch_size: int = 128, max_length: int = 512) -> dict:
+            input_format: str = "auto", encoding: str = "utf-8", batch_size: int = 128, max_length: int = 512,
+            trust_remote_code: bool = False) -> dict:
     """Read the input, predict every non-empty text with the model, write input + predictions."""
     from tasks.evaluate import predict_texts
 
@@ -95,7 +96,7 @@ def predict(input_path: str, output_path: str, model_uri: str, tracking_uri: str
     frame = read_table(source, infer_format(source, input_format, "--input-format"), encoding)
     if text_column not in frame.columns:
         raise DataError(f"column '{text_column}' not found in '{source.name}'; columns are {[str(c) for c in frame.columns]}: set --text-column")
-    model, tokenizer = load_model(model_uri, tracking_uri)
+    model, tokenizer = load_model(model_uri, tracking_uri, trust_remote_code)
     texts = ["" if pd.isna(v) else str(v) for v in frame[text_column].tolist()]
     usable = pd.Series([t.strip() != "" for t in texts], index=frame.index)
     rows = frame.index[usable]
@@ -127,13 +128,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--encoding", default="utf-8", help="text encoding of CSV/TSV/JSONL input (default: utf-8)")
     parser.add_argument("--batch-size", type=int, default=128, help="texts per forward pass (default: 128)")
     parser.add_argument("--max-length", type=int, default=512, help="tokens read per text (default: 512, capped by the model)")
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="allow a model whose files carry their own Python code (auto_map) to run it; off: such a model is refused")
     parser.add_argument("--tracking-uri", default=tracking.resolved_uri(), help="MLflow store (default: the project's mlruns/mlflow.db)")
     args = parser.parse_args(argv)
     quiet_user_errors()
     uri = resolve_model_uri(args.model, args.name, args.alias, args.version)
     try:
         summary = predict(args.input, args.output, uri, args.tracking_uri, args.text_column, args.input_format,
-                          args.encoding, args.batch_size, args.max_length)
+                          args.encoding, args.batch_size, args.max_length, args.trust_remote_code)
     except FinetuneError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

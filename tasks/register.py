@@ -25,6 +25,7 @@ from schemas.errors import is_transient
 from tasks.logs import publish_markdown, step_logger, timed
 from tasks.cache import file_lock, fingerprint
 from tasks.registry import current_version, model_card, move_alias, promotion_lock
+from tasks.safe_load import load_logged_model
 
 PIPELINE_TAG = "finetune_flow.pipeline"
 
@@ -209,21 +210,24 @@ def _log_model(run_id: str, model_path: str) -> str:
     return info.model_uri
 
 
-def load_registered(model_uri: str):
-    """(model, tokenizer) of a registered transformers model, e.g. models:/name@champion."""
-    components = mlflow.transformers.load_model(model_uri, return_type="components")
-    model, tokenizer = components["model"], components["tokenizer"]
-    return model, tokenizer
+def load_registered(model_uri: str, trust_remote_code: bool = False, opt_in: str = "set model.trust_remote_code=true"):
+    """(model, tokenizer) of a registered transformers model, e.g. models:/name@champion.
+
+    Never through mlflow.transformers.load_model: it turns trust_remote_code on by itself for
+    classes transformers does not know. A model that needs its own code is refused unless opted in.
+    """
+    return load_logged_model(model_uri, trust_remote_code, opt_in)
 
 
-def rescore_champion(tracking_uri: str, name: str, champion, split: dict, batch_size: int) -> dict:
+def rescore_champion(tracking_uri: str, name: str, champion, split: dict, batch_size: int, trust_remote_code: bool = False) -> dict:
     """Score the champion on the candidate's validation split, by label name (the label ids may differ)."""
     import pandas as pd
 
     from tasks.evaluate import predict_texts, score_by_name
 
     mlflow.set_registry_uri(tracking_uri)
-    model, tokenizer = load_registered(f"models:/{name}/{champion.version}")
+    model, tokenizer = load_registered(f"models:/{name}/{champion.version}", trust_remote_code,
+                                       "set model.trust_remote_code=true to re-score the champion with it")
     frame = pd.read_parquet(split["paths"]["validation"])
     max_length = int(champion.tags.get("max_length", "128"))
     proba = predict_texts(model, tokenizer, frame["text"].tolist(), max_length, batch_size)
@@ -234,7 +238,8 @@ def rescore_champion(tracking_uri: str, name: str, champion, split: dict, batch_
 RESCORE_BATCH = 128
 
 
-def _champion_for_gate(tracking_uri: str, registry: RegistryConfig, current, split: dict, batch_size: int) -> tuple[dict | None, list[str]]:
+def _champion_for_gate(tracking_uri: str, registry: RegistryConfig, current, split: dict, batch_size: int,
+                       trust_remote_code: bool = False) -> tuple[dict | None, list[str]]:
     """The champion's validation macro-F1 comparable with the candidate's, and a note when it was re-scored."""
     if current is None:
         return None, []
@@ -242,7 +247,7 @@ def _champion_for_gate(tracking_uri: str, registry: RegistryConfig, current, spl
     theirs = current.tags.get("data_fingerprint", "")
     if theirs == split["key"]:
         return {"version": current.version, "val_f1": own}, []
-    rescored = rescore_champion(tracking_uri, registry.model_name, current, split, batch_size)
+    rescored = rescore_champion(tracking_uri, registry.model_name, current, split, batch_size, trust_remote_code)
     note = (f"champion v{current.version} was trained on different data (data fingerprint {theirs[:12] or 'unknown'} != {split['key'][:12]}): "
             f"re-evaluated on this run's validation split, macro-F1 {rescored['f1_macro']:.4f} (it had {own:.4f} on its own)")
     return {"version": current.version, "val_f1": rescored["f1_macro"]}, [note]
@@ -315,7 +320,7 @@ def register_model(run_id: str, model: dict, evaluation: dict, split: dict, regi
         if notes and current is not None and str(current.version) == str(version.version):
             logger.info("register: %s; it is @%s already", notes[0], alias)
             return {"model_name": name, "model_version": int(version.version), "promoted": False, "alias": alias, "reasons": notes}
-        champion, rescored = _champion_for_gate(uri, registry, current, split, RESCORE_BATCH)
+        champion, rescored = _champion_for_gate(uri, registry, current, split, RESCORE_BATCH, bool(model.get("trust_remote_code")))
         decision = should_promote(candidate, champion, registry)
         reasons = notes + rescored + decision.reasons
         gate = {"gate_passed": str(decision.promote).lower(), "gate_reasons": json.dumps(reasons)}

@@ -240,4 +240,5 @@ def fine_tune(tokens: dict, model: ModelConfig, train: TrainConfig, cache: Cache
         meta["epochs_run"] or 0, meta["best_val_f1"] or float("nan"),
         f", resumed from {meta['resumed_from']}" if meta["resumed_from"] else "", " (cached)" if entry.reused else "",
     )
-    return {"path": str(entry.path / "model"), "key": key, "reused": entry.reused, "labels": tokens["labels"], **meta}
+    return {"path": str(entry.path / "model"), "key": key, "reused": entry.reused, "labels": tokens["labels"],
+            "trust_remote_code": model.trust_remote_code, **meta}

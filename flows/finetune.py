@@ -23,6 +23,7 @@ from prefect.runtime import flow_run
 
 from schemas.config import FinetuneConfig, describe_options, load_config
 from schemas.errors import FinetuneError
+from schemas.secrets import externalize_credentials, mask_text, mask_uri
 from tasks.clean import clean_data
 from tasks.ingest import ingest_data
 from tasks.logs import quiet_user_errors
@@ -107,7 +108,7 @@ def format_summary(summary: dict, tracking_uri: str) -> str:
     lines += [
         f"mlflow run   {summary['run_id']}",
         f"wall time    {summary['wall_seconds']:.1f} s",
-        f"open the UI  mlflow ui --backend-store-uri {tracking_uri} --workers 1",
+        f"open the UI  mlflow ui --backend-store-uri {mask_uri(tracking_uri)} --workers 1",
     ]
     return "\n".join(lines)
 
@@ -161,12 +162,14 @@ def main(argv: list[str] | None = None) -> int:
     quiet_user_errors()
     try:
         cfg = load_config(args.config, args.overrides + (["cache.refresh=true"] if args.refresh else []))
+        # From here on the config holds no secret: Prefect stores it as the run's parameters.
+        cfg.tracking.uri = externalize_credentials(cfg.tracking.uri)
         if args.serve:
             serve(cfg)
             return 0
         summary = finetune(cfg)
     except (FinetuneError, ValidationError) as err:
-        print(f"error: {_one_line(err)}", file=sys.stderr)
+        print(f"error: {mask_text(_one_line(err))}", file=sys.stderr)
         return 2
     print(format_summary(summary, cfg.tracking.resolved_uri()))
     if args.summary_json:

@@ -26,6 +26,7 @@ from prefect.cache_policies import NO_CACHE
 
 from schemas.config import RegistryConfig, TrackingConfig
 from schemas.errors import ConfigError, DataError, FinetuneError, is_transient
+from schemas.secrets import externalize_credentials, mask_text, mask_uri
 from tasks.ingest import infer_format, read_table
 from tasks.logs import quiet_user_errors, step_logger
 
@@ -66,23 +67,24 @@ def write_table(frame: pd.DataFrame, path: Path) -> None:
 
 
 @task(name="load_model", retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=is_transient, persist_result=False, cache_policy=NO_CACHE)
-def load_model(model_uri: str, tracking_uri: str, trust_remote_code: bool = False):
+def load_model(model_uri: str, tracking_uri: str | None, trust_remote_code: bool = False):
     import mlflow
     from mlflow.exceptions import MlflowException
 
     from tasks.register import load_registered
 
+    tracking_uri = TrackingConfig(uri=tracking_uri).resolved_uri()  # None: the URI is in MLFLOW_TRACKING_URI (it holds a secret)
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     try:
         return load_registered(model_uri, trust_remote_code, "pass --trust-remote-code")
     except MlflowException as err:
-        raise ConfigError(f"cannot load {model_uri} from {tracking_uri}: {str(err).splitlines()[0]}; "
+        raise ConfigError(f"cannot load {model_uri} from {mask_uri(tracking_uri)}: {mask_text(str(err).splitlines()[0])}; "
                           "set --model, --name/--alias or --version (python -m flows.registry list shows them)") from None
 
 
 @flow(name="predict")
-def predict(input_path: str, output_path: str, model_uri: str, tracking_uri: str, text_column: str = "text",
+def predict(input_path: str, output_path: str, model_uri: str, tracking_uri: str | None, text_column: str = "text",
             input_format: str = "auto", encoding: str = "utf-8", batch_size: int = 128, max_length: int = 512,
             trust_remote_code: bool = False) -> dict:
     """Read the input, predict every non-empty text with the model, write input + predictions."""
@@ -134,11 +136,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     quiet_user_errors()
     uri = resolve_model_uri(args.model, args.name, args.alias, args.version)
+    tracking_uri = externalize_credentials(args.tracking_uri)  # the flow's parameters are stored: no secret in them
     try:
-        summary = predict(args.input, args.output, uri, args.tracking_uri, args.text_column, args.input_format,
+        summary = predict(args.input, args.output, uri, tracking_uri, args.text_column, args.input_format,
                           args.encoding, args.batch_size, args.max_length, args.trust_remote_code)
     except FinetuneError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {mask_text(str(err))}", file=sys.stderr)
         return 2
     print(f"{summary['rows_in']} rows in = {summary['rows_predicted']} predicted + {summary['rows_not_predicted']} not predicted (empty text)")
     print(f"model   {summary['model_uri']}\noutput  {summary['output']}")

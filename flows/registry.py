@@ -70,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
             left, target = moves.rollback(args.tracking_uri, args.name, args.alias, who, args.why)
             print(f"@{args.alias}: v{left} -> v{target} (rolled back by {who}: {args.why})")
     except FinetuneError as err:
-        print(f"error: {err}", file=sys.stderr)
+        from schemas.secrets import mask_text
+
+        print(f"error: {mask_text(str(err))}", file=sys.stderr)
         return 2
     return 0
 

@@ -7,6 +7,7 @@ overrides on the command line. Unknown keys are errors.
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -108,11 +109,13 @@ class RegistryConfig(_Section):
 
 
 class TrackingConfig(_Section):
-    uri: str | None = Field(None, description="MLflow tracking URI; default sqlite:///<project>/mlruns/mlflow.db")
+    uri: str | None = Field(None, description="MLflow tracking URI; default $MLFLOW_TRACKING_URI, else sqlite:///<project>/mlruns/mlflow.db; "
+                            "credentials belong in MLFLOW_TRACKING_USERNAME/PASSWORD (a user:password@ given here is moved there)")
     experiment: str = Field("finetune-flow", description="MLflow experiment holding the runs")
 
     def resolved_uri(self) -> str:
-        return self.uri or f"sqlite:///{PROJECT_ROOT / 'mlruns' / 'mlflow.db'}"
+        # MLFLOW_TRACKING_URI is where a URI holding a secret lives, out of the config (schemas/secrets.py).
+        return self.uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{PROJECT_ROOT / 'mlruns' / 'mlflow.db'}"
 
 
 class CacheConfig(_Section):

@@ -22,6 +22,7 @@ from prefect import task
 
 from schemas.config import PROJECT_ROOT, FinetuneConfig, RegistryConfig, TrackingConfig, flatten
 from schemas.errors import is_transient
+from schemas.secrets import mask_text, mask_uri
 from tasks.logs import publish_markdown, step_logger, timed
 from tasks.cache import file_lock, fingerprint
 from tasks.registry import current_version, model_card, move_alias, promotion_lock
@@ -111,13 +112,13 @@ def tracking_run(cfg: FinetuneConfig, flow_run_id: str | None = None) -> Iterato
     }
     run = client.create_run(experiment_id, tags=tags)
     run_id = run.info.run_id
-    params = [Param(k, str(v)[:6000]) for k, v in flatten(cfg).items()]
+    params = [Param(k, mask_text(str(v))[:6000]) for k, v in flatten(cfg).items()]
     for start in range(0, len(params), 100):
         client.log_batch(run_id, params=params[start : start + 100])
     try:
         yield run_id
     except BaseException as err:
-        client.set_tag(run_id, "failure", f"{type(err).__name__}: {err}"[:5000])
+        client.set_tag(run_id, "failure", mask_text(f"{type(err).__name__}: {err}")[:5000])
         client.set_terminated(run_id, status="FAILED")
         raise
     client.set_terminated(run_id, status="FINISHED")
@@ -271,7 +272,7 @@ def _version_facts(client: MlflowClient, run_id: str, model: dict, evaluation: d
     tags = {
         "train_key": model["key"], "data_fingerprint": split["key"], "config_fingerprint": run.data.tags.get("config_fingerprint", ""),
         "git_revision": run.data.tags.get("git_revision", git_revision()), "run_id": run_id, "run_link": link,
-        "tracking_uri": tracking.resolved_uri(), "labels": json.dumps(model["labels"]),
+        "tracking_uri": mask_uri(tracking.resolved_uri()), "labels": json.dumps(model["labels"]),
         "base_model": run.data.params.get("model.name_or_path", ""), "data_source": run.data.params.get("data.path", ""),
         "max_length": run.data.params.get("train.max_length", ""),
     }

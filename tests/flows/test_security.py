@@ -90,3 +90,38 @@ def test_a_model_folder_with_its_own_code_is_refused_and_none_of_it_runs(store, 
     assert str(client.get_model_version_by_alias("tiny", "champion").version) == version
     latest = client.search_runs([client.get_experiment_by_name("finetune-flow").experiment_id], order_by=["attributes.start_time DESC"], max_results=1)[0]
     assert latest.info.status == "FAILED"
+
+
+def test_a_secret_in_the_tracking_uri_is_written_nowhere(request, tmp_path, tiny_model_dir, toy_csv, new_store):
+    import os
+    import uuid
+
+    from flows.ui_check import mlflow_server
+
+    secret = f"s3cr3t-{uuid.uuid4().hex}"
+    backend = new_store(tmp_path / "server")
+    prefect_home = tmp_path / "prefect"
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env["PREFECT_HOME"] = str(prefect_home)  # the flow's own temporary Prefect server, its database in here
+    with mlflow_server(backend, artifacts=tmp_path / "server" / "artifacts") as url:
+        uri = url.replace("http://", f"http://alice:{secret}@")
+        result = subprocess.run([sys.executable, "flows/finetune.py", f"data.path={toy_csv}", f"model.name_or_path={tiny_model_dir}",
+                                 f"tracking.uri={uri}", f"cache.dir={tmp_path / 'cache'}", "registry.model_name=tiny", "registry.min_accuracy=0",
+                                 "registry.min_f1=0", "train.epochs=1", "train.max_length=32", "train.precision=fp32",
+                                 f"--summary-json={tmp_path / 'summary.json'}"],
+                                cwd=request.config.rootpath, env=env, capture_output=True, text=True, timeout=500)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert secret not in result.stdout + result.stderr
+    assert "alice" not in result.stdout + result.stderr
+    client = MlflowClient(backend, backend)
+    runs = client.search_runs([client.get_experiment_by_name("finetune-flow").experiment_id])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    recorded = [*runs[0].data.params.values(), *runs[0].data.tags.values()]
+    for version in client.search_model_versions("name='tiny'"):
+        recorded += [*version.tags.values(), version.description or ""]
+    assert recorded and not [value for value in recorded if secret in value]
+    assert runs[0].data.params["tracking.uri"] == url
+    stored = [p for p in prefect_home.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".db" for p in stored)
+    assert not [p for p in stored if secret.encode() in p.read_bytes()]
+    assert secret not in (tmp_path / "summary.json").read_text()

@@ -150,7 +150,7 @@ def _one_line(err: Exception) -> str:
     from pydantic import ValidationError
 
     if isinstance(err, ValidationError):
-        problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()]
+        problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}" for e in err.errors()]
         return "invalid config: " + "; ".join(problems) + " (see --help for the options)"
     return str(err)
 

@@ -24,7 +24,7 @@ import pandas as pd
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from schemas.config import RegistryConfig, TrackingConfig
+from schemas.config import RegistryConfig, TrackingConfig, check_model_name
 from schemas.errors import ConfigError, DataError, FinetuneError, is_transient
 from schemas.secrets import externalize_credentials, mask_text, mask_uri
 from tasks.ingest import infer_format, read_table
@@ -138,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     uri = resolve_model_uri(args.model, args.name, args.alias, args.version)
     tracking_uri = externalize_credentials(args.tracking_uri)  # the flow's parameters are stored: no secret in them
     try:
+        if not args.model:
+            check_model_name(args.name)
         summary = predict(args.input, args.output, uri, tracking_uri, args.text_column, args.input_format,
                           args.encoding, args.batch_size, args.max_length, args.trust_remote_code)
     except FinetuneError as err:

@@ -111,3 +111,28 @@ def test_row_level_problems_are_quarantined_counted_and_the_run_trains(request, 
     assert "truncated    1 texts longer than train.max_length" in result.stdout
     report = json.loads(Path(summary["data_report"]).with_suffix(".json").read_text())
     assert report["tokens"]["train"]["truncated"] + report["tokens"]["validation"]["truncated"] + report["tokens"]["test"]["truncated"] == 1
+
+
+# Options that pass their type but would fail later (after training, or after a version was tagged): refused before any work.
+CONFIG_CASES = {
+    "path-like model name": (["registry.model_name=../../x"], r"error: invalid config: registry.model_name: model name '../../x' is not allowed: use 1-100 letters, digits"),
+    "quote in model name": (["registry.model_name=it's"], r"error: invalid config: registry.model_name: model name \"it's\" is not allowed: .*no spaces, quotes or '/'"),
+    "reserved alias": (["registry.alias=v1"], r"error: invalid config: registry.alias: alias 'v1' is not allowed: .*not 'latest', 'v<number>' or 'version<number>'"),
+    "infinite epochs": (["train.epochs=.inf"], r"error: invalid config: train.epochs: Input should be a finite number"),
+    "negative seed": (["seed=-1"], r"error: invalid config: seed: Input should be greater than or equal to 0"),
+}
+
+
+def test_bad_config_is_refused_before_any_work(request, tmp_path, toy_csv, tiny_model_dir, cli_env):
+    jobs = {name: [f"data.path={toy_csv}", f"model.name_or_path={tiny_model_dir}", f"tracking.uri=sqlite:///{tmp_path / name.replace(' ', '_') / 'mlflow.db'}",
+                   f"cache.dir={tmp_path / name.replace(' ', '_') / 'cache'}", *extra] for name, (extra, _) in CONFIG_CASES.items()}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = dict(zip(jobs, pool.map(lambda args: _run(request.config.rootpath, cli_env, args), jobs.values())))
+    problems = []
+    for name, result in results.items():
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        if result.returncode != 2 or len(errors) != 1 or not re.match(CONFIG_CASES[name][1], errors[0]) or "Traceback" in result.stderr:
+            problems.append(f"{name}: exit {result.returncode}, error lines {errors}, stderr tail {result.stderr[-300:]!r}")
+        if (tmp_path / name.replace(" ", "_")).exists():
+            problems.append(f"{name}: something was written (store or cache) before the config was refused")
+    assert not problems, "\n".join(problems)

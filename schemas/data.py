@@ -8,13 +8,14 @@ import pandera.pandas as pa
 from pandera.typing import Series
 
 # Bump when the cleaning rules change: it is part of the clean step's cache key.
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 
 # Reasons ingest can already give for a row (the rest are the clean step's).
-INGEST_REASONS = ("undecodable_bytes",)
+INGEST_REASONS = ("undecodable_bytes", "nul_byte")
 
 QUARANTINE_REASONS = (
     "undecodable_bytes",
+    "nul_byte",
     "mixed_label_type",
     "null_text",
     "empty_text",

@@ -45,6 +45,19 @@ def normalise_texts(texts: pd.Series) -> pd.Series:
     return pd.Series(strings.to_pandas(), index=texts.index)
 
 
+# Characters that show nothing: format characters (zero-width space and joiners, BOM), controls, separators,
+# and the blank letters some scripts have (Hangul fillers, the Braille blank).
+_NO_CONTENT = r"^[\p{Cf}\p{Cc}\p{Z}\s\x{115F}\x{1160}\x{3164}\x{FFA0}\x{2800}]*$"
+
+
+def no_content(texts: pd.Series) -> pd.Series:
+    """Texts that are missing, empty, or made only of characters that show nothing (zero-width, BOM)."""
+    import pyarrow.compute as pc
+
+    blank = np.asarray(pc.fill_null(pc.match_substring_regex(_arrow_strings(texts), _NO_CONTENT), True))
+    return pd.Series(blank, index=texts.index)
+
+
 def _reasons(frame: pd.DataFrame, labels: list[str] | None) -> pd.Series:
     """The first reason each row cannot be trained on, or None for rows to keep."""
     reason = pd.Series([None] * len(frame), index=frame.index, dtype=object)
@@ -55,7 +68,7 @@ def _reasons(frame: pd.DataFrame, labels: list[str] | None) -> pd.Series:
     problem = frame["problem"].notna()
     reason[problem] = frame.loc[problem, "problem"]
     mark(frame["raw_text"].isna(), "null_text")
-    mark(frame["text"].fillna("") == "", "empty_text")
+    mark(no_content(frame["text"]), "empty_text")
     mark(frame["label"].fillna("") == "", "null_label")
     if labels is not None:
         mark(~frame["label"].isin(labels), "label_not_in_labels")

@@ -122,6 +122,8 @@ def iter_table(path: Path, fmt: str, encoding: str, header: bool = True, chunk_r
     _refuse_binary(path, fmt, encoding)
     streams = bool(chunk_rows) and fmt in ("csv", "tsv", "jsonl")
     try:
+        if fmt in ("csv", "tsv") and header:
+            refuse_duplicate_columns(path, fmt, encoding)
         source = _reader(path, fmt, encoding, header, chunk_rows if streams else None)
         with source if streams else contextlib.nullcontext():
             for frame in source if streams else [source]:
@@ -130,6 +132,8 @@ def iter_table(path: Path, fmt: str, encoding: str, header: bool = True, chunk_r
                 yield frame
     except UnicodeDecodeError as err:  # a codec that cannot escape (e.g. utf-16 on odd bytes)
         raise DataError(f"'{path.name}' is not valid {encoding} (byte {err.start}): set data.encoding (e.g. cp1252 or latin-1)") from None
+    except DataError:
+        raise
     except pd.errors.EmptyDataError:
         raise DataError(f"'{path.name}' is empty: it has no header and no rows") from None
     except PermissionError:
@@ -153,6 +157,40 @@ def _as_text(column: pd.Series) -> pd.Series:
     if isinstance(column.dtype, pd.StringDtype):  # CSV/TSV cells: already text or null
         return column
     return column.map(one).astype(object)
+
+
+def nul_rows(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
+    """Rows where any of the columns holds a NUL character (binary content past the first 8 KB that _refuse_binary reads)."""
+    bad = pd.Series(False, index=frame.index)
+    for column in columns:
+        cells = frame[column]
+        if pd.api.types.is_string_dtype(cells) and not cells.dtype == object:
+            bad |= cells.str.contains("\x00", regex=False).fillna(False).astype(bool)
+        else:
+            bad |= cells.map(lambda v: isinstance(v, str) and "\x00" in v).astype(bool)
+    return bad
+
+
+def refuse_nested(frame: pd.DataFrame, column: str, option: str, source_name: str) -> None:
+    """A struct or list column where text or a label is expected would be trained on as its Python repr: refuse it."""
+    if frame[column].dtype != object:
+        return
+    nested = frame[column].map(lambda v: isinstance(v, (list, tuple, dict, np.ndarray)))
+    if nested.any():
+        example = frame[column][nested].iloc[0]
+        kind = "structs" if isinstance(example, dict) else "lists"
+        raise DataError(f"column '{column}' in '{source_name}' holds nested values ({kind}, e.g. {str(example if not isinstance(example, np.ndarray) else example.tolist())[:60]}), "
+                        f"not plain values: flatten it in the file or set {option} to another column")
+
+
+def refuse_duplicate_columns(path: Path, fmt: str, encoding: str) -> None:
+    """pandas renames a repeated header name to name.1; which column was meant is then a guess: refuse it."""
+    header = pd.read_csv(path, sep="\t" if fmt == "tsv" else ",", header=None, nrows=1, dtype=str, keep_default_na=False,
+                         encoding=_python_encoding(encoding), encoding_errors=DECODE_ERRORS)
+    names = [str(v) for v in header.iloc[0]] if len(header) else []
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise DataError(f"'{path.name}' repeats column names {repeated} in its header: give every column its own name")
 
 
 def undecodable_rows(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
@@ -187,7 +225,10 @@ def _to_raw(frame: pd.DataFrame, data: DataConfig, source_name: str, header: boo
     label = _column(frame, str(data.label_column), "data.label_column", source_name, header)
     if len(frame) == 0 and not empty_ok:
         raise DataError(f"'{source_name}' has a header but no data rows")
+    for column, option in [*((c, "data.text_column") for c in texts), (label, "data.label_column")]:
+        refuse_nested(frame, column, option, source_name)
     bad = undecodable_rows(frame, [*texts, label])
+    nul = nul_rows(frame, [*texts, label]) & ~bad
     if len(texts) == 1:
         text = _as_text(frame[texts[0]])
     else:  # title + body: the non-empty parts, one per line; null when every part is null
@@ -202,7 +243,12 @@ def _to_raw(frame: pd.DataFrame, data: DataConfig, source_name: str, header: boo
         raw.loc[where, "text"] = raw.loc[where, "text"].map(_visible)
         raw.loc[where, "label"] = raw.loc[where, "label"].map(_visible)
         raw.loc[where, "problem"] = "undecodable_bytes"
-    return RawFrame.validate(raw), {"rows_undecodable": n_bad}
+    if nul.any():
+        where = nul.to_numpy()
+        for column in ("text", "label"):
+            raw.loc[where, column] = raw.loc[where, column].map(lambda v: None if v is None else v.replace("\x00", "\\x00"))
+        raw.loc[where, "problem"] = "nul_byte"
+    return RawFrame.validate(raw), {"rows_undecodable": n_bad, "rows_nul_byte": int(nul.sum())}
 
 
 def _check_decoding(path: Path, encoding: str, n_bad: int, n_rows: int, header: bool, frame: pd.DataFrame, final: bool = True) -> None:
@@ -331,7 +377,7 @@ def ingest_data(data: DataConfig, cache: CacheConfig) -> dict:
     logger = step_logger()
     source, fmt = _source(data)
     options = {"format": fmt, "text": data.text_columns(), "label": str(data.label_column), "encoding": data.encoding, "header": data.header}
-    key = fingerprint("ingest", 2, source_fingerprint(source, fmt), options)
+    key = fingerprint("ingest", 3, source_fingerprint(source, fmt), options)
 
     def make(folder: Path) -> dict:
         import pyarrow as pa

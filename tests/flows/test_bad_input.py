@@ -33,6 +33,19 @@ def _two_classes(n_pos, n_neg):
                          "label": ["pos"] * n_pos + ["neg"] * n_neg})
 
 
+def _parquet(frame):
+    import io
+
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer)
+    return buffer.getvalue()
+
+
+def _classes(n_classes, n_per_class):
+    return pd.DataFrame({"text": [f"class {c} text {i}" for c in range(n_classes) for i in range(n_per_class)],
+                         "label": [f"c{c}" for c in range(n_classes) for _ in range(n_per_class)]})
+
+
 # name: (file name, content, extra options, expected error line as a regex)
 ERROR_CASES = {
     "missing file": ("absent.csv", None, [], r"error: data file '.*absent.csv' not found: set data.path to an existing CSV/TSV/JSONL/Parquet file or folder"),
@@ -45,6 +58,11 @@ ERROR_CASES = {
     "labels not in data": ("labels.csv", _two_classes(12, 12), ["data.labels=[pos,neg,meh]"], r"error: data.labels names \['meh'\] but no clean row has them; labels found: \['neg', 'pos'\]"),
     "wrong encoding": ("cp1252.csv", "text,label\n\u201chi\u201d,pos\n\u2019yo,neg\nok,pos\n".encode("cp1252"), [],
                        r"error: 'cp1252.csv' is not utf-8 text: line 2 \(bytes b'\\x93'\) does not decode, and 2 of 3 rows have such bytes; set data.encoding"),
+    "duplicate columns": ("dup.csv", "text,label,text\na,pos,b\nc,neg,d\n", [], r"error: 'dup.csv' repeats column names \['text'\] in its header: give every column its own name"),
+    "nested text": ("nested.parquet", _parquet(pd.DataFrame({"text": [[f"w{i}", "x"] for i in range(12)], "label": ["pos", "neg"] * 6})), [],
+                    r"error: column 'text' in 'nested.parquet' holds nested values \(lists, e.g. \['w0', 'x'\]\), not plain values: .*set data.text_column"),
+    "max_rows below classes": ("many.csv", _classes(10, 6), ["data.max_rows=20"],
+                               r"error: data.max_rows=20 is too small for 10 classes: .*set data.max_rows >= 30"),
 }
 
 
@@ -81,7 +99,7 @@ def test_every_bad_input_is_one_clear_line_exit_2_nothing_registered(request, tm
 
 def test_row_level_problems_are_quarantined_counted_and_the_run_trains(request, tmp_path, tiny_model_dir, cli_env, new_store):
     good = toy_frame(n_per_class=30)
-    long_text = " ".join(["great"] * 300)  # far over max_length 32
+    long_text = " ".join(["great"] * 1500)  # far over max_length 32, and pushes what follows past the first 8 KB
     lines = ["text,label"] + [f"{t},{lab}" for t, lab in zip(good["text"], good["label"])] + [
         ",pos",                      # null text
         "   ,neg",                   # whitespace-only text
@@ -90,6 +108,8 @@ def test_row_level_problems_are_quarantined_counted_and_the_run_trains(request, 
         "contested,pos", "contested,neg",        # same text, two labels
         "a number label,1",          # mixed label types (words win)
         f"{long_text},pos",          # kept, truncated
+        "\u200b\ufeff,neg",          # nothing visible: empty text
+        "before \x00 after,pos",     # a NUL byte past the first 8 KB
     ]
     data = tmp_path / "messy.csv"
     data.write_bytes(("\n".join(lines) + "\n").encode() + b"caf\xe9 society,neg\n")  # one undecodable row
@@ -100,13 +120,15 @@ def test_row_level_problems_are_quarantined_counted_and_the_run_trains(request, 
         "train.epochs=1", "train.max_length=32", "train.precision=fp32", f"--summary-json={summary_path}"])
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(summary_path.read_text())
-    expected = {"null_text": 1, "empty_text": 1, "null_label": 1, "duplicate": 1, "conflicting_labels": 2, "mixed_label_type": 1, "undecodable_bytes": 1}
+    expected = {"null_text": 1, "empty_text": 2, "null_label": 1, "duplicate": 1, "conflicting_labels": 2, "mixed_label_type": 1, "undecodable_bytes": 1,
+                "nul_byte": 1}
     assert summary["quarantine_reasons"] == expected
-    assert summary["rows_in"] == 69 == summary["rows_kept"] + summary["rows_quarantined"] and summary["rows_quarantined"] == 8
+    assert summary["rows_in"] == 71 == summary["rows_kept"] + summary["rows_quarantined"] and summary["rows_quarantined"] == 10
     assert summary["texts_truncated"] == 1 and summary["promoted"]
     quarantine = pd.read_csv(summary["quarantine_file"], keep_default_na=False)
     assert quarantine["reason"].value_counts().to_dict() == expected
     assert quarantine.loc[quarantine["reason"] == "undecodable_bytes", "text"].tolist() == ["caf\\xe9 society"]
+    assert quarantine.loc[quarantine["reason"] == "nul_byte", "text"].tolist() == ["before \\x00 after"]
     assert f"quarantine   {summary['quarantine_file']}" in result.stdout
     assert "truncated    1 texts longer than train.max_length" in result.stdout
     report = json.loads(Path(summary["data_report"]).with_suffix(".json").read_text())

@@ -201,3 +201,30 @@ def test_ingest_task_writes_every_row_it_reads(tmp_path):
     stored = pd.read_parquet(result["path"])
     assert result["rows_read"] == result["rows_out"] == len(stored) == 3
     assert stored["problem"].tolist()[1] == "undecodable_bytes" and pd.isna(stored["text"].iloc[2])
+
+
+def test_nul_byte_past_the_first_8kb_is_quarantined_not_trained_on(tmp_path):
+    path = tmp_path / "late-nul.csv"
+    path.write_bytes(b"text,label\n" + b"".join(b"row number %d is long enough,pos\n" % i for i in range(400)) + b"bad \x00 row,neg\nok,neg\n")
+    raw, counts = read_source(DataConfig(path=str(path)))
+    assert counts["rows_nul_byte"] == 1 and len(raw) == 402
+    assert raw.loc[raw["problem"] == "nul_byte", "text"].tolist() == ["bad \\x00 row"]
+    assert not raw["text"].str.contains("\x00", regex=False).any()
+
+
+@pytest.mark.parametrize("fmt, frame, column", [
+    ("parquet", pd.DataFrame({"text": [["a", "b"], ["c"]], "label": ["x", "y"]}), "text"),
+    ("jsonl", pd.DataFrame({"text": ["a", "c"], "label": [{"k": 1}, {"k": 2}]}), "label"),
+])
+def test_nested_values_are_refused(tmp_path, fmt, frame, column):
+    path = tmp_path / f"nested.{fmt}"
+    frame.to_parquet(path) if fmt == "parquet" else frame.to_json(path, orient="records", lines=True)
+    with pytest.raises(DataError, match=f"column '{column}' in 'nested.{fmt}' holds nested values"):
+        read_source(DataConfig(path=str(path)))
+
+
+def test_duplicate_header_names_are_refused(tmp_path):
+    path = tmp_path / "dup.csv"
+    path.write_text("text,label,text\na,b,c\n")
+    with pytest.raises(DataError, match=r"'dup.csv' repeats column names \['text'\] in its header"):
+        read_source(DataConfig(path=str(path)))

@@ -27,6 +27,7 @@ from schemas.secrets import externalize_credentials, mask_text, mask_uri
 from tasks.clean import clean_data
 from tasks.ingest import ingest_data
 from tasks.logs import quiet_user_errors
+from tasks.preflight import check_tracking_store, check_writable_file
 from tasks.report import report_data
 from tasks.register import log_run, register_model, tracking_run
 from tasks.split import split_data
@@ -164,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(args.config, args.overrides + (["cache.refresh=true"] if args.refresh else []))
         # From here on the config holds no secret: Prefect stores it as the run's parameters.
         cfg.tracking.uri = externalize_credentials(cfg.tracking.uri)
+        check_tracking_store(cfg.tracking.resolved_uri())
+        if args.summary_json:
+            check_writable_file(args.summary_json, "--summary-json")
         if args.serve:
             serve(cfg)
             return 0
@@ -173,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(format_summary(summary, cfg.tracking.resolved_uri()))
     if args.summary_json:
+        Path(args.summary_json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.summary_json).write_text(json.dumps(summary, indent=1))
     return 0
 

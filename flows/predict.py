@@ -29,6 +29,7 @@ from schemas.errors import ConfigError, DataError, FinetuneError, is_transient
 from schemas.secrets import externalize_credentials, mask_text, mask_uri
 from tasks.ingest import infer_format, read_table
 from tasks.logs import quiet_user_errors, step_logger
+from tasks.preflight import check_writable_file
 
 
 def resolve_model_uri(model: str | None, name: str, alias: str, version: int | None) -> str:
@@ -98,6 +99,8 @@ def predict(input_path: str, output_path: str, model_uri: str, tracking_uri: str
     frame = read_table(source, infer_format(source, input_format, "--input-format"), encoding)
     if text_column not in frame.columns:
         raise DataError(f"column '{text_column}' not found in '{source.name}'; columns are {[str(c) for c in frame.columns]}: set --text-column")
+    infer_format(Path(output_path), option="the output file's extension")
+    check_writable_file(output_path, "the output file")
     model, tokenizer = load_model(model_uri, tracking_uri, trust_remote_code)
     texts = ["" if pd.isna(v) else str(v) for v in frame[text_column].tolist()]
     usable = pd.Series([t.strip() != "" for t in texts], index=frame.index)

@@ -158,3 +158,30 @@ def test_bad_config_is_refused_before_any_work(request, tmp_path, toy_csv, tiny_
         if (tmp_path / name.replace(" ", "_")).exists():
             problems.append(f"{name}: something was written (store or cache) before the config was refused")
     assert not problems, "\n".join(problems)
+
+
+def test_unwritable_outputs_are_refused_before_any_work(request, tmp_path, toy_csv, tiny_model_dir, cli_env, new_store):
+    root, blocker = request.config.rootpath, tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    uri = new_store(tmp_path / "mlruns")
+    base = [f"data.path={toy_csv}", f"model.name_or_path={tiny_model_dir}", f"cache.dir={tmp_path / 'cache'}", "registry.model_name=tiny"]
+    cases = {
+        "summary": (_run, [*base, f"tracking.uri={uri}", f"--summary-json={blocker / 'summary.json'}"],
+                    r"error: cannot write --summary-json '.*a-file/summary.json': '.*a-file' is a file, not a folder"),
+        "store": (_run, [*base, f"tracking.uri=sqlite:///{blocker / 'mlflow.db'}"],
+                  r"error: cannot write the tracking store \(tracking.uri\) '.*a-file/mlflow.db': '.*a-file' is a file, not a folder"),
+        "predict output": (lambda r, e, args: subprocess.run([sys.executable, "flows/predict.py", *args], cwd=r, env=e, capture_output=True, text=True, timeout=300),
+                           [str(toy_csv), str(blocker / "out.csv"), "--name", "tiny", "--tracking-uri", uri],
+                           r"error: cannot write the output file '.*a-file/out.csv': '.*a-file' is a file, not a folder"),
+    }
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = dict(zip(cases, pool.map(lambda case: case[0](root, cli_env, case[1]), cases.values())))
+    problems = []
+    for name, result in results.items():
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+        if result.returncode != 2 or len(errors) != 1 or not re.match(cases[name][2], errors[0]) or "Traceback" in result.stderr:
+            problems.append(f"{name}: exit {result.returncode}, error lines {errors}, stderr tail {result.stderr[-500:]!r}")
+    assert not problems, "\n".join(problems)
+    assert not (tmp_path / "cache").exists(), "a step ran before the output path was checked"
+    client = MlflowClient(uri, uri)
+    assert client.search_registered_models() == [] and client.get_experiment_by_name("finetune-flow") is None

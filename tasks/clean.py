@@ -148,6 +148,10 @@ def clean_frame(raw: pd.DataFrame, labels: list[str] | None = None) -> tuple[pd.
     return CleanFrame.validate(kept), QuarantineFrame.validate(quarantine)
 
 
+# The evaluation's confusion matrices hold classes**2 cells (in metrics.json, the run and the step results).
+MAX_CLASSES = 1000
+
+
 def check_usable(kept: pd.DataFrame, quarantine: pd.DataFrame, labels: list[str] | None) -> None:
     """Fail with what to change when the clean data cannot train a classifier."""
     if kept.empty:
@@ -160,6 +164,9 @@ def check_usable(kept: pd.DataFrame, quarantine: pd.DataFrame, labels: list[str]
             raise DataError(f"data.labels names {missing} but no clean row has them; labels found: {found}")
     if len(found) < 2:
         raise DataError(f"only one class ({found[0]!r}) in the data: a classifier needs at least two labels")
+    if len(found) > MAX_CLASSES:
+        raise DataError(f"{len(found)} classes in the data; at most {MAX_CLASSES} are supported: check data.label_column "
+                        "(is it an id or free text?) or group rare labels")
 
 
 @task(name="clean")

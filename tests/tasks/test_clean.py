@@ -113,3 +113,11 @@ def test_texts_of_only_invisible_characters_are_empty_text():
     kept, quarantine = clean_frame(raw)
     assert kept["text"].tolist() == ["fine text", "other text"]
     assert quarantine["reason"].tolist() == ["empty_text"] * 3
+
+
+def test_more_classes_than_supported_is_an_error():
+    from tasks.clean import MAX_CLASSES
+
+    kept = pd.DataFrame({"row_id": range(MAX_CLASSES + 1), "text": [f"t{i}" for i in range(MAX_CLASSES + 1)], "label": [f"l{i}" for i in range(MAX_CLASSES + 1)]})
+    with pytest.raises(DataError, match=f"{MAX_CLASSES + 1} classes in the data; at most {MAX_CLASSES} are supported: check data.label_column"):
+        check_usable(kept, kept.iloc[:0].assign(reason=[]), None)

@@ -17,8 +17,11 @@ if __package__ in (None, ""):
     _env.apply()
 
 import argparse
+import itertools
+import os
 import time
 from pathlib import Path
+from typing import Iterator
 
 import pandas as pd
 from prefect import flow, task
@@ -27,7 +30,7 @@ from prefect.cache_policies import NO_CACHE
 from schemas.config import RegistryConfig, TrackingConfig, check_model_name
 from schemas.errors import ConfigError, DataError, FinetuneError, is_transient
 from schemas.secrets import externalize_credentials, mask_text, mask_uri
-from tasks.ingest import infer_format, read_table
+from tasks.ingest import infer_format, iter_table
 from tasks.logs import quiet_user_errors, step_logger
 from tasks.preflight import check_writable_file
 
@@ -54,17 +57,102 @@ def with_predictions(frame: pd.DataFrame, proba, id2label: dict[int, str], predi
     return out
 
 
-def write_table(frame: pd.DataFrame, path: Path) -> None:
-    fmt = infer_format(path, option="the output file's extension")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if fmt in ("csv", "tsv"):
-        frame.to_csv(path, sep="\t" if fmt == "tsv" else ",", index=False)
-    elif fmt == "jsonl":
-        frame.to_json(path, orient="records", lines=True, force_ascii=False)
-    elif fmt == "json":
-        frame.to_json(path, orient="records", force_ascii=False)
-    else:
-        frame.to_parquet(path, index=False)
+PREDICT_CHUNK_ROWS = 10_000  # rows read, predicted and written at a time: memory stays flat in the input size
+
+
+def iter_input(source: Path, fmt: str, encoding: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """The input in frames of at most chunk_rows rows (CSV/TSV/JSONL/Parquet stream; a JSON array comes whole)."""
+    if fmt != "parquet":
+        yield from iter_table(source, fmt, encoding, True, chunk_rows)
+        return
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(source)
+    except (OSError, ValueError) as err:
+        raise DataError(f"cannot read '{source.name}' as parquet: {str(err).splitlines()[0][:200]}; check the file or set --input-format") from None
+    empty = True
+    for batch in parquet.iter_batches(batch_size=chunk_rows):
+        empty = False
+        yield batch.to_pandas()
+    if empty:
+        yield parquet.schema_arrow.empty_table().to_pandas()
+
+
+class TableWriter:
+    """Frames written one after another into one CSV/TSV/JSONL/JSON/Parquet file, which appears (by rename)
+    only when every frame is written: a failed run leaves no half-written output."""
+
+    def __init__(self, path: Path):
+        self.path, self.fmt = path, infer_format(path, option="the output file's extension")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.partial = path.with_name(f".{path.name}.partial")
+        self.handle, self.parquet, self.rows = None, None, 0
+
+    def write(self, frame: pd.DataFrame) -> None:
+        if self.fmt == "parquet":
+            self._write_parquet(frame)
+        else:
+            if self.handle is None:
+                self.handle = open(self.partial, "w", encoding="utf-8", newline="")
+            if self.fmt in ("csv", "tsv"):
+                frame.to_csv(self.handle, sep="\t" if self.fmt == "tsv" else ",", index=False, header=self.rows == 0)
+            elif len(frame):
+                lines = frame.to_json(orient="records", lines=True, force_ascii=False).rstrip("\n")
+                if self.fmt == "jsonl":
+                    self.handle.write(lines + "\n")
+                else:  # a JSON array: records never hold a raw newline, so the lines are the records
+                    self.handle.write(("[\n" if self.rows == 0 else ",\n") + ",\n".join(lines.split("\n")))
+        self.rows += len(frame)
+
+    def _write_parquet(self, frame: pd.DataFrame) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        if self.parquet is None:  # a column with no value in the first chunk is text, not Arrow's null type
+            schema = pa.schema([f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in table.schema], metadata=table.schema.metadata)
+            self.parquet = pq.ParquetWriter(self.partial, schema)
+        if not table.schema.equals(self.parquet.schema, check_metadata=False):
+            try:
+                table = table.cast(self.parquet.schema)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as err:
+                raise DataError(f"the input's column types change from one chunk to the next ({str(err).splitlines()[0][:150]}): "
+                                "write CSV or JSONL output instead") from None
+        self.parquet.write_table(table)
+
+    def close(self) -> None:
+        """Finish the file and publish it under its name."""
+        if self.fmt == "json":
+            if self.handle is None:
+                self.handle = open(self.partial, "w", encoding="utf-8")
+            self.handle.write("\n]\n" if self.rows else "[]\n")
+        for open_file in (self.handle, self.parquet):
+            if open_file is not None:
+                open_file.close()
+        os.replace(self.partial, self.path)
+
+    def discard(self) -> None:
+        for open_file in (self.handle, self.parquet):
+            if open_file is not None:
+                open_file.close()
+        self.partial.unlink(missing_ok=True)
+
+
+def predict_frame(frame: pd.DataFrame, text_column: str, model, tokenizer, max_length: int, batch_size: int) -> pd.DataFrame:
+    """One chunk of the input plus its predictions; rows with empty text get none and say why in predict_error."""
+    import numpy as np
+
+    from tasks.evaluate import predict_texts
+
+    id2label = {int(k): v for k, v in model.config.id2label.items()}
+    texts = ["" if pd.isna(v) else str(v) for v in frame[text_column].tolist()]
+    usable = pd.Series([t.strip() != "" for t in texts], index=frame.index)
+    chosen = [t for t, ok in zip(texts, usable) if ok]
+    proba = predict_texts(model, tokenizer, chosen, max_length, batch_size) if chosen else np.zeros((0, len(id2label)), dtype=np.float32)
+    out = with_predictions(frame, proba, id2label, frame.index[usable])
+    out["predict_error"] = usable.map(lambda ok: None if ok else "null or empty text").astype(object)
+    return out
 
 
 @task(name="load_model", retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=is_transient, persist_result=False, cache_policy=NO_CACHE)
@@ -87,30 +175,31 @@ def load_model(model_uri: str, tracking_uri: str | None, trust_remote_code: bool
 @flow(name="predict")
 def predict(input_path: str, output_path: str, model_uri: str, tracking_uri: str | None, text_column: str = "text",
             input_format: str = "auto", encoding: str = "utf-8", batch_size: int = 128, max_length: int = 512,
-            trust_remote_code: bool = False) -> dict:
-    """Read the input, predict every non-empty text with the model, write input + predictions."""
-    from tasks.evaluate import predict_texts
-
+            trust_remote_code: bool = False, chunk_rows: int = PREDICT_CHUNK_ROWS) -> dict:
+    """Read the input in chunks, predict every non-empty text with the model, write input + predictions chunk by chunk."""
     logger = step_logger()
     started = time.perf_counter()
     source = Path(input_path)
     if not source.is_file():
         raise DataError(f"input file '{input_path}' not found")
-    frame = read_table(source, infer_format(source, input_format, "--input-format"), encoding)
-    if text_column not in frame.columns:
-        raise DataError(f"column '{text_column}' not found in '{source.name}'; columns are {[str(c) for c in frame.columns]}: set --text-column")
+    chunks = iter_input(source, infer_format(source, input_format, "--input-format"), encoding, chunk_rows)
+    first = next(chunks)
+    if text_column not in first.columns:
+        raise DataError(f"column '{text_column}' not found in '{source.name}'; columns are {[str(c) for c in first.columns]}: set --text-column")
     infer_format(Path(output_path), option="the output file's extension")
     check_writable_file(output_path, "the output file")
     model, tokenizer = load_model(model_uri, tracking_uri, trust_remote_code)
-    texts = ["" if pd.isna(v) else str(v) for v in frame[text_column].tolist()]
-    usable = pd.Series([t.strip() != "" for t in texts], index=frame.index)
-    rows = frame.index[usable]
-    chosen = [t for t, ok in zip(texts, usable) if ok]
-    proba = predict_texts(model, tokenizer, chosen, min(max_length, tokenizer.model_max_length), batch_size)
-    out = with_predictions(frame, proba, {int(k): v for k, v in model.config.id2label.items()}, rows)
-    out["predict_error"] = usable.map(lambda ok: None if ok else "null or empty text")
-    write_table(out, Path(output_path))
-    summary = {"model_uri": model_uri, "rows_in": len(frame), "rows_predicted": int(usable.sum()), "rows_not_predicted": int((~usable).sum()),
+    writer, rows_in, predicted = TableWriter(Path(output_path)), 0, 0
+    try:
+        for frame in itertools.chain([first], chunks):
+            out = predict_frame(frame, text_column, model, tokenizer, min(max_length, tokenizer.model_max_length), batch_size)
+            writer.write(out)
+            rows_in, predicted = rows_in + len(out), predicted + int(out["predict_error"].isna().sum())
+    except BaseException:
+        writer.discard()
+        raise
+    writer.close()
+    summary = {"model_uri": model_uri, "rows_in": rows_in, "rows_predicted": predicted, "rows_not_predicted": rows_in - predicted,
                "output": str(output_path), "seconds": round(time.perf_counter() - started, 2)}
     assert summary["rows_in"] == summary["rows_predicted"] + summary["rows_not_predicted"]
     logger.info("predict: %d rows in = %d predicted + %d not predicted (empty text); wrote %s",

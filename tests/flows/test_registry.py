@@ -208,6 +208,7 @@ def test_a_crash_between_register_and_alias_keeps_the_old_champion(tmp_path, mon
         _gate(uri, "crash", *newer)
     assert str(client.get_model_version_by_alias("crash", "champion").version) == "1"
     assert client.get_model_version("crash", "2").tags["gate_passed"] == "true"
+    assert not [key for key in client.get_model_version("crash", "2").tags if key.startswith("champion_")], "tagged as promoted without the alias"
 
     monkeypatch.undo()  # the retry of the same run finishes the promotion, with the same version
     retried = _gate(uri, "crash", *newer)

@@ -21,6 +21,7 @@ from pathlib import Path
 from prefect import flow
 from prefect.runtime import flow_run
 
+from flows.temporary_server import temporary_api
 from schemas.config import FinetuneConfig, describe_options, load_config
 from schemas.errors import FinetuneError
 from schemas.secrets import externalize_credentials, mask_text, mask_uri
@@ -171,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.serve:
             serve(cfg)
             return 0
-        summary = finetune(cfg)
+        with temporary_api():  # without PREFECT_API_URL: a temporary server that dies with this process
+            summary = finetune(cfg)
     except (FinetuneError, ValidationError) as err:
         print(f"error: {mask_text(_one_line(err))}", file=sys.stderr)
         return 2

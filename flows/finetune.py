@@ -21,12 +21,15 @@ from pathlib import Path
 from prefect import flow
 from prefect.runtime import flow_run
 
+from flows.temporary_server import temporary_api
 from schemas.config import FinetuneConfig, describe_options, load_config
 from schemas.errors import FinetuneError
 from tasks.baseline import fit_baseline
+from schemas.secrets import externalize_credentials, mask_text, mask_uri
 from tasks.clean import clean_data
 from tasks.ingest import ingest_data
 from tasks.logs import quiet_user_errors
+from tasks.preflight import check_tracking_store, check_writable_file
 from tasks.report import report_data
 from tasks.register import log_run, register_model, tracking_run
 from tasks.split import split_data
@@ -140,7 +143,7 @@ def format_summary(summary: dict, tracking_uri: str) -> str:
     lines += [
         f"mlflow run   {summary['run_id']}",
         f"wall time    {summary['wall_seconds']:.1f} s",
-        f"open the UI  mlflow ui --backend-store-uri {tracking_uri} --workers 1",
+        f"open the UI  mlflow ui --backend-store-uri {mask_uri(tracking_uri)} --workers 1",
     ]
     return "\n".join(lines)
 
@@ -195,15 +198,22 @@ def main(argv: list[str] | None = None) -> int:
     quiet_user_errors()
     try:
         cfg = load_config(args.config, args.overrides + (["cache.refresh=true"] if args.refresh else []))
+        # From here on the config holds no secret: Prefect stores it as the run's parameters.
+        cfg.tracking.uri = externalize_credentials(cfg.tracking.uri)
+        check_tracking_store(cfg.tracking.resolved_uri())
+        if args.summary_json:
+            check_writable_file(args.summary_json, "--summary-json")
         if args.serve:
             serve(cfg)
             return 0
-        summary = finetune(cfg)
+        with temporary_api():  # without PREFECT_API_URL: a temporary server that dies with this process
+            summary = finetune(cfg)
     except (FinetuneError, ValidationError) as err:
-        print(f"error: {_one_line(err)}", file=sys.stderr)
+        print(f"error: {mask_text(_one_line(err))}", file=sys.stderr)
         return 2
     print(format_summary(summary, cfg.tracking.resolved_uri()))
     if args.summary_json:
+        Path(args.summary_json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.summary_json).write_text(json.dumps(summary, indent=1))
     return 0
 

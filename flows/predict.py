@@ -21,18 +21,24 @@ if __package__ in (None, ""):
     _env.apply()
 
 import argparse
+import itertools
+import os
 import time
 from pathlib import Path
+from typing import Iterator
 
 import pandas as pd
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from schemas.config import RegistryConfig, TrackingConfig
+from flows.temporary_server import temporary_api
+from schemas.config import RegistryConfig, TrackingConfig, check_model_name
 from schemas.errors import ConfigError, DataError, FinetuneError, is_transient
+from schemas.secrets import externalize_credentials, mask_text, mask_uri
 from task_types import get_task_type
-from tasks.ingest import infer_format, read_table
+from tasks.ingest import infer_format, iter_table
 from tasks.logs import quiet_user_errors, step_logger
+from tasks.preflight import check_writable_file
 
 
 def resolve_model_uri(model: str | None, name: str, alias: str, version: int | None) -> str:
@@ -54,75 +60,174 @@ def with_predictions(frame: pd.DataFrame, outputs, info: dict, predicted_rows) -
     return out
 
 
-def write_table(frame: pd.DataFrame, path: Path) -> None:
-    fmt = infer_format(path, option="the output file's extension")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if fmt in ("csv", "tsv"):
-        frame.to_csv(path, sep="\t" if fmt == "tsv" else ",", index=False)
-    elif fmt == "jsonl":
-        frame.to_json(path, orient="records", lines=True, force_ascii=False)
-    elif fmt == "json":
-        frame.to_json(path, orient="records", force_ascii=False)
-    else:
-        frame.to_parquet(path, index=False)
+PREDICT_CHUNK_ROWS = 10_000  # rows read, predicted and written at a time: memory stays flat in the input size
+
+
+def iter_input(source: Path, fmt: str, encoding: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """The input in frames of at most chunk_rows rows (CSV/TSV/JSONL/Parquet stream; a JSON array comes whole)."""
+    if fmt != "parquet":
+        yield from iter_table(source, fmt, encoding, True, chunk_rows)
+        return
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(source)
+    except (OSError, ValueError) as err:
+        raise DataError(f"cannot read '{source.name}' as parquet: {str(err).splitlines()[0][:200]}; check the file or set --input-format") from None
+    empty = True
+    for batch in parquet.iter_batches(batch_size=chunk_rows):
+        empty = False
+        yield batch.to_pandas()
+    if empty:
+        yield parquet.schema_arrow.empty_table().to_pandas()
+
+
+class TableWriter:
+    """Frames written one after another into one CSV/TSV/JSONL/JSON/Parquet file, which appears (by rename)
+    only when every frame is written: a failed run leaves no half-written output."""
+
+    def __init__(self, path: Path):
+        self.path, self.fmt = path, infer_format(path, option="the output file's extension")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.partial = path.with_name(f".{path.name}.partial")
+        self.handle, self.parquet, self.rows = None, None, 0
+
+    def write(self, frame: pd.DataFrame) -> None:
+        if self.fmt == "parquet":
+            self._write_parquet(frame)
+        else:
+            if self.handle is None:
+                self.handle = open(self.partial, "w", encoding="utf-8", newline="")
+            if self.fmt in ("csv", "tsv"):
+                frame.to_csv(self.handle, sep="\t" if self.fmt == "tsv" else ",", index=False, header=self.rows == 0)
+            elif len(frame):
+                lines = frame.to_json(orient="records", lines=True, force_ascii=False).rstrip("\n")
+                if self.fmt == "jsonl":
+                    self.handle.write(lines + "\n")
+                else:  # a JSON array: records never hold a raw newline, so the lines are the records
+                    self.handle.write(("[\n" if self.rows == 0 else ",\n") + ",\n".join(lines.split("\n")))
+        self.rows += len(frame)
+
+    def _write_parquet(self, frame: pd.DataFrame) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        if self.parquet is None:  # a column with no value in the first chunk is text, not Arrow's null type
+            schema = pa.schema([f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in table.schema], metadata=table.schema.metadata)
+            self.parquet = pq.ParquetWriter(self.partial, schema)
+        if not table.schema.equals(self.parquet.schema, check_metadata=False):
+            try:
+                table = table.cast(self.parquet.schema)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as err:
+                raise DataError(f"the input's column types change from one chunk to the next ({str(err).splitlines()[0][:150]}): "
+                                "write CSV or JSONL output instead") from None
+        self.parquet.write_table(table)
+
+    def close(self) -> None:
+        """Finish the file and publish it under its name."""
+        if self.fmt == "json":
+            if self.handle is None:
+                self.handle = open(self.partial, "w", encoding="utf-8")
+            self.handle.write("\n]\n" if self.rows else "[]\n")
+        for open_file in (self.handle, self.parquet):
+            if open_file is not None:
+                open_file.close()
+        os.replace(self.partial, self.path)
+
+    def discard(self) -> None:
+        for open_file in (self.handle, self.parquet):
+            if open_file is not None:
+                open_file.close()
+        self.partial.unlink(missing_ok=True)
+
+
+def input_columns(info: dict, text_column: str | None, text_pair_column: str | None) -> tuple[str, str | None]:
+    """The text column (and pair column for a model trained on pairs): as given, else the names the model was trained on."""
+    text = text_column or info.get("text_column") or "text"
+    pair = (text_pair_column or info.get("text_pair_column") or "text_pair") if info["text_pair"] else None
+    return text, pair
+
+
+def predict_frame(frame: pd.DataFrame, columns: tuple[str, str | None], model, tokenizer, info: dict, max_length: int, batch_size: int) -> pd.DataFrame:
+    """One chunk of the input plus its predictions; rows with empty text (or pair text) get none and say why in predict_error."""
+    from tasks.inference import logits_for_texts
+
+    task_type = get_task_type(info["task"])
+
+    def cells(column: str) -> list[str]:
+        return ["" if pd.isna(v) else str(v) for v in frame[column].tolist()]
+
+    texts = cells(columns[0])
+    pairs = cells(columns[1]) if columns[1] else None
+    usable = pd.Series([t.strip() != "" and (pairs is None or p.strip() != "") for t, p in zip(texts, pairs or texts)], index=frame.index)
+    chosen = [t for t, ok in zip(texts, usable) if ok]
+    chosen_pairs = [p for p, ok in zip(pairs, usable) if ok] if pairs is not None else None
+    outputs = None
+    if chosen:
+        chunk = info.get("long_text") == "chunk"  # windows as in training
+        length = int(info.get("max_length") or max_length) if chunk else max_length
+        logits = logits_for_texts(model, tokenizer, chosen, length, batch_size, pairs=chosen_pairs, chunk=chunk, how=task_type.window_aggregate)
+        outputs = task_type.outputs(logits, info["target"], info["decision"])
+    out = with_predictions(frame, outputs, info, frame.index[usable])
+    why = "null or empty text" + (" or text pair" if pairs is not None else "")
+    out["predict_error"] = usable.map(lambda ok: None if ok else why).astype(object)
+    return out
 
 
 @task(name="load_model", retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=is_transient, persist_result=False, cache_policy=NO_CACHE)
-def load_model(model_uri: str, tracking_uri: str):
+def load_model(model_uri: str, tracking_uri: str | None, trust_remote_code: bool = False):
     import mlflow
     from mlflow.exceptions import MlflowException
 
     from tasks.register import load_registered
 
+    tracking_uri = TrackingConfig(uri=tracking_uri).resolved_uri()  # None: the URI is in MLFLOW_TRACKING_URI (it holds a secret)
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     try:
-        return load_registered(model_uri)
+        return load_registered(model_uri, trust_remote_code, "pass --trust-remote-code")
     except MlflowException as err:
-        raise ConfigError(f"cannot load {model_uri} from {tracking_uri}: {str(err).splitlines()[0]}; "
+        raise ConfigError(f"cannot load {model_uri} from {mask_uri(tracking_uri)}: {mask_text(str(err).splitlines()[0])}; "
                           "set --model, --name/--alias or --version (python -m flows.registry list shows them)") from None
 
 
 @flow(name="predict")
-def predict(input_path: str, output_path: str, model_uri: str, tracking_uri: str, text_column: str | None = None,
+def predict(input_path: str, output_path: str, model_uri: str, tracking_uri: str | None, text_column: str | None = None,
             input_format: str = "auto", encoding: str = "utf-8", batch_size: int = 128, max_length: int = 512,
-            text_pair_column: str | None = None) -> dict:
-    """Read the input, predict every non-empty text (or pair) with the model, write input + predictions."""
-    from tasks.inference import logits_for_texts, model_task
+            trust_remote_code: bool = False, chunk_rows: int = PREDICT_CHUNK_ROWS, text_pair_column: str | None = None) -> dict:
+    """Read the input in chunks, predict every non-empty text (or pair) with the model, write input + predictions chunk by chunk."""
+    from tasks.inference import model_task
 
     logger = step_logger()
     started = time.perf_counter()
     source = Path(input_path)
     if not source.is_file():
         raise DataError(f"input file '{input_path}' not found")
-    frame = read_table(source, infer_format(source, input_format, "--input-format"), encoding)
-    model, tokenizer = load_model(model_uri, tracking_uri)
+    chunks = iter_input(source, infer_format(source, input_format, "--input-format"), encoding, chunk_rows)
+    first = next(chunks)
+    if text_column is not None and text_column not in first.columns:
+        raise DataError(f"column '{text_column}' not found in '{source.name}'; columns are {[str(c) for c in first.columns]}: set --text-column")
+    infer_format(Path(output_path), option="the output file's extension")
+    check_writable_file(output_path, "the output file")
+    model, tokenizer = load_model(model_uri, tracking_uri, trust_remote_code)
     info = model_task(model.config)
-    text_column = text_column or info.get("text_column") or "text"
-    pair_column = (text_pair_column or info.get("text_pair_column") or "text_pair") if info["text_pair"] else None
-    for column, flag in ((text_column, "--text-column"), (pair_column, "--text-pair-column")):
-        if column is not None and column not in frame.columns:
-            raise DataError(f"column '{column}' not found in '{source.name}'; columns are {[str(c) for c in frame.columns]}: set {flag}")
-
-    def cells(column: str) -> list[str]:
-        return ["" if pd.isna(v) else str(v) for v in frame[column].tolist()]
-
-    texts = cells(text_column)
-    pairs = cells(pair_column) if pair_column else None
-    usable = pd.Series([t.strip() != "" and (pairs is None or p.strip() != "") for t, p in zip(texts, pairs or texts)], index=frame.index)
-    rows = frame.index[usable]
-    chosen = [t for t, ok in zip(texts, usable) if ok]
-    chosen_pairs = [p for p, ok in zip(pairs, usable) if ok] if pairs is not None else None
-    chunk = info.get("long_text") == "chunk"
-    length = int(info.get("max_length") or max_length) if chunk else min(max_length, tokenizer.model_max_length)  # windows as in training
-    logits = logits_for_texts(model, tokenizer, chosen, length, batch_size, pairs=chosen_pairs, chunk=chunk,
-                              how=get_task_type(info["task"]).window_aggregate)
-    out = with_predictions(frame, get_task_type(info["task"]).outputs(logits, info["target"], info["decision"]), info, rows)
-    out["predict_error"] = usable.map(lambda ok: None if ok else "null or empty text" + (" or text pair" if pairs is not None else ""))
-    write_table(out, Path(output_path))
-    summary = {"model_uri": model_uri, "task": info["task"], "rows_in": len(frame), "rows_predicted": int(usable.sum()), "rows_not_predicted": int((~usable).sum()),
+    columns = input_columns(info, text_column, text_pair_column)
+    for column, flag in zip(columns, ("--text-column", "--text-pair-column")):
+        if column is not None and column not in first.columns:
+            raise DataError(f"column '{column}' not found in '{source.name}'; columns are {[str(c) for c in first.columns]}: set {flag}")
+    writer, rows_in, predicted = TableWriter(Path(output_path)), 0, 0
+    try:
+        for frame in itertools.chain([first], chunks):
+            out = predict_frame(frame, columns, model, tokenizer, info, min(max_length, tokenizer.model_max_length), batch_size)
+            writer.write(out)
+            rows_in, predicted = rows_in + len(out), predicted + int(out["predict_error"].isna().sum())
+    except BaseException:
+        writer.discard()
+        raise
+    writer.close()
+    summary = {"model_uri": model_uri, "task": info["task"], "rows_in": rows_in, "rows_predicted": predicted, "rows_not_predicted": rows_in - predicted,
                "output": str(output_path), "seconds": round(time.perf_counter() - started, 2)}
-    assert summary["rows_in"] == summary["rows_predicted"] + summary["rows_not_predicted"]
     logger.info("predict: %d rows in = %d predicted + %d not predicted (empty text); wrote %s",
                 summary["rows_in"], summary["rows_predicted"], summary["rows_not_predicted"], output_path)
     return summary
@@ -145,18 +250,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--encoding", default="utf-8", help="text encoding of CSV/TSV/JSONL input (default: utf-8)")
     parser.add_argument("--batch-size", type=int, default=128, help="texts per forward pass (default: 128)")
     parser.add_argument("--max-length", type=int, default=512, help="tokens read per text (default: 512, capped by the model)")
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="allow a model whose files carry their own Python code (auto_map) to run it; off: such a model is refused")
     parser.add_argument("--tracking-uri", default=tracking.resolved_uri(), help="MLflow store (default: the project's mlruns/mlflow.db)")
     args = parser.parse_args(argv)
     quiet_user_errors()
     uri = resolve_model_uri(args.model, args.name, args.alias, args.version)
+    tracking_uri = externalize_credentials(args.tracking_uri)  # the flow's parameters are stored: no secret in them
     try:
-        summary = predict(args.input, args.output, uri, args.tracking_uri, args.text_column, args.input_format,
-                          args.encoding, args.batch_size, args.max_length, args.text_pair_column)
+        if not args.model:
+            check_model_name(args.name)
+        with temporary_api():  # without PREFECT_API_URL: a temporary server that dies with this process
+            summary = predict(args.input, args.output, uri, tracking_uri, args.text_column, args.input_format,
+                              args.encoding, args.batch_size, args.max_length, args.trust_remote_code,
+                              text_pair_column=args.text_pair_column)
     except FinetuneError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {mask_text(str(err))}", file=sys.stderr)
         return 2
     print(f"{summary['rows_in']} rows in = {summary['rows_predicted']} predicted + {summary['rows_not_predicted']} not predicted (empty text)")
-    print(f"model   {summary['model_uri']}\noutput  {summary['output']}")
+    print(f"model   {mask_text(summary['model_uri'])}\noutput  {summary['output']}")
     return 0
 
 

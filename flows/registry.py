@@ -19,7 +19,7 @@ if __package__ in (None, ""):
 
 import argparse
 
-from schemas.config import RegistryConfig, TrackingConfig
+from schemas.config import RegistryConfig, TrackingConfig, check_alias, check_model_name
 from schemas.errors import FinetuneError
 
 
@@ -61,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
 
     who = getattr(args, "who", None) or moves.whoami()
     try:
+        check_model_name(args.name)
+        check_alias(args.alias)
         if args.command == "list":
             print("\n".join(list_versions(args.tracking_uri, args.name, args.alias)) or f"no versions of '{args.name}'")
         elif args.command == "promote":
@@ -70,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
             left, target = moves.rollback(args.tracking_uri, args.name, args.alias, who, args.why)
             print(f"@{args.alias}: v{left} -> v{target} (rolled back by {who}: {args.why})")
     except FinetuneError as err:
-        print(f"error: {err}", file=sys.stderr)
+        from schemas.secrets import mask_text
+
+        print(f"error: {mask_text(str(err))}", file=sys.stderr)
         return 2
     return 0
 

@@ -45,11 +45,14 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def mlflow_server(tracking_uri: str, port: int | None = None, timeout: float = 120) -> Iterator[str]:
-    """A real `mlflow server` over the store, on 127.0.0.1; yields its base URL and stops it after."""
+def mlflow_server(tracking_uri: str, port: int | None = None, timeout: float = 120, artifacts: Path | None = None) -> Iterator[str]:
+    """A real `mlflow server` over the store, on 127.0.0.1; yields its base URL and stops it after.
+    artifacts: where the server keeps the artifacts it is sent (default: its own ./mlartifacts)."""
     port = port or free_port()
     log = Path(os.environ.get("TMPDIR", "/tmp")) / f"mlflow-server-{port}.log"
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", tracking_uri, "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    if artifacts is not None:
+        cmd += ["--artifacts-destination", str(artifacts)]
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"

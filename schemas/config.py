@@ -7,11 +7,13 @@ overrides on the command line. Unknown keys are errors.
 from __future__ import annotations
 
 import importlib.util
+import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from schemas.errors import ConfigError
 
@@ -39,7 +41,29 @@ def embedded_path(package: str, relative: str) -> Path:
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # inf and nan pass gt/ge checks and crash a later step (train.epochs=.inf): refused for every float.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+
+MODEL_NAME_RULE = "1-100 letters, digits, '.', '_' or '-', starting with a letter or digit (no spaces, quotes or '/')"
+ALIAS_RULE = "1-64 letters, digits, '_' or '-', starting with a letter, and not 'latest', 'v<number>' or 'version<number>' (MLflow reserves them)"
+_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+_ALIAS = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
+_RESERVED_ALIAS = re.compile(r"latest|v\d+|version\d+", re.IGNORECASE)
+
+
+def check_model_name(name: str) -> str:
+    """A registered model name that is safe in registry queries and file paths, or a ConfigError saying the rule."""
+    if not _MODEL_NAME.fullmatch(name) or ".." in name:
+        raise ConfigError(f"model name {name!r} is not allowed: use {MODEL_NAME_RULE}")
+    return name
+
+
+def check_alias(alias: str) -> str:
+    """An alias MLflow accepts, or a ConfigError saying the rule (before any version is tagged)."""
+    if not _ALIAS.fullmatch(alias) or _RESERVED_ALIAS.fullmatch(alias):
+        raise ConfigError(f"alias {alias!r} is not allowed: use {ALIAS_RULE}")
+    return alias
 
 
 class DataConfig(_Section):
@@ -161,13 +185,25 @@ class RegistryConfig(_Section):
     promote: bool = Field(True, description="move the 'champion' alias when every gate passes")
     alias: str = Field("champion", min_length=1, description="alias given to the promoted version")
 
+    @field_validator("model_name")
+    @classmethod
+    def _safe_model_name(cls, value: str) -> str:
+        return check_model_name(value)
+
+    @field_validator("alias")
+    @classmethod
+    def _allowed_alias(cls, value: str) -> str:
+        return check_alias(value)
+
 
 class TrackingConfig(_Section):
-    uri: str | None = Field(None, description="MLflow tracking URI; default sqlite:///<project>/mlruns/mlflow.db")
+    uri: str | None = Field(None, description="MLflow tracking URI; default $MLFLOW_TRACKING_URI, else sqlite:///<project>/mlruns/mlflow.db; "
+                            "credentials belong in MLFLOW_TRACKING_USERNAME/PASSWORD (a user:password@ given here is moved there)")
     experiment: str = Field("finetune-flow", description="MLflow experiment holding the runs")
 
     def resolved_uri(self) -> str:
-        return self.uri or f"sqlite:///{PROJECT_ROOT / 'mlruns' / 'mlflow.db'}"
+        # MLFLOW_TRACKING_URI is where a URI holding a secret lives, out of the config (schemas/secrets.py).
+        return self.uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{PROJECT_ROOT / 'mlruns' / 'mlflow.db'}"
 
 
 class CacheConfig(_Section):
@@ -200,7 +236,7 @@ class FinetuneConfig(_Section):
         "(a label list, delimited labels or indicator columns); regression: a number per text. Any of them takes "
         "sentence pairs with data.text_pair_column"
     )
-    seed: int = Field(42, description="one seed for sampling, splitting, model initialisation and data order")
+    seed: int = Field(42, ge=0, le=2**32 - 1, description="one seed for sampling, splitting, model initialisation and data order (0 to 2**32-1)")
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
@@ -240,7 +276,10 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
         raise ConfigError(f"override '{item}' is not key=value (e.g. train.epochs=1)")
     key, raw = item.split("=", 1)
     # YAML typing lets `train.epochs=1`, `data.labels=[a,b]` and `x=null` mean what they say.
-    value = yaml.safe_load(raw) if raw.strip() else ""
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:  # not YAML (e.g. `@x`): the text itself, which validation then judges
+        value = raw
     return key.strip().split("."), value
 
 
@@ -271,7 +310,10 @@ def load_config(config_file: str | Path | None = None, overrides: list[str] | No
         path = Path(config_file)
         if not path.is_file():
             raise ConfigError(f"config file '{path}' not found")
-        loaded = yaml.safe_load(path.read_text()) or {}
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"config file '{path}' is not valid YAML: {str(err).splitlines()[0]}") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file '{path}' must hold a mapping of sections, got {type(loaded).__name__}")
         tree = _deep_merge(tree, loaded)

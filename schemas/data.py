@@ -11,10 +11,11 @@ from pandera.typing import Series
 SCHEMA_VERSION = "3"
 
 # Reasons ingest can already give for a row (the rest are the clean step's).
-INGEST_REASONS = ("undecodable_bytes",)
+INGEST_REASONS = ("undecodable_bytes", "nul_byte")
 
 QUARANTINE_REASONS = (
     "undecodable_bytes",
+    "nul_byte",
     "mixed_label_type",
     "null_text",
     "empty_text",

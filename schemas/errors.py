@@ -1,5 +1,7 @@
 """Errors the user fixes by changing input or options; shown as one line, never a trace."""
 
+import errno
+
 
 class FinetuneError(Exception):
     """Base of every user-facing error; the message says what to change."""
@@ -13,6 +15,30 @@ class DataError(FinetuneError, ValueError):
     """Input data that cannot be trained on as given."""
 
 
+# MLflow error codes a retry can cure (server busy, overloaded, timed out, a locked database);
+# anything else (INVALID_PARAMETER_VALUE, RESOURCE_ALREADY_EXISTS, ...) fails the same way again.
+TRANSIENT_MLFLOW_CODES = frozenset({"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED", "DEADLINE_EXCEEDED", "ABORTED"})
+# OS errors that stay until someone changes something: a missing or unwritable path, a full or read-only disk.
+PERMANENT_ERRNOS = frozenset({errno.ENOENT, errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENOTDIR, errno.EROFS, errno.ENOSPC,
+                              errno.EDQUOT, errno.ENAMETOOLONG, errno.EEXIST})
+_TRANSIENT_WORDS = ("locked", "busy", "timeout", "timed out", "connection", "temporarily")
+
+
+def is_transient_error(err: BaseException | None) -> bool:
+    """Whether retrying the same call can succeed: I/O hiccups, timeouts and MLflow's busy/unavailable codes."""
+    if err is None or isinstance(err, FinetuneError):
+        return False
+    if isinstance(err, OSError):  # ConnectionError, TimeoutError and requests' errors are OSErrors
+        return err.errno not in PERMANENT_ERRNOS
+    if type(err).__module__.startswith("mlflow"):
+        if "readonly" in str(err).lower():
+            return False  # sqlite's read-only store arrives as an operational (TEMPORARILY_UNAVAILABLE) error
+        return str(getattr(err, "error_code", "")) in TRANSIENT_MLFLOW_CODES
+    if type(err).__name__ == "OperationalError":  # sqlalchemy / sqlite3: a locked or unreachable database
+        return any(word in str(err).lower() for word in _TRANSIENT_WORDS)
+    return False
+
+
 def is_transient(task, task_run, state) -> bool:
-    """Prefect retry condition: retry I/O hiccups, never a user error."""
-    return not isinstance(getattr(state, "data", None), FinetuneError)
+    """Prefect retry condition: retry only what can succeed on retry, never a user error or a permanent one."""
+    return is_transient_error(getattr(state, "data", None))

@@ -21,6 +21,15 @@ from schemas.errors import DataError
 from task_types.base import IMBALANCE_RATIO, Gate, TaskType, fit_temperature, pyplot, weights_by_label
 
 NUMERIC = r"[-+]?\d+(?:\.\d+)?"
+# The evaluation's confusion matrices hold classes**2 cells (in metrics.json, the run and the step results).
+MAX_CLASSES = 1000
+# Plots stay the same size whatever the class count (a 500-class confusion matrix drawn at 0.5 inch a class
+# with a number in every cell took 22 GB): above these counts cells lose their numbers, axes their
+# label names, and ROC/PR plots show the classes with the most support.
+PLOT_MAX_INCHES = 14
+CELL_TEXT_MAX_CLASSES = 30
+TICK_LABELS_MAX_CLASSES = 60
+CURVES_MAX_CLASSES = 10
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -114,17 +123,21 @@ def plot_confusion(matrix: list[list[int]], labels: list[str], title: str, path:
     plt = pyplot()
     counts = np.asarray(matrix)
     share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    size = 2.5 + 0.5 * len(labels)
+    size = min(2.5 + 0.5 * len(labels), PLOT_MAX_INCHES)
     fig, ax = plt.subplots(figsize=(size, size))
-    ax.imshow(share if normalize else counts, cmap="Blues", vmin=0, vmax=1 if normalize else max(int(counts.max()), 1))
-    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-    ax.set_yticks(range(len(labels)), labels)
-    ax.set_xlabel("predicted")
+    image = ax.imshow(share if normalize else counts, cmap="Blues", vmin=0, vmax=1 if normalize else max(int(counts.max()), 1), interpolation="nearest")
+    if len(labels) <= TICK_LABELS_MAX_CLASSES:
+        ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+        ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted" if len(labels) <= TICK_LABELS_MAX_CLASSES else f"predicted (class index, {len(labels)} classes in label order)")
     ax.set_ylabel("true")
     ax.set_title(f"{title} ({'normalised by true class' if normalize else 'counts'})")
-    for (i, j), n in np.ndenumerate(counts):
-        text = f"{share[i, j]:.0%}" if normalize else str(n)
-        ax.text(j, i, text, ha="center", va="center", color="white" if share[i, j] > 0.5 else "black", fontsize=8)
+    if len(labels) <= CELL_TEXT_MAX_CLASSES:
+        for (i, j), n in np.ndenumerate(counts):
+            text = f"{share[i, j]:.0%}" if normalize else str(n)
+            ax.text(j, i, text, ha="center", va="center", color="white" if share[i, j] > 0.5 else "black", fontsize=8)
+    else:
+        fig.colorbar(image, ax=ax, fraction=0.046)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -135,6 +148,9 @@ def plot_curves(y_true, proba, labels: list[str], split: str, folder: Path) -> l
     plt = pyplot()
     y_true, proba = np.asarray(y_true), np.asarray(proba)
     classes = [1] if len(labels) == 2 else range(len(labels))
+    many = len(labels) > CURVES_MAX_CLASSES
+    if many:  # one line a class is unreadable (and its legend unbounded) for many classes: the best-supported ones
+        classes = sorted(np.argsort(-np.bincount(y_true, minlength=len(labels)), kind="stable")[:CURVES_MAX_CLASSES])
     written = []
     for kind in ("roc", "pr"):
         fig, ax = plt.subplots(figsize=(5, 4.5))
@@ -153,7 +169,8 @@ def plot_curves(y_true, proba, labels: list[str], split: str, folder: Path) -> l
             ax.plot([0, 1], [0, 1], linestyle=":", color="grey")
         ax.set_xlabel("false positive rate" if kind == "roc" else "recall")
         ax.set_ylabel("true positive rate" if kind == "roc" else "precision")
-        ax.set_title(f"{split} {'ROC' if kind == 'roc' else 'precision-recall'}{'' if len(labels) == 2 else ' (one-vs-rest)'}")
+        ax.set_title(f"{split} {'ROC' if kind == 'roc' else 'precision-recall'}{'' if len(labels) == 2 else ' (one-vs-rest)'}"
+                     f"{f', {CURVES_MAX_CLASSES} of {len(labels)} classes with most rows' if many else ''}", fontsize=9 if many else None)
         ax.legend(loc="lower right" if kind == "roc" else "lower left", fontsize=8)
         fig.tight_layout()
         written.append(folder / f"{kind}_{split}.png")
@@ -223,6 +240,12 @@ class Classification(TaskType):
                 raise DataError(f"data.labels names {missing} but no clean row has them; labels found: {found}")
         if len(found) < 2:
             raise DataError(f"only one class ({found[0]!r}) in the data: a classifier needs at least two labels")
+        if len(found) > MAX_CLASSES:
+            raise DataError(f"{len(found)} classes in the data; at most {MAX_CLASSES} are supported: check data.label_column "
+                            "(is it an id or free text?) or group rare labels")
+        if len(found) > MAX_CLASSES:
+            raise DataError(f"{len(found)} classes in the data; at most {MAX_CLASSES} are supported: check data.label_column "
+                            "(is it an id or free text?) or group rare labels")
 
     def strata(self, labels: pd.Series) -> pd.Series:
         return labels

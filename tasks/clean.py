@@ -46,6 +46,19 @@ def normalise_texts(texts: pd.Series) -> pd.Series:
     return pd.Series(strings.to_pandas(), index=texts.index)
 
 
+# Characters that show nothing: format characters (zero-width space and joiners, BOM), controls, separators,
+# and the blank letters some scripts have (Hangul fillers, the Braille blank).
+_NO_CONTENT = r"^[\p{Cf}\p{Cc}\p{Z}\s\x{115F}\x{1160}\x{3164}\x{FFA0}\x{2800}]*$"
+
+
+def no_content(texts: pd.Series) -> pd.Series:
+    """Texts that are missing, empty, or made only of characters that show nothing (zero-width, BOM)."""
+    import pyarrow.compute as pc
+
+    blank = np.asarray(pc.fill_null(pc.match_substring_regex(_arrow_strings(texts), _NO_CONTENT), True))
+    return pd.Series(blank, index=texts.index)
+
+
 def _reasons(frame: pd.DataFrame, task_type, data: DataConfig) -> tuple[pd.Series, pd.Series]:
     """(the first reason each row cannot be trained on, or None for rows to keep; the canonical target)."""
     reason = pd.Series([None] * len(frame), index=frame.index, dtype=object)
@@ -56,10 +69,10 @@ def _reasons(frame: pd.DataFrame, task_type, data: DataConfig) -> tuple[pd.Serie
     problem = frame["problem"].notna()
     reason[problem] = frame.loc[problem, "problem"]
     mark(frame["raw_text"].isna(), "null_text")
-    mark(frame["text"].fillna("") == "", "empty_text")
+    mark(no_content(frame["text"]), "empty_text")
     if "text_pair" in frame:
         mark(frame["raw_text_pair"].isna(), "null_text_pair")
-        mark(frame["text_pair"].fillna("") == "", "empty_text_pair")
+        mark(no_content(frame["text_pair"]), "empty_text_pair")
     mark(frame["label"].fillna("") == "", "null_label")
     if "split" in frame:
         mark(~frame["split"].isin(list(SPLIT_NAMES.values())), "bad_split_value")

@@ -123,6 +123,8 @@ def iter_table(path: Path, fmt: str, encoding: str, header: bool = True, chunk_r
     _refuse_binary(path, fmt, encoding)
     streams = bool(chunk_rows) and fmt in ("csv", "tsv", "jsonl")
     try:
+        if fmt in ("csv", "tsv") and header:
+            refuse_duplicate_columns(path, fmt, encoding)
         source = _reader(path, fmt, encoding, header, chunk_rows if streams else None)
         with source if streams else contextlib.nullcontext():
             for frame in source if streams else [source]:
@@ -131,6 +133,8 @@ def iter_table(path: Path, fmt: str, encoding: str, header: bool = True, chunk_r
                 yield frame
     except UnicodeDecodeError as err:  # a codec that cannot escape (e.g. utf-16 on odd bytes)
         raise DataError(f"'{path.name}' is not valid {encoding} (byte {err.start}): set data.encoding (e.g. cp1252 or latin-1)") from None
+    except DataError:
+        raise
     except pd.errors.EmptyDataError:
         raise DataError(f"'{path.name}' is empty: it has no header and no rows") from None
     except PermissionError:
@@ -154,6 +158,40 @@ def _as_text(column: pd.Series) -> pd.Series:
     if isinstance(column.dtype, pd.StringDtype):  # CSV/TSV cells: already text or null
         return column
     return column.map(one).astype(object)
+
+
+def nul_rows(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
+    """Rows where any of the columns holds a NUL character (binary content past the first 8 KB that _refuse_binary reads)."""
+    bad = pd.Series(False, index=frame.index)
+    for column in columns:
+        cells = frame[column]
+        if pd.api.types.is_string_dtype(cells) and not cells.dtype == object:
+            bad |= cells.str.contains("\x00", regex=False).fillna(False).astype(bool)
+        else:
+            bad |= cells.map(lambda v: isinstance(v, str) and "\x00" in v).astype(bool)
+    return bad
+
+
+def refuse_nested(frame: pd.DataFrame, column: str, option: str, source_name: str) -> None:
+    """A struct or list column where text or a label is expected would be trained on as its Python repr: refuse it."""
+    if frame[column].dtype != object:
+        return
+    nested = frame[column].map(lambda v: isinstance(v, (list, tuple, dict, np.ndarray)))
+    if nested.any():
+        example = frame[column][nested].iloc[0]
+        kind = "structs" if isinstance(example, dict) else "lists"
+        raise DataError(f"column '{column}' in '{source_name}' holds nested values ({kind}, e.g. {str(example if not isinstance(example, np.ndarray) else example.tolist())[:60]}), "
+                        f"not plain values: flatten it in the file or set {option} to another column")
+
+
+def refuse_duplicate_columns(path: Path, fmt: str, encoding: str) -> None:
+    """pandas renames a repeated header name to name.1; which column was meant is then a guess: refuse it."""
+    header = pd.read_csv(path, sep="\t" if fmt == "tsv" else ",", header=None, nrows=1, dtype=str, keep_default_na=False,
+                         encoding=_python_encoding(encoding), encoding_errors=DECODE_ERRORS)
+    names = [str(v) for v in header.iloc[0]] if len(header) else []
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise DataError(f"'{path.name}' repeats column names {repeated} in its header: give every column its own name")
 
 
 def undecodable_rows(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
@@ -186,8 +224,13 @@ def _is_list(value) -> bool:
 
 
 def _label_lists(column: pd.Series, task: str, source_name: str) -> pd.Series | None:
-    """A label column holding lists (JSON arrays, Parquet lists) as JSON text for task=multi_label; None if it holds none."""
-    if column.dtype != object or not column.map(_is_list).any():
+    """A label column holding lists (JSON arrays, Parquet lists) as JSON text for task=multi_label; None if it holds none.
+    Structs are refused for every task."""
+    if column.dtype != object:
+        return None
+    if column.map(lambda v: isinstance(v, dict)).any():
+        refuse_nested(column.to_frame(), str(column.name), "data.label_column", source_name)
+    if not column.map(_is_list).any():
         return None
     if task != "multi_label":
         raise DataError(f"column '{column.name}' in '{source_name}' holds lists of labels: set task=multi_label, "
@@ -214,8 +257,13 @@ def _to_raw(frame: pd.DataFrame, data: DataConfig, source_name: str, header: boo
     split = _column(frame, str(data.split_column), "data.split_column", source_name, header) if data.split_column is not None else None
     if len(frame) == 0 and not empty_ok:
         raise DataError(f"'{source_name}' has a header but no data rows")
+    for column, option in [*((c, "data.text_column") for c in texts), (pair, "data.text_pair_column"), (split, "data.split_column"),
+                           *((c, "data.label_columns") for c in (targets if data.label_columns is not None else []))]:
+        if column is not None:
+            refuse_nested(frame, column, option, source_name)
     used = [*texts, *targets, *[c for c in (pair, split) if c is not None]]
     bad = undecodable_rows(frame, used)
+    nul = nul_rows(frame, used) & ~bad
     if len(texts) == 1:
         text = _as_text(frame[texts[0]])
     else:  # title + body: the non-empty parts, one per line; null when every part is null
@@ -241,7 +289,12 @@ def _to_raw(frame: pd.DataFrame, data: DataConfig, source_name: str, header: boo
             if column in raw:
                 raw.loc[where, column] = raw.loc[where, column].map(_visible)
         raw.loc[where, "problem"] = "undecodable_bytes"
-    return RawFrame.validate(raw), {"rows_undecodable": n_bad}
+    if nul.any():
+        where = nul.to_numpy()
+        for column in [c for c in ("text", "text_pair", "label") if c in raw]:
+            raw.loc[where, column] = raw.loc[where, column].map(lambda v: None if v is None else v.replace("\x00", "\\x00"))
+        raw.loc[where, "problem"] = "nul_byte"
+    return RawFrame.validate(raw), {"rows_undecodable": n_bad, "rows_nul_byte": int(nul.sum())}
 
 
 def _check_decoding(path: Path, encoding: str, n_bad: int, n_rows: int, header: bool, frame: pd.DataFrame, final: bool = True) -> None:
@@ -375,7 +428,7 @@ def ingest_data(data: DataConfig, cache: CacheConfig, task: str = "classificatio
     extra = {"text_pair": data.text_pair_column, "label_columns": data.label_columns, "split": data.split_column,
              "lists": task == "multi_label"}
     options.update({k: v for k, v in extra.items() if v})
-    key = fingerprint("ingest", 2, source_fingerprint(source, fmt), options)
+    key = fingerprint("ingest", 3, source_fingerprint(source, fmt), options)
 
     def make(folder: Path) -> dict:
         import pyarrow as pa

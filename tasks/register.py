@@ -21,6 +21,7 @@ from prefect import task
 
 from schemas.config import PROJECT_ROOT, FinetuneConfig, RegistryConfig, TrackingConfig, flatten
 from schemas.errors import is_transient
+from schemas.secrets import mask_text, mask_uri
 from tasks.logs import publish_markdown, step_logger, timed
 from tasks.cache import file_lock, fingerprint
 from task_types import get_task_type
@@ -28,6 +29,7 @@ from task_types.base import scalar_metrics
 from task_types.classification import score_by_name
 from tasks.gate import Decision, policy_for, should_promote
 from tasks.registry import current_version, model_card, move_alias, promotion_lock
+from tasks.safe_load import load_logged_model
 
 PIPELINE_TAG = "finetune_flow.pipeline"
 
@@ -50,8 +52,32 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def crash_prefect_flow_run(flow_run_id: str, message: str) -> bool:
+    """Mark a dead process's Prefect flow run, and its unfinished task runs, CRASHED (when this API holds it)."""
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.exceptions import ObjectNotFound
+    from prefect.states import Crashed
+
+    try:
+        with get_client(sync_client=True) as prefect:
+            run = prefect.read_flow_run(UUID(flow_run_id))
+            if run.state is not None and run.state.is_final():
+                return False
+            for task_run in prefect.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id]))):
+                if task_run.state is None or not task_run.state.is_final():
+                    prefect.set_task_run_state(task_run.id, Crashed(message=message), force=True)
+            prefect.set_flow_run_state(run.id, Crashed(message=message), force=True)
+            return True
+    except (ObjectNotFound, ValueError):  # another Prefect API's run, or no id
+        return False
+
+
 def fail_orphaned_runs(client: MlflowClient, experiment_id: str) -> list[str]:
-    """Mark FAILED the RUNNING runs of this pipeline whose process on this host is gone (killed flows)."""
+    """Mark FAILED the RUNNING runs of this pipeline whose process on this host is gone (killed flows),
+    and their Prefect flow runs CRASHED."""
     host, orphans = socket.gethostname(), []
     running = client.search_runs([experiment_id], filter_string=f"attributes.status = 'RUNNING' and tags.`{PIPELINE_TAG}` = 'finetune'")
     for run in running:
@@ -60,6 +86,8 @@ def fail_orphaned_runs(client: MlflowClient, experiment_id: str) -> list[str]:
             client.set_tag(run.info.run_id, "failure", f"process {pid} ended without closing this run (killed?); marked FAILED by a later start")
             client.set_terminated(run.info.run_id, status="FAILED")
             orphans.append(run.info.run_id)
+            if run.data.tags.get("prefect_flow_run_id"):
+                crash_prefect_flow_run(run.data.tags["prefect_flow_run_id"], f"process {pid} was killed; found by a later start")
     return orphans
 
 
@@ -88,13 +116,13 @@ def tracking_run(cfg: FinetuneConfig, flow_run_id: str | None = None) -> Iterato
     }
     run = client.create_run(experiment_id, tags=tags)
     run_id = run.info.run_id
-    params = [Param(k, str(v)[:6000]) for k, v in flatten(cfg).items()]
+    params = [Param(k, mask_text(str(v))[:6000]) for k, v in flatten(cfg).items()]
     for start in range(0, len(params), 100):
         client.log_batch(run_id, params=params[start : start + 100])
     try:
         yield run_id
     except BaseException as err:
-        client.set_tag(run_id, "failure", f"{type(err).__name__}: {err}"[:5000])
+        client.set_tag(run_id, "failure", mask_text(f"{type(err).__name__}: {err}")[:5000])
         client.set_terminated(run_id, status="FAILED")
         raise
     client.set_terminated(run_id, status="FINISHED")
@@ -228,21 +256,24 @@ def _log_model(run_id: str, model_path: str, decision: dict, columns: dict) -> s
     return logged.model_uri
 
 
-def load_registered(model_uri: str):
-    """(model, tokenizer) of a registered transformers model, e.g. models:/name@champion."""
-    components = mlflow.transformers.load_model(model_uri, return_type="components")
-    model, tokenizer = components["model"], components["tokenizer"]
-    return model, tokenizer
+def load_registered(model_uri: str, trust_remote_code: bool = False, opt_in: str = "set model.trust_remote_code=true"):
+    """(model, tokenizer) of a registered transformers model, e.g. models:/name@champion.
+
+    Never through mlflow.transformers.load_model: it turns trust_remote_code on by itself for
+    classes transformers does not know. A model that needs its own code is refused unless opted in.
+    """
+    return load_logged_model(model_uri, trust_remote_code, opt_in)
 
 
-def rescore_champion(tracking_uri: str, name: str, champion, split: dict, metric: str, batch_size: int) -> float:
+def rescore_champion(tracking_uri: str, name: str, champion, split: dict, metric: str, batch_size: int, trust_remote_code: bool = False) -> float:
     """The champion's compare-on metric on the candidate's validation split, matched by label name (ids may differ)."""
     import pandas as pd
 
     from tasks.inference import logits_for_texts, model_task
 
     mlflow.set_registry_uri(tracking_uri)
-    model, tokenizer = load_registered(f"models:/{name}/{champion.version}")
+    model, tokenizer = load_registered(f"models:/{name}/{champion.version}", trust_remote_code,
+                                       "set model.trust_remote_code=true to re-score the champion with it")
     info = model_task(model.config)
     task_type = get_task_type(info["task"])
     frame = pd.read_parquet(split["paths"]["validation"])
@@ -263,7 +294,7 @@ RESCORE_BATCH = 128
 
 
 def _champion_for_gate(tracking_uri: str, registry: RegistryConfig, task: str, metric: str, current, split: dict,
-                       batch_size: int) -> tuple[dict | None, list[str], bool]:
+                       batch_size: int, trust_remote_code: bool = False) -> tuple[dict | None, list[str], bool]:
     """(the champion's compare-on metric comparable with the candidate's, notes, whether it may be compared at all)."""
     if current is None:
         return None, [], True
@@ -275,7 +306,7 @@ def _champion_for_gate(tracking_uri: str, registry: RegistryConfig, task: str, m
     theirs = current.tags.get("data_fingerprint", "")
     if theirs == split["key"] and own == own:
         return {"version": current.version, "value": own}, [], True
-    rescored = rescore_champion(tracking_uri, registry.model_name, current, split, metric, batch_size)
+    rescored = rescore_champion(tracking_uri, registry.model_name, current, split, metric, batch_size, trust_remote_code)
     note = (f"champion v{current.version} was trained on different data (data fingerprint {theirs[:12] or 'unknown'} != {split['key'][:12]}): "
             f"re-evaluated on this run's validation split, {metric} {rescored:.4f} (it had {own:.4f} on its own)")
     return {"version": current.version, "value": rescored}, [note], True
@@ -301,7 +332,7 @@ def _version_facts(client: MlflowClient, run_id: str, model: dict, evaluation: d
         "outputs": ", ".join(task_type.empty_columns(split["target"]))[:5000],
         "train_key": model["key"], "data_fingerprint": split["key"], "config_fingerprint": run.data.tags.get("config_fingerprint", ""),
         "git_revision": run.data.tags.get("git_revision", git_revision()), "run_id": run_id, "run_link": link,
-        "tracking_uri": tracking.resolved_uri(), "labels": json.dumps(model["labels"])[:5000],
+        "tracking_uri": mask_uri(tracking.resolved_uri()), "labels": json.dumps(model["labels"])[:5000],
         "base_model": run.data.params.get("model.name_or_path", ""), "data_source": run.data.params.get("data.path", ""),
         "max_length": str(model.get("max_length") or run.data.params.get("train.max_length", "")),
     }
@@ -357,7 +388,8 @@ def register_model(run_id: str, model: dict, evaluation: dict, split: dict, regi
         if notes and current is not None and str(current.version) == str(version.version):
             logger.info("register: %s; it is @%s already", notes[0], alias)
             return {"model_name": name, "model_version": int(version.version), "promoted": False, "alias": alias, "reasons": notes}
-        champion, rescored, comparable = _champion_for_gate(uri, registry, model["task"], policy.compare_on, current, split, RESCORE_BATCH)
+        champion, rescored, comparable = _champion_for_gate(uri, registry, model["task"], policy.compare_on, current, split, RESCORE_BATCH,
+                                                            bool(model.get("trust_remote_code")))
         decision = should_promote(candidate, champion, policy, baseline["metrics"]["validation"] if baseline else None)
         if not comparable:
             decision = Decision(False, [r for r in decision.reasons if r != "no current champion"])

@@ -72,7 +72,14 @@ def move_alias(client: MlflowClient, name: str, alias: str, version: int | str, 
     for key, value in tags.items():
         client.set_model_version_tag(name, str(version), key, value)
     # The alias moves last: a failure above leaves the old version in place.
-    client.set_registered_model_alias(name, alias, str(version))
+    try:
+        client.set_registered_model_alias(name, alias, str(version))
+    except Exception:
+        # No version tagged as promoted without its alias: take the tags back (a retry sets them again).
+        for key in tags:
+            with contextlib.suppress(MlflowException):
+                client.delete_model_version_tag(name, str(version), key)
+        raise
     return previous
 
 

@@ -37,16 +37,29 @@ def strata_of(frame: pd.DataFrame, task_type) -> pd.Series:
     return keys if task_type.strict_strata else merge_small_strata(keys, MIN_PER_CLASS)
 
 
+def sample_sizes(class_sizes: np.ndarray, max_rows: int) -> np.ndarray:
+    """Rows to keep per class: proportional, at least MIN_PER_CLASS each, and never more than max_rows in all
+    (rounding and the per-class minimum are taken back from the largest classes)."""
+    floor = np.minimum(class_sizes, MIN_PER_CLASS)
+    if floor.sum() > max_rows:
+        raise DataError(f"data.max_rows={max_rows} is too small for {len(class_sizes)} classes: each class keeps at least "
+                        f"{MIN_PER_CLASS} rows (one each for train, validation and test), so set data.max_rows >= {int(floor.sum())}")
+    takes = np.minimum(class_sizes, np.maximum(floor, np.round(class_sizes * max_rows / class_sizes.sum()).astype(int)))
+    for _ in range(int(takes.sum()) - max_rows):
+        takes[np.argmax(takes - floor)] -= 1
+    return takes
+
+
 def stratified_sample(frame: pd.DataFrame, max_rows: int | None, seed: int, keys: pd.Series | None = None) -> pd.DataFrame:
-    """At most max_rows rows with the strata's balance kept; every stratum keeps enough rows to split."""
+    """At most max_rows rows with the strata's balance kept (the class by default); every stratum keeps enough rows to split."""
     if max_rows is None or max_rows >= len(frame):
         return frame
     keys = frame["label"] if keys is None else keys
     rng = np.random.default_rng(seed)
-    fraction = max_rows / len(frame)
+    groups = [group for _, group in frame.groupby(keys, sort=True)]
+    takes = sample_sizes(np.array([len(g) for g in groups]), max_rows)
     parts = []
-    for _, group in frame.groupby(keys, sort=True):
-        take = min(len(group), max(MIN_PER_CLASS, int(round(len(group) * fraction))))
+    for group, take in zip(groups, takes):
         parts.append(group.iloc[rng.permutation(len(group))[:take]])
     return pd.concat(parts).sort_values("row_id").reset_index(drop=True)
 

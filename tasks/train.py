@@ -22,6 +22,7 @@ from transformers import (
     DataCollatorWithPadding,
     EarlyStoppingCallback,
     Trainer,
+    TrainerCallback,
     TrainingArguments,
     set_seed,
 )
@@ -29,7 +30,7 @@ from transformers import (
 from schemas.config import CacheConfig, ModelConfig, TrainConfig, resolve_model_path
 from schemas.errors import ConfigError
 from tasks.logs import step_logger, timed
-from tasks.cache import StepCache, fingerprint, model_fingerprint
+from tasks.cache import StepCache, file_sha256, fingerprint, model_fingerprint
 from task_types import get_task_type
 from task_types.base import LOWER_IS_BETTER
 
@@ -144,19 +145,55 @@ def best_epoch_metric(task: str, compare_on: str | None) -> str:
     return compare_on if compare_on in task_type.training_metric_names else task_type.compare_on
 
 
+CHECKPOINT_MANIFEST = "checksums.json"
+
+
+def write_checkpoint_manifest(folder: Path) -> None:
+    """Record a sha256 per file of a finished checkpoint (written last, atomically), as the cache does for its entries."""
+    files = {str(p.relative_to(folder)): file_sha256(p) for p in sorted(folder.rglob("*")) if p.is_file() and p.name != CHECKPOINT_MANIFEST}
+    tmp = folder / f".{CHECKPOINT_MANIFEST}.tmp"
+    tmp.write_text(json.dumps(files, indent=1))
+    tmp.replace(folder / CHECKPOINT_MANIFEST)
+
+
+def checkpoint_problem(folder: Path) -> str | None:
+    """Why a checkpoint cannot be resumed from (unfinished, or a file truncated or changed since it was saved), else None."""
+    try:
+        json.loads((folder / "trainer_state.json").read_text())
+        recorded = json.loads((folder / CHECKPOINT_MANIFEST).read_text())
+    except (OSError, ValueError):
+        return "it was not finished (killed while saving?)"
+    for name, digest in recorded.items():
+        path = folder / name
+        if not path.is_file() or file_sha256(path) != digest:
+            return f"{name} is missing or does not match its checksum"
+    return None
+
+
+class _ChecksumCheckpoints(TrainerCallback):
+    """Writes the checksum manifest of each checkpoint once the Trainer has saved it (the main process only)."""
+
+    def on_save(self, args, state, control, **kwargs):
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if state.is_world_process_zero and folder.is_dir():
+            write_checkpoint_manifest(folder)
+
+
 def last_complete_checkpoint(checkpoints: Path) -> str | None:
-    """The newest checkpoint a killed run finished writing (trainer_state.json is saved last);
-    newer partial ones are removed so training can write them again."""
+    """The newest checkpoint whose files all match the checksums recorded when it was saved; newer
+    partial or damaged ones are removed (one log line each) so training can write them again."""
     if not checkpoints.is_dir():
         return None
     found = sorted((p for p in checkpoints.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
                    key=lambda p: int(p.name.split("-")[-1]), reverse=True)
-    for candidate in found:
-        try:
-            json.loads((candidate / "trainer_state.json").read_text())
+    for i, candidate in enumerate(found):
+        problem = checkpoint_problem(candidate)
+        if problem is None:
             return str(candidate)
-        except (OSError, ValueError):  # missing or cut short: the run was killed while saving it
-            shutil.rmtree(candidate, ignore_errors=True)
+        fallback = next((p.name for p in found[i + 1:] if checkpoint_problem(p) is None), None)
+        step_logger().warning("checkpoint %s cannot be resumed from: %s; removed it, %s", candidate.name, problem,
+                              f"resuming from {fallback}" if fallback else "starting from the beginning")
+        shutil.rmtree(candidate, ignore_errors=True)
     return None
 
 
@@ -182,6 +219,7 @@ def train_model(tokens: dict, model_cfg: ModelConfig, train: TrainConfig, seed: 
     train_set = train_set.remove_columns([c for c in bookkeeping if c in train_set.column_names])
     val_set = val_set.remove_columns([c for c in bookkeeping if c in val_set.column_names])
     callbacks = [EarlyStoppingCallback(train.early_stopping_patience)] if train.early_stopping_patience else []
+    callbacks.append(_ChecksumCheckpoints())
     weights = task_type.loss_weights(train_set["labels"], spec, train.class_weights)
     epochs, epochs_why = choose_epochs(train.epochs, len(train_set), train.batch_size, train.nproc)
     step_logger().info("fine_tune: %s", epochs_why)
@@ -297,4 +335,5 @@ def fine_tune(tokens: dict, model: ModelConfig, train: TrainConfig, cache: Cache
         f", resumed from {meta['resumed_from']}" if meta["resumed_from"] else "", " (cached)" if entry.reused else "",
     )
     return {"path": str(entry.path / "model"), "key": key, "reused": entry.reused, "labels": tokens["labels"], "task": task,
-            "max_length": tokens["max_length"], "long_text": tokens.get("long_text", "truncate"), **meta}
+            "max_length": tokens["max_length"], "long_text": tokens.get("long_text", "truncate"),
+            "trust_remote_code": model.trust_remote_code, **meta}

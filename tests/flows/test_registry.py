@@ -104,15 +104,17 @@ def test_manual_promote_then_rollback_records_who_and_why(store):
     assert missing.returncode == 2 and "has no version 9" in missing.stderr
 
 
-@pytest.mark.parametrize("suffix", ["csv", "jsonl", "parquet"])
-def test_predict_on_the_champion_writes_input_columns_plus_predictions(store, suffix, tmp_path):
+@pytest.mark.parametrize("chunk_rows", [3, 10_000])
+@pytest.mark.parametrize("suffix", ["csv", "jsonl", "json", "parquet"])
+def test_predict_on_the_champion_writes_input_columns_plus_predictions(store, suffix, chunk_rows, tmp_path):
     frame = pd.DataFrame({"id": [1, 2, 3, 4], "text": ["great superb moving film", "awful dull boring film", "", "brilliant fun charming"]})
     source, out = tmp_path / f"in.{suffix}", tmp_path / f"out.{suffix}"
     {"csv": lambda: frame.to_csv(source, index=False), "jsonl": lambda: frame.to_json(source, orient="records", lines=True),
-     "parquet": lambda: frame.to_parquet(source)}[suffix]()
-    summary = predict(str(source), str(out), "models:/tiny@champion", store["uri"])
+     "json": lambda: frame.to_json(source, orient="records"), "parquet": lambda: frame.to_parquet(source)}[suffix]()
+    summary = predict(str(source), str(out), "models:/tiny@champion", store["uri"], chunk_rows=chunk_rows)  # 3: the rows stream in 2 chunks
     assert (summary["rows_in"], summary["rows_predicted"], summary["rows_not_predicted"]) == (4, 3, 1)
-    result = {"csv": pd.read_csv, "jsonl": lambda p: pd.read_json(p, lines=True), "parquet": pd.read_parquet}[suffix](out)
+    assert not list(tmp_path.glob(".*partial"))
+    result = {"csv": pd.read_csv, "jsonl": lambda p: pd.read_json(p, lines=True), "json": pd.read_json, "parquet": pd.read_parquet}[suffix](out)
     assert list(result.columns[:2]) == ["id", "text"] and result["id"].tolist() == [1, 2, 3, 4]
     assert {"predicted_label", "confidence", "proba_neg", "proba_pos", "predict_error"} <= set(result.columns)
     predicted = result.drop(index=2)
@@ -207,6 +209,7 @@ def test_a_crash_between_register_and_alias_keeps_the_old_champion(tmp_path, mon
         _gate(uri, "crash", *newer)
     assert str(client.get_model_version_by_alias("crash", "champion").version) == "1"
     assert client.get_model_version("crash", "2").tags["gate_passed"] == "true"
+    assert not [key for key in client.get_model_version("crash", "2").tags if key.startswith("champion_")], "tagged as promoted without the alias"
 
     monkeypatch.undo()  # the retry of the same run finishes the promotion, with the same version
     retried = _gate(uri, "crash", *newer)

@@ -147,3 +147,62 @@ def test_two_flows_at_once_share_the_cache_safely(request, tmp_path, tiny_model_
     for step in ALL_STEPS[:4]:
         entries = [p for p in (work["cache"] / step).iterdir() if p.is_dir()]
         assert len(entries) == 1, f"{step}: {entries}"
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.slow  # ~2 min: a real flow process SIGKILLed mid-training with its own temporary Prefect server, then run again
+def test_a_killed_run_leaves_no_server_behind_and_is_marked_crashed_at_the_next_start(request, tmp_path, tiny_model_dir):
+    import sqlite3
+
+    root, data = request.config.rootpath, tmp_path / "big.csv"
+    toy_frame(n_per_class=300).to_csv(data, index=False)
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect")  # the flow's own temporary server and its database
+    train = ["train.epochs=6", "train.batch_size=16", "train.learning_rate=1e-3", "train.save_steps=20", "train.early_stopping_patience=0"]
+    work = {"model": tiny_model_dir, "db": tmp_path / "m.db", "cache": tmp_path / "cache"}
+    proc = subprocess.Popen(_flow_cmd(root, data, work, *train), cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and not list((work["cache"] / "checkpoints").glob("*/checkpoint-*/trainer_state.json")):
+        assert proc.poll() is None, "flow ended before it could be killed"
+        time.sleep(0.1)
+    servers = _children(proc.pid)
+    assert servers, "no temporary Prefect server process found"
+    os.kill(proc.pid, signal.SIGKILL)  # the process alone, as the OOM killer does: not its group
+    proc.wait()
+    deadline = time.time() + 20
+    while time.time() < deadline and any(_alive(pid) for pid in servers):
+        time.sleep(0.2)
+    left = [pid for pid in servers if _alive(pid)]
+    for pid in left:  # clean up before failing
+        os.kill(pid, signal.SIGKILL)
+    assert not left, "the temporary Prefect server outlived the killed flow"
+
+    again = subprocess.run(_flow_cmd(root, data, work, *train), cwd=root, env=env, capture_output=True, text=True, timeout=400)
+    assert again.returncode == 0, again.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{work['db']}", f"sqlite:///{work['db']}")
+    runs = {r.info.status: r for r in client.search_runs([client.get_experiment_by_name("finetune-flow").experiment_id])}
+    assert sorted(runs) == ["FAILED", "FINISHED"]
+    dead = runs["FAILED"].data.tags["prefect_flow_run_id"]
+    with sqlite3.connect(tmp_path / "prefect" / "prefect.db") as db:
+        flow_state = db.execute("select state_type from flow_run where id in (?, ?)", (dead, dead.replace("-", ""))).fetchall()
+        task_states = db.execute("select state_type from task_run where flow_run_id in (?, ?)", (dead, dead.replace("-", ""))).fetchall()
+    assert flow_state == [("CRASHED",)]
+    assert task_states and {s for (s,) in task_states} <= {"COMPLETED", "CRASHED", "FAILED"}

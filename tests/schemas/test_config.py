@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,36 @@ def test_every_option_is_described_and_flattened():
             "registry.min_accuracy", "registry.min_f1", "tracking.uri"} <= keys
     assert all(desc for _, _, desc in rows), [key for key, _, desc in rows if not desc]
     assert set(flatten(FinetuneConfig())) == keys
+
+
+@pytest.mark.parametrize("override, rule", [
+    ("registry.model_name=../../x", "letters, digits"), ("registry.model_name=it's", "no spaces, quotes"),
+    ("registry.model_name=a b", "no spaces"), ("registry.alias=v1", "not 'latest', 'v<number>'"),
+    ("registry.alias=Latest", "MLflow reserves them"), ("registry.alias=version3", "version<number>"), ("registry.alias=prod.eu", "letters"),
+])
+def test_names_and_aliases_are_checked_before_any_work(override, rule):
+    with pytest.raises(ValidationError, match=re.escape(rule)):
+        load_config(overrides=[override])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.epochs=.inf", "finite number"), ("train.learning_rate=.nan", "finite number"), ("runtime.io_retry_delay_seconds=.inf", "finite number"),
+    ("seed=-1", "greater than or equal to 0"), ("seed=4294967296", "less than or equal to"),
+])
+def test_values_that_would_crash_a_later_step_are_rejected(override, message):
+    with pytest.raises(ValidationError, match=message):
+        load_config(overrides=[override])
+
+
+def test_safe_names_pass():
+    cfg = load_config(overrides=["registry.model_name=team.reviews-v2_1", "registry.alias=prod_eu-2", "seed=0"])
+    assert (cfg.registry.model_name, cfg.registry.alias, cfg.seed) == ("team.reviews-v2_1", "prod_eu-2", 0)
+
+
+def test_text_that_is_not_yaml_is_judged_as_text(tmp_path):
+    with pytest.raises(ValidationError, match="alias '@x' is not allowed"):
+        load_config(overrides=["registry.alias=@x"])
+    broken = tmp_path / "cfg.yaml"
+    broken.write_text("train: [1\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(broken)

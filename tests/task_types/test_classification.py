@@ -65,3 +65,23 @@ def test_split_report_writes_every_plot_and_metric(tmp_path):
     names = {p.name for p in tmp_path.glob("*.png")}
     assert names == {"confusion_validation.png", "confusion_validation_normalized.png", "roc_validation.png", "pr_validation.png"}
     assert all((tmp_path / n).read_bytes()[:4] == b"\x89PNG" for n in names)
+
+
+def _png_size(path):
+    import struct
+
+    return struct.unpack(">II", path.read_bytes()[16:24])
+
+
+def test_plots_stay_the_same_size_however_many_classes(tmp_path):
+    from task_types.classification import PLOT_MAX_INCHES
+
+    n_classes, rng = 120, np.random.default_rng(0)
+    truth = np.repeat(np.arange(n_classes), 5)
+    proba = rng.dirichlet(np.ones(n_classes), size=len(truth)).astype(np.float32)
+    metrics = write_split_report(truth, proba, [f"class-{i}" for i in range(n_classes)], "validation", tmp_path)
+    assert len(metrics["per_class"]) == n_classes
+    limit = PLOT_MAX_INCHES * 110
+    for png in tmp_path.glob("*.png"):
+        width, height = _png_size(png)
+        assert width <= limit and height <= limit, (png.name, width, height)

@@ -105,3 +105,19 @@ def test_conflicts_and_duplicates_on_chunked_arrow_strings():
     conflicting, duplicate = conflicts_and_duplicates(text, label, alive)
     assert conflicting.tolist() == [True, False, False, True, True, False]
     assert duplicate.tolist() == [False, False, False, False, True, False]
+
+
+def test_texts_of_only_invisible_characters_are_empty_text():
+    raw = pd.DataFrame({"row_id": range(5), "text": ["\u200b\u200b", "\ufeff", "\u200d \u2060", "fine text", "other text"],
+                        "label": ["a", "b", "a", "a", "b"], "problem": [None] * 5})
+    kept, quarantine = clean_frame(raw)
+    assert kept["text"].tolist() == ["fine text", "other text"]
+    assert quarantine["reason"].tolist() == ["empty_text"] * 3
+
+
+def test_more_classes_than_supported_is_an_error():
+    from task_types.classification import MAX_CLASSES
+
+    kept = pd.DataFrame({"row_id": range(MAX_CLASSES + 1), "text": [f"t{i}" for i in range(MAX_CLASSES + 1)], "label": [f"l{i}" for i in range(MAX_CLASSES + 1)]})
+    with pytest.raises(DataError, match=f"{MAX_CLASSES + 1} classes in the data; at most {MAX_CLASSES} are supported: check data.label_column"):
+        check_usable(kept, kept.iloc[:0].assign(reason=[]), DataConfig())

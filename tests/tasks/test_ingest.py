@@ -222,3 +222,28 @@ def test_multi_label_lists_indicator_columns_pairs_and_a_given_split(tmp_path):
     assert raw["text_pair"].tolist()[0] == "c" and pd.isna(raw["text_pair"].iloc[1]) and raw["split"].tolist() == ["train", "dev"]
     with pytest.raises(DataError, match=r"column 'nope' not found .* set data.text_pair_column"):
         read_source(DataConfig(path=str(table), text_column="q", label_column="x", text_pair_column="nope"))
+def test_nul_byte_past_the_first_8kb_is_quarantined_not_trained_on(tmp_path):
+    path = tmp_path / "late-nul.csv"
+    path.write_bytes(b"text,label\n" + b"".join(b"row number %d is long enough,pos\n" % i for i in range(400)) + b"bad \x00 row,neg\nok,neg\n")
+    raw, counts = read_source(DataConfig(path=str(path)))
+    assert counts["rows_nul_byte"] == 1 and len(raw) == 402
+    assert raw.loc[raw["problem"] == "nul_byte", "text"].tolist() == ["bad \\x00 row"]
+    assert not raw["text"].str.contains("\x00", regex=False).any()
+
+
+@pytest.mark.parametrize("fmt, frame, column", [
+    ("parquet", pd.DataFrame({"text": [["a", "b"], ["c"]], "label": ["x", "y"]}), "text"),
+    ("jsonl", pd.DataFrame({"text": ["a", "c"], "label": [{"k": 1}, {"k": 2}]}), "label"),
+])
+def test_nested_values_are_refused(tmp_path, fmt, frame, column):
+    path = tmp_path / f"nested.{fmt}"
+    frame.to_parquet(path) if fmt == "parquet" else frame.to_json(path, orient="records", lines=True)
+    with pytest.raises(DataError, match=f"column '{column}' in 'nested.{fmt}' holds nested values"):
+        read_source(DataConfig(path=str(path)))
+
+
+def test_duplicate_header_names_are_refused(tmp_path):
+    path = tmp_path / "dup.csv"
+    path.write_text("text,label,text\na,b,c\n")
+    with pytest.raises(DataError, match=r"'dup.csv' repeats column names \['text'\] in its header"):
+        read_source(DataConfig(path=str(path)))

@@ -34,7 +34,8 @@ def test_sample_keeps_balance_and_every_class():
     frame = _frame({"a": 900, "b": 100, "c": 4})
     sample = stratified_sample(frame, 100, seed=0)
     counts = sample["label"].value_counts().to_dict()
-    assert counts["a"] == 90 and counts["b"] == 10 and counts["c"] == 3
+    # c keeps its minimum of 3; the 3 rows that costs come off the largest class, so the sample is exactly max_rows
+    assert counts["a"] == 87 and counts["b"] == 10 and counts["c"] == 3 and len(sample) == 100
     assert stratified_sample(frame, None, 0) is frame
 
 
@@ -64,3 +65,15 @@ def test_regression_splits_are_stratified_by_quantile_bins():
     # every tenth of the range lands in validation: its values spread over the whole range
     values = sorted(parts["validation"]["label"].astype(float))
     assert len(values) == 20 and values[0] < 20 and values[-1] >= 180
+
+
+def test_sample_never_exceeds_max_rows_with_many_classes():
+    frame = _frame({f"c{i:02d}": 7 + i % 5 for i in range(40)})
+    sample = stratified_sample(frame, 130, seed=0)
+    assert len(sample) == 130
+    assert sample["label"].value_counts().min() >= 3 and sample["label"].nunique() == 40
+
+
+def test_max_rows_too_small_for_the_classes_says_the_number_needed():
+    with pytest.raises(DataError, match=r"data.max_rows=20 is too small for 10 classes: .* set data.max_rows >= 30"):
+        stratified_sample(_frame({f"c{i}": 6 for i in range(10)}), 20, seed=0)

@@ -54,15 +54,44 @@ def test_fine_tune_saves_label_names_and_config(prefect_server, make_config, toy
     assert again["reused"] and again["path"] == result["path"]
 
 
-def test_resume_skips_and_removes_a_checkpoint_killed_mid_save(tmp_path):
-    from tasks.train import last_complete_checkpoint
+def test_resume_skips_and_removes_a_checkpoint_killed_mid_save_or_damaged(tmp_path):
+    from tasks.train import last_complete_checkpoint, write_checkpoint_manifest
 
-    for step, state in ((20, '{"global_step": 20}'), (40, '{"global_step": 40}'), (60, None), (80, '{"global_st')):
+    for step, state in ((20, '{"global_step": 20}'), (40, '{"global_step": 40}'), (60, None), (80, '{"global_st'), (100, '{"global_step": 100}')):
         folder = tmp_path / f"checkpoint-{step}"
         folder.mkdir()
-        (folder / "model.safetensors").write_bytes(b"x")
+        (folder / "model.safetensors").write_bytes(b"weights" * 100)
         if state is not None:
             (folder / "trainer_state.json").write_text(state)
+        if step in (20, 40, 100):
+            write_checkpoint_manifest(folder)
+    with open(tmp_path / "checkpoint-100" / "model.safetensors", "r+b") as weights:
+        weights.truncate(50)  # a disk that filled up, or a copy cut short
     assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-40")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-20", "checkpoint-40"]
     assert last_complete_checkpoint(tmp_path / "absent") is None
+
+
+def test_a_truncated_checkpoint_falls_back_to_the_previous_good_one(prefect_server, make_config, toy_csv, tmp_path):
+    from tasks.clean import clean_data
+    from tasks.ingest import ingest_data
+    from tasks.split import split_data
+    from tasks.tokenize import tokenize_data
+    from tasks.train import train_model
+
+    cfg = make_config(data={"path": str(toy_csv)}, train={"epochs": 2, "early_stopping_patience": 0})
+    raw = ingest_data.fn(cfg.data, cfg.cache)
+    split = split_data.fn(clean_data.fn(raw, cfg.data, cfg.cache), cfg.data, cfg.cache, cfg.seed)
+    tokens = tokenize_data.fn(split, cfg.model, cfg.train.max_length, cfg.cache)
+    checkpoints = tmp_path / "checkpoints"
+    (tmp_path / "first").mkdir()
+    train_model(tokens, cfg.model, cfg.train, cfg.seed, tmp_path / "first", checkpoints)
+    saved = sorted(checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    assert len(saved) == 2
+    weights = saved[-1] / "model.safetensors"
+    with open(weights, "r+b") as handle:
+        handle.truncate(weights.stat().st_size // 3)
+    (tmp_path / "again").mkdir()
+    result = train_model(tokens, cfg.model, cfg.train, cfg.seed, tmp_path / "again", checkpoints)
+    assert result["resumed_from"] == saved[0].name
+    assert result["epochs_run"] == pytest.approx(2)

@@ -27,6 +27,12 @@ QUARANTINE_REASONS = (
     "non_numeric_target",
     "non_finite_target",
     "bad_split_value",
+    "malformed_token_list",
+    "empty_sentence",
+    "empty_token",
+    "empty_tag",
+    "token_tag_mismatch",
+    "invalid_tag_sequence",
     "conflicting_labels",
     "duplicate",
 )

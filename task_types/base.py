@@ -41,6 +41,26 @@ class TaskType:
     training_metric_names: tuple[str, ...] = ()  # those computed at each evaluation during training
     reasons: tuple[str, ...] = ()  # quarantine reasons this type can give for a target
     strict_strata: bool = False  # a stratum too small to split is an error (classes) rather than merged (bins)
+    # Hooks for word-level types (token_classification); sequence-level types keep these defaults.
+    auto_model: str = "AutoModelForSequenceClassification"  # the transformers class that builds and loads the model
+    pipeline_task: str = "text-classification"  # the transformers pipeline task the registered model is logged as
+    word_level: bool = False  # targets per word: tokenize, evaluate and predict go through the type's word-level hooks
+    string_columns: tuple[str, ...] = ()  # predict columns holding text (JSON) rather than numbers, besides predicted_label(s)
+
+    def for_target(self, spec: dict) -> "TaskType":
+        """The type as it applies to one target encoding (token_classification on plain tags has other gates)."""
+        return self
+
+    def model_class(self):
+        import transformers
+
+        return getattr(transformers, self.auto_model)
+
+    def collator(self, tokenizer):
+        """Pads each batch to its own longest text."""
+        from transformers import DataCollatorWithPadding
+
+        return DataCollatorWithPadding(tokenizer)
 
     # ---- config and data -------------------------------------------------------------------------
     def check_config(self, cfg) -> None:

@@ -7,6 +7,10 @@ input column plus what the model's task type predicts:
   classification  predicted_label, confidence, one proba_<label> per class
   multi_label     predicted_labels (a JSON list; labels at or above their tuned threshold), one proba_<label> per label
   regression      predicted_value (in the training data's units)
+  token_classification  words and tags (JSON lists, one tag per word) and, for BIO-style tags, entities: JSON
+                  [{"type", "text", "start", "end", "score"}] with character offsets into the row's text. A text is
+                  split into words on whitespace with punctuation at either end of a chunk split off; a list of
+                  words (JSONL/Parquet lists, or JSON lists in CSV with --pre-tokenized) is used as given
 A model trained on text pairs reads both columns. Rows whose text is empty get no prediction and
 say why in `predict_error`; none is dropped.
 """
@@ -24,6 +28,7 @@ import argparse
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
@@ -47,7 +52,7 @@ def with_predictions(frame: pd.DataFrame, outputs, info: dict, predicted_rows) -
     task_type = get_task_type(info["task"])
     out = frame.copy()
     for name in task_type.empty_columns(info["target"]):
-        out[name] = None if name in ("predicted_label", "predicted_labels") else float("nan")
+        out[name] = None if name in ("predicted_label", "predicted_labels", *task_type.string_columns) else float("nan")
     if len(predicted_rows):
         for name, values in task_type.predict_columns(outputs, info["target"], info["decision"]).items():
             out.loc[predicted_rows, name] = values
@@ -86,7 +91,7 @@ def load_model(model_uri: str, tracking_uri: str):
 @flow(name="predict")
 def predict(input_path: str, output_path: str, model_uri: str, tracking_uri: str, text_column: str | None = None,
             input_format: str = "auto", encoding: str = "utf-8", batch_size: int = 128, max_length: int = 512,
-            text_pair_column: str | None = None) -> dict:
+            text_pair_column: str | None = None, pre_tokenized: bool = False) -> dict:
     """Read the input, predict every non-empty text (or pair) with the model, write input + predictions."""
     from tasks.inference import logits_for_texts, model_task
 
@@ -105,7 +110,7 @@ def predict(input_path: str, output_path: str, model_uri: str, tracking_uri: str
             raise DataError(f"column '{column}' not found in '{source.name}'; columns are {[str(c) for c in frame.columns]}: set {flag}")
 
     def cells(column: str) -> list[str]:
-        return ["" if pd.isna(v) else str(v) for v in frame[column].tolist()]
+        return ["" if not isinstance(v, (list, tuple, np.ndarray)) and pd.isna(v) else str(v) for v in frame[column].tolist()]
 
     texts = cells(text_column)
     pairs = cells(pair_column) if pair_column else None
@@ -113,8 +118,15 @@ def predict(input_path: str, output_path: str, model_uri: str, tracking_uri: str
     rows = frame.index[usable]
     chosen = [t for t, ok in zip(texts, usable) if ok]
     chosen_pairs = [p for p, ok in zip(pairs, usable) if ok] if pairs is not None else None
-    logits = logits_for_texts(model, tokenizer, chosen, min(max_length, tokenizer.model_max_length), batch_size, pairs=chosen_pairs)
-    out = with_predictions(frame, get_task_type(info["task"]).outputs(logits, info["target"]), info, rows)
+    if get_task_type(info["task"]).word_level:  # words, tags and entity spans per row, windowed like training
+        from tasks.word_inference import tag_outputs
+
+        values = [v for v, ok in zip(frame[text_column].tolist(), usable) if ok]
+        outputs = tag_outputs(model, tokenizer, values, min(max_length, tokenizer.model_max_length), batch_size, pre_tokenized=pre_tokenized)
+    else:
+        logits = logits_for_texts(model, tokenizer, chosen, min(max_length, tokenizer.model_max_length), batch_size, pairs=chosen_pairs)
+        outputs = get_task_type(info["task"]).outputs(logits, info["target"])
+    out = with_predictions(frame, outputs, info, rows)
     out["predict_error"] = usable.map(lambda ok: None if ok else "null or empty text" + (" or text pair" if pairs is not None else ""))
     write_table(out, Path(output_path))
     summary = {"model_uri": model_uri, "task": info["task"], "rows_in": len(frame), "rows_predicted": int(usable.sum()), "rows_not_predicted": int((~usable).sum()),
@@ -138,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--text-column", help="input column holding the text (default: the column the model was trained on, else text)")
     parser.add_argument("--text-pair-column", help="for a model trained on text pairs: the column holding the second text "
                         "(default: the column it was trained on)")
+    parser.add_argument("--pre-tokenized", action="store_true", help="token_classification: text cells holding JSON lists are "
+                        "words as given (lists in JSONL/Parquet always are)")
     parser.add_argument("--input-format", default="auto", choices=["auto", "csv", "tsv", "jsonl", "json", "parquet"], help="input format (default: from the extension)")
     parser.add_argument("--encoding", default="utf-8", help="text encoding of CSV/TSV/JSONL input (default: utf-8)")
     parser.add_argument("--batch-size", type=int, default=128, help="texts per forward pass (default: 128)")
@@ -148,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     uri = resolve_model_uri(args.model, args.name, args.alias, args.version)
     try:
         summary = predict(args.input, args.output, uri, args.tracking_uri, args.text_column, args.input_format,
-                          args.encoding, args.batch_size, args.max_length, args.text_pair_column)
+                          args.encoding, args.batch_size, args.max_length, args.text_pair_column, args.pre_tokenized)
     except FinetuneError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

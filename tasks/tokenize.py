@@ -79,11 +79,15 @@ def tokenize_data(split: dict, model: ModelConfig, max_length: int, cache: Cache
         for name in SPLITS:
             frame = pd.read_parquet(split["paths"][name])
             pairs = frame["text_pair"].tolist() if "text_pair" in frame else None
-            encoded, lengths = encode(tokenizer, frame["text"].tolist(), max_length, pairs)
-            columns = {**encoded, "labels": task_type.encode(frame["label"], split["target"]), "row_id": frame["row_id"].tolist()}
+            windowed = {}
+            if task_type.word_level:  # words, in overlapping windows: one row per window, nothing truncated
+                columns, lengths, windowed = task_type.tokenize(tokenizer, frame, split["target"], max_length)
+            else:
+                encoded, lengths = encode(tokenizer, frame["text"].tolist(), max_length, pairs)
+                columns = {**encoded, "labels": task_type.encode(frame["label"], split["target"]), "row_id": frame["row_id"].tolist()}
             Dataset.from_dict(columns).save_to_disk(str(folder / name))
             np.save(folder / f"{name}_lengths.npy", lengths)  # full lengths, for the data report's histogram
-            stats[name] = length_stats(lengths, max_length)
+            stats[name] = {**length_stats(lengths, max_length), **windowed}
         return {"lengths": stats, "max_length": max_length, "text_pair": "text_pair" in frame}
 
     entry = StepCache(cache.resolved_dir(), "tokenize", key).build(make, refresh=cache.refresh)

@@ -64,6 +64,7 @@ def runs(tmp_path_factory, tiny_model_dir, prefect_server, empty_store):
     shutil.copy(empty_store, root / "mlruns" / "mlflow.db")
     uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
     (root / "ner.conll").write_text(conll_text())
+    (root / "ner2.conll").write_text(conll_text(n=40, seed=7))
     pd.DataFrame(pos_rows()).to_json(root / "pos.jsonl", orient="records", lines=True)
 
     def config(**tree) -> FinetuneConfig:
@@ -75,9 +76,11 @@ def runs(tmp_path_factory, tiny_model_dir, prefect_server, empty_store):
 
     ner = finetune(config(task="token_classification", data={"path": str(root / "ner.conll")},
                           registry={"model_name": "tiny-ner", "gates": {"entity_f1": 0.0, "token_accuracy": 0.0}}))
+    ner2 = finetune(config(task="token_classification", data={"path": str(root / "ner2.conll")},
+                           registry={"model_name": "tiny-ner", "gates": {"entity_f1": 0.0, "token_accuracy": 0.0}, "min_delta": 1.0}))
     pos = finetune(config(task="token_classification", data={"path": str(root / "pos.jsonl"), "text_column": "tokens", "label_column": "pos"},
                           registry={"model_name": "tiny-pos", "gates": {"token_accuracy": 0.0}}))
-    return {"root": root, "uri": uri, "ner": ner, "pos": pos}
+    return {"root": root, "uri": uri, "ner": ner, "ner2": ner2, "pos": pos}
 
 
 def _predict(runs, tmp_path, frame, name, suffix=".csv", *args):
@@ -129,6 +132,13 @@ def test_ner_predicts_words_tags_and_spans_through_predict(runs, tmp_path):
     assert len(json.loads(result.loc[2, "tags"])) == 60  # a text longer than the window: every word tagged
     pre = _predict(runs, tmp_path, pd.DataFrame({"text": [["mary", "smith", "visited", "tokyo"]]}), "tiny-ner", ".jsonl")
     assert json.loads(pre.loc[0, "words"]) == ["mary", "smith", "visited", "tokyo"]
+
+
+def test_a_champion_trained_on_other_sentences_is_rescored_word_by_word(runs):
+    summary = runs["ner2"]
+    assert summary["model_version"] == 2 and not summary["promoted"]  # min_delta 1.0: it cannot beat the champion
+    note = next(r for r in summary["reasons"] if "re-evaluated on this run's validation split" in r)
+    assert "champion v1" in note and "entity_f1" in note
 
 
 def test_pos_style_run_needs_no_ner_option(runs, tmp_path):

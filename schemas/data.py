@@ -105,3 +105,18 @@ class SplitFrame(pa.DataFrameModel):
     class Config:
         strict = True
         coerce = False
+
+
+class TaggedFrame(CleanFrame):
+    """Clean rows of task=token_classification: `text` and `label` are JSON lists of words and their tags, as
+    many tags as words, no empty word or tag (the clean step quarantined every other sentence)."""
+
+    @pa.dataframe_check
+    def one_tag_per_word(cls, frame) -> bool:
+        import json
+
+        def aligned(text: str, label: str) -> bool:
+            words, tags = json.loads(text), json.loads(label)
+            return isinstance(words, list) and isinstance(tags, list) and 0 < len(words) == len(tags) and all(words) and all(tags)
+
+        return all(aligned(t, l) for t, l in zip(frame["text"], frame["label"]))

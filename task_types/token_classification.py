@@ -101,7 +101,7 @@ def word_metrics(true_ids: list[np.ndarray], pred_ids: list[np.ndarray], labels:
 
 class TokenClassification(TaskType):
     name = "token_classification"
-    title = "token classification (one tag per word: named entities or plain tags such as POS)"
+    title = "token classification (one tag per word)"
     problem_type = "single_label_classification"
     compare_on = "entity_f1"
     headline = ("entity_f1", "entity_precision", "entity_recall", "token_accuracy", "token_f1_macro")
@@ -169,7 +169,11 @@ class TokenClassification(TaskType):
         raise NotImplementedError("token classification validates words and tags together: validate_rows")
 
     def clean_summary(self, raw: pd.DataFrame, kept: pd.DataFrame) -> dict:
-        """The detected scheme and how many tags data.tag_repair=fix changed (kept rows against their raw tags)."""
+        """The detected scheme and how many tags data.tag_repair=fix changed (kept rows against their raw tags),
+        after checking the kept rows' word/tag contract (schemas.data.TaggedFrame)."""
+        from schemas.data import TaggedFrame
+
+        TaggedFrame.validate(kept)
         tags = [json.loads(v) for v in kept["label"]]
         scheme = detect_scheme(tags)
         original = dict(zip(raw["row_id"], raw["label"]))
@@ -329,7 +333,7 @@ class TokenClassification(TaskType):
         return f"\n### F1 per {'entity type' if 'entity_f1' in metrics[splits[0]] else 'tag'}\n| | {' | '.join(splits)} |\n|---|{'---|' * len(splits)}\n{rows}\n"
 
     def card_limits(self) -> list[str]:
-        return ["The default tokenizer (all-MiniLM-L6-v2) is uncased: it lower-cases every word, so capitalisation, a strong "
+        return ["With the default base model (all-MiniLM-L6-v2) the tokenizer is uncased: it lower-cases every word, so capitalisation, a strong "
                 "cue for names, is invisible to the model.",
                 "Raw text is split into words by a simple rule (see Predict above); text tokenized differently from the training "
                 "data may be tagged worse: pass pre-tokenized words where you have them."]

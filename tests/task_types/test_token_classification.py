@@ -106,6 +106,17 @@ def test_tag_repair_fix_keeps_the_sentence_and_the_clean_step_counts_it():
     assert list(quarantine["reason"]) == ["invalid_tag_sequence"] and len(kept) == 2
 
 
+def test_tagged_frame_contract_refuses_misaligned_rows():
+    import pandera.errors
+
+    from schemas.data import TaggedFrame
+
+    good = pd.DataFrame({"row_id": [0], "text": [json.dumps(["EU", "rejects"])], "label": [json.dumps(["B-ORG", "O"])]})
+    TaggedFrame.validate(good)
+    with pytest.raises(pandera.errors.SchemaError):
+        TaggedFrame.validate(good.assign(label=json.dumps(["B-ORG"])))
+
+
 def test_repeated_sentences_are_duplicates_and_conflicts():
     from tasks.clean import clean_frame
 

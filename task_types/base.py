@@ -68,6 +68,8 @@ class TaskType:
         data, registry = cfg.data, cfg.registry
         if self.name != "multi_label" and (data.label_columns is not None or data.label_separator is not None):
             raise ValueError("data.label_columns and data.label_separator are for task=multi_label")
+        if not self.word_level and data.format in ("conll", "conllu"):
+            raise ValueError(f"data.format={data.format} holds a tag per word: set task=token_classification")
         named = [*(registry.gates or {}), *([registry.compare_on] if registry.compare_on else [])]
         unknown = sorted({m for m in named if m not in self.metric_names})
         if unknown:

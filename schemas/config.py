@@ -72,8 +72,8 @@ class DataConfig(_Section):
         description="CSV/TSV/JSONL/JSON/Parquet file, a folder with one sub-folder of text files per label, a folder "
         "written by datasets' save_to_disk, or hub:NAME[:CONFIG] for a hub dataset; default: the embedded Rotten Tomatoes reviews",
     )
-    format: Literal["auto", "csv", "tsv", "jsonl", "json", "parquet", "folder", "saved_dataset", "hub"] = Field(
-        "auto", description="input format; auto infers it from the extension, the folder's contents or the hub: prefix"
+    format: Literal["auto", "csv", "tsv", "jsonl", "json", "parquet", "folder", "saved_dataset", "hub", "conll", "conllu"] = Field(
+        "auto", description="input format; auto infers it from the extension (.conll/.conllu too), the folder's contents or the hub: prefix"
     )
     header: bool = Field(True, description="CSV/TSV: the first line names the columns; false: columns are named by position 0, 1, ...")
     text_column: str | int | list[str | int] = Field(
@@ -94,6 +94,14 @@ class DataConfig(_Section):
     )
     indicator_values: Literal["strict", "positive"] = Field(
         "strict", description="multi_label indicator columns: strict quarantines values other than 0/1; positive reads any number > 0 as 1"
+    )
+    token_column: int = Field(0, ge=0, description="token_classification, data.format=conll: position of the token (word) column")
+    tag_column: int | None = Field(
+        None, description="token_classification, CoNLL: position of the tag column; default: the last column (conll), 3 = UPOS (conllu; 4 = XPOS)"
+    )
+    tag_repair: Literal["quarantine", "fix"] = Field(
+        "quarantine", description="token_classification, BIO-style tags: an I-X that does not follow B-X/I-X quarantines its sentence "
+        "(invalid_tag_sequence), or fix turns it into B-X (counted in the data report)"
     )
     split_column: str | int | None = Field(
         None, description="use the data's own split: a column with train/validation/test per row (instead of a seeded random split)"
@@ -173,11 +181,13 @@ class RegistryConfig(_Section):
     gates: dict[str, float] | None = Field(
         None, description="validation metric -> floor (a ceiling for errors and losses: rmse, mae, hamming_loss, ece), e.g. "
         "{f1_micro: 0.6}; default per task type: classification {accuracy: min_accuracy, f1_macro: min_f1}, "
-        "multi_label {f1_micro: 0.5}, regression {spearman: 0.3, r2: 0.0}"
+        "multi_label {f1_micro: 0.5}, regression {spearman: 0.3, r2: 0.0}, token_classification {entity_f1: 0.3, token_accuracy: 0.8} "
+        "(plain tags: {token_accuracy: 0.8, token_f1_macro: 0.5})"
     )
     compare_on: str | None = Field(
         None, description="validation metric that must beat the champion's and picks the best epoch; "
-        "default: f1_macro (classification), f1_micro (multi_label), spearman (regression)"
+        "default: f1_macro (classification), f1_micro (multi_label), spearman (regression), entity_f1 (token_classification; "
+        "token_f1_macro for plain tags)"
     )
     min_delta: float = Field(0.0, ge=0, le=1, description="gate: the compare-on metric must beat the champion's by more than this")
     beat_baseline: bool = Field(True, description="gate: the compare-on metric must beat this run's TF-IDF baseline on validation "
@@ -227,14 +237,15 @@ class ScheduleConfig(_Section):
     timezone: str = Field("UTC", description="time zone the cron schedule is read in")
 
 
-TaskName = Literal["classification", "multi_label", "regression"]
+TaskName = Literal["classification", "multi_label", "regression", "token_classification"]
 
 
 class FinetuneConfig(_Section):
     task: TaskName = Field(
         "classification", description="classification: one label per text; multi_label: any number of labels per text "
         "(a label list, delimited labels or indicator columns); regression: a number per text. Any of them takes "
-        "sentence pairs with data.text_pair_column"
+        "sentence pairs with data.text_pair_column. token_classification: a tag per word (NER in IOB2/IOBES, or POS), "
+        "from CoNLL/CoNLL-U files or list columns of tokens and tags"
     )
     seed: int = Field(42, ge=0, le=2**32 - 1, description="one seed for sampling, splitting, model initialisation and data order (0 to 2**32-1)")
     data: DataConfig = DataConfig()

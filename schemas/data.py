@@ -28,6 +28,12 @@ QUARANTINE_REASONS = (
     "non_numeric_target",
     "non_finite_target",
     "bad_split_value",
+    "malformed_token_list",
+    "empty_sentence",
+    "empty_token",
+    "empty_tag",
+    "token_tag_mismatch",
+    "invalid_tag_sequence",
     "conflicting_labels",
     "duplicate",
 )
@@ -100,3 +106,18 @@ class SplitFrame(pa.DataFrameModel):
     class Config:
         strict = True
         coerce = False
+
+
+class TaggedFrame(CleanFrame):
+    """Clean rows of task=token_classification: `text` and `label` are JSON lists of words and their tags, as
+    many tags as words, no empty word or tag (the clean step quarantined every other sentence)."""
+
+    @pa.dataframe_check
+    def one_tag_per_word(cls, frame) -> bool:
+        import json
+
+        def aligned(text: str, label: str) -> bool:
+            words, tags = json.loads(text), json.loads(label)
+            return isinstance(words, list) and isinstance(tags, list) and 0 < len(words) == len(tags) and all(words) and all(tags)
+
+        return all(aligned(t, l) for t, l in zip(frame["text"], frame["label"]))

@@ -1,4 +1,4 @@
-"""Task types: what differs between classification, multi-label and regression, behind one protocol.
+"""Task types: what differs between classification, multi-label, regression and token classification, behind one protocol.
 
 The flow and its steps are generic; each step asks the run's task type for the part that depends
 on the target (validation, stratification, encoding, the head, metrics, plots, gates, predict
@@ -11,8 +11,9 @@ from task_types.base import TaskType
 from task_types.classification import Classification
 from task_types.multi_label import MultiLabel
 from task_types.regression import Regression
+from task_types.token_classification import TokenClassification
 
-TASK_TYPES: dict[str, TaskType] = {t.name: t for t in (Classification(), MultiLabel(), Regression())}
+TASK_TYPES: dict[str, TaskType] = {t.name: t for t in (Classification(), MultiLabel(), Regression(), TokenClassification())}
 
 
 def get_task_type(name: str) -> TaskType:

@@ -44,6 +44,27 @@ class TaskType:
     reasons: tuple[str, ...] = ()  # quarantine reasons this type can give for a target
     strict_strata: bool = False  # a stratum too small to split is an error (classes) rather than merged (bins)
     window_aggregate: str = "mean"  # how a chunked text's window logits become one (train.long_text=chunk)
+    baseline_name: str = "TF-IDF baseline"  # what `baseline` fits, as the summary, the gate and the card name it
+    # Hooks for word-level types (token_classification); sequence-level types keep these defaults.
+    auto_model: str = "AutoModelForSequenceClassification"  # the transformers class that builds and loads the model
+    pipeline_task: str = "text-classification"  # the transformers pipeline task the registered model is logged as
+    word_level: bool = False  # targets per word: tokenize, evaluate and predict go through the type's word-level hooks
+    string_columns: tuple[str, ...] = ()  # predict columns holding text (JSON) rather than numbers, besides predicted_label(s)
+
+    def for_target(self, spec: dict) -> "TaskType":
+        """The type as it applies to one target encoding (token_classification on plain tags has other gates)."""
+        return self
+
+    def model_class(self):
+        import transformers
+
+        return getattr(transformers, self.auto_model)
+
+    def collator(self, tokenizer):
+        """Pads each batch to its own longest text."""
+        from transformers import DataCollatorWithPadding
+
+        return DataCollatorWithPadding(tokenizer)
 
     # ---- config and data -------------------------------------------------------------------------
     def check_config(self, cfg) -> None:
@@ -51,6 +72,8 @@ class TaskType:
         data, registry = cfg.data, cfg.registry
         if self.name != "multi_label" and (data.label_columns is not None or data.label_separator is not None):
             raise ValueError("data.label_columns and data.label_separator are for task=multi_label")
+        if not self.word_level and data.format in ("conll", "conllu"):
+            raise ValueError(f"data.format={data.format} holds a tag per word: set task=token_classification")
         named = [*(registry.gates or {}), *([registry.compare_on] if registry.compare_on else [])]
         unknown = sorted({m for m in named if m not in self.metric_names})
         if unknown:
@@ -159,7 +182,6 @@ def scalar_metrics(metrics: dict) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool)}
 
 
-BASELINE_NAME = "TF-IDF baseline"
 TEMPERATURES = np.exp(np.linspace(np.log(0.05), np.log(20.0), 241))
 IMBALANCE_RATIO = 3.0  # train.class_weights=auto weighs classes when the largest is more than this times the smallest
 

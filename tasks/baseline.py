@@ -1,4 +1,5 @@
-"""Baseline: the task type's classical model (TF-IDF + a linear model) on the same split, in every run.
+"""Baseline: the task type's classical model on the same split, in every run: TF-IDF + a linear model for
+sequence-level types, the most frequent tag per word for token classification.
 
 A fine-tuned transformer that loses to it is not worth its compute: the gate checks the model beats
 it (registry.beat_baseline), and the summary, MLflow and the model card show both side by side.
@@ -15,7 +16,7 @@ from prefect import task
 from schemas.config import CacheConfig
 from schemas.data import SPLITS
 from task_types import get_task_type
-from task_types.base import BASELINE_NAME, scalar_metrics, tfidf_features
+from task_types.base import scalar_metrics, tfidf_features
 from tasks.cache import StepCache, fingerprint
 from tasks.logs import step_logger, timed
 
@@ -24,7 +25,7 @@ def baseline_metrics(task: str, parts: dict[str, pd.DataFrame], spec: dict) -> d
     """Fit the task type's baseline on parts["train"]; its metrics on validation and test (the output rule,
     e.g. multi-label thresholds, tuned on validation as for the model)."""
     task_type = get_task_type(task)
-    outputs = task_type.baseline(tfidf_features(parts), parts, spec)
+    outputs = task_type.baseline(None if task_type.word_level else tfidf_features(parts), parts, spec)
     truth = {name: task_type.truth_from_labels(part["label"], spec) for name, part in parts.items()}
     decision = task_type.fit_decision(truth["validation"], outputs["validation"], spec)
     return {name: scalar_metrics(task_type.score(truth[name], outputs[name], spec, decision)) for name in ("validation", "test")}
@@ -54,6 +55,6 @@ def fit_baseline(split: dict, cache: CacheConfig, task: str = "classification") 
     entry = StepCache(cache.resolved_dir(), "baseline", key).build(make, refresh=cache.refresh)
     headline = get_task_type(task).headline
     for name, metrics in entry.meta["metrics"].items():
-        logger.info("baseline %s (%s): %s%s", name, BASELINE_NAME, ", ".join(f"{m} {metrics[m]:.4f}" for m in headline if m in metrics),
+        logger.info("baseline %s (%s): %s%s", name, get_task_type(task).baseline_name, ", ".join(f"{m} {metrics[m]:.4f}" for m in headline if m in metrics),
                     " (cached)" if entry.reused else "")
     return {"metrics": entry.meta["metrics"], "key": key, "reused": entry.reused}

@@ -78,7 +78,14 @@ def _reasons(frame: pd.DataFrame, task_type, data: DataConfig) -> tuple[pd.Serie
         mark(~frame["split"].isin(list(SPLIT_NAMES.values())), "bad_split_value")
     target = pd.Series([None] * len(frame), index=frame.index, dtype=object)
     alive = reason.isna()
-    if alive.any():
+    if alive.any() and hasattr(task_type, "validate_rows"):
+        # Word-level types judge words and tags together, on the raw JSON word lists (whitespace normalisation
+        # would change them), and hand back the canonical word list as the text.
+        texts, canonical, why = task_type.validate_rows(frame.loc[alive, "raw_text"].astype(object), frame.loc[alive, "label"].astype(object), data)
+        frame.loc[alive, "text"] = texts.where(texts.notna(), frame.loc[alive, "text"])
+        target[alive] = canonical
+        reason[alive] = why
+    elif alive.any():
         canonical, why = task_type.validate_targets(frame.loc[alive, "label"].astype(object), data)
         target[alive] = canonical
         reason[alive] = why
@@ -171,11 +178,16 @@ def clean_data(raw: dict, data: DataConfig, cache: CacheConfig, task: str = "cla
     """
     logger = step_logger()
     options = {"task": task, "separator": data.label_separator, "indicators": data.indicator_values} if task != "classification" else {}
+    if task == "token_classification":
+        options["tag_repair"] = data.tag_repair
     key = fingerprint("clean", raw["key"], SCHEMA_VERSION, data.labels, *([options] if options else []))
 
     def make(folder: Path) -> dict:
-        kept, quarantine = clean_frame(pd.read_parquet(raw["path"]), data, task)
+        raw_frame = pd.read_parquet(raw["path"])
+        kept, quarantine = clean_frame(raw_frame, data, task)
         check_usable(kept, quarantine, data, task)
+        task_type = get_task_type(task)
+        extra = task_type.clean_summary(raw_frame, kept) if hasattr(task_type, "clean_summary") else {}
         kept.to_parquet(folder / "clean.parquet", index=False)
         quarantine.to_csv(folder / "quarantine.csv", index=False)
         return {
@@ -183,6 +195,7 @@ def clean_data(raw: dict, data: DataConfig, cache: CacheConfig, task: str = "cla
             "rows_kept": len(kept),
             "rows_quarantined": len(quarantine),
             "quarantine_reasons": {str(k): int(v) for k, v in quarantine["reason"].value_counts().items()},
+            **extra,
         }
 
     entry = StepCache(cache.resolved_dir(), "clean", key).build(make, refresh=cache.refresh)

@@ -12,7 +12,7 @@ import numpy as np
 
 from datasets import load_from_disk
 from prefect import task
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoTokenizer
 
 from schemas.config import CacheConfig, EvalConfig, TrainConfig
 from task_types import get_task_type
@@ -43,11 +43,16 @@ def evaluate_model(model: dict, tokens: dict, eval_cfg: EvalConfig, train: Train
     key = fingerprint("evaluate", REPORT_VERSION, model["key"], tokens["key"], eval_cfg.splits)
 
     def make(folder: Path) -> dict:
-        net = AutoModelForSequenceClassification.from_pretrained(model["path"])
+        net = task_type.model_class().from_pretrained(model["path"])
         tokenizer = AutoTokenizer.from_pretrained(model["path"])
         scored = {}
         for split in sorted(set(eval_cfg.splits) | {"validation"}, key=["validation", "test"].index):
             dataset = load_from_disk(tokens["paths"][split])
+            if task_type.word_level:  # one row per window: outputs per word, merged back per sentence
+                from tasks.word_inference import scored_split
+
+                scored[split] = scored_split(net, tokenizer, dataset, spec, train.eval_batch_size, model["device"], model["precision"] == "bf16")
+                continue
             columns = {k: dataset[k] for k in INPUT_FEATURES if k in dataset.column_names}
             logits = predict_logits(net, tokenizer, columns, train.eval_batch_size, model["device"], model["precision"] == "bf16")
             labels = dataset["labels"]

@@ -22,6 +22,7 @@ class Policy:
     min_delta: float = 0.0
     promote: bool = True
     beat_baseline: bool = True
+    baseline_name: str = "TF-IDF baseline"
 
 
 def _check_gate(gate: Gate, value: float | None) -> tuple[bool, str]:
@@ -48,7 +49,7 @@ def should_promote(candidate: dict[str, float], champion: dict | None, policy: P
     if policy.beat_baseline and baseline is not None and metric in baseline:
         value, theirs = candidate.get(metric, float("nan")), baseline[metric]
         gain = beats(metric, value, theirs)
-        checks.append((gain > 0, f"val_{metric} {value:.4f} {'beats' if gain > 0 else 'does NOT beat'} the TF-IDF baseline "
+        checks.append((gain > 0, f"val_{metric} {value:.4f} {'beats' if gain > 0 else 'does NOT beat'} the {policy.baseline_name} "
                                  f"({theirs:.4f}) (gain {gain:+.4f}; registry.beat_baseline)"))
     if champion is not None:
         value = candidate.get(metric, float("nan"))
@@ -69,4 +70,4 @@ def should_promote(candidate: dict[str, float], champion: dict | None, policy: P
 def policy_for(task_type, registry) -> Policy:
     """The gate policy of a run: the task type's gates (or registry.gates) and its compare-on metric."""
     return Policy(task_type.gates(registry), registry.compare_on or task_type.compare_on, registry.min_delta, registry.promote,
-                  registry.beat_baseline)
+                  registry.beat_baseline, task_type.baseline_name)

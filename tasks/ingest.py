@@ -26,7 +26,8 @@ from schemas.errors import DataError, is_transient
 from tasks.logs import step_logger, timed
 from tasks.cache import StepCache, file_sha256, fingerprint, tree_sha256
 
-FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet", ".pq": "parquet"}
+FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet", ".pq": "parquet",
+           ".conll": "conll", ".conllu": "conllu"}
 TEXT_FORMATS = ("csv", "tsv", "jsonl", "json")
 SAVED_DATASET_MARKERS = ("dataset_dict.json", "dataset_info.json", "state.json")
 # Each byte the encoding cannot decode becomes this private-use mark and its two hex digits, so a row can
@@ -232,7 +233,7 @@ def _label_lists(column: pd.Series, task: str, source_name: str) -> pd.Series | 
         refuse_nested(column.to_frame(), str(column.name), "data.label_column", source_name)
     if not column.map(_is_list).any():
         return None
-    if task != "multi_label":
+    if task not in ("multi_label", "token_classification"):
         raise DataError(f"column '{column.name}' in '{source_name}' holds lists of labels: set task=multi_label, "
                         "or point data.label_column at a column with one label per row")
     return column.map(lambda v: json.dumps([str(x) for x in v]) if _is_list(v) else (None if v is None or pd.isna(v) else json.dumps([str(v)]))).astype(object)
@@ -257,14 +258,18 @@ def _to_raw(frame: pd.DataFrame, data: DataConfig, source_name: str, header: boo
     split = _column(frame, str(data.split_column), "data.split_column", source_name, header) if data.split_column is not None else None
     if len(frame) == 0 and not empty_ok:
         raise DataError(f"'{source_name}' has a header but no data rows")
-    for column, option in [*((c, "data.text_column") for c in texts), (pair, "data.text_pair_column"), (split, "data.split_column"),
+    words = task == "token_classification"  # its text column holds a list of words per row
+    for column, option in [*((c, "data.text_column") for c in texts if not words), (pair, "data.text_pair_column"), (split, "data.split_column"),
                            *((c, "data.label_columns") for c in (targets if data.label_columns is not None else []))]:
         if column is not None:
             refuse_nested(frame, column, option, source_name)
     used = [*texts, *targets, *[c for c in (pair, split) if c is not None]]
     bad = undecodable_rows(frame, used)
     nul = nul_rows(frame, used) & ~bad
-    if len(texts) == 1:
+    if len(texts) == 1 and task == "token_classification":  # a list of words per row, as JSON text
+        text = frame[texts[0]].map(lambda v: json.dumps([str(x) for x in v], ensure_ascii=False) if _is_list(v) else v)
+        text = _as_text(text)
+    elif len(texts) == 1:
         text = _as_text(frame[texts[0]])
     else:  # title + body: the non-empty parts, one per line; null when every part is null
         parts = [[None if pd.isna(v) else v for v in _as_text(frame[c])] for c in texts]
@@ -378,6 +383,11 @@ def iter_source(data: DataConfig, chunk_rows: int | None = CHUNK_ROWS, task: str
     elif fmt == "folder":
         frames = iter([_read_folder(source, data.encoding)])
         data = data.model_copy(update={"text_column": "text", "label_column": "label"})
+    elif fmt in ("conll", "conllu"):  # one row per sentence: the JSON lists of its words and tags
+        from tasks.conll import read_conll
+
+        frames = iter([read_conll(source, fmt, _python_encoding(data.encoding), DECODE_ERRORS, data.token_column, data.tag_column)])
+        data = data.model_copy(update={"text_column": "text", "label_column": "label"})
     else:
         frames = iter_table(source, fmt, data.encoding, data.header, chunk_rows)
     offset, bad, first = 0, 0, None
@@ -426,7 +436,8 @@ def ingest_data(data: DataConfig, cache: CacheConfig, task: str = "classificatio
     options = {"format": fmt, "text": data.text_columns(), "label": str(data.label_column), "encoding": data.encoding, "header": data.header}
     # Options that are unset keep the key (and the cache) of runs from before they existed.
     extra = {"text_pair": data.text_pair_column, "label_columns": data.label_columns, "split": data.split_column,
-             "lists": task == "multi_label"}
+             "lists": task == "multi_label", "tokens": task == "token_classification",
+             "conll_columns": [data.token_column, data.tag_column] if fmt in ("conll", "conllu") else None}
     options.update({k: v for k, v in extra.items() if v})
     key = fingerprint("ingest", 3, source_fingerprint(source, fmt), options)
 

@@ -229,7 +229,7 @@ def _signature(task_type, info: dict):
     inputs = [ColSpec("string", "text")] + ([ColSpec("string", "text_pair")] if info["text_pair"] else [])
     outputs = []
     for name in task_type.empty_columns(info["target"]):
-        kind = "string" if name in ("predicted_label", "predicted_labels") else "double"
+        kind = "string" if name in ("predicted_label", "predicted_labels", *task_type.string_columns) else "double"
         outputs.append(ColSpec(kind, name))
     return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))
 
@@ -246,12 +246,13 @@ def _log_model(run_id: str, model_path: str, decision: dict, columns: dict) -> s
     requirements = [f"mlflow=={mlflow.__version__}", f"torch=={torch.__version__.split('+')[0]}", f"transformers=={transformers.__version__}"]
     with tempfile.TemporaryDirectory(prefix="ff-model-") as tmp:
         path = _with_decision(model_path, decision, columns, Path(tmp))
-        pipe = transformers.pipeline("text-classification", model=path, tokenizer=path, device="cpu")
+        pipeline_task = get_task_type(json.loads((Path(path) / "config.json").read_text()).get("finetune_flow", {}).get("task", "classification")).pipeline_task
+        pipe = transformers.pipeline(pipeline_task, model=path, tokenizer=path, device="cpu")
         info = model_task(pipe.model.config)
         # log_model writes to the active run; resuming ours here marks it finished on exit, and the
         # flow's tracking_run sets the final status afterwards.
         with mlflow.start_run(run_id=run_id):
-            logged = mlflow.transformers.log_model(pipe, name="model", task="text-classification", pip_requirements=requirements,
+            logged = mlflow.transformers.log_model(pipe, name="model", task=pipeline_task, pip_requirements=requirements,
                                                    signature=_signature(get_task_type(info["task"]), info))
     return logged.model_uri
 
@@ -278,6 +279,12 @@ def rescore_champion(tracking_uri: str, name: str, champion, split: dict, metric
     task_type = get_task_type(info["task"])
     frame = pd.read_parquet(split["paths"]["validation"])
     max_length = int(info.get("max_length") or champion.tags.get("max_length") or tokenizer.model_max_length)
+    if task_type.word_level:  # the candidate's validation words, tagged by the champion
+        from tasks.word_inference import word_probabilities
+
+        outputs = word_probabilities(model, tokenizer, [json.loads(v) for v in frame["text"]], max_length, batch_size)
+        truth = task_type.truth_from_labels(frame["label"], info["target"])
+        return scalar_metrics(task_type.score(truth, outputs, info["target"], info["decision"])).get(metric, float("nan"))
     pairs = frame["text_pair"].tolist() if "text_pair" in frame and info["text_pair"] else None
     logits = logits_for_texts(model, tokenizer, frame["text"].tolist(), max_length, batch_size, pairs=pairs,
                               chunk=info.get("long_text") == "chunk", how=task_type.window_aggregate)
@@ -365,7 +372,7 @@ def register_model(run_id: str, model: dict, evaluation: dict, split: dict, regi
     uri = tracking.resolved_uri()
     client = MlflowClient(uri, uri)
     name, alias = registry.model_name, registry.alias
-    task_type = get_task_type(model["task"])
+    task_type = get_task_type(model["task"]).for_target(split["target"])
     policy = policy_for(task_type, registry)
     candidate = scalar_metrics(evaluation["metrics"]["validation"])
     notes: list[str] = []

@@ -119,19 +119,20 @@ def model_card(facts: dict) -> str:
     from task_types import get_task_type
     from task_types.base import scalar_metrics
 
-    task_type = get_task_type(facts.get("task", "classification"))
+    task_type = get_task_type(facts.get("task", "classification")).for_target(facts.get("target") or {})
     headline = task_type.headline
     rows = [(split, m) for split, m in facts["metrics"].items()]
-    rows += [(f"{split} (TF-IDF baseline)", m) for split, m in (facts.get("baseline") or {}).items()]
+    rows += [(f"{split} ({task_type.baseline_name})", m) for split, m in (facts.get("baseline") or {}).items()]
     metrics = "\n".join(f"| {split} | " + " | ".join(f"{scalar_metrics(m).get(k, float('nan')):.4f}" for k in headline) + " |"
                         for split, m in rows)
     sizes = ", ".join(f"{name} {n}" for name, n in facts["sizes"].items())
     reasons = "\n".join(f"- {r}" for r in facts["reasons"])
     limits = "\n".join(f"- {line}" for line in [
         "Only as good as its labels: it learns the training data's biases and label noise.",
-        f"Texts longer than {facts['max_length']} tokens are read in overlapping windows whose outputs are joined (mean of "
-        "logits; max for multi-label): a verdict spread thinly over a long text can be diluted."
-        if facts.get("long_text") == "chunk" else f"Texts longer than {facts['max_length']} tokens are truncated; only their start is read.",
+        *([] if task_type.word_level else [
+            f"Texts longer than {facts['max_length']} tokens are read in overlapping windows whose outputs are joined (mean of "
+            "logits; max for multi-label): a verdict spread thinly over a long text can be diluted."
+            if facts.get("long_text") == "chunk" else f"Texts longer than {facts['max_length']} tokens are truncated; only their start is read."]),
         "Texts unlike the training data (other domains, languages or slang) may get confident but wrong outputs; "
         "the validation figures above hold for data like the training data only.",
         *task_type.card_limits(),
@@ -157,7 +158,7 @@ def model_card(facts: dict) -> str:
 | split | {' | '.join(headline)} |
 |---|{'---|' * len(headline)}
 {metrics}
-
+{task_type.card_metrics(facts['metrics']) if hasattr(task_type, 'card_metrics') else ''}
 ## Intended use
 {task_type.title.capitalize()} of texts like those in the training data, with a person or a threshold on the
 returned scores deciding what to do with uncertain cases.

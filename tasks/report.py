@@ -43,7 +43,17 @@ def build_report(raw: dict, clean: dict, split: dict, tokens: dict) -> dict:
         "windows": tokens.get("windows", {}),
         "tokens": tokens["lengths"],
         "quarantine_file": clean["quarantine"] if clean["rows_quarantined"] else None,
+        **({"tagging": tagging_facts(clean, split, tokens)} if "scheme" in split["target"] else {}),
     }
+
+
+def tagging_facts(clean: dict, split: dict, tokens: dict) -> dict:
+    """token_classification: the detected tag scheme, tags repaired, words per split and sentences that needed windows."""
+    return {"scheme": split["target"]["scheme"], "entity_types": split["target"].get("entity_types", []),
+            "tags_repaired": clean.get("tags_repaired", 0), "sentences_repaired": clean.get("sentences_repaired", 0),
+            "words": {name: part.get("words", 0) for name, part in split["splits"].items()},
+            "sentences_windowed": {name: s.get("windowed", 0) for name, s in tokens["lengths"].items()},
+            "windows": {name: s.get("windows", 0) for name, s in tokens["lengths"].items()}}
 
 
 def report_markdown(report: dict) -> str:
@@ -66,6 +76,12 @@ def report_markdown(report: dict) -> str:
         lines += ["", f"Long texts are read in overlapping windows of {report['max_length']} tokens (train.long_text=chunk):",
                   *[f"- {name}: {w['documents_chunked']} of {w['documents']} texts needed windows; {w['windows']} windows in all"
                     for name, w in report["windows"].items()]]
+    if report.get("tagging"):
+        t = report["tagging"]
+        lines += ["", f"Tag scheme **{t['scheme']}**" + (f" over entity types {', '.join(t['entity_types'])}" if t["entity_types"] else " (plain tags)")
+                  + f"; tags repaired (data.tag_repair=fix): {t['tags_repaired']} in {t['sentences_repaired']} sentences; words per split "
+                  + ", ".join(f"{k} {v}" for k, v in t["words"].items()) + "; sentences longer than max_length, read in overlapping windows "
+                  "(nothing truncated): " + ", ".join(f"{k} {v}" for k, v in t["sentences_windowed"].items()) + "."]
     if report["quarantine_file"]:
         lines += ["", f"Quarantined rows with their reason: `{report['quarantine_file']}`"]
     return "\n".join(lines) + "\n"

@@ -112,22 +112,31 @@ def tokenize_data(split: dict, model: ModelConfig, max_length: int | str, cache:
         disable_progress_bar()  # one bar per tiny shard write is noise in the run log
         frames = {name: pd.read_parquet(split["paths"][name]) for name in SPLITS}
         pairs = {name: frame["text_pair"].tolist() if "text_pair" in frame else None for name, frame in frames.items()}
-        full = tokenizer(frames["train"]["text"].tolist(), pairs["train"], truncation=False, verbose=False)["input_ids"]
-        train_lengths = np.array([len(ids) for ids in full])
-        length, why = choose_max_length(max_length, train_lengths, min(tokenizer.model_max_length, 512))
-        mode, mode_why = choose_long_text(long_text, train_lengths, length, pairs["train"] is not None)
+        if task_type.word_level:  # words, in overlapping windows: nothing is truncated, whatever the length
+            length = 128 if max_length == "auto" else int(max_length)
+            why, mode, mode_why = f"train.max_length={max_length}: {length} tokens per window", "windows", "sentences in overlapping windows"
+        else:
+            full = tokenizer(frames["train"]["text"].tolist(), pairs["train"], truncation=False, verbose=False)["input_ids"]
+            train_lengths = np.array([len(ids) for ids in full])
+            length, why = choose_max_length(max_length, train_lengths, min(tokenizer.model_max_length, 512))
+            mode, mode_why = choose_long_text(long_text, train_lengths, length, pairs["train"] is not None)
         stats, windows = {}, {}
         for name, frame in frames.items():
-            encoded, lengths = encode(tokenizer, frame["text"].tolist(), length, pairs[name])
-            targets, row_ids = task_type.encode(frame["label"], split["target"]), frame["row_id"].tolist()
-            columns = {**encoded, "labels": targets, "row_id": row_ids}
-            if mode == "chunk":  # one row per window; `document` says which text each came from
-                encoded, documents = encode_windows(tokenizer, frame["text"].tolist(), length)
-                columns = {**encoded, "labels": [targets[d] for d in documents], "row_id": [row_ids[d] for d in documents], "document": documents}
-                windows[name] = {"documents_chunked": int((lengths > length).sum()), "windows": len(documents), "documents": len(frame)}
+            windowed = {}
+            if task_type.word_level:
+                columns, lengths, windowed = task_type.tokenize(tokenizer, frame, split["target"], length)
+            else:
+                encoded, lengths = encode(tokenizer, frame["text"].tolist(), length, pairs[name])
+                targets, row_ids = task_type.encode(frame["label"], split["target"]), frame["row_id"].tolist()
+                columns = {**encoded, "labels": targets, "row_id": row_ids}
+                if mode == "chunk":  # one row per window; `document` says which text each came from
+                    encoded, documents = encode_windows(tokenizer, frame["text"].tolist(), length)
+                    columns = {**encoded, "labels": [targets[d] for d in documents], "row_id": [row_ids[d] for d in documents],
+                               "document": documents}
+                    windows[name] = {"documents_chunked": int((lengths > length).sum()), "windows": len(documents), "documents": len(frame)}
             Dataset.from_dict(columns).save_to_disk(str(folder / name))
             np.save(folder / f"{name}_lengths.npy", lengths)  # full lengths, for the data report's histogram
-            stats[name] = length_stats(lengths, length)
+            stats[name] = {**length_stats(lengths, length), **windowed}
         return {"lengths": stats, "max_length": length, "max_length_why": why, "long_text": mode, "long_text_why": mode_why,
                 "windows": windows, "text_pair": "text_pair" in frame}
 

@@ -17,9 +17,7 @@ import torch
 from datasets import load_from_disk
 from prefect import task
 from transformers import (
-    AutoModelForSequenceClassification,
     AutoTokenizer,
-    DataCollatorWithPadding,
     EarlyStoppingCallback,
     Trainer,
     TrainerCallback,
@@ -139,9 +137,9 @@ def choose_epochs(requested, train_rows: int, batch_size: int, world_size: int =
                            f"(aim: at least {MIN_OPTIMIZER_STEPS}, between 1 and {MAX_AUTO_EPOCHS} epochs; early stopping may end sooner)")
 
 
-def best_epoch_metric(task: str, compare_on: str | None) -> str:
+def best_epoch_metric(task: str, compare_on: str | None, spec: dict | None = None) -> str:
     """The metric that picks the best epoch: registry.compare_on when training evaluation computes it, else the type's default."""
-    task_type = get_task_type(task)
+    task_type = get_task_type(task).for_target(spec or {})
     return compare_on if compare_on in task_type.training_metric_names else task_type.compare_on
 
 
@@ -203,10 +201,10 @@ def train_model(tokens: dict, model_cfg: ModelConfig, train: TrainConfig, seed: 
     device = choose_device(train.device, torch.cuda.is_available())
     precision = choose_precision(train.precision, device, device == "cuda" and torch.cuda.is_bf16_supported(), cpu_has_fast_bf16())
     task_type, spec = get_task_type(task), tokens["target"]
-    best_metric = best_epoch_metric(task, compare_on)
+    best_metric = best_epoch_metric(task, compare_on, spec)
     path = resolve_model_path(model_cfg.name_or_path)
     set_seed(seed)  # before the model is built: the head's init depends on it
-    model = AutoModelForSequenceClassification.from_pretrained(
+    model = task_type.model_class().from_pretrained(
         path, **task_type.head_config(spec), trust_remote_code=model_cfg.trust_remote_code,
     )
     # What predict and the registry need to use the model travels in its config.json.
@@ -231,7 +229,7 @@ def train_model(tokens: dict, model_cfg: ModelConfig, train: TrainConfig, seed: 
         train_dataset=train_set,
         eval_dataset=val_set,
         processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer),  # pads each batch to its own longest text
+        data_collator=task_type.collator(tokenizer),  # pads each batch to its own longest text
         compute_metrics=lambda p: task_type.training_metrics(p.predictions, p.label_ids, spec),
         callbacks=callbacks,
     )
@@ -315,7 +313,7 @@ def fine_tune(tokens: dict, model: ModelConfig, train: TrainConfig, cache: Cache
     base = resolve_model_path(model.name_or_path)
     # nproc changes the effective batch, so it is part of the key; left out at 1 so older entries stay valid
     settings = train.model_dump(exclude={"eval_batch_size"} | ({"nproc"} if train.nproc == 1 else set()))
-    best_metric = best_epoch_metric(task, compare_on)
+    best_metric = best_epoch_metric(task, compare_on, tokens["target"])
     selection = {"task": task, "best_metric": best_metric} if (task, best_metric) != ("classification", "f1_macro") else None
     key = fingerprint("train", tokens["key"], model_fingerprint(base), settings, model.trust_remote_code, seed, *([selection] if selection else []))
     checkpoints = cache.resolved_dir() / "checkpoints" / key

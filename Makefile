@@ -7,7 +7,6 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 PYTEST_ARGS ?=
-MLFLOW_URI := sqlite:///$(CURDIR)/mlruns/mlflow.db
 
 .PHONY: setup run test test-slow test-all ui ui-check predict versions promote rollback clean-cache cache-report lock bench-cache bench-overhead bench-data bench-throughput bench-tasks examples-data \
         prefect-server prefect-pool prefect-deploy prefect-worker prefect-trigger prefect-stop schedule-up
@@ -34,28 +33,28 @@ test-all: setup  ## every test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ui: setup  ## the MLflow UI over mlruns/ on http://127.0.0.1:5000
-	$(BIN)/mlflow ui --backend-store-uri $(MLFLOW_URI) --host 127.0.0.1 --port 5000 --workers 1
+	$(BIN)/mlflow ui --backend-store-uri "$$($(BIN)/python -m schemas.config tracking.uri)" --host 127.0.0.1 --port 5000 --workers 1
 
 ui-check: setup  ## start a real mlflow server over mlruns/ and check the champion, its run, metrics and artifacts via REST
-	$(BIN)/python -m flows.ui_check --tracking-uri $(MLFLOW_URI) $(ARGS)
+	$(BIN)/python -m flows.ui_check $(ARGS)
 
 predict: setup  ## label a file with the champion: make predict IN=texts.csv OUT=labelled.csv [ARGS="--version 3"]
-	$(BIN)/python flows/predict.py $(IN) $(OUT) --tracking-uri $(MLFLOW_URI) $(ARGS)
+	$(BIN)/python flows/predict.py $(IN) $(OUT) $(ARGS)
 
 versions: setup  ## list registered versions with their gate, metrics and the champion
-	$(BIN)/python -m flows.registry list --tracking-uri $(MLFLOW_URI) $(ARGS)
+	$(BIN)/python -m flows.registry list $(ARGS)
 
 promote: setup  ## point @champion at a version by hand: make promote VERSION=3 WHY="reason"
-	$(BIN)/python -m flows.registry promote --version "$(VERSION)" --why "$(WHY)" --tracking-uri $(MLFLOW_URI) $(ARGS)
+	$(BIN)/python -m flows.registry promote --version "$(VERSION)" --why "$(WHY)" $(ARGS)
 
 rollback: setup  ## move @champion back to the version it replaced: make rollback WHY="reason"
-	$(BIN)/python -m flows.registry rollback --why "$(WHY)" --tracking-uri $(MLFLOW_URI) $(ARGS)
+	$(BIN)/python -m flows.registry rollback --why "$(WHY)" $(ARGS)
 
 cache-report: setup  ## size of each step's cache
 	$(BIN)/python -m tasks.cache
 
-clean-cache:  ## delete every cached step output (.cache/)
-	rm -rf .cache
+clean-cache: setup  ## delete every cached step output (cache.dir, by default .cache/)
+	rm -rf "$$($(BIN)/python -m schemas.config cache.dir)"
 
 lock:  ## regenerate requirements.lock from pyproject.toml's ranges in a scratch venv
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv

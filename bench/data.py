@@ -65,7 +65,7 @@ def child_baseline(path: str) -> dict:
 
 
 def child_ours(path: str, cache: str) -> dict:
-    from flows import env
+    from tasks import env
 
     env.apply()
     from schemas.config import CacheConfig, DataConfig

@@ -65,7 +65,7 @@ def write_input(path: Path, rows: int) -> None:
 
 def child(args) -> None:
     """One predict run in this process; prints rows/s and this process's peak RSS as JSON."""
-    from flows import env
+    from tasks import env
 
     env.apply()
     from flows.predict import main
@@ -87,7 +87,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         return child(args)
-    from flows import env
+    from tasks import env
 
     env.apply()
     with tempfile.TemporaryDirectory(prefix="bench-predict-") as tmp:

@@ -9,7 +9,7 @@ import sys
 
 if __package__ in (None, ""):
     # Run as a script: the variables must be set before prefect, transformers or mlflow are imported.
-    from flows import env as _env
+    from tasks import env as _env
 
     _env.apply()
 
@@ -85,7 +85,7 @@ def summarize(run_id: str, task: str, steps: dict, wall_seconds: float) -> dict:
         "rows_kept": clean["rows_kept"],
         "rows_quarantined": clean["rows_quarantined"],
         "quarantine_file": clean["quarantine"] if clean["rows_quarantined"] else None,
-        "rows_not_reviews": raw.get("rows_not_reviews", 0),
+        "rows_not_data": raw.get("rows_not_data", 0),
         "quarantine_reasons": clean["quarantine_reasons"],
         "texts_truncated": steps["report"]["texts_truncated"],
         "data_report": str(Path(steps["report"]["path"]) / "data_report.md"),

@@ -20,7 +20,7 @@ from __future__ import annotations
 import sys
 
 if __package__ in (None, ""):
-    from flows import env as _env
+    from tasks import env as _env
 
     _env.apply()
 
@@ -37,7 +37,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.temporary_server import temporary_api
-from schemas.config import RegistryConfig, TrackingConfig, check_model_name
+from schemas.config import DEFAULT_RETRIES, RegistryConfig, TrackingConfig, check_model_name
 from schemas.errors import ConfigError, DataError, FinetuneError, is_transient
 from schemas.secrets import externalize_credentials, mask_text, mask_uri
 from task_types import get_task_type
@@ -188,7 +188,7 @@ def predict_frame(frame: pd.DataFrame, columns: tuple[str, str | None], model, t
     return out
 
 
-@task(name="load_model", retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=is_transient, persist_result=False, cache_policy=NO_CACHE)
+@task(name="load_model", **DEFAULT_RETRIES, retry_condition_fn=is_transient, persist_result=False, cache_policy=NO_CACHE)
 def load_model(model_uri: str, tracking_uri: str | None, trust_remote_code: bool = False):
     import mlflow
     from mlflow.exceptions import MlflowException

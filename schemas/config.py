@@ -232,6 +232,10 @@ class RuntimeConfig(_Section):
         return [self.io_retry_delay_seconds * 2**attempt for attempt in range(self.io_retries)]
 
 
+# The retry policy the I/O tasks are declared with; the flow applies the run's own config on top (with_options).
+DEFAULT_RETRIES = {"retries": RuntimeConfig().io_retries, "retry_delay_seconds": RuntimeConfig().retry_delays()}
+
+
 class ScheduleConfig(_Section):
     cron: str = Field("0 2 * * *", description="cron schedule of `python flows/finetune.py --serve`")
     timezone: str = Field("UTC", description="time zone the cron schedule is read in")
@@ -360,3 +364,19 @@ def flatten(cfg: BaseModel) -> dict[str, Any]:
 
     walk(cfg.model_dump(mode="json"), "")
     return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m schemas.config tracking.uri|cache.dir`: print a resolved default (the Makefile asks here, so a
+    path is defined once)."""
+    import sys
+
+    resolved = {"tracking.uri": lambda: TrackingConfig().resolved_uri(), "cache.dir": lambda: str(CacheConfig().resolved_dir())}
+    key = (argv if argv is not None else sys.argv[1:])[0]
+    if key not in resolved:
+        raise SystemExit(f"unknown key '{key}': choose from {sorted(resolved)}")
+    print(resolved[key]())
+
+
+if __name__ == "__main__":
+    main()

@@ -17,7 +17,7 @@ from schemas.config import CacheConfig
 from schemas.data import SPLITS
 from task_types import get_task_type
 from task_types.base import scalar_metrics, tfidf_features
-from tasks.cache import StepCache, fingerprint
+from tasks.cache import build_step, fingerprint
 from tasks.logs import step_logger, timed
 
 
@@ -52,7 +52,7 @@ def fit_baseline(split: dict, cache: CacheConfig, task: str = "classification") 
         (folder / "baseline.json").write_text(json.dumps(metrics, indent=1))
         return {"metrics": metrics}
 
-    entry = StepCache(cache.resolved_dir(), "baseline", key).build(make, refresh=cache.refresh)
+    entry = build_step(cache, "baseline", key, make)
     headline = get_task_type(task).headline
     for name, metrics in entry.meta["metrics"].items():
         logger.info("baseline %s (%s): %s%s", name, get_task_type(task).baseline_name, ", ".join(f"{m} {metrics[m]:.4f}" for m in headline if m in metrics),

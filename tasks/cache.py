@@ -9,7 +9,6 @@ manifest records a sha256 per file so a damaged entry is rebuilt, never loaded.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -130,16 +129,19 @@ class StepCache:
         return Entry(self.path, self.key, meta, reused=False)
 
 
+def build_step(cache, step: str, key: str, make: Callable[[Path], dict]) -> Entry:
+    """A step's output under the cache config: re-used when complete and intact, else built by make(folder) and published."""
+    return StepCache(cache.resolved_dir(), step, key).build(make, refresh=cache.refresh)
+
+
 @contextlib.contextmanager
 def file_lock(path: Path) -> Iterator[None]:
     """An exclusive inter-process lock held for the block (released by the OS if the process dies)."""
+    from filelock import FileLock
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with FileLock(str(path)):
+        yield
 
 
 def cache_report(root: Path) -> list[tuple[str, int, int]]:

@@ -14,7 +14,7 @@ from schemas.data import SCHEMA_VERSION, SPLIT_NAMES, CleanFrame, QuarantineFram
 from schemas.errors import DataError
 from task_types import get_task_type
 from tasks.logs import step_logger, timed
-from tasks.cache import StepCache, fingerprint
+from tasks.cache import build_step, fingerprint
 
 
 # An ASCII text _normalise would change: two whitespace characters in a row, whitespace other than a space
@@ -198,7 +198,7 @@ def clean_data(raw: dict, data: DataConfig, cache: CacheConfig, task: str = "cla
             **extra,
         }
 
-    entry = StepCache(cache.resolved_dir(), "clean", key).build(make, refresh=cache.refresh)
+    entry = build_step(cache, "clean", key, make)
     meta = entry.meta
     logger.info(
         "clean: %d in = %d kept + %d quarantined %s%s", meta["rows_in"], meta["rows_kept"],

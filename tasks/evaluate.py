@@ -17,7 +17,7 @@ from transformers import AutoTokenizer
 from schemas.config import CacheConfig, EvalConfig, TrainConfig
 from task_types import get_task_type
 from task_types.base import scalar_metrics
-from tasks.cache import StepCache, fingerprint
+from tasks.cache import build_step, fingerprint
 from tasks.inference import INPUT_FEATURES, per_document, predict_logits
 from tasks.logs import step_logger, timed
 
@@ -71,7 +71,7 @@ def evaluate_model(model: dict, tokens: dict, eval_cfg: EvalConfig, train: Train
             (folder / "decision.json").write_text(json.dumps(decision, indent=1))
         return {"metrics": results, "decision": decision}
 
-    entry = StepCache(cache.resolved_dir(), "evaluate", key).build(make, refresh=cache.refresh)
+    entry = build_step(cache, "evaluate", key, make)
     for split, metrics in entry.meta["metrics"].items():
         figures = scalar_metrics(metrics)
         logger.info("evaluate %s: %s", split, ", ".join(f"{name} {figures[name]:.4f}" for name in task_type.headline if name in figures))

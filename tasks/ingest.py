@@ -20,11 +20,11 @@ import numpy as np
 import pandas as pd
 from prefect import task
 
-from schemas.config import DEFAULT_DATA, EMBEDDED_DATA, CacheConfig, DataConfig, embedded_path
+from schemas.config import DEFAULT_DATA, DEFAULT_RETRIES, EMBEDDED_DATA, CacheConfig, DataConfig, embedded_path
 from schemas.data import RawFrame
 from schemas.errors import DataError, is_transient
 from tasks.logs import step_logger, timed
-from tasks.cache import StepCache, file_sha256, fingerprint, tree_sha256
+from tasks.cache import build_step, file_sha256, fingerprint, tree_sha256
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet", ".pq": "parquet",
            ".conll": "conll", ".conllu": "conllu"}
@@ -374,7 +374,8 @@ def iter_source(data: DataConfig, chunk_rows: int | None = CHUNK_ROWS, task: str
         plot = frame["category"] == "plot"
         frame = frame.loc[~plot, ["text", "category"]].rename(columns={"category": "label"})
         raw, counts = _to_raw(frame, DataConfig(), name)
-        yield raw, {"rows_read": int(len(plot)), "rows_not_reviews": int(plot.sum()), "rows_out": len(raw), **counts}
+        yield raw, {"rows_read": int(len(plot)), "rows_not_data": int(plot.sum()), "not_data_why": "movie plot summaries (not reviews)",
+                    "rows_out": len(raw), **counts}
         return
     if fmt == "hub":
         frames = iter([_read_hub(str(source), str(data.label_column))])
@@ -399,7 +400,7 @@ def iter_source(data: DataConfig, chunk_rows: int | None = CHUNK_ROWS, task: str
         bad += counts["rows_undecodable"]
         if fmt in TEXT_FORMATS:
             _check_decoding(source, data.encoding, bad, offset, data.header, first, final=False)
-        yield raw, {"rows_read": len(frame), "rows_not_reviews": 0, "rows_out": len(raw), **counts}
+        yield raw, {"rows_read": len(frame), "rows_not_data": 0, "rows_out": len(raw), **counts}
     if fmt in TEXT_FORMATS:
         _check_decoding(source, data.encoding, bad, offset, data.header, first, final=True)
 
@@ -409,7 +410,7 @@ def read_source(data: DataConfig, task: str = "classification") -> tuple[pd.Data
     parts, totals = [], {}
     for raw, counts in iter_source(data, task=task):
         parts.append(raw)
-        totals = {k: totals.get(k, 0) + v for k, v in counts.items()}
+        totals = {k: totals.get(k, 0) + v if isinstance(v, int) else v for k, v in counts.items()}
     return pd.concat(parts, ignore_index=True), totals
 
 
@@ -419,7 +420,7 @@ def source_fingerprint(source: Path | str, fmt: str) -> str:
     return tree_sha256(source) if Path(source).is_dir() else file_sha256(Path(source))
 
 
-@task(name="ingest", retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=is_transient)
+@task(name="ingest", **DEFAULT_RETRIES, retry_condition_fn=is_transient)
 @timed
 def ingest_data(data: DataConfig, cache: CacheConfig, task: str = "classification") -> dict:
     """Read the source into `rows.parquet` under the cache, keyed by its bytes and reader options.
@@ -452,16 +453,16 @@ def ingest_data(data: DataConfig, cache: CacheConfig, task: str = "classificatio
         with pq.ParquetWriter(folder / "rows.parquet", schema) as writer:
             for raw, counts in iter_source(data, CHUNK_ROWS, task):
                 writer.write_table(pa.Table.from_pandas(raw, schema=schema, preserve_index=False))
-                totals = {k: totals.get(k, 0) + v for k, v in counts.items()}
-        if totals["rows_read"] != totals["rows_out"] + totals["rows_not_reviews"]:
+                totals = {k: totals.get(k, 0) + v if isinstance(v, int) else v for k, v in counts.items()}
+        if totals["rows_read"] != totals["rows_out"] + totals["rows_not_data"]:
             raise AssertionError(f"ingest row accounting broke: {totals}")
         return {**totals, "source": str(source), "format": fmt}
 
-    entry = StepCache(cache.resolved_dir(), "ingest", key).build(make, refresh=cache.refresh)
+    entry = build_step(cache, "ingest", key, make)
     meta = entry.meta
     logger.info(
         "ingest %s (%s): %d rows read, %d handed on%s%s%s", Path(str(source)).name, fmt, meta["rows_read"], meta["rows_out"],
-        f", {meta['rows_not_reviews']} plot summaries left out" if meta["rows_not_reviews"] else "",
+        f", {meta['rows_not_data']} left out as {meta.get('not_data_why', 'not data')}" if meta["rows_not_data"] else "",
         f", {meta['rows_undecodable']} with bytes that are not {data.encoding} (the clean step quarantines them; "
         "if the file is in another encoding, set data.encoding)" if meta.get("rows_undecodable") else "",
         " (cached)" if entry.reused else "",

@@ -19,7 +19,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from prefect import task
 
-from schemas.config import PROJECT_ROOT, FinetuneConfig, RegistryConfig, TrackingConfig, flatten
+from schemas.config import DEFAULT_RETRIES, PROJECT_ROOT, FinetuneConfig, RegistryConfig, TrackingConfig, flatten, resolve_model_path
 from schemas.errors import is_transient
 from schemas.secrets import mask_text, mask_uri
 from tasks.logs import publish_markdown, step_logger, timed
@@ -43,13 +43,9 @@ def git_revision() -> str:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    import psutil
+
+    return psutil.pid_exists(pid)
 
 
 def crash_prefect_flow_run(flow_run_id: str, message: str) -> bool:
@@ -161,7 +157,22 @@ def _history_metrics(history: list[dict]) -> list[Metric]:
     return points
 
 
-@task(name="log_run", retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=is_transient)
+def split_datasets(split: dict, source: str) -> list:
+    """The train/validation/test splits as MLflow dataset inputs (the UI's Datasets column): name, source and a content
+    digest (the split step's key, which fingerprints the data and how it was split), one context tag per split."""
+    import pandas as pd
+    from mlflow.data.pandas_dataset import from_pandas
+    from mlflow.entities import DatasetInput, InputTag
+
+    inputs = []
+    for name, path in split["paths"].items():
+        frame = pd.read_parquet(path)
+        dataset = from_pandas(frame, source=mask_uri(str(source)) or path, targets="label", name=f"{name}", digest=split["key"][:8] + name[:2])
+        inputs.append(DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", {"train": "training"}.get(name, name))]))
+    return inputs
+
+
+@task(name="log_run", **DEFAULT_RETRIES, retry_condition_fn=is_transient)
 @timed
 def log_run(run_id: str, tracking: TrackingConfig, steps: dict) -> dict:
     """Log row counts, metrics, learning curves and artifacts of every step to the run.
@@ -200,6 +211,7 @@ def log_run(run_id: str, tracking: TrackingConfig, steps: dict) -> dict:
     for name in ("data_report.json", "data_report.md", "token_lengths.png"):
         client.log_artifact(run_id, str(Path(steps["report"]["path"]) / name), "data")
     client.log_dict(run_id, {k: {kk: vv for kk, vv in v.items() if kk != "history"} for k, v in steps.items()}, "data/steps.json")
+    client.log_inputs(run_id, datasets=split_datasets(split, steps["ingest"].get("source", "")))
     return {"metrics_logged": len(points)}
 
 
@@ -234,7 +246,21 @@ def _signature(task_type, info: dict):
     return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))
 
 
-def _log_model(run_id: str, model_path: str, decision: dict, columns: dict) -> str:
+def hub_card(base_model: str):
+    """A model card for MLflow built from what is on disk: given one, MLflow never asks the hub for the base
+    model's card or license (offline, that costs a warning per registration, or a timeout)."""
+    import re
+
+    from huggingface_hub import ModelCard
+
+    readme = Path(resolve_model_path(base_model)) / "README.md" if base_model else None
+    found = re.search(r"^license:\s*(\S+)", readme.read_text(errors="replace"), re.M) if readme and readme.is_file() else None
+    license_name = found.group(1) if found else "unknown"
+    return ModelCard(f"---\nlicense: {license_name}\n---\nFine-tuned by finetune-flow from `{mask_uri(base_model)}`; see the registered "
+                     "version's description for its model card.\n")
+
+
+def _log_model(run_id: str, model_path: str, decision: dict, columns: dict, base_model: str = "") -> str:
     """Log the fine-tuned model (with its output rule) as an MLflow transformers model; returns its URI."""
     import tempfile
 
@@ -253,7 +279,7 @@ def _log_model(run_id: str, model_path: str, decision: dict, columns: dict) -> s
         # flow's tracking_run sets the final status afterwards.
         with mlflow.start_run(run_id=run_id):
             logged = mlflow.transformers.log_model(pipe, name="model", task=pipeline_task, pip_requirements=requirements,
-                                                   signature=_signature(get_task_type(info["task"]), info))
+                                                   signature=_signature(get_task_type(info["task"]), info), model_card=hub_card(base_model))
     return logged.model_uri
 
 
@@ -351,7 +377,7 @@ def _version_facts(client: MlflowClient, run_id: str, model: dict, evaluation: d
     return tags
 
 
-@task(name="register", retries=2, retry_delay_seconds=[1, 5], retry_condition_fn=is_transient)
+@task(name="register", **DEFAULT_RETRIES, retry_condition_fn=is_transient)
 @timed
 def register_model(run_id: str, model: dict, evaluation: dict, split: dict, registry: RegistryConfig, tracking: TrackingConfig,
                    baseline: dict | None = None) -> dict:
@@ -381,7 +407,8 @@ def register_model(run_id: str, model: dict, evaluation: dict, split: dict, regi
         params = client.get_run(run_id).data.params
         columns = {name: None if value in (None, "None") or value.startswith("[") else value  # a joined list names no one column
                    for name, value in (("text_column", params.get("data.text_column")), ("text_pair_column", params.get("data.text_pair_column")))}
-        version = mlflow.register_model(_log_model(run_id, model["path"], evaluation["decision"], columns), name, tags={"train_key": model["key"]})
+        logged = _log_model(run_id, model["path"], evaluation["decision"], columns, params.get("model.name_or_path", ""))
+        version = mlflow.register_model(logged, name, tags={"train_key": model["key"]})
     elif version.run_id != run_id:
         # Same data, base model, training config and seed as a registered version: nothing new to register.
         notes.append(f"identical to v{version.version} (same training key {model['key']}): no new version registered")

@@ -15,7 +15,7 @@ from prefect import task
 
 from schemas.config import CacheConfig
 from schemas.data import SPLITS
-from tasks.cache import StepCache, fingerprint
+from tasks.cache import build_step, fingerprint
 from tasks.logs import publish_markdown, step_logger, timed
 
 
@@ -24,8 +24,9 @@ def build_report(raw: dict, clean: dict, split: dict, tokens: dict) -> dict:
     reasons = clean["quarantine_reasons"]
     return {
         "source": raw.get("source"),
+        "not_data_why": raw.get("not_data_why"),
         "rows": {
-            "read": raw["rows_read"], "not_reviews": raw.get("rows_not_reviews", 0), "undecodable": raw.get("rows_undecodable", 0),
+            "read": raw["rows_read"], "not_data": raw.get("rows_not_data", 0), "undecodable": raw.get("rows_undecodable", 0),
             "clean_in": clean["rows_in"], "kept": clean["rows_kept"], "quarantined": clean["rows_quarantined"],
             "not_sampled": split.get("rows_not_sampled", 0),
             **{f"in_{name}": part["rows"] for name, part in split["splits"].items()},
@@ -61,7 +62,7 @@ def report_markdown(report: dict) -> str:
     lines = [
         "# Data report", "",
         f"Source `{report['source']}`: {rows['read']} rows read"
-        + (f" ({rows['not_reviews']} not reviews, left out)" if rows["not_reviews"] else "")
+        + (f" ({rows['not_data']} left out by the reader: {report.get('not_data_why', 'not data')})" if rows["not_data"] else "")
         + f"; {rows['clean_in']} in = {rows['kept']} kept + {rows['quarantined']} quarantined"
         + (f"; {rows['not_sampled']} kept rows left out by data.max_rows" if rows["not_sampled"] else "") + ".", "",
         "| quarantine reason | rows |", "|---|---|",
@@ -153,7 +154,7 @@ def report_data(raw: dict, clean: dict, split: dict, tokens: dict, cache: CacheC
         plot_lengths(tokens["length_files"], tokens["max_length"], folder / "token_lengths.png")
         return report
 
-    entry = StepCache(cache.resolved_dir(), "report", key).build(make, refresh=cache.refresh)
+    entry = build_step(cache, "report", key, make)
     publish_markdown("data-report", report_markdown(entry.meta), "rows, quarantine, class balance, token lengths")
     truncated = sum(s["truncated"] for s in entry.meta["tokens"].values())
     logger.info("report: %s (%d texts truncated at %d tokens)", entry.path / "data_report.md", truncated, entry.meta["max_length"])

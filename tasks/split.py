@@ -15,7 +15,7 @@ from schemas.errors import DataError
 from task_types import get_task_type
 from task_types.base import merge_small_strata
 from tasks.logs import step_logger, timed
-from tasks.cache import StepCache, fingerprint
+from tasks.cache import build_step, fingerprint
 
 MIN_PER_CLASS = 3  # one row each for train, validation and test
 
@@ -133,7 +133,7 @@ def split_data(clean: dict, data: DataConfig, cache: CacheConfig, seed: int, tas
         return {"rows_in": len(frame), "rows_not_sampled": len(frame) - len(sampled), "target": spec,
                 "labels": spec.get("labels", []), "splits": counts}
 
-    entry = StepCache(cache.resolved_dir(), "split", key).build(make, refresh=cache.refresh)
+    entry = build_step(cache, "split", key, make)
     sizes = {name: entry.meta["splits"][name]["rows"] for name in SPLITS}
     logger.info(
         "split: %d rows -> %s%s, labels %s%s", entry.meta["rows_in"], sizes,

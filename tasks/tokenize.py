@@ -16,7 +16,7 @@ from schemas.config import CacheConfig, ModelConfig, resolve_model_path
 from schemas.errors import ConfigError
 from tasks.logs import step_logger, timed
 from schemas.data import SPLITS
-from tasks.cache import StepCache, fingerprint, model_fingerprint
+from tasks.cache import build_step, fingerprint, model_fingerprint
 from task_types import get_task_type
 
 TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json", "merges.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model"]
@@ -140,7 +140,7 @@ def tokenize_data(split: dict, model: ModelConfig, max_length: int | str, cache:
         return {"lengths": stats, "max_length": length, "max_length_why": why, "long_text": mode, "long_text_why": mode_why,
                 "windows": windows, "text_pair": "text_pair" in frame}
 
-    entry = StepCache(cache.resolved_dir(), "tokenize", key).build(make, refresh=cache.refresh)
+    entry = build_step(cache, "tokenize", key, make)
     truncated = sum(s["truncated"] for s in entry.meta["lengths"].values())
     logger.info(
         "tokenize: max_length %d (%s); %s; train p50 %.0f / p95 %.0f tokens, %d texts longer than max_length%s", entry.meta["max_length"],

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from datasets import load_from_disk
 from prefect import task
+from transformers.trainer_callback import PrinterCallback
 from transformers import (
     AutoTokenizer,
     EarlyStoppingCallback,
@@ -28,7 +29,7 @@ from transformers import (
 from schemas.config import CacheConfig, ModelConfig, TrainConfig, resolve_model_path
 from schemas.errors import ConfigError
 from tasks.logs import step_logger, timed
-from tasks.cache import StepCache, file_sha256, fingerprint, model_fingerprint
+from tasks.cache import build_step, file_sha256, fingerprint, model_fingerprint
 from task_types import get_task_type
 from task_types.base import LOWER_IS_BETTER
 
@@ -97,7 +98,8 @@ def _training_args(train: TrainConfig, out: Path, device: str, precision: str, s
         tf32=device == "cuda" and torch.cuda.is_available() and torch.cuda.get_device_capability()[0] >= 8,
         report_to="none",
         dataloader_num_workers=0,
-        disable_tqdm=False,
+        # Progress bars on a terminal; in CI, a worker or a file, one readable line per evaluation instead (_ReadableLog).
+        disable_tqdm=not interactive(),
         torch_compile=train.compile,
         ddp_backend=("gloo" if device == "cpu" else "nccl") if train.nproc > 1 else None,
     )
@@ -168,6 +170,35 @@ def checkpoint_problem(folder: Path) -> str | None:
     return None
 
 
+def interactive() -> bool:
+    """Whether a person watches a terminal (progress bars) rather than a log file or a CI console."""
+    import sys
+
+    return sys.stderr.isatty()
+
+
+class _ReadableLog(TrainerCallback):
+    """One line per evaluation (and every fifth training log: ~10 a run) through the step logger, not raw dicts or escape codes."""
+
+    def __init__(self):
+        self.train_logs = 0
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        if not state.is_world_process_zero:
+            return
+        if any(k.startswith("eval_") for k in logs):
+            figures = ", ".join(f"{k.removeprefix('eval_')} {v:.4f}" for k, v in logs.items()
+                                if k.startswith("eval_") and isinstance(v, float) and "runtime" not in k and "per_second" not in k)
+            step_logger().info("fine_tune: epoch %.1f/%.0f, step %d/%d, validation %s", state.epoch or 0, args.num_train_epochs,
+                               state.global_step, state.max_steps, figures)
+        elif "loss" in logs:
+            self.train_logs += 1
+            if self.train_logs % 5 == 0:
+                    step_logger().info("fine_tune: step %d/%d, training loss %.4f, learning rate %.2e", state.global_step, state.max_steps,
+                                   logs["loss"], logs.get("learning_rate", 0.0))
+
+
 class _ChecksumCheckpoints(TrainerCallback):
     """Writes the checksum manifest of each checkpoint once the Trainer has saved it (the main process only)."""
 
@@ -218,6 +249,8 @@ def train_model(tokens: dict, model_cfg: ModelConfig, train: TrainConfig, seed: 
     val_set = val_set.remove_columns([c for c in bookkeeping if c in val_set.column_names])
     callbacks = [EarlyStoppingCallback(train.early_stopping_patience)] if train.early_stopping_patience else []
     callbacks.append(_ChecksumCheckpoints())
+    if not interactive():
+        callbacks.append(_ReadableLog())
     weights = task_type.loss_weights(train_set["labels"], spec, train.class_weights)
     epochs, epochs_why = choose_epochs(train.epochs, len(train_set), train.batch_size, train.nproc)
     step_logger().info("fine_tune: %s", epochs_why)
@@ -233,6 +266,8 @@ def train_model(tokens: dict, model_cfg: ModelConfig, train: TrainConfig, seed: 
         compute_metrics=lambda p: task_type.training_metrics(p.predictions, p.label_ids, spec),
         callbacks=callbacks,
     )
+    if not interactive():
+        trainer.remove_callback(PrinterCallback)  # it prints each log as a raw dict
     resume = last_complete_checkpoint(checkpoints)
     result = trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(str(folder / "model"))  # the main process only, under DDP
@@ -324,7 +359,7 @@ def fine_tune(tokens: dict, model: ModelConfig, train: TrainConfig, cache: Cache
         run = train_distributed if train.nproc > 1 else train_model
         return run(tokens, model, train, seed, folder, checkpoints, task, compare_on)
 
-    entry = StepCache(cache.resolved_dir(), "train", key).build(make, refresh=cache.refresh)
+    entry = build_step(cache, "train", key, make)
     shutil.rmtree(checkpoints, ignore_errors=True)
     meta = entry.meta
     logger.info(

@@ -15,7 +15,7 @@ from pathlib import Path
 
 
 def main(job_path: str) -> None:
-    from flows import env
+    from tasks import env
 
     env.apply()
     from schemas.config import ModelConfig, TrainConfig

@@ -34,7 +34,7 @@ def test_reads_each_format(tmp_path, fmt):
 def test_embedded_corpus_drops_plot_rows():
     raw, counts = read_source(DataConfig())
     assert set(raw["label"].dropna()) == {"fresh", "rotten"}
-    assert counts["rows_read"] == counts["rows_out"] + counts["rows_not_reviews"]
+    assert counts["rows_read"] == counts["rows_out"] + counts["rows_not_data"] and counts["not_data_why"].startswith("movie plot")
     assert counts["rows_out"] == 12808
 
 

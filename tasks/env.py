@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+from schemas.config import PROJECT_ROOT
 
 # Machines that run this have no model hub; without HF_HUB_OFFLINE,
 # mlflow.transformers.log_model spends ~50 s retrying a hub lookup.

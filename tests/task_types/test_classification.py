@@ -4,7 +4,6 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from task_types.classification import classification_metrics, expected_calibration_error, plot_confusion, ranking_metrics, write_split_report
-from tasks.inference import length_order
 
 
 def test_metrics_against_hand_computed_values():
@@ -20,10 +19,6 @@ def test_metrics_with_a_class_never_predicted():
     metrics = classification_metrics([0, 1, 2], [0, 0, 0], ["a", "b", "c"])
     assert metrics["per_class"]["b"]["recall"] == 0.0
     assert metrics["f1_macro"] < metrics["accuracy"] + 1e-9
-
-
-def test_length_order_sorts_and_is_stable():
-    assert length_order([5, 2, 5, 1]).tolist() == [3, 1, 0, 2]
 
 
 def test_confusion_png(tmp_path):

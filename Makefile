@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup run test test-slow test-all ui ui-check predict versions promote rollback clean-cache cache-report lock bench-cache bench-overhead bench-data bench-throughput bench-tasks examples-data \
+.PHONY: setup run test test-slow test-all ui ui-check predict versions promote rollback clean-cache cache-report lock bench-cache bench-overhead bench-data bench-throughput bench-tasks bench-quality examples-data \
         prefect-server prefect-pool prefect-deploy prefect-worker prefect-trigger prefect-stop schedule-up
 
 $(STAMP): requirements.lock requirements-embedded.txt pyproject.toml
@@ -76,6 +76,9 @@ bench-throughput: setup  ## run_glue baseline vs our fine-tune step (bench/throu
 
 examples-data: setup  ## fetch the real example data sets into .cache/example-data (examples/prepare_data.py)
 	$(BIN)/python examples/prepare_data.py
+
+bench-quality: setup  ## defaults vs the run's TF-IDF baseline on short, imbalanced and long texts, full and 800 rows (bench/quality.py)
+	$(BIN)/python bench/quality.py
 
 bench-tasks: setup  ## multi-label, regression and pair examples vs TF-IDF baselines on the same splits (bench/task_types.py)
 	$(BIN)/python bench/task_types.py

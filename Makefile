@@ -83,6 +83,9 @@ bench-quality: setup  ## defaults vs the run's TF-IDF baseline on short, imbalan
 bench-tasks: setup  ## multi-label, regression and pair examples vs TF-IDF baselines on the same splits (bench/task_types.py)
 	$(BIN)/python bench/task_types.py
 
+bench-tokens: setup  ## NER on the WNUT-16 tweets vs a most-frequent-tag-per-word baseline on the same split (bench/token_classification.py)
+	$(BIN)/python bench/token_classification.py
+
 # ---- Run on a schedule: a local Prefect server, a process work pool, the deployments, a worker ----
 PREFECT_PORT ?= 4200
 PREFECT_HOME ?= $(CURDIR)/.prefect

@@ -272,7 +272,8 @@ def _log_model(run_id: str, model_path: str, decision: dict, columns: dict, base
     requirements = [f"mlflow=={mlflow.__version__}", f"torch=={torch.__version__.split('+')[0]}", f"transformers=={transformers.__version__}"]
     with tempfile.TemporaryDirectory(prefix="ff-model-") as tmp:
         path = _with_decision(model_path, decision, columns, Path(tmp))
-        pipeline_task = get_task_type(json.loads((Path(path) / "config.json").read_text()).get("finetune_flow", {}).get("task", "classification")).pipeline_task
+        task = json.loads((Path(path) / "config.json").read_text()).get("finetune_flow", {}).get("task", "classification")
+        pipeline_task = get_task_type(task).pipeline_task  # text-classification, or token-classification for word-level types
         pipe = transformers.pipeline(pipeline_task, model=path, tokenizer=path, device="cpu")
         info = model_task(pipe.model.config)
         # log_model writes to the active run; resuming ours here marks it finished on exit, and the

@@ -182,13 +182,26 @@ def serve(cfg: FinetuneConfig) -> None:
     )
 
 
+def config_problems(err) -> list[str]:
+    """One readable problem per option: pydantic reports a union (train.epochs: a number or 'auto') once per member,
+    under locations like train.epochs.constrained-float; those become one line, their messages joined by 'or'."""
+    grouped: dict[str, list[str]] = {}
+    for e in err.errors():
+        parts = [str(p) for p in e["loc"] if not _is_union_member(str(p))]
+        msg = e["msg"].removeprefix("Value error, ")
+        grouped.setdefault(".".join(parts), []).append(msg)
+    return [(f"{loc}: " if loc else "") + " or ".join(dict.fromkeys(msgs)) for loc, msgs in grouped.items()]
+
+
+def _is_union_member(part: str) -> bool:
+    return part.startswith(("literal[", "constrained-", "function-")) or part in ("float", "int", "str", "bool", "dict[str,float]")
+
+
 def _one_line(err: Exception) -> str:
     from pydantic import ValidationError
 
     if isinstance(err, ValidationError):
-        problems = [(f"{'.'.join(str(p) for p in e['loc'])}: " if e["loc"] else "") + e["msg"].removeprefix("Value error, ")
-                    for e in err.errors()]
-        return "invalid config: " + "; ".join(problems) + " (see --help for the options)"
+        return "invalid config: " + "; ".join(config_problems(err)) + " (see --help for the options)"
     return str(err)
 
 

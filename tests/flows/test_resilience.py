@@ -17,7 +17,7 @@ import tasks.register
 from flows.finetune import finetune
 from tests.conftest import toy_frame
 
-ALL_STEPS = ["ingest", "clean", "split", "tokenize", "report", "fine_tune", "evaluate"]
+ALL_STEPS = ["ingest", "clean", "split", "tokenize", "report", "baseline", "fine_tune", "evaluate"]
 
 
 def _versions(cfg):
@@ -34,10 +34,10 @@ def test_reruns_reuse_exactly_what_did_not_change(prefect_server, make_config, t
     assert "no new version registered" in warm["reasons"][0]
 
     new_lr = finetune(make_config(data={"path": str(toy_csv)}, train={"learning_rate": 5e-4}))
-    assert new_lr["reused_steps"] == ["ingest", "clean", "split", "tokenize", "report"]
+    assert new_lr["reused_steps"] == ["ingest", "clean", "split", "tokenize", "report", "baseline"]
 
     new_length = finetune(make_config(data={"path": str(toy_csv)}, train={"max_length": 24}))
-    assert new_length["reused_steps"] == ["ingest", "clean", "split"]
+    assert new_length["reused_steps"] == ["ingest", "clean", "split", "baseline"]  # the baseline reads the split, not tokens
 
     refreshed = finetune(make_config(data={"path": str(toy_csv)}, cache={"refresh": True}))
     assert refreshed["reused_steps"] == []

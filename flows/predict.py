@@ -144,11 +144,12 @@ def predict_frame(frame: pd.DataFrame, text_column: str, model, tokenizer, max_l
     """One chunk of the input plus its predictions; rows with empty text get none and say why in predict_error."""
     import numpy as np
 
+    from tasks.clean import no_content
     from tasks.evaluate import predict_texts
 
     id2label = {int(k): v for k, v in model.config.id2label.items()}
     texts = ["" if pd.isna(v) else str(v) for v in frame[text_column].tolist()]
-    usable = pd.Series([t.strip() != "" for t in texts], index=frame.index)
+    usable = ~no_content(pd.Series(texts, index=frame.index, dtype=object))  # as training's empty_text: zero-width-only is empty
     chosen = [t for t, ok in zip(texts, usable) if ok]
     proba = predict_texts(model, tokenizer, chosen, max_length, batch_size) if chosen else np.zeros((0, len(id2label)), dtype=np.float32)
     out = with_predictions(frame, proba, id2label, frame.index[usable])

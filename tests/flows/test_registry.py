@@ -215,3 +215,13 @@ def test_a_crash_between_register_and_alias_keeps_the_old_champion(tmp_path, mon
     assert retried["promoted"] and retried["model_version"] == 2
     assert str(client.get_model_version_by_alias("crash", "champion").version) == "2"
     assert len(client.search_model_versions("name='crash'")) == 2
+
+
+@pytest.mark.parametrize("args, rule", [(["list", "--name", "it's"], "model name \"it's\" is not allowed"),
+                                        (["promote", "--version", "1", "--why", "x", "--alias", "v1"], "alias 'v1' is not allowed")])
+def test_registry_cli_checks_names_before_querying(tmp_path, new_store, args, rule):
+    uri = new_store(tmp_path)
+    done = subprocess.run([sys.executable, "-m", "flows.registry", *args, "--tracking-uri", uri], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and rule in errors[0], done.stderr[-500:]

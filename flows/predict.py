@@ -29,7 +29,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.temporary_server import temporary_api
 from schemas.config import RegistryConfig, TrackingConfig, check_model_name
-from schemas.errors import ConfigError, DataError, FinetuneError, is_transient
+from schemas.errors import ConfigError, DataError, FinetuneError, environment_fault, is_transient
 from schemas.secrets import externalize_credentials, mask_text, mask_uri
 from tasks.ingest import infer_format, iter_table
 from tasks.logs import quiet_user_errors, step_logger
@@ -239,6 +239,11 @@ def main(argv: list[str] | None = None) -> int:
     except FinetuneError as err:
         print(f"error: {mask_text(str(err))}", file=sys.stderr)
         return 2
+    except Exception as err:
+        if environment_fault(err) is None:
+            raise
+        print(f"error: {mask_text(environment_fault(err))}: a disk is full or read-only; free space or choose another output path", file=sys.stderr)
+        return 1
     print(f"{summary['rows_in']} rows in = {summary['rows_predicted']} predicted + {summary['rows_not_predicted']} not predicted (empty text)")
     print(f"model   {mask_text(summary['model_uri'])}\noutput  {summary['output']}")
     return 0

@@ -23,7 +23,7 @@ from prefect.runtime import flow_run
 
 from flows.temporary_server import temporary_api
 from schemas.config import FinetuneConfig, describe_options, load_config
-from schemas.errors import FinetuneError
+from schemas.errors import FinetuneError, environment_fault
 from tasks.baseline import fit_baseline
 from schemas.secrets import externalize_credentials, mask_text, mask_uri
 from tasks.clean import clean_data
@@ -225,6 +225,12 @@ def main(argv: list[str] | None = None) -> int:
     except (FinetuneError, ValidationError) as err:
         print(f"error: {mask_text(_one_line(err))}", file=sys.stderr)
         return 2
+    except Exception as err:
+        if environment_fault(err) is None:
+            raise
+        print(f"error: {mask_text(environment_fault(err))}: a disk is full or read-only (the tracking store, its artifacts or "
+              "cache.dir); free space or point tracking.uri / cache.dir elsewhere, then run again", file=sys.stderr)
+        return 1
     print(format_summary(summary, cfg.tracking.resolved_uri()))
     if args.summary_json:
         Path(args.summary_json).parent.mkdir(parents=True, exist_ok=True)

@@ -38,7 +38,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.temporary_server import temporary_api
 from schemas.config import DEFAULT_RETRIES, RegistryConfig, TrackingConfig, check_model_name
-from schemas.errors import ConfigError, DataError, FinetuneError, is_transient
+from schemas.errors import ConfigError, DataError, FinetuneError, environment_fault, is_transient
 from schemas.secrets import externalize_credentials, mask_text, mask_uri
 from task_types import get_task_type
 from tasks.ingest import infer_format, iter_table
@@ -159,6 +159,7 @@ def predict_frame(frame: pd.DataFrame, columns: tuple[str, str | None], model, t
     """One chunk of the input plus its predictions; rows with empty text (or pair text) get none and say why in predict_error."""
     import numpy as np
 
+    from tasks.clean import no_content
     from tasks.inference import logits_for_texts
 
     task_type = get_task_type(info["task"])
@@ -168,7 +169,10 @@ def predict_frame(frame: pd.DataFrame, columns: tuple[str, str | None], model, t
 
     texts = cells(columns[0])
     pairs = cells(columns[1]) if columns[1] else None
-    usable = pd.Series([t.strip() != "" and (pairs is None or p.strip() != "") for t, p in zip(texts, pairs or texts)], index=frame.index)
+    # As training's empty_text: a text of only invisible characters is empty.
+    usable = ~no_content(pd.Series(texts, index=frame.index, dtype=object))
+    if pairs is not None:
+        usable &= ~no_content(pd.Series(pairs, index=frame.index, dtype=object))
     chosen = [t for t, ok in zip(texts, usable) if ok]
     chosen_pairs = [p for p, ok in zip(pairs, usable) if ok] if pairs is not None else None
     outputs = None
@@ -283,6 +287,11 @@ def main(argv: list[str] | None = None) -> int:
     except FinetuneError as err:
         print(f"error: {mask_text(str(err))}", file=sys.stderr)
         return 2
+    except Exception as err:
+        if environment_fault(err) is None:
+            raise
+        print(f"error: {mask_text(environment_fault(err))}: a disk is full or read-only; free space or choose another output path", file=sys.stderr)
+        return 1
     print(f"{summary['rows_in']} rows in = {summary['rows_predicted']} predicted + {summary['rows_not_predicted']} not predicted (empty text)")
     print(f"model   {mask_text(summary['model_uri'])}\noutput  {summary['output']}")
     return 0

@@ -22,17 +22,30 @@ TRANSIENT_MLFLOW_CODES = frozenset({"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE",
 PERMANENT_ERRNOS = frozenset({errno.ENOENT, errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENOTDIR, errno.EROFS, errno.ENOSPC,
                               errno.EDQUOT, errno.ENAMETOOLONG, errno.EEXIST})
 _TRANSIENT_WORDS = ("locked", "busy", "timeout", "timed out", "connection", "temporarily")
+# How a full or read-only disk reads once a library has wrapped it (shutil.Error, sqlite, MLflow): not retried, one error line.
+_FAULT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+_FAULT_WORDS = ("no space left on device", "disk quota exceeded", "read-only file system", "database or disk is full", "readonly database")
+
+
+def environment_fault(err: BaseException | None) -> str | None:
+    """The first line of a full or read-only disk error anywhere in err's chain of causes, else None."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        text = str(err).strip()
+        if (isinstance(err, OSError) and err.errno in _FAULT_ERRNOS) or any(word in text.lower() for word in _FAULT_WORDS):
+            return text.splitlines()[0][:300] if text else type(err).__name__
+        err = err.__cause__ or err.__context__
+    return None
 
 
 def is_transient_error(err: BaseException | None) -> bool:
     """Whether retrying the same call can succeed: I/O hiccups, timeouts and MLflow's busy/unavailable codes."""
-    if err is None or isinstance(err, FinetuneError):
+    if err is None or isinstance(err, FinetuneError) or environment_fault(err):
         return False
     if isinstance(err, OSError):  # ConnectionError, TimeoutError and requests' errors are OSErrors
         return err.errno not in PERMANENT_ERRNOS
     if type(err).__module__.startswith("mlflow"):
-        if "readonly" in str(err).lower():
-            return False  # sqlite's read-only store arrives as an operational (TEMPORARILY_UNAVAILABLE) error
         return str(getattr(err, "error_code", "")) in TRANSIENT_MLFLOW_CODES
     if type(err).__name__ == "OperationalError":  # sqlalchemy / sqlite3: a locked or unreachable database
         return any(word in str(err).lower() for word in _TRANSIENT_WORDS)

@@ -16,19 +16,20 @@ def step_logger() -> logging.Logger | logging.LoggerAdapter:
 
 
 class _UserErrorsWithoutTrace(logging.Filter):
-    """Drop the traceback from Prefect's failure records when the error is the user's to fix."""
+    """Drop the traceback from failure records when the error is the user's to fix (bad input, a full or read-only disk)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from schemas.errors import FinetuneError
+        from schemas.errors import FinetuneError, environment_fault
 
-        if record.exc_info and isinstance(record.exc_info[1], FinetuneError):
+        if record.exc_info and (isinstance(record.exc_info[1], FinetuneError) or environment_fault(record.exc_info[1])):
             record.exc_info, record.exc_text = None, None
         return True
 
 
 def quiet_user_errors() -> None:
     """Bad config or input is reported as its one-line message, never as a crash trace."""
-    for name in ("prefect.flow_runs", "prefect.task_runs"):
+    # mlflow.store.db.utils logs every database error with its trace before raising it (a full disk among them).
+    for name in ("prefect.flow_runs", "prefect.task_runs", "mlflow.store.db.utils"):
         logger = logging.getLogger(name)
         if not any(isinstance(f, _UserErrorsWithoutTrace) for f in logger.filters):
             logger.addFilter(_UserErrorsWithoutTrace())

@@ -137,3 +137,24 @@ def test_cli_bad_input_is_one_line_no_trace_nothing_registered(request, tmp_path
     assert client.search_registered_models() == []
     runs = client.search_runs([client.get_experiment_by_name("finetune-flow").experiment_id])
     assert [r.info.status for r in runs] == ["FAILED"]
+
+
+def test_many_classes_train_evaluate_and_register_with_plots_of_one_size(prefect_server, make_config, tmp_path):
+    import struct
+
+    from task_types.classification import PLOT_MAX_INCHES
+
+    n_classes = 150
+    frame = pd.DataFrame({"text": [f"item {c} sample {i}" for c in range(n_classes) for i in range(3)],
+                          "label": [f"class_{c:03d}" for c in range(n_classes) for _ in range(3)]})
+    frame.to_csv(tmp_path / "many.csv", index=False)
+    cfg = make_config(data={"path": str(tmp_path / "many.csv")})
+    summary = finetune(cfg)
+    assert summary["rows_kept"] == 3 * n_classes and summary["model_version"] == 1
+    client = MlflowClient(cfg.tracking.resolved_uri(), cfg.tracking.resolved_uri())
+    folder = Path(client.download_artifacts(summary["run_id"], "evaluation", str(tmp_path / "artifacts")))
+    pngs = list(folder.glob("*.png"))
+    assert len(pngs) == 10  # per split: confusion (counts, normalised), ROC, PR, reliability
+    for png in pngs:
+        width, height = struct.unpack(">II", png.read_bytes()[16:24])
+        assert max(width, height) <= PLOT_MAX_INCHES * 110, (png.name, width, height)

@@ -107,21 +107,21 @@ def test_manual_promote_then_rollback_records_who_and_why(store):
 @pytest.mark.parametrize("chunk_rows", [3, 10_000])
 @pytest.mark.parametrize("suffix", ["csv", "jsonl", "json", "parquet"])
 def test_predict_on_the_champion_writes_input_columns_plus_predictions(store, suffix, chunk_rows, tmp_path):
-    frame = pd.DataFrame({"id": [1, 2, 3, 4], "text": ["great superb moving film", "awful dull boring film", "", "brilliant fun charming"]})
+    frame = pd.DataFrame({"id": [1, 2, 3, 4, 5], "text": ["great superb moving film", "awful dull boring film", "", "brilliant fun charming", "\u200b\ufeff"]})
     source, out = tmp_path / f"in.{suffix}", tmp_path / f"out.{suffix}"
     {"csv": lambda: frame.to_csv(source, index=False), "jsonl": lambda: frame.to_json(source, orient="records", lines=True),
      "json": lambda: frame.to_json(source, orient="records"), "parquet": lambda: frame.to_parquet(source)}[suffix]()
     summary = predict(str(source), str(out), "models:/tiny@champion", store["uri"], chunk_rows=chunk_rows)  # 3: the rows stream in 2 chunks
-    assert (summary["rows_in"], summary["rows_predicted"], summary["rows_not_predicted"]) == (4, 3, 1)
+    assert (summary["rows_in"], summary["rows_predicted"], summary["rows_not_predicted"]) == (5, 3, 2)
     assert not list(tmp_path.glob(".*partial"))
     result = {"csv": pd.read_csv, "jsonl": lambda p: pd.read_json(p, lines=True), "json": pd.read_json, "parquet": pd.read_parquet}[suffix](out)
-    assert list(result.columns[:2]) == ["id", "text"] and result["id"].tolist() == [1, 2, 3, 4]
+    assert list(result.columns[:2]) == ["id", "text"] and result["id"].tolist() == [1, 2, 3, 4, 5]
     assert {"predicted_label", "confidence", "proba_neg", "proba_pos", "predict_error"} <= set(result.columns)
-    predicted = result.drop(index=2)
+    predicted = result.drop(index=[2, 4])
     assert set(predicted["predicted_label"]) <= {"neg", "pos"}
     assert ((predicted["proba_neg"] + predicted["proba_pos"]) - 1).abs().max() < 1e-5
     assert (predicted["confidence"] == predicted[["proba_neg", "proba_pos"]].max(axis=1)).all()
-    assert result.loc[2, "predict_error"] == "null or empty text" and pd.isna(result.loc[2, "predicted_label"])
+    assert result.loc[2, "predict_error"] == result.loc[4, "predict_error"] == "null or empty text" and pd.isna(result.loc[4, "predicted_label"])
 
 
 def test_predict_cli_by_version_and_unknown_model(store, tmp_path, cli_env):
@@ -216,3 +216,13 @@ def test_a_crash_between_register_and_alias_keeps_the_old_champion(tmp_path, mon
     assert retried["promoted"] and retried["model_version"] == 2
     assert str(client.get_model_version_by_alias("crash", "champion").version) == "2"
     assert len(client.search_model_versions("name='crash'")) == 2
+
+
+@pytest.mark.parametrize("args, rule", [(["list", "--name", "it's"], "model name \"it's\" is not allowed"),
+                                        (["promote", "--version", "1", "--why", "x", "--alias", "v1"], "alias 'v1' is not allowed")])
+def test_registry_cli_checks_names_before_querying(tmp_path, new_store, args, rule):
+    uri = new_store(tmp_path)
+    done = subprocess.run([sys.executable, "-m", "flows.registry", *args, "--tracking-uri", uri], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and rule in errors[0], done.stderr[-500:]

@@ -28,3 +28,18 @@ def test_what_can_succeed_on_retry_is_retried(err):
 ])
 def test_permanent_errors_are_not_retried(err):
     assert not is_transient_error(err)
+
+
+def test_a_full_or_read_only_disk_is_found_through_wrapping_and_never_retried():
+    from schemas.errors import environment_fault
+
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError as inner:
+            raise MlflowException("failed to log artifact", codes.INTERNAL_ERROR) from inner
+    except MlflowException as wrapped:
+        assert environment_fault(wrapped) == "[Errno 28] No space left on device" and not is_transient_error(wrapped)
+    assert environment_fault(sqlite3.OperationalError("database or disk is full"))
+    assert environment_fault(MlflowException("attempt to write a readonly database", codes.TEMPORARILY_UNAVAILABLE))
+    assert environment_fault(ConnectionError("refused")) is None and environment_fault(None) is None

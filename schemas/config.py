@@ -166,6 +166,11 @@ class TrainConfig(_Section):
     compile: bool = Field(False, description="torch.compile the model before training (slow to start; measure with bench/throughput.py --variant compile=true)")
     nproc: int = Field(1, ge=1, le=64, description="processes for data-parallel training, launched with torchrun "
                        "(DDP; gloo on CPU, nccl on GPUs); batch_size is per process")
+    freeze_layers: int = Field(0, ge=0, description="freeze the embeddings and the bottom N encoder layers (only the layers "
+                               "above and the head learn); 0: train everything")
+    layer_lr_decay: float = Field(1.0, gt=0, le=1, description="layer-wise learning-rate decay: the head gets learning_rate, each "
+                                  "layer below it this factor more (layer l of L: learning_rate * decay**(L+1-l), embeddings "
+                                  "decay**(L+1)); 1.0: off")
 
 
 class EvalConfig(_Section):

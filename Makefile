@@ -23,6 +23,10 @@ setup: $(STAMP)  ## create .venv with the pinned stack and the embedded model/da
 run: setup  ## fine-tune on the embedded defaults; pass options as ARGS="train.epochs=1 data.max_rows=2000"
 	$(BIN)/python flows/finetune.py $(ARGS)
 
+.PHONY: sweep
+sweep: setup  ## hyperparameter sweep (Optuna, the `sweep` config section); e.g. ARGS="--trials 8 --parallel 2 data.max_rows=2000"
+	$(BIN)/python flows/sweep.py $(ARGS)
+
 test: setup  ## the default test suite (minutes)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 

@@ -339,7 +339,7 @@ def train_distributed(tokens: dict, model_cfg: ModelConfig, train: TrainConfig, 
 @task(name="fine_tune")
 @timed
 def fine_tune(tokens: dict, model: ModelConfig, train: TrainConfig, cache: CacheConfig, seed: int,
-              task: str = "classification", compare_on: str | None = None) -> dict:
+              task: str = "classification", compare_on: str | None = None, pruning: dict | None = None) -> dict:
     """Fine-tune the model on the tokenized train split, selecting the best epoch on validation.
 
     Args:
@@ -350,6 +350,7 @@ def fine_tune(tokens: dict, model: ModelConfig, train: TrainConfig, cache: Cache
         seed: the run's seed.
         task: the task type (head, loss, training metrics).
         compare_on: registry.compare_on, the metric that picks the best epoch (default: the task type's).
+        pruning: a sweep trial's study and number (tasks/sweep.py): report validation after each epoch, stop if pruned.
     Returns:
         path of the saved model, the key, device/precision used and the training history.
     """
@@ -368,7 +369,16 @@ def fine_tune(tokens: dict, model: ModelConfig, train: TrainConfig, cache: Cache
 
     def make(folder: Path) -> dict:
         run = train_distributed if train.nproc > 1 else train_model
-        return run(tokens, model, train, seed, folder, checkpoints, task, compare_on)
+        if pruning is None or train.nproc > 1:
+            return run(tokens, model, train, seed, folder, checkpoints, task, compare_on)
+        from tasks.sweep import PruneOnEpoch
+
+        try:
+            return run(tokens, model, train, seed, folder, checkpoints, task, compare_on, [PruneOnEpoch.build(pruning)])
+        except Exception as err:
+            if type(err).__name__ == "TrialPruned":  # a pruned trial's checkpoints are never resumed from
+                shutil.rmtree(checkpoints, ignore_errors=True)
+            raise
 
     entry = build_step(cache, "train", key, make)
     shutil.rmtree(checkpoints, ignore_errors=True)

@@ -1,0 +1,116 @@
+"""Sweeps end to end: the real sweep flow on Prefect, MLflow and Optuna, with the tiny random BERT."""
+
+import json
+
+import optuna
+import pytest
+from mlflow import MlflowClient
+
+from flows.sweep import cli_overrides, build_parser, run_sweep, task_runner
+from schemas.config import load_config
+from schemas.errors import ConfigError
+from tasks.sweep import count_trials, grid_space, study_name, suggest, trial_config
+
+SPACE = {"train.learning_rate": {"low": 1e-4, "high": 3e-3, "log": True}, "train.freeze_layers": [0, 1]}
+SUMMARY_KEYS = {"parent_run_id", "best_run_id", "trials", "model_name", "model_version", "promoted", "reasons"}
+
+
+def test_trial_config_sets_the_values_and_rejects_bad_ones(make_config):
+    cfg = make_config(sweep={"space": SPACE})
+    trial = trial_config(cfg, {"train.learning_rate": 2e-4, "train.freeze_layers": 1})
+    assert (trial.train.learning_rate, trial.train.freeze_layers, trial.train.batch_size) == (2e-4, 1, cfg.train.batch_size)
+    with pytest.raises(ConfigError, match="sweep.space"):
+        trial_config(cfg, {"train.batch_size": 0})
+
+
+def test_suggest_log_ranges_ints_and_choices():
+    cfg = load_config(None, ["sweep.space={train.learning_rate: {low: 1e-5, high: 1e-3, log: true}, train.epochs: {low: 1, high: 3}, "
+                             "model.name_or_path: [a, b]}"])
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    values = [suggest(study.ask(), cfg.sweep.space) for _ in range(20)]
+    assert all(1e-5 <= v["train.learning_rate"] <= 1e-3 for v in values)
+    assert {v["train.epochs"] for v in values} <= {1, 2, 3} and all(isinstance(v["train.epochs"], int) for v in values)
+    assert {v["model.name_or_path"] for v in values} == {"a", "b"}
+    assert isinstance(study.trials[0].distributions["train.learning_rate"], optuna.distributions.FloatDistribution)
+    assert study.trials[0].distributions["train.learning_rate"].log
+
+
+def test_sweep_config_errors_say_what_to_change():
+    with pytest.raises(ValueError, match="'train.epoch' is not an option"):
+        load_config(None, ["sweep.space={train.epoch: [1, 2]}"])
+    with pytest.raises(ValueError, match="grid needs choices or a stepped range"):
+        load_config(None, ["sweep.sampler=grid", "sweep.space={train.learning_rate: {low: 1e-5, high: 1e-3}}"])
+    with pytest.raises(ValueError, match="cannot be searched"):
+        load_config(None, ["sweep.space={registry.min_f1: [0.1]}"])
+    grid = load_config(None, ["sweep.sampler=grid", "sweep.space={train.epochs: {low: 1, high: 3, step: 1}, train.batch_size: [8]}"])
+    assert grid_space(grid.sweep.space) == {"train.epochs": [1, 2, 3], "train.batch_size": [8]}
+
+
+def test_cli_flags_become_overrides_and_the_study_name_ignores_where_it_runs():
+    args = build_parser().parse_intermixed_args(["--trials", "4", "--parallel", "2", "--runner", "local", "seed=3"])
+    overrides = cli_overrides(args)
+    assert overrides == ["seed=3", "sweep.trials=4", "sweep.parallel=2", "sweep.runner=local"]
+    cfg = load_config(None, overrides)
+    assert study_name(cfg) == study_name(load_config(None, ["seed=3", "sweep.trials=9"]))
+    assert study_name(cfg) != study_name(load_config(None, ["seed=4"]))
+
+
+def test_ray_runner_without_prefect_ray_is_one_clear_error(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_ray(name, *args, **kwargs):
+        if name.startswith("prefect_ray"):
+            raise ImportError("No module named 'prefect_ray'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    with pytest.raises(ConfigError, match=r"pip install prefect-ray==0\.6\.0 'ray\[default\]==2\.60\.0'"):
+        task_runner(load_config(None, ["sweep.runner=ray"]).sweep)
+
+
+def test_count_trials_leaves_out_interrupted_ones():
+    study = optuna.create_study()
+    for value in (1.0, 2.0):
+        study.tell(study.ask(), value)
+    interrupted = study.ask()
+    interrupted.set_user_attr("interrupted", True)
+    study.tell(interrupted, state=optuna.trial.TrialState.FAIL)
+    study.tell(study.ask(), state=optuna.trial.TrialState.PRUNED)
+    assert count_trials(study.trials) == {"completed": 2, "pruned": 1, "failed": 0}
+
+
+def test_sweep_of_four_trials_two_at_once(prefect_server, make_config, toy_csv, tmp_path):
+    cfg = make_config(data={"path": str(toy_csv)}, sweep={"space": SPACE, "trials": 4, "parallel": 2})
+    summary = run_sweep(cfg)
+    assert SUMMARY_KEYS <= set(summary)
+    assert summary["trials"] == {"completed": 4, "pruned": 0, "failed": 0}
+    # tokenize is built once (by the sweep's shared steps), every trial re-uses it
+    assert summary["tokenize_builds"] == 1 and all(t["tokenize_reused"] for t in summary["trials_run_now"])
+
+    uri = cfg.tracking.resolved_uri()
+    client = MlflowClient(uri, uri)
+    experiment = client.get_experiment_by_name("finetune-flow").experiment_id
+    runs = client.search_runs([experiment])
+    parent = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == summary["parent_run_id"]]
+    assert [r.info.run_id for r in parent] == [summary["parent_run_id"]] and len(children) == 4
+    assert sorted(int(r.data.tags["trial_number"]) for r in children) == [0, 1, 2, 3]
+    assert all(r.info.status == "FINISHED" and r.data.tags["trial_state"] == "completed" for r in children)
+    assert all("val_f1_macro" in r.data.metrics and "train_loss" in r.data.metrics for r in children)
+    assert {r.data.params["train.freeze_layers"] for r in children} <= {"0", "1"}
+    assert len({r.data.params["train.learning_rate"] for r in children}) == 4
+    artifacts = {a.path for a in client.list_artifacts(summary["parent_run_id"], "sweep")}
+    assert {"sweep/space.json", "sweep/trials.csv", "sweep/trials.json", "sweep/parallel_coordinates.png"} <= artifacts
+    best_child = next(r for r in children if r.info.run_id == summary["best_run_id"])
+    assert best_child.data.metrics["val_f1_macro"] == max(r.data.metrics["val_f1_macro"] for r in children)
+    assert client.get_run(summary["parent_run_id"]).data.tags["best_run_id"] == summary["best_run_id"]
+
+    # one version, from the best trial's run, through the gate
+    versions = client.search_model_versions("name='tiny'")
+    assert [str(v.version) for v in versions] == ["1"] and summary["model_version"] == 1
+    version = versions[0]
+    assert version.run_id == summary["best_run_id"] and version.tags["sweep_parent_run_id"] == summary["parent_run_id"]
+    assert version.tags["gate_passed"] in ("true", "false") and json.loads(version.tags["gate_reasons"]) == summary["reasons"]
+    assert summary["reasons"] and "## Sweep" in version.description and summary["parent_run_id"] in version.description

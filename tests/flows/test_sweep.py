@@ -114,3 +114,98 @@ def test_sweep_of_four_trials_two_at_once(prefect_server, make_config, toy_csv, 
     assert version.run_id == summary["best_run_id"] and version.tags["sweep_parent_run_id"] == summary["parent_run_id"]
     assert version.tags["gate_passed"] in ("true", "false") and json.loads(version.tags["gate_reasons"]) == summary["reasons"]
     assert summary["reasons"] and "## Sweep" in version.description and summary["parent_run_id"] in version.description
+
+
+def _study_with_good_trials(tmp_path, value: float = 0.9):
+    """An RDB study where three finished trials scored `value` after epoch 1, and a fourth trial just asked."""
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    for _ in range(3):
+        study.add_trial(optuna.trial.create_trial(value=value, intermediate_values={1: value, 2: value, 3: value},
+                                                  distributions={}, params={}))
+    trial = study.ask()
+    return {"study": "s", "storage": storage, "trial_id": trial._trial_id, "metric": "f1_macro", "startup": 0}, study, trial
+
+
+def test_pruning_callback_reports_and_prunes_behind_the_median_but_never_at_the_end(tmp_path):
+    from types import SimpleNamespace
+
+    from tasks.sweep import PruneOnEpoch
+
+    pruning, study, _ = _study_with_good_trials(tmp_path)
+    last = SimpleNamespace(epoch=1.0, global_step=10, max_steps=10, is_world_process_zero=True)
+    PruneOnEpoch.build(pruning).on_evaluate(None, last, None, metrics={"eval_f1_macro": 0.1})  # the last evaluation: kept
+    assert study.trials[-1].intermediate_values == {1: 0.1}
+    early = SimpleNamespace(epoch=1.0, global_step=5, max_steps=10, is_world_process_zero=True)
+    ahead = {**pruning, "trial_id": study.ask()._trial_id}
+    PruneOnEpoch.build(ahead).on_evaluate(None, early, None, metrics={"eval_f1_macro": 0.95})  # ahead of the median: goes on
+    behind = {**pruning, "trial_id": study.ask()._trial_id}
+    with pytest.raises(optuna.TrialPruned, match="below the median"):
+        PruneOnEpoch.build(behind).on_evaluate(None, early, None, metrics={"eval_f1_macro": 0.1})
+
+
+def test_a_pruned_fine_tune_leaves_no_cache_entry_and_no_checkpoints(prefect_server, make_config, toy_csv, tmp_path):
+    from tasks.clean import clean_data
+    from tasks.ingest import ingest_data
+    from tasks.split import split_data
+    from tasks.tokenize import tokenize_data
+    from tasks.train import fine_tune
+
+    cfg = make_config(data={"path": str(toy_csv)}, train={"epochs": 3})
+    raw = ingest_data.fn(cfg.data, cfg.cache)
+    split = split_data.fn(clean_data.fn(raw, cfg.data, cfg.cache), cfg.data, cfg.cache, cfg.seed)
+    tokens = tokenize_data.fn(split, cfg.model, cfg.train.max_length, cfg.cache)
+    pruning, _, _ = _study_with_good_trials(tmp_path, value=0.99)
+    with pytest.raises(optuna.TrialPruned):
+        fine_tune.fn(tokens, cfg.model, cfg.train, cfg.cache, cfg.seed, pruning=pruning)
+    cache = cfg.cache.resolved_dir()
+    assert not [p for p in (cache / "train").glob("*") if not p.name.startswith(".")]
+    assert not list((cache / "checkpoints").glob("*/checkpoint-*"))
+
+
+@pytest.mark.slow
+def test_a_killed_sweep_resumes_without_running_a_finished_trial_again(cli_env, tiny_model_dir, toy_csv, tmp_path, new_store, request):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    uri = new_store(tmp_path / "mlruns")
+    args = [sys.executable, "flows/sweep.py", "--trials", "4", "--parallel", "1", f"data.path={toy_csv}", f"model.name_or_path={tiny_model_dir}",
+            "train.epochs=1", "train.batch_size=16", "train.max_length=32", "train.precision=fp32", f"tracking.uri={uri}",
+            f"cache.dir={tmp_path / 'cache'}", "registry.model_name=tiny", "registry.min_accuracy=0", "registry.min_f1=0",
+            "registry.beat_baseline=false", "sweep.space={train.learning_rate: {low: 1e-4, high: 3e-3, log: true}}"]
+    storage = f"sqlite:///{tmp_path / 'mlruns' / 'optuna.db'}"
+    first = subprocess.Popen(args, cwd=request.config.rootpath, env=cli_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    finished_before = []
+    deadline = time.time() + 300
+    while time.time() < deadline and first.poll() is None:
+        time.sleep(0.5)
+        try:
+            study = optuna.load_study(study_name=optuna.get_all_study_names(storage)[0], storage=storage)
+        except (IndexError, KeyError, ValueError, optuna.exceptions.StorageInternalError):
+            continue
+        done = [t.number for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        if len(done) >= 2:
+            finished_before = done
+            break
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert len(finished_before) >= 2, "the first sweep did not finish two trials in time"
+
+    summary_path = tmp_path / "summary.json"
+    second = subprocess.run(args + ["--summary-json", str(summary_path)], cwd=request.config.rootpath, env=cli_env,
+                            capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr[-3000:]
+    summary = json.loads(summary_path.read_text())
+    assert summary["trials"] == {"completed": 4, "pruned": 0, "failed": 0}
+    rerun = [t["number"] for t in summary["trials_run_now"]]
+    assert not set(rerun) & set(finished_before) and len(rerun) == 4 - len(finished_before)
+
+    client = MlflowClient(uri, uri)
+    runs = client.search_runs([client.get_experiment_by_name("finetune-flow").experiment_id])
+    trials = [r for r in runs if "trial_number" in r.data.tags and r.data.tags["trial_state"] == "completed"]
+    # each finished trial has exactly one child run: the ones finished before the kill were not run again
+    assert sorted(int(r.data.tags["trial_number"]) for r in trials) == sorted(finished_before + rerun)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert sorted(r.info.status for r in parents) == ["FAILED", "FINISHED"]  # the killed sweep's run is marked FAILED

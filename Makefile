@@ -78,6 +78,10 @@ bench-data: setup  ## 1,000,000-row CSV through ingest + clean + split (bench/da
 bench-throughput: setup  ## run_glue baseline vs our fine-tune step (bench/throughput.py)
 	$(BIN)/python bench/throughput.py
 
+.PHONY: bench-sweep
+bench-sweep: setup  ## 8 trials sequential vs --parallel 2: wall times, share outside fine-tune/evaluate (bench/sweep.py)
+	$(BIN)/python bench/sweep.py $(ARGS)
+
 examples-data: setup  ## fetch the real example data sets into .cache/example-data (examples/prepare_data.py)
 	$(BIN)/python examples/prepare_data.py
 

@@ -193,8 +193,13 @@ def task_runner(sweep_cfg: SweepConfig):
             from prefect_ray import RayTaskRunner
         except ImportError:
             raise ConfigError(f"--runner ray needs Prefect's Ray integration, which is not installed: {RAY_INSTALL}") from None
-        # Workers import the project from their working directory; a cluster's image carries it (deployments/README.md).
-        runtime_env = {"env_vars": {"PYTHONPATH": str(PROJECT_ROOT)}}
+        from prefect.settings import PREFECT_API_URL
+
+        from tasks.env import OFFLINE
+
+        # Workers get the project's environment and this API; a cluster's image carries the project (deployments/README.md).
+        env_vars = {**OFFLINE, "PYTHONPATH": str(PROJECT_ROOT), **({"PREFECT_API_URL": PREFECT_API_URL.value()} if PREFECT_API_URL.value() else {})}
+        runtime_env = {"env_vars": env_vars}
         if sweep_cfg.ray_address:
             return RayTaskRunner(address=sweep_cfg.ray_address, init_kwargs={"runtime_env": runtime_env})
         cpus = trial_cpus(sweep_cfg) * sweep_cfg.parallel

@@ -335,7 +335,7 @@ class FinetuneConfig(_Section):
         known = {key for key, _, _ in describe_options()}
         for key, spec in self.sweep.space.items():
             if key not in known:
-                raise ValueError(f"sweep.space: '{key}' is not an option (see --help for the keys)")
+                raise ValueError(f"sweep.space: '{key}' is not an option")
             if self.sweep.sampler == "grid" and isinstance(spec, SweepRange) and spec.step is None:
                 raise ValueError(f"sweep.sampler=grid needs choices or a stepped range: give '{key}' a list or a step")
         return self

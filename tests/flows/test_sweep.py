@@ -209,3 +209,33 @@ def test_a_killed_sweep_resumes_without_running_a_finished_trial_again(cli_env, 
     assert sorted(int(r.data.tags["trial_number"]) for r in trials) == sorted(finished_before + rerun)
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     assert sorted(r.info.status for r in parents) == ["FAILED", "FINISHED"]  # the killed sweep's run is marked FAILED
+
+
+@pytest.mark.slow
+def test_sweep_on_a_local_ray(prefect_server, make_config, toy_csv):
+    """The same sweep with --runner ray on a local Ray started for the test (2 CPUs); needs prefect-ray and ray installed."""
+    pytest.importorskip("prefect_ray", reason="pip install prefect-ray==0.6.0 'ray[default]==2.60.0' to run the Ray test")
+    cfg = make_config(data={"path": str(toy_csv)}, sweep={"space": SPACE, "trials": 4, "parallel": 2, "runner": "ray", "trial_cpus": 1})
+    summary = run_sweep(cfg)
+    assert summary["trials"] == {"completed": 4, "pruned": 0, "failed": 0}
+    assert summary["tokenize_builds"] == 1 and summary["model_version"] == 1
+    uri = cfg.tracking.resolved_uri()
+    client = MlflowClient(uri, uri)
+    children = client.search_runs([client.get_experiment_by_name("finetune-flow").experiment_id],
+                                  filter_string=f"tags.`mlflow.parentRunId` = '{summary['parent_run_id']}'")
+    assert len(children) == 4
+    assert client.get_model_version("tiny", "1").run_id == summary["best_run_id"]
+
+
+def test_cli_help_and_a_bad_option_is_one_line(request):
+    import subprocess
+    import sys
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "flows/sweep.py", *args], cwd=request.config.rootpath, capture_output=True, text=True, timeout=120)
+
+    shown = cli("--help")
+    assert shown.returncode == 0 and "--parallel" in shown.stdout and "sweep.space" in shown.stdout
+    bad = cli("sweep.space={train.epoch: [1]}")
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+        "error: invalid config: sweep.space: 'train.epoch' is not an option (see --help for the options)"]

@@ -295,8 +295,10 @@ class SweepConfig(_Section):
         if not value:
             raise ValueError("sweep.space is empty: give at least one option key with choices or a range")
         for key, spec in value.items():
-            if key.startswith(("sweep.", "tracking.", "cache.", "registry.", "schedule.", "runtime.")):
-                raise ValueError(f"sweep.space: '{key}' cannot be searched (choose data, model, train or seed options)")
+            if key.startswith(("sweep.", "tracking.", "cache.", "registry.", "schedule.", "runtime.", "data.")) or key in ("task", "seed"):
+                # data, task and seed decide the split every trial shares: one sweep compares trials on one split
+                raise ValueError(f"sweep.space: '{key}' cannot be searched (choose model, train or eval options; "
+                                 "data, task and seed make the split every trial shares)")
             if isinstance(spec, list) and not spec:
                 raise ValueError(f"sweep.space: '{key}' has no choices")
         return value
@@ -428,7 +430,7 @@ def flatten(cfg: BaseModel) -> dict[str, Any]:
     out: dict[str, Any] = {}
 
     def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, dict):
+        if isinstance(node, dict) and prefix != "sweep.space.":  # the search space is one param (its keys hold dots)
             for key, value in node.items():
                 walk(value, f"{prefix}{key}.")
         else:

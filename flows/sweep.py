@@ -89,8 +89,8 @@ def run_trials(study, cfg: FinetuneConfig, parent_id: str, shared: dict, metric:
     from tasks.sweep_tracking import log_trial
 
     logger, sweep_cfg, results = step_logger(), cfg.sweep, []
-    threads = trial_cpus(sweep_cfg)
-    while (left := sweep_cfg.trials - sum(count_trials(study.get_trials(deepcopy=False)).values())) > 0:
+    threads, target = trial_cpus(sweep_cfg), grid_limit(sweep_cfg)
+    while (left := target - sum(count_trials(study.get_trials(deepcopy=False)).values())) > 0:
         batch = []
         for _ in range(min(sweep_cfg.parallel, left)):
             trial = study.ask()
@@ -108,6 +108,8 @@ def run_trials(study, cfg: FinetuneConfig, parent_id: str, shared: dict, metric:
             except Exception as err:  # a failed trial is recorded (FAILED child run, FAIL in the study); the sweep goes on
                 result = {"number": trial.number, "state": "failed", "error": f"{type(err).__name__}: {err}"}
             value = scalar(result, metric)
+            if result["state"] == "completed" and value is None:
+                result = {**result, "state": "failed", "error": f"the evaluation has no validation {metric} to compare trials on"}
             record = {**result, "params": params, "metric": metric}
             intermediate = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number).intermediate_values
             child = log_trial(parent_id, record, trial_cfg, shared, {str(k): v for k, v in intermediate.items()}, cfg.tracking)
@@ -120,6 +122,17 @@ def run_trials(study, cfg: FinetuneConfig, parent_id: str, shared: dict, metric:
                             "tokenize_reused": result.get("tokens", {}).get("reused"),
                             "seconds": {k: result[k].get("seconds") for k in ("tokens", "fine_tune", "evaluate") if k in result}})
     return results
+
+
+def grid_limit(sweep_cfg: SweepConfig) -> int:
+    """sweep.trials, at most the number of grid points for the grid sampler (it would repeat them)."""
+    import math
+
+    from tasks.sweep import grid_space
+
+    if sweep_cfg.sampler != "grid":
+        return sweep_cfg.trials
+    return min(sweep_cfg.trials, math.prod(len(v) for v in grid_space(sweep_cfg.space).values()))
 
 
 def scalar(result: dict, metric: str) -> float | None:

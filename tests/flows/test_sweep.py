@@ -260,3 +260,11 @@ def test_pruned_and_failed_trials_are_child_runs_that_say_so(make_config, toy_cs
     assert p.data.metrics["val_f1_macro_per_epoch"] == 0.2 and p.data.params["train.freeze_layers"] == "1"
     assert (f.info.status, f.data.tags["trial_state"], f.data.tags["failure"]) == ("FAILED", "failed", "RuntimeError: out of memory")
     assert not any(k.startswith("sweep.") for k in p.data.params)
+
+
+def test_a_grid_sweep_asks_each_point_once_at_most():
+    from flows.sweep import grid_limit
+
+    grid = load_config(None, ["sweep.sampler=grid", "sweep.trials=50", "sweep.space={train.batch_size: [8, 16], train.freeze_layers: [0, 1, 2]}"])
+    assert grid_limit(grid.sweep) == 6
+    assert grid_limit(load_config(None, ["sweep.trials=50"]).sweep) == 50

@@ -117,7 +117,8 @@ def run_trials(study, cfg: FinetuneConfig, parent_id: str, shared: dict, metric:
             state = {"completed": optuna.trial.TrialState.COMPLETE, "pruned": optuna.trial.TrialState.PRUNED}.get(result["state"],
                                                                                                                 optuna.trial.TrialState.FAIL)
             study.tell(trial, value if result["state"] == "completed" else None, state=state)
-            logger.info("sweep: trial %d %s%s", trial.number, result["state"], f", validation {metric} {value:.4f}" if value is not None else "")
+            logger.info("sweep: trial %d %s%s", trial.number, result["state"],
+                        f", validation {metric} {value:.4f}" if value is not None else "")
             results.append({"number": trial.number, "state": result["state"], "child_run_id": child,
                             "tokenize_reused": result.get("tokens", {}).get("reused"),
                             "seconds": {k: result[k].get("seconds") for k in ("tokens", "fine_tune", "evaluate") if k in result}})
@@ -211,7 +212,8 @@ def task_runner(sweep_cfg: SweepConfig):
         from tasks.env import OFFLINE
 
         # Workers get the project's environment and this API; a cluster's image carries the project (deployments/README.md).
-        env_vars = {**OFFLINE, "PYTHONPATH": str(PROJECT_ROOT), **({"PREFECT_API_URL": PREFECT_API_URL.value()} if PREFECT_API_URL.value() else {})}
+        api = {"PREFECT_API_URL": PREFECT_API_URL.value()} if PREFECT_API_URL.value() else {}
+        env_vars = {**OFFLINE, "PYTHONPATH": str(PROJECT_ROOT), **api}
         runtime_env = {"env_vars": env_vars}
         if sweep_cfg.ray_address:
             return RayTaskRunner(address=sweep_cfg.ray_address, init_kwargs={"runtime_env": runtime_env})
@@ -282,7 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
         "examples:\n  python flows/sweep.py --trials 8 --parallel 2 data.max_rows=2000 train.epochs=2\n"
         "  python flows/sweep.py --config sweep.yaml --runner ray --ray-address ray://head:10001",
     )
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. sweep.space='{train.learning_rate: [1e-4, 3e-4]}'")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="config overrides, e.g. sweep.space='{train.learning_rate: [1e-4, 3e-4]}'")
     parser.add_argument("--config", metavar="FILE.yaml", help="YAML file with config sections; the search space is its `sweep:` section")
     parser.add_argument("--trials", type=int, metavar="N", help="= sweep.trials")
     parser.add_argument("--parallel", type=int, metavar="K", help="= sweep.parallel")

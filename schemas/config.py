@@ -271,18 +271,24 @@ SWEEP_SPACE = {
 
 class SweepConfig(_Section):
     space: dict[str, list[Any] | SweepRange] = Field(
-        SWEEP_SPACE, validate_default=True, description="search space of flows/sweep.py: option key -> list of choices or {low, high, log, step} range, "
-        "e.g. {train.learning_rate: {low: 1e-5, high: 1e-3, log: true}, model.name_or_path: [a, b], train.freeze_layers: [0, 2]}"
+        SWEEP_SPACE, validate_default=True,
+        description="search space of flows/sweep.py: option key -> list of choices or {low, high, log, step} range, e.g."
+        " {train.learning_rate: {low: 1e-5, high: 1e-3, log: true}, model.name_or_path: [a, b], train.freeze_layers: [0, 2]}"
     )
     trials: int = Field(8, ge=1, le=10000, description="trials in the study (a resumed study counts those already finished)")
-    parallel: int = Field(1, ge=1, le=256, description="trials asked, run and told together (K at once; each gets 1/K of the CPU threads locally)")
-    sampler: Literal["tpe", "random", "grid"] = Field("tpe", description="Optuna sampler, seeded with the config's seed; grid needs choices or stepped ranges")
-    pruning: bool = Field(True, description="stop a trial whose validation metric after an epoch is below the median of earlier trials at that epoch")
+    parallel: int = Field(1, ge=1, le=256, description="trials asked, run and told together (K at once; each gets 1/K of the "
+                          "CPU threads locally)")
+    sampler: Literal["tpe", "random", "grid"] = Field("tpe", description="Optuna sampler, seeded with the config's seed; grid needs "
+                                                      "choices or stepped ranges")
+    pruning: bool = Field(True, description="stop a trial whose validation metric after an epoch is below the median of earlier "
+                          "trials at that epoch")
     prune_after_trials: int = Field(4, ge=0, description="trials that finish before the median pruner starts pruning")
-    runner: Literal["local", "ray"] = Field("local", description="local: trials in parallel processes here; ray: Ray tasks through prefect-ray "
-                                            "(a local Ray, or the cluster at sweep.ray_address)")
-    ray_address: str | None = Field(None, description="address of an existing Ray cluster (ray://host:10001 or auto); default: start a local Ray")
-    trial_cpus: float | None = Field(None, gt=0, description="CPUs per trial (torch threads, and the Ray request); default: this machine's cores / parallel")
+    runner: Literal["local", "ray"] = Field("local", description="local: trials in parallel processes here; ray: Ray tasks "
+                                            "through prefect-ray (a local Ray, or the cluster at sweep.ray_address)")
+    ray_address: str | None = Field(None, description="address of an existing Ray cluster (ray://host:10001 or auto); default: "
+                                    "start a local Ray")
+    trial_cpus: float | None = Field(None, gt=0, description="CPUs per trial (torch threads, and the Ray request); default: this "
+                                     "machine's cores / parallel")
     trial_gpus: float = Field(0.0, ge=0, description="GPUs per trial requested from Ray (e.g. 0.5 puts two trials on one GPU)")
     storage: str | None = Field(None, description="Optuna storage URL holding the study (resume); default: sqlite optuna.db beside the "
                                 "sqlite MLflow store, else in the cache folder")

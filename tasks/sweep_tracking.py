@@ -52,8 +52,8 @@ def log_trial(parent_run_id: str, trial: dict, cfg: FinetuneConfig, shared: dict
     for start in range(0, len(params), 100):
         client.log_batch(child, params=params[start : start + 100])
     curve = f"val_{trial['metric']}_per_epoch"
-    client.log_batch(child, metrics=[Metric(curve, float(v), 0, int(step)) for step, v in sorted(intermediate.items(), key=lambda kv: int(kv[0]))]
-                     + [Metric("trial_number", float(trial["number"]), 0, 0)])
+    per_epoch = [Metric(curve, float(v), 0, int(step)) for step, v in sorted(intermediate.items(), key=lambda kv: int(kv[0]))]
+    client.log_batch(child, metrics=[*per_epoch, Metric("trial_number", float(trial["number"]), 0, 0)])
     if trial["state"] == "completed":
         log_run.fn(child, tracking, {**shared, "tokenize": trial["tokens"], "fine_tune": trial["fine_tune"], "evaluate": trial["evaluate"]})
     elif trial["state"] == "failed":

@@ -6,7 +6,7 @@ import optuna
 import pytest
 from mlflow import MlflowClient
 
-from flows.sweep import cli_overrides, build_parser, run_sweep, task_runner
+from flows.sweep import build_parser, cli_overrides, run_sweep, task_runner
 from schemas.config import load_config
 from schemas.errors import ConfigError
 from tasks.sweep import count_trials, grid_space, study_name, suggest, trial_config
@@ -171,7 +171,8 @@ def test_a_killed_sweep_resumes_without_running_a_finished_trial_again(cli_env, 
     import time
 
     uri = new_store(tmp_path / "mlruns")
-    args = [sys.executable, "flows/sweep.py", "--trials", "4", "--parallel", "1", f"data.path={toy_csv}", f"model.name_or_path={tiny_model_dir}",
+    args = [sys.executable, "flows/sweep.py", "--trials", "4", "--parallel", "1", f"data.path={toy_csv}",
+            f"model.name_or_path={tiny_model_dir}",
             "train.epochs=1", "train.batch_size=16", "train.max_length=32", "train.precision=fp32", f"tracking.uri={uri}",
             f"cache.dir={tmp_path / 'cache'}", "registry.model_name=tiny", "registry.min_accuracy=0", "registry.min_f1=0",
             "registry.beat_baseline=false", "sweep.space={train.learning_rate: {low: 1e-4, high: 3e-3, log: true}}"]
@@ -232,7 +233,8 @@ def test_cli_help_and_a_bad_option_is_one_line(request):
     import sys
 
     def cli(*args):
-        return subprocess.run([sys.executable, "flows/sweep.py", *args], cwd=request.config.rootpath, capture_output=True, text=True, timeout=120)
+        return subprocess.run([sys.executable, "flows/sweep.py", *args], cwd=request.config.rootpath, capture_output=True, text=True,
+                              timeout=120)
 
     shown = cli("--help")
     assert shown.returncode == 0 and "--parallel" in shown.stdout and "sweep.space" in shown.stdout
@@ -265,6 +267,7 @@ def test_pruned_and_failed_trials_are_child_runs_that_say_so(make_config, toy_cs
 def test_a_grid_sweep_asks_each_point_once_at_most():
     from flows.sweep import grid_limit
 
-    grid = load_config(None, ["sweep.sampler=grid", "sweep.trials=50", "sweep.space={train.batch_size: [8, 16], train.freeze_layers: [0, 1, 2]}"])
+    grid = load_config(None, ["sweep.sampler=grid", "sweep.trials=50",
+                              "sweep.space={train.batch_size: [8, 16], train.freeze_layers: [0, 1, 2]}"])
     assert grid_limit(grid.sweep) == 6
     assert grid_limit(load_config(None, ["sweep.trials=50"]).sweep) == 50

@@ -271,3 +271,24 @@ def test_a_grid_sweep_asks_each_point_once_at_most():
                               "sweep.space={train.batch_size: [8, 16], train.freeze_layers: [0, 1, 2]}"])
     assert grid_limit(grid.sweep) == 6
     assert grid_limit(load_config(None, ["sweep.trials=50"]).sweep) == 50
+
+
+def test_reopening_a_study_fails_the_trials_left_running_and_asks_them_again(tmp_path):
+    from tasks.sweep import open_study
+
+    cfg = load_config(None, [f"sweep.storage=sqlite:///{tmp_path / 'optuna.db'}", "sweep.study=s",
+                             "sweep.space={train.batch_size: [8, 16, 32, 64]}"])
+    first = open_study(cfg, "f1_macro")
+    done = first.ask()
+    done.suggest_categorical("train.batch_size", [8, 16, 32, 64])
+    first.tell(done, 0.5)
+    killed = first.ask()  # the sweep dies while this one trains
+    size = killed.suggest_categorical("train.batch_size", [8, 16, 32, 64])
+
+    again = open_study(cfg, "f1_macro")
+    states = {t.number: (t.state, t.user_attrs.get("interrupted")) for t in again.trials}
+    assert states[done.number] == (optuna.trial.TrialState.COMPLETE, None)
+    assert states[killed.number] == (optuna.trial.TrialState.FAIL, True)
+    assert count_trials(again.trials) == {"completed": 1, "pruned": 0, "failed": 0}
+    restarted = again.ask()
+    assert suggest(restarted, cfg.sweep.space) == {"train.batch_size": size}

@@ -23,6 +23,10 @@ setup: $(STAMP)  ## create .venv with the pinned stack and the embedded model/da
 run: setup  ## fine-tune on the embedded defaults; pass options as ARGS="train.epochs=1 data.max_rows=2000"
 	$(BIN)/python flows/finetune.py $(ARGS)
 
+.PHONY: sweep
+sweep: setup  ## hyperparameter sweep (Optuna, the `sweep` config section); e.g. ARGS="--trials 8 --parallel 2 data.max_rows=2000"
+	$(BIN)/python flows/sweep.py $(ARGS)
+
 test: setup  ## the default test suite (minutes)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
@@ -73,6 +77,10 @@ bench-data: setup  ## 1,000,000-row CSV through ingest + clean + split (bench/da
 
 bench-throughput: setup  ## run_glue baseline vs our fine-tune step (bench/throughput.py)
 	$(BIN)/python bench/throughput.py
+
+.PHONY: bench-sweep
+bench-sweep: setup  ## 8 trials sequential vs --parallel 2: wall times, share outside fine-tune/evaluate (bench/sweep.py)
+	$(BIN)/python bench/sweep.py $(ARGS)
 
 examples-data: setup  ## fetch the real example data sets into .cache/example-data (examples/prepare_data.py)
 	$(BIN)/python examples/prepare_data.py

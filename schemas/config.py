@@ -166,6 +166,11 @@ class TrainConfig(_Section):
     compile: bool = Field(False, description="torch.compile the model before training (slow to start; measure with bench/throughput.py --variant compile=true)")
     nproc: int = Field(1, ge=1, le=64, description="processes for data-parallel training, launched with torchrun "
                        "(DDP; gloo on CPU, nccl on GPUs); batch_size is per process")
+    freeze_layers: int = Field(0, ge=0, description="freeze the embeddings and the bottom N encoder layers (only the layers "
+                               "above and the head learn); 0: train everything")
+    layer_lr_decay: float = Field(1.0, gt=0, le=1, description="layer-wise learning-rate decay: the head gets learning_rate, each "
+                                  "layer below it this factor more (layer l of L: learning_rate * decay**(L+1-l), embeddings "
+                                  "decay**(L+1)); 1.0: off")
 
 
 class EvalConfig(_Section):
@@ -241,6 +246,70 @@ class ScheduleConfig(_Section):
     timezone: str = Field("UTC", description="time zone the cron schedule is read in")
 
 
+class SweepRange(_Section):
+    low: int | float = Field(description="lowest value")
+    high: int | float = Field(description="highest value")
+    log: bool = Field(False, description="sample on a log scale (learning rates)")
+    step: int | float | None = Field(None, gt=0, description="a grid of low, low+step, ... high (ints when low, high and step are ints)")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "SweepRange":
+        if not self.low < self.high:
+            raise ValueError(f"a range needs low < high, got low={self.low} high={self.high}")
+        if self.log and self.low <= 0:
+            raise ValueError("a log range needs low > 0")
+        return self
+
+
+SWEEP_SPACE = {
+    "train.learning_rate": {"low": 2e-5, "high": 3e-4, "log": True},
+    "train.batch_size": [16, 32],
+    "train.weight_decay": [0.0, 0.01, 0.1],
+    "train.freeze_layers": [0, 2],
+}
+
+
+class SweepConfig(_Section):
+    space: dict[str, list[Any] | SweepRange] = Field(
+        SWEEP_SPACE, validate_default=True,
+        description="search space of flows/sweep.py: option key -> list of choices or {low, high, log, step} range, e.g."
+        " {train.learning_rate: {low: 1e-5, high: 1e-3, log: true}, model.name_or_path: [a, b], train.freeze_layers: [0, 2]}"
+    )
+    trials: int = Field(8, ge=1, le=10000, description="trials in the study (a resumed study counts those already finished)")
+    parallel: int = Field(1, ge=1, le=256, description="trials asked, run and told together (K at once; each gets 1/K of the "
+                          "CPU threads locally)")
+    sampler: Literal["tpe", "random", "grid"] = Field("tpe", description="Optuna sampler, seeded with the config's seed; grid needs "
+                                                      "choices or stepped ranges")
+    pruning: bool = Field(True, description="stop a trial whose validation metric after an epoch is below the median of earlier "
+                          "trials at that epoch")
+    prune_after_trials: int = Field(4, ge=0, description="trials that finish before the median pruner starts pruning")
+    runner: Literal["local", "ray"] = Field("local", description="local: trials in parallel processes here; ray: Ray tasks "
+                                            "through prefect-ray (a local Ray, or the cluster at sweep.ray_address)")
+    ray_address: str | None = Field(None, description="address of an existing Ray cluster (ray://host:10001 or auto); default: "
+                                    "start a local Ray")
+    trial_cpus: float | None = Field(None, gt=0, description="CPUs per trial (torch threads, and the Ray request); default: this "
+                                     "machine's cores / parallel")
+    trial_gpus: float = Field(0.0, ge=0, description="GPUs per trial requested from Ray (e.g. 0.5 puts two trials on one GPU)")
+    storage: str | None = Field(None, description="Optuna storage URL holding the study (resume); default: sqlite optuna.db beside the "
+                                "sqlite MLflow store, else in the cache folder")
+    study: str | None = Field(None, description="study name; default: sweep-<fingerprint of the config and search space>, so the same "
+                              "command resumes the same study")
+
+    @field_validator("space")
+    @classmethod
+    def _choices(cls, value: dict) -> dict:
+        if not value:
+            raise ValueError("sweep.space is empty: give at least one option key with choices or a range")
+        for key, spec in value.items():
+            if key.startswith(("sweep.", "tracking.", "cache.", "registry.", "schedule.", "runtime.", "data.")) or key in ("task", "seed"):
+                # data, task and seed decide the split every trial shares: one sweep compares trials on one split
+                raise ValueError(f"sweep.space: '{key}' cannot be searched (choose model, train or eval options; "
+                                 "data, task and seed make the split every trial shares)")
+            if isinstance(spec, list) and not spec:
+                raise ValueError(f"sweep.space: '{key}' has no choices")
+        return value
+
+
 TaskName = Literal["classification", "multi_label", "regression", "token_classification"]
 
 
@@ -261,11 +330,22 @@ class FinetuneConfig(_Section):
     cache: CacheConfig = CacheConfig()
     runtime: RuntimeConfig = RuntimeConfig()
     schedule: ScheduleConfig = ScheduleConfig()
+    sweep: SweepConfig = SweepConfig()
 
     @model_validator(mode="after")
     def _ratios_leave_training_rows(self) -> "FinetuneConfig":
         if self.data.val_ratio + self.data.test_ratio >= 0.8:
             raise ValueError("data.val_ratio + data.test_ratio must leave at least 20% of rows for training")
+        return self
+
+    @model_validator(mode="after")
+    def _sweep_keys_exist(self) -> "FinetuneConfig":
+        known = {key for key, _, _ in describe_options()}
+        for key, spec in self.sweep.space.items():
+            if key not in known:
+                raise ValueError(f"sweep.space: '{key}' is not an option")
+            if self.sweep.sampler == "grid" and isinstance(spec, SweepRange) and spec.step is None:
+                raise ValueError(f"sweep.sampler=grid needs choices or a stepped range: give '{key}' a list or a step")
         return self
 
     @model_validator(mode="after")
@@ -356,7 +436,7 @@ def flatten(cfg: BaseModel) -> dict[str, Any]:
     out: dict[str, Any] = {}
 
     def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, dict):
+        if isinstance(node, dict) and prefix != "sweep.space.":  # the search space is one param (its keys hold dots)
             for key, value in node.items():
                 walk(value, f"{prefix}{key}.")
         else:

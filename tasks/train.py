@@ -30,6 +30,8 @@ from schemas.config import CacheConfig, ModelConfig, TrainConfig, resolve_model_
 from schemas.errors import ConfigError
 from tasks.logs import step_logger, timed
 from tasks.cache import build_step, file_sha256, fingerprint, model_fingerprint
+from tasks.layers import OFF as LAYER_OPTIONS_OFF
+from tasks.layers import freeze_bottom, layer_decay_optimizer
 from task_types import get_task_type
 from task_types.base import LOWER_IS_BETTER
 
@@ -227,7 +229,7 @@ def last_complete_checkpoint(checkpoints: Path) -> str | None:
 
 
 def train_model(tokens: dict, model_cfg: ModelConfig, train: TrainConfig, seed: int, folder: Path, checkpoints: Path,
-                task: str = "classification", compare_on: str | None = None) -> dict:
+                task: str = "classification", compare_on: str | None = None, extra_callbacks: list | None = None) -> dict:
     """Train and save the best model into folder/model; returns the training history."""
     device = choose_device(train.device, torch.cuda.is_available())
     precision = choose_precision(train.precision, device, device == "cuda" and torch.cuda.is_bf16_supported(), cpu_has_fast_bf16())
@@ -238,6 +240,7 @@ def train_model(tokens: dict, model_cfg: ModelConfig, train: TrainConfig, seed: 
     model = task_type.model_class().from_pretrained(
         path, **task_type.head_config(spec), trust_remote_code=model_cfg.trust_remote_code,
     )
+    frozen = freeze_bottom(model, train.freeze_layers)
     # What predict and the registry need to use the model travels in its config.json.
     model.config.finetune_flow = {"task": task, "target": spec, "decision": {}, "text_pair": bool(tokens.get("text_pair")),
                                   "max_length": tokens.get("max_length"), "long_text": tokens.get("long_text", "truncate")}
@@ -255,10 +258,15 @@ def train_model(tokens: dict, model_cfg: ModelConfig, train: TrainConfig, seed: 
     epochs, epochs_why = choose_epochs(train.epochs, len(train_set), train.batch_size, train.nproc)
     step_logger().info("fine_tune: %s", epochs_why)
     weighted = {"loss_weights": weights, "problem_type": task_type.problem_type} if weights is not None else {}
+    args = _training_args(train, checkpoints, device, precision, seed, best_metric, epochs)
+    # Off (1.0), the Trainer builds its own optimizer exactly as before.
+    optimizer = {"optimizers": (layer_decay_optimizer(model, args, train.layer_lr_decay), None)} if train.layer_lr_decay != 1.0 else {}
+    callbacks.extend(extra_callbacks or [])
     trainer = (WeightedLossTrainer if weights is not None else Trainer)(
         **weighted,
+        **optimizer,
         model=model,
-        args=_training_args(train, checkpoints, device, precision, seed, best_metric, epochs),
+        args=args,
         train_dataset=train_set,
         eval_dataset=val_set,
         processing_class=tokenizer,
@@ -292,6 +300,7 @@ def train_model(tokens: dict, model_cfg: ModelConfig, train: TrainConfig, seed: 
         "best_val_metric": trainer.state.best_metric,
         "history": trainer.state.log_history,
         "nproc": trainer.args.world_size,
+        "frozen_parameters": len(frozen),
     }
 
 
@@ -330,7 +339,7 @@ def train_distributed(tokens: dict, model_cfg: ModelConfig, train: TrainConfig, 
 @task(name="fine_tune")
 @timed
 def fine_tune(tokens: dict, model: ModelConfig, train: TrainConfig, cache: CacheConfig, seed: int,
-              task: str = "classification", compare_on: str | None = None) -> dict:
+              task: str = "classification", compare_on: str | None = None, pruning: dict | None = None) -> dict:
     """Fine-tune the model on the tokenized train split, selecting the best epoch on validation.
 
     Args:
@@ -341,6 +350,7 @@ def fine_tune(tokens: dict, model: ModelConfig, train: TrainConfig, cache: Cache
         seed: the run's seed.
         task: the task type (head, loss, training metrics).
         compare_on: registry.compare_on, the metric that picks the best epoch (default: the task type's).
+        pruning: a sweep trial's study and number (tasks/sweep.py): report validation after each epoch, stop if pruned.
     Returns:
         path of the saved model, the key, device/precision used and the training history.
     """
@@ -348,6 +358,8 @@ def fine_tune(tokens: dict, model: ModelConfig, train: TrainConfig, cache: Cache
     base = resolve_model_path(model.name_or_path)
     # nproc changes the effective batch, so it is part of the key; left out at 1 so older entries stay valid
     settings = train.model_dump(exclude={"eval_batch_size"} | ({"nproc"} if train.nproc == 1 else set()))
+    # likewise the layer-wise options while they are off
+    settings = {k: v for k, v in settings.items() if k not in LAYER_OPTIONS_OFF or v != LAYER_OPTIONS_OFF[k]}
     best_metric = best_epoch_metric(task, compare_on, tokens["target"])
     selection = {"task": task, "best_metric": best_metric} if (task, best_metric) != ("classification", "f1_macro") else None
     key = fingerprint("train", tokens["key"], model_fingerprint(base), settings, model.trust_remote_code, seed, *([selection] if selection else []))
@@ -357,7 +369,16 @@ def fine_tune(tokens: dict, model: ModelConfig, train: TrainConfig, cache: Cache
 
     def make(folder: Path) -> dict:
         run = train_distributed if train.nproc > 1 else train_model
-        return run(tokens, model, train, seed, folder, checkpoints, task, compare_on)
+        if pruning is None or train.nproc > 1:
+            return run(tokens, model, train, seed, folder, checkpoints, task, compare_on)
+        from tasks.sweep import PruneOnEpoch
+
+        try:
+            return run(tokens, model, train, seed, folder, checkpoints, task, compare_on, [PruneOnEpoch.build(pruning)])
+        except Exception as err:
+            if type(err).__name__ == "TrialPruned":  # a pruned trial's checkpoints are never resumed from
+                shutil.rmtree(checkpoints, ignore_errors=True)
+            raise
 
     entry = build_step(cache, "train", key, make)
     shutil.rmtree(checkpoints, ignore_errors=True)

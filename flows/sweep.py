@@ -1,0 +1,333 @@
+"""finetune-flow sweep: search hyperparameters with Optuna, K trials at a time, and register the best behind the gate.
+
+    python flows/sweep.py [--config FILE] [--trials N] [--parallel K] [--runner local|ray] [--ray-address ADDR]
+                          [--sampler tpe|random|grid] [--summary-json PATH] [key=value ...]
+"""
+
+from __future__ import annotations
+
+import sys
+
+if __package__ in (None, ""):
+    # Run as a script: the variables must be set before prefect, transformers or mlflow are imported.
+    from pathlib import Path as _Path
+
+    sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))
+    from tasks import env as _env
+
+    _env.apply()
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from prefect import flow
+from prefect.runtime import flow_run
+
+from flows.temporary_server import temporary_api
+from schemas.config import PROJECT_ROOT, FinetuneConfig, SweepConfig, describe_options, load_config
+from schemas.errors import ConfigError, FinetuneError
+from schemas.secrets import externalize_credentials, mask_text, mask_uri
+from tasks.baseline import fit_baseline
+from tasks.clean import clean_data
+from tasks.ingest import ingest_data
+from tasks.logs import quiet_user_errors, step_logger
+from tasks.preflight import check_tracking_store, check_writable_file
+from tasks.register import register_model, tracking_run
+from tasks.report import report_data
+from tasks.split import split_data
+
+RAY_INSTALL = "pip install prefect-ray==0.6.0 'ray[default]==2.60.0'"
+
+
+@flow(name="sweep")
+def sweep(cfg: FinetuneConfig) -> dict:
+    """Shared steps once -> trials in batches of K (tokenize re-used, fine-tune + evaluate each) -> log the sweep -> register the best."""
+    from tasks.evaluate import evaluate_model
+    from tasks.sweep import open_study
+    from tasks.sweep_tracking import log_sweep, note_sweep
+    from tasks.tokenize import tokenize_data
+    from tasks.train import best_epoch_metric, fine_tune
+
+    started = time.perf_counter()
+    io = {"retries": cfg.runtime.io_retries, "retry_delay_seconds": cfg.runtime.retry_delays()}
+    with tracking_run(cfg, flow_run.get_id()) as parent_id:
+        raw = ingest_data.with_options(**io)(cfg.data, cfg.cache, cfg.task)
+        clean = clean_data(raw, cfg.data, cfg.cache, cfg.task)
+        split = split_data(clean, cfg.data, cfg.cache, cfg.seed, cfg.task)
+        tokens = tokenize_data(split, cfg.model, cfg.train.max_length, cfg.cache, cfg.task, cfg.train.long_text)
+        report = report_data(raw, clean, split, tokens, cfg.cache)
+        baseline = fit_baseline(split, cfg.cache, cfg.task)
+        shared = {"ingest": raw, "clean": clean, "split": split, "report": report, "baseline": baseline}
+        metric = best_epoch_metric(cfg.task, cfg.registry.compare_on, split["target"])
+        study = open_study(cfg, metric)
+        trials = run_trials(study, cfg, parent_id, shared, metric)
+        rows, best, counts = study_rows(study, cfg.sweep)
+        logged = log_sweep.with_options(**io)(parent_id, rows, best, space_as_json(cfg.sweep), metric, counts,
+                                              {"name": study.study_name, "storage": study_storage(study)}, cfg.tracking)
+        if best is None:
+            raise FinetuneError(f"no trial of the sweep completed ({counts}): nothing to register; see the child runs' failure tags")
+        winner = best_config(cfg, best)
+        best_tokens = tokenize_data(split, winner.model, winner.train.max_length, winner.cache, winner.task, winner.train.long_text)
+        model = fine_tune(best_tokens, winner.model, winner.train, winner.cache, winner.seed, winner.task, winner.registry.compare_on)
+        evaluation = evaluate_model(model, best_tokens, winner.eval, winner.train, winner.cache)
+        registered = register_model.with_options(**io)(best["run_id"], model, evaluation, split, cfg.registry, cfg.tracking, baseline)
+        noted = note_sweep.with_options(**io)(registered, parent_id, best, metric, cfg.tracking)
+    return summarize(parent_id, best, counts, registered, {"tokenize": tokens, **shared, "log_sweep": logged, "note_sweep": noted},
+                     trials, study.study_name, time.perf_counter() - started)
+
+
+# ------------------------------------------------------------------------------------------------------------------ the trials
+
+
+def run_trials(study, cfg: FinetuneConfig, parent_id: str, shared: dict, metric: str) -> list[dict]:
+    """Ask K trials, run them at once on the flow's task runner, log each as a child run and tell the study; until done."""
+    import optuna
+
+    from tasks.sweep import count_trials, run_trial, suggest, trial_config, trial_cpus
+    from tasks.sweep_tracking import log_trial
+
+    logger, sweep_cfg, results = step_logger(), cfg.sweep, []
+    threads, target = trial_cpus(sweep_cfg), grid_limit(sweep_cfg)
+    while (left := target - sum(count_trials(study.get_trials(deepcopy=False)).values())) > 0:
+        batch = []
+        for _ in range(min(sweep_cfg.parallel, left)):
+            trial = study.ask()
+            params = suggest(trial, sweep_cfg.space)
+            pruning = {"study": study.study_name, "storage": study_storage(study), "trial_id": trial._trial_id, "metric": metric,
+                       "startup": sweep_cfg.prune_after_trials} if sweep_cfg.pruning else None
+            batch.append((trial, params, trial_config(cfg, params), pruning))
+        logger.info("sweep: trials %s of %d, %d at once: %s", ", ".join(str(t.number) for t, *_ in batch), sweep_cfg.trials, len(batch),
+                    "; ".join(json.dumps(p) for _, p, *_ in batch))
+        with ray_resources(sweep_cfg):
+            futures = [run_trial.submit(t.number, trial_cfg, shared["split"], pruning, threads) for t, _, trial_cfg, pruning in batch]
+        for (trial, params, trial_cfg, _), future in zip(batch, futures):
+            try:
+                result = future.result()
+            except Exception as err:  # a failed trial is recorded (FAILED child run, FAIL in the study); the sweep goes on
+                result = {"number": trial.number, "state": "failed", "error": f"{type(err).__name__}: {err}"}
+            value = scalar(result, metric)
+            if result["state"] == "completed" and value is None:
+                result = {**result, "state": "failed", "error": f"the evaluation has no validation {metric} to compare trials on"}
+            record = {**result, "params": params, "metric": metric}
+            intermediate = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number).intermediate_values
+            child = log_trial(parent_id, record, trial_cfg, shared, {str(k): v for k, v in intermediate.items()}, cfg.tracking)
+            trial.set_user_attr("mlflow_run_id", child)
+            state = {"completed": optuna.trial.TrialState.COMPLETE, "pruned": optuna.trial.TrialState.PRUNED}.get(result["state"],
+                                                                                                                optuna.trial.TrialState.FAIL)
+            study.tell(trial, value if result["state"] == "completed" else None, state=state)
+            logger.info("sweep: trial %d %s%s", trial.number, result["state"],
+                        f", validation {metric} {value:.4f}" if value is not None else "")
+            results.append({"number": trial.number, "state": result["state"], "child_run_id": child,
+                            "tokenize_reused": result.get("tokens", {}).get("reused"),
+                            "seconds": {k: result[k].get("seconds") for k in ("tokens", "fine_tune", "evaluate") if k in result}})
+    return results
+
+
+def grid_limit(sweep_cfg: SweepConfig) -> int:
+    """sweep.trials, at most the number of grid points for the grid sampler (it would repeat them)."""
+    import math
+
+    from tasks.sweep import grid_space
+
+    if sweep_cfg.sampler != "grid":
+        return sweep_cfg.trials
+    return min(sweep_cfg.trials, math.prod(len(v) for v in grid_space(sweep_cfg.space).values()))
+
+
+def scalar(result: dict, metric: str) -> float | None:
+    if result["state"] != "completed":
+        return None
+    value = result["evaluate"]["metrics"]["validation"].get(metric)
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def study_storage(study) -> str:
+    """The storage URL the study was opened with (open_study records it)."""
+    return study.user_attrs["storage"]
+
+
+def study_rows(study, sweep_cfg: SweepConfig) -> tuple[list[dict], dict | None, dict]:
+    """(one row per trial, the best completed trial's row, counts) from the study, including trials of earlier runs."""
+    from tasks.sweep import count_trials, state_name
+
+    trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("interrupted")]
+    rows = [{"number": t.number, "state": state_name(t.state), "params": t.params, "value": t.value,
+             "run_id": t.user_attrs.get("mlflow_run_id", "")} for t in trials]
+    completed = [r for r in rows if r["state"] == "completed" and r["value"] is not None]
+    best = None
+    if completed:
+        best_number = study.best_trial.number
+        best = next(r for r in completed if r["number"] == best_number)
+    return rows, best, count_trials(trials)
+
+
+def best_config(cfg: FinetuneConfig, best: dict) -> FinetuneConfig:
+    from tasks.sweep import trial_config
+
+    return trial_config(cfg, best["params"])
+
+
+def space_as_json(sweep_cfg: SweepConfig) -> dict:
+    return sweep_cfg.model_dump(mode="json")["space"]
+
+
+class ray_resources:
+    """Per-trial CPU/GPU requests for Ray tasks (prefect-ray's remote_options); nothing for the local runner."""
+
+    def __init__(self, sweep_cfg: SweepConfig):
+        self.sweep_cfg, self.inner = sweep_cfg, None
+
+    def __enter__(self):
+        if self.sweep_cfg.runner == "ray":
+            from prefect_ray.context import remote_options
+
+            from tasks.sweep import trial_cpus
+
+            gpus = {"num_gpus": self.sweep_cfg.trial_gpus} if self.sweep_cfg.trial_gpus else {}
+            self.inner = remote_options(num_cpus=trial_cpus(self.sweep_cfg), **gpus)
+            self.inner.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.inner is not None:
+            return self.inner.__exit__(*exc)
+        return False
+
+
+def task_runner(sweep_cfg: SweepConfig):
+    """The Prefect task runner the trials fan out on: local processes, or Ray through prefect-ray."""
+    from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
+
+    from tasks.sweep import trial_cpus, worker_init
+
+    if sweep_cfg.runner == "ray":
+        try:
+            from prefect_ray import RayTaskRunner
+        except ImportError:
+            raise ConfigError(f"--runner ray needs Prefect's Ray integration, which is not installed: {RAY_INSTALL}") from None
+        from prefect.settings import PREFECT_API_URL
+
+        from tasks.env import OFFLINE
+
+        # Workers get the project's environment and this API; a cluster's image carries the project (deployments/README.md).
+        api = {"PREFECT_API_URL": PREFECT_API_URL.value()} if PREFECT_API_URL.value() else {}
+        env_vars = {**OFFLINE, "PYTHONPATH": str(PROJECT_ROOT), **api}
+        runtime_env = {"env_vars": env_vars}
+        if sweep_cfg.ray_address:
+            return RayTaskRunner(address=sweep_cfg.ray_address, init_kwargs={"runtime_env": runtime_env})
+        cpus = trial_cpus(sweep_cfg) * sweep_cfg.parallel
+        return RayTaskRunner(init_kwargs={"num_cpus": cpus, "runtime_env": runtime_env, "include_dashboard": False})
+    if sweep_cfg.parallel == 1:
+        return ThreadPoolTaskRunner(max_workers=1)  # one trial at a time, in this process: no worker start-up
+    return ProcessPoolTaskRunner(max_workers=sweep_cfg.parallel, initializer=worker_init,
+                                 initargs=(trial_cpus(sweep_cfg), str(PROJECT_ROOT)))
+
+
+def run_sweep(cfg: FinetuneConfig) -> dict:
+    """The sweep flow on the task runner its config asks for."""
+    return sweep.with_options(task_runner=task_runner(cfg.sweep))(cfg)
+
+
+# ---------------------------------------------------------------------------------------------------------------- the summary
+
+
+def summarize(parent_id: str, best: dict, counts: dict, registered: dict, steps: dict, trials: list[dict], study: str,
+              wall_seconds: float) -> dict:
+    """The sweep's one-object summary (the --summary-json contract)."""
+    registered = {k: v for k, v in registered.items() if k != "seconds"}
+    builds = [not steps["tokenize"].get("reused")] + [t["tokenize_reused"] is False for t in trials]
+    return {
+        "parent_run_id": parent_id,
+        "best_run_id": best["run_id"],
+        "best_trial": best["number"],
+        "best_params": best["params"],
+        "best_value": best["value"],
+        "trials": counts,
+        **registered,
+        "study": study,
+        "trials_run_now": [{k: t[k] for k in ("number", "state", "child_run_id", "tokenize_reused")} for t in trials],
+        "tokenize_builds": sum(builds),
+        "trial_step_seconds": [t["seconds"] for t in trials],
+        "wall_seconds": round(wall_seconds, 2),
+    }
+
+
+def format_summary(summary: dict, tracking_uri: str) -> str:
+    decision = f"promoted to @{summary['alias']}" if summary["promoted"] else "NOT promoted"
+    counts = summary["trials"]
+    lines = [
+        "",
+        "=== finetune-flow sweep ===",
+        f"trials       {counts['completed']} completed, {counts['pruned']} pruned, {counts['failed']} failed (study {summary['study']})",
+        f"best         trial {summary['best_trial']}: {json.dumps(summary['best_params'])} -> validation {summary['best_value']:.4f}",
+        f"model        {summary['model_name']} v{summary['model_version']} ({decision})",
+        *[f"  - {reason}" for reason in summary["reasons"]],
+        f"mlflow       parent run {summary['parent_run_id']}, best trial's run {summary['best_run_id']}",
+        f"wall time    {summary['wall_seconds']:.1f} s",
+        f"open the UI  mlflow ui --backend-store-uri {mask_uri(tracking_uri)} --workers 1   (tick the child runs, Compare)",
+    ]
+    return "\n".join(lines)
+
+
+# -------------------------------------------------------------------------------------------------------------------- the CLI
+
+
+def build_parser() -> argparse.ArgumentParser:
+    options = "\n".join(f"  {key:<32} {desc} (default: {default})" for key, default, desc in describe_options() if key.startswith("sweep."))
+    parser = argparse.ArgumentParser(
+        prog="python flows/sweep.py",
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"sweep options (key=value; every other option of flows/finetune.py --help works too):\n{options}\n\n"
+        "examples:\n  python flows/sweep.py --trials 8 --parallel 2 data.max_rows=2000 train.epochs=2\n"
+        "  python flows/sweep.py --config sweep.yaml --runner ray --ray-address ray://head:10001",
+    )
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="config overrides, e.g. sweep.space='{train.learning_rate: [1e-4, 3e-4]}'")
+    parser.add_argument("--config", metavar="FILE.yaml", help="YAML file with config sections; the search space is its `sweep:` section")
+    parser.add_argument("--trials", type=int, metavar="N", help="= sweep.trials")
+    parser.add_argument("--parallel", type=int, metavar="K", help="= sweep.parallel")
+    parser.add_argument("--runner", choices=["local", "ray"], help="= sweep.runner")
+    parser.add_argument("--ray-address", metavar="ADDR", help="= sweep.ray_address")
+    parser.add_argument("--sampler", choices=["tpe", "random", "grid"], help="= sweep.sampler")
+    parser.add_argument("--summary-json", metavar="PATH", help="also write the sweep summary as one JSON object to PATH")
+    return parser
+
+
+def cli_overrides(args: argparse.Namespace) -> list[str]:
+    """The shortcut flags as the key=value overrides they stand for (after the positional ones: the flag wins)."""
+    flags = {"trials": "sweep.trials", "parallel": "sweep.parallel", "runner": "sweep.runner", "ray_address": "sweep.ray_address",
+             "sampler": "sweep.sampler"}
+    return list(args.overrides) + [f"{key}={getattr(args, name)}" for name, key in flags.items() if getattr(args, name) is not None]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_intermixed_args(argv)
+    from pydantic import ValidationError
+
+    from flows.finetune import _one_line
+
+    quiet_user_errors()
+    try:
+        cfg = load_config(args.config, cli_overrides(args))
+        cfg.tracking.uri = externalize_credentials(cfg.tracking.uri)
+        check_tracking_store(cfg.tracking.resolved_uri())
+        if args.summary_json:
+            check_writable_file(args.summary_json, "--summary-json")
+        runner = task_runner(cfg.sweep)
+        with temporary_api():
+            summary = sweep.with_options(task_runner=runner)(cfg)
+    except (FinetuneError, ValidationError) as err:
+        print(f"error: {mask_text(_one_line(err))}", file=sys.stderr)
+        return 2
+    print(format_summary(summary, cfg.tracking.resolved_uri()))
+    if args.summary_json:
+        Path(args.summary_json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.summary_json).write_text(json.dumps(summary, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""Layer-wise training options: freeze the bottom of the encoder (train.freeze_layers) and decay the
+learning rate layer by layer from the head down (train.layer_lr_decay).
+
+Depth counts from the input: the embeddings are depth 0, encoder layer i is depth i + 1, and
+everything above the encoder (pooler, head) is depth L + 1, where L is the number of layers.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from schemas.errors import ConfigError
+
+# Both options are off at these values: the fine-tune key leaves them out then, so older cache entries stay valid.
+OFF = {"freeze_layers": 0, "layer_lr_decay": 1.0}
+
+# Trainer.get_decay_parameter_names: no weight decay on biases and norm weights.
+_NO_DECAY = (r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)")
+
+
+def encoder_parts(model: nn.Module) -> tuple[nn.Module, list[nn.Module]]:
+    """(embeddings, encoder layers bottom-up) of a BERT-style model, or a ConfigError naming the options."""
+    base = getattr(model, "base_model", model)
+    embeddings = getattr(base, "embeddings", None)
+    layers = getattr(getattr(base, "encoder", None), "layer", None)
+    if embeddings is None or layers is None:
+        raise ConfigError(f"train.freeze_layers and train.layer_lr_decay need a BERT-style encoder (embeddings + encoder.layer); "
+                          f"{type(model).__name__} has none: set train.freeze_layers=0 and train.layer_lr_decay=1.0")
+    return embeddings, list(layers)
+
+
+def parameter_depths(model: nn.Module) -> dict[str, int]:
+    """Depth of each named parameter: 0 embeddings, i + 1 encoder layer i, L + 1 the rest (pooler, head)."""
+    embeddings, layers = encoder_parts(model)
+    by_id = {id(p): 0 for p in embeddings.parameters()}
+    for i, layer in enumerate(layers):
+        by_id.update({id(p): i + 1 for p in layer.parameters()})
+    top = len(layers) + 1
+    return {name: by_id.get(id(p), top) for name, p in model.named_parameters()}
+
+
+def freeze_bottom(model: nn.Module, n_layers: int) -> list[str]:
+    """Freeze the embeddings and the bottom n_layers encoder layers; returns the frozen parameter names."""
+    if n_layers <= 0:
+        return []
+    _, layers = encoder_parts(model)
+    if n_layers > len(layers):
+        raise ConfigError(f"train.freeze_layers={n_layers} but the model has {len(layers)} encoder layers: "
+                          f"set it to at most {len(layers)}")
+    frozen = [name for name, depth in parameter_depths(model).items() if depth <= n_layers]
+    params = dict(model.named_parameters())
+    for name in frozen:
+        params[name].requires_grad_(False)
+    return frozen
+
+
+def _decays(name: str) -> bool:
+    import re
+
+    return not any(re.search(pattern, name.lower()) for pattern in _NO_DECAY)
+
+
+def layer_param_groups(model: nn.Module, learning_rate: float, weight_decay: float, decay: float) -> list[dict]:
+    """Optimizer groups of the trainable parameters: depth d gets learning_rate * decay ** (L + 1 - d); biases and
+    norm weights no weight decay. The top group (the head, full rate) comes first: the Trainer logs its rate."""
+    depths = parameter_depths(model)
+    top = max(depths.values())
+    groups: dict[tuple[int, bool], list] = {}
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            groups.setdefault((depths[name], _decays(name)), []).append(param)
+    return [{"params": params, "lr": learning_rate * decay ** (top - depth), "weight_decay": weight_decay if decays else 0.0,
+             "depth": depth}
+            for (depth, decays), params in sorted(groups.items(), key=lambda item: (-item[0][0], not item[0][1]))]
+
+
+def layer_decay_optimizer(model: nn.Module, args, decay: float) -> torch.optim.Optimizer:
+    """The optimizer the Trainer would build for args (class, betas, eps), over layer-wise learning-rate groups."""
+    from transformers import Trainer
+
+    optimizer_cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
+    kwargs = dict(kwargs)
+    learning_rate = kwargs.pop("lr", args.learning_rate)
+    return optimizer_cls(layer_param_groups(model, learning_rate, args.weight_decay, decay), lr=learning_rate, **kwargs)

@@ -1,0 +1,103 @@
+"""train.freeze_layers and train.layer_lr_decay on the tiny BERT: which parameters learn, at which rate."""
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, TrainingArguments
+
+from schemas.config import TrainConfig
+from schemas.errors import ConfigError
+from tasks.layers import freeze_bottom, layer_decay_optimizer, layer_param_groups, parameter_depths
+
+
+@pytest.fixture
+def tiny(tiny_model_dir):
+    torch.manual_seed(0)
+    return AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2)
+
+
+def _grads_after_one_step(model) -> dict[str, bool]:
+    batch = {"input_ids": torch.tensor([[101, 2307, 2143, 102]]), "attention_mask": torch.ones(1, 4, dtype=torch.long),
+             "labels": torch.tensor([1])}
+    model(**batch).loss.backward()
+    return {name: p.grad is not None and bool(p.grad.abs().sum() > 0) for name, p in model.named_parameters()}
+
+
+def test_depths_count_from_the_embeddings_up(tiny):
+    depths = parameter_depths(tiny)
+    assert depths["bert.embeddings.word_embeddings.weight"] == 0
+    assert depths["bert.encoder.layer.0.attention.self.query.weight"] == 1
+    assert depths["bert.encoder.layer.1.output.dense.bias"] == 2
+    assert depths["classifier.weight"] == depths["bert.pooler.dense.weight"] == 3
+
+
+def test_freeze_one_layer_leaves_embeddings_and_layer_0_without_gradients(tiny):
+    frozen = freeze_bottom(tiny, 1)
+    grads = _grads_after_one_step(tiny)
+    assert frozen and all(n.startswith(("bert.embeddings.", "bert.encoder.layer.0.")) for n in frozen)
+    for name, has_grad in grads.items():
+        below = name.startswith(("bert.embeddings.", "bert.encoder.layer.0."))
+        assert has_grad is not below, name
+    assert not any(tiny.get_parameter(n).requires_grad for n in frozen)
+
+
+def test_freeze_zero_is_off_and_too_many_layers_is_a_config_error(tiny):
+    assert freeze_bottom(tiny, 0) == []
+    assert all(_grads_after_one_step(tiny).values())
+    with pytest.raises(ConfigError, match=r"train.freeze_layers=3 but the model has 2 encoder layers"):
+        freeze_bottom(tiny, 3)
+
+
+def test_layer_lr_decay_gives_each_depth_its_rate(tiny):
+    groups = layer_param_groups(tiny, learning_rate=1e-3, weight_decay=0.01, decay=0.5)
+    rate = {}
+    for group in groups:
+        for p in group["params"]:
+            rate[p] = group["lr"]
+    named = dict(tiny.named_parameters())
+    assert rate[named["classifier.weight"]] == pytest.approx(1e-3)
+    assert rate[named["bert.encoder.layer.1.attention.self.query.weight"]] == pytest.approx(5e-4)
+    assert rate[named["bert.encoder.layer.0.attention.self.query.weight"]] == pytest.approx(2.5e-4)
+    assert rate[named["bert.embeddings.word_embeddings.weight"]] == pytest.approx(1.25e-4)
+    assert groups[0]["lr"] == pytest.approx(1e-3)  # the head first: the Trainer logs the first group's rate
+    assert len(rate) == len(named)  # every parameter in exactly one group
+    no_decay = {n for n, p in named.items() if any(p is q for g in groups if g["weight_decay"] == 0.0 for q in g["params"])}
+    assert "bert.encoder.layer.0.attention.self.query.bias" in no_decay and "bert.embeddings.LayerNorm.weight" in no_decay
+    assert "bert.encoder.layer.0.attention.self.query.weight" not in no_decay
+
+
+def test_frozen_parameters_stay_out_of_the_optimizer(tiny, tmp_path):
+    freeze_bottom(tiny, 2)
+    args = TrainingArguments(output_dir=str(tmp_path), learning_rate=2e-4, weight_decay=0.0, use_cpu=True, report_to="none")
+    optimizer = layer_decay_optimizer(tiny, args, 0.9)
+    in_optimizer = {id(p) for g in optimizer.param_groups for p in g["params"]}
+    trainable = {id(p) for p in tiny.parameters() if p.requires_grad}
+    assert in_optimizer == trainable
+    assert sorted({round(g["lr"], 10) for g in optimizer.param_groups}) == [2e-4]  # only the head and pooler learn
+    assert type(optimizer).__name__ == "AdamW"
+
+
+def test_options_are_off_by_default_and_validated():
+    assert TrainConfig().freeze_layers == 0 and TrainConfig().layer_lr_decay == 1.0
+    with pytest.raises(ValueError):
+        TrainConfig(layer_lr_decay=1.5)
+    with pytest.raises(ValueError):
+        TrainConfig(freeze_layers=-1)
+
+
+def test_fine_tune_with_both_options_trains_and_keys_apart(prefect_server, make_config, toy_csv):
+    from tasks.clean import clean_data
+    from tasks.ingest import ingest_data
+    from tasks.split import split_data
+    from tasks.tokenize import tokenize_data
+    from tasks.train import fine_tune
+
+    cfg = make_config(data={"path": str(toy_csv)})
+    raw = ingest_data.fn(cfg.data, cfg.cache)
+    split = split_data.fn(clean_data.fn(raw, cfg.data, cfg.cache), cfg.data, cfg.cache, cfg.seed)
+    tokens = tokenize_data.fn(split, cfg.model, cfg.train.max_length, cfg.cache)
+    plain = fine_tune.fn(tokens, cfg.model, cfg.train, cfg.cache, cfg.seed)
+    layered = cfg.train.model_copy(update={"freeze_layers": 1, "layer_lr_decay": 0.8})
+    result = fine_tune.fn(tokens, cfg.model, layered, cfg.cache, cfg.seed)
+    assert result["key"] != plain["key"] and result["frozen_parameters"] > 0 and plain["frozen_parameters"] == 0
+    rates = [e["learning_rate"] for e in result["history"] if "learning_rate" in e]
+    assert rates and max(rates) <= cfg.train.learning_rate

@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup run test test-slow test-all ui ui-check predict versions promote rollback clean-cache cache-report lock bench-cache bench-overhead bench-data bench-throughput bench-tasks bench-quality examples-data \
+.PHONY: setup run test format test-slow test-all ui ui-check predict versions promote rollback clean-cache cache-report lock bench-cache bench-overhead bench-data bench-throughput bench-tasks bench-quality examples-data \
         prefect-server prefect-pool prefect-deploy prefect-worker prefect-trigger prefect-stop schedule-up
 
 $(STAMP): requirements.lock requirements-embedded.txt pyproject.toml
@@ -27,8 +27,14 @@ run: setup  ## fine-tune on the embedded defaults; pass options as ARGS="train.e
 sweep: setup  ## hyperparameter sweep (Optuna, the `sweep` config section); e.g. ARGS="--trials 8 --parallel 2 data.max_rows=2000"
 	$(BIN)/python flows/sweep.py $(ARGS)
 
-test: setup  ## the default test suite (minutes)
+test: setup  ## lint and format check (ruff), then the default test suite (minutes)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+format: setup  ## apply ruff's formatting and safe lint fixes
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 test-slow: setup  ## only the slow tests
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)

@@ -17,8 +17,12 @@ def run_flow(workdir: Path, *overrides: str) -> dict:
     """One flow run in its own process; returns its summary plus process wall time and startup share."""
     summary_path = Path(tempfile.mkstemp(suffix=".json", dir=workdir)[1])
     cmd = [
-        sys.executable, "flows/finetune.py", f"tracking.uri=sqlite:///{workdir / 'mlflow.db'}",
-        f"cache.dir={workdir / 'cache'}", f"--summary-json={summary_path}", *overrides,
+        sys.executable,
+        "flows/finetune.py",
+        f"tracking.uri=sqlite:///{workdir / 'mlflow.db'}",
+        f"cache.dir={workdir / 'cache'}",
+        f"--summary-json={summary_path}",
+        *overrides,
     ]
     started = time.perf_counter()
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)

@@ -46,9 +46,11 @@ def main() -> None:
         "warm_steps_over_cold_steps": round(warm["steps_s"] / cold["steps_s"], 4),
         "startup_s": round(cold["startup_s"], 2),
     }
-    print(f"identical re-run: steps {result['warm_steps_over_cold_steps']:.1%} of cold (target <= 5%), "
-          f"whole run {result['warm_over_cold']:.1%} of cold (target <= 25%); "
-          f"after a learning-rate change ingest..tokenize took {pre_train:.2f}s (target < 2 s)")
+    print(
+        f"identical re-run: steps {result['warm_steps_over_cold_steps']:.1%} of cold (target <= 5%), "
+        f"whole run {result['warm_over_cold']:.1%} of cold (target <= 25%); "
+        f"after a learning-rate change ingest..tokenize took {pre_train:.2f}s (target < 2 s)"
+    )
     print(json.dumps(result))
 
 

@@ -25,8 +25,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-WORDS = ("film story acting plot scene music director camera script actor drama comedy moment ending character "
-         "great dull moving boring clever slow funny tense warm flat bright empty rich thin sharp loose").split()
+WORDS = (
+    "film story acting plot scene music director camera script actor drama comedy moment ending character "
+    "great dull moving boring clever slow funny tense warm flat bright empty rich thin sharp loose"
+).split()
 LABELS = ("sport", "business", "science", "world")
 
 
@@ -48,9 +50,9 @@ def generate(path: Path, rows: int, seed: int = 0) -> None:
                 row = start + i
                 text = " ".join(picks[i]) + f" {row}"
                 if row % 250 == 7:
-                    text = ""                      # empty text
+                    text = ""  # empty text
                 elif row % 250 == 11:
-                    text = texts[i - 5]            # row-5's text again: a duplicate, or a conflict when the label differs
+                    text = texts[i - 5]  # row-5's text again: a duplicate, or a conflict when the label differs
                 texts.append(text)
                 lines.append(f"{text},{labels[i]}\n")
             out.write("".join(lines))
@@ -82,9 +84,16 @@ def child_ours(path: str, cache: str) -> dict:
     split = split_data.fn(clean, data, cache_cfg, 42)
     done = time.perf_counter()
     assert clean["rows_in"] == clean["rows_kept"] + clean["rows_quarantined"] == raw["rows_out"]
-    return {"seconds": done - started, "rows": raw["rows_read"], "ingest_s": t_ingest - started, "clean_s": t_clean - t_ingest,
-            "split_s": done - t_clean, "kept": clean["rows_kept"], "quarantined": clean["quarantine_reasons"],
-            "splits": {k: v["rows"] for k, v in split["splits"].items()}}
+    return {
+        "seconds": done - started,
+        "rows": raw["rows_read"],
+        "ingest_s": t_ingest - started,
+        "clean_s": t_clean - t_ingest,
+        "split_s": done - t_clean,
+        "kept": clean["rows_kept"],
+        "quarantined": clean["quarantine_reasons"],
+        "splits": {k: v["rows"] for k, v in split["splits"].items()},
+    }
 
 
 def run_child(*args: str) -> tuple[dict, float]:
@@ -119,11 +128,22 @@ def main() -> None:
         base_rate, ours_rate = base["rows"] / base["seconds"], ours["rows"] / ours["seconds"]
         print(f"baseline  pandas.read_csv only        {base['seconds']:6.2f} s  {base_rate:10,.0f} rows/s  peak RSS {base_peak:6.0f} MB")
         print(f"ours      ingest + clean + split       {ours['seconds']:6.2f} s  {ours_rate:10,.0f} rows/s  peak RSS {ours_peak:6.0f} MB")
-        print(f"          ingest {ours['ingest_s']:.2f} s, clean {ours['clean_s']:.2f} s, split {ours['split_s']:.2f} s; "
-              f"kept {ours['kept']:,}, quarantined {ours['quarantined']}, splits {ours['splits']}")
-        print(json.dumps({"rows": ours["rows"], "ours_rows_s": round(ours_rate), "ours_peak_rss_mb": round(ours_peak),
-                          "baseline_rows_s": round(base_rate), "baseline_peak_rss_mb": round(base_peak),
-                          "ratio_to_read_csv": round(ours["seconds"] / base["seconds"], 2)}))
+        print(
+            f"          ingest {ours['ingest_s']:.2f} s, clean {ours['clean_s']:.2f} s, split {ours['split_s']:.2f} s; "
+            f"kept {ours['kept']:,}, quarantined {ours['quarantined']}, splits {ours['splits']}"
+        )
+        print(
+            json.dumps(
+                {
+                    "rows": ours["rows"],
+                    "ours_rows_s": round(ours_rate),
+                    "ours_peak_rss_mb": round(ours_peak),
+                    "baseline_rows_s": round(base_rate),
+                    "baseline_peak_rss_mb": round(base_peak),
+                    "ratio_to_read_csv": round(ours["seconds"] / base["seconds"], 2),
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -36,8 +36,10 @@ def main() -> None:
         "overhead_fraction": round(overhead / run["process_s"], 4),
         "peak_rss_mb": round(run["peak_rss_mb"], 1),
     }
-    print(f"orchestration overhead {overhead:.2f}s = {result['overhead_fraction']:.2%} of {run['process_s']:.0f}s "
-          f"(target <= 5% on a run of >= 3 min); start-up {run['startup_s']:.1f}s; peak RSS {run['peak_rss_mb']:.0f} MB")
+    print(
+        f"orchestration overhead {overhead:.2f}s = {result['overhead_fraction']:.2%} of {run['process_s']:.0f}s "
+        f"(target <= 5% on a run of >= 3 min); start-up {run['startup_s']:.1f}s; peak RSS {run['peak_rss_mb']:.0f} MB"
+    )
     print(json.dumps(result))
 
 

@@ -43,15 +43,24 @@ def tiny_model(workdir: Path) -> tuple[str, str]:
         if (embedded_path(*EMBEDDED_MODEL) / name).is_file():
             shutil.copy(embedded_path(*EMBEDDED_MODEL) / name, folder / name)
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                        num_labels=2, id2label={0: "neg", 1: "pos"}, label2id={"neg": 0, "pos": 1})
+    config = BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=2,
+        id2label={0: "neg", 1: "pos"},
+        label2id={"neg": 0, "pos": 1},
+    )
     BertForSequenceClassification(config).save_pretrained(folder)
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
     pipe = transformers.pipeline("text-classification", model=str(folder), tokenizer=str(folder), device="cpu")
     with mlflow.start_run():
-        info = mlflow.transformers.log_model(pipe, name="model", task="text-classification",
-                                             pip_requirements=[f"transformers=={transformers.__version__}"])
+        info = mlflow.transformers.log_model(
+            pipe, name="model", task="text-classification", pip_requirements=[f"transformers=={transformers.__version__}"]
+        )
     return info.model_uri, uri
 
 
@@ -97,23 +106,47 @@ def main() -> None:
         for rows in args.rows:
             source, out = workdir / f"in-{rows}.csv", workdir / f"out-{rows}.csv"
             write_input(source, rows)
-            cmd = [sys.executable, __file__, "--child", "--input", str(source), "--output", str(out), "--model", model,
-                   "--tracking-uri", tracking]
-            done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PREFECT_HOME": str(workdir / "prefect")})
+            cmd = [
+                sys.executable,
+                __file__,
+                "--child",
+                "--input",
+                str(source),
+                "--output",
+                str(out),
+                "--model",
+                model,
+                "--tracking-uri",
+                tracking,
+            ]
+            done = subprocess.run(
+                cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PREFECT_HOME": str(workdir / "prefect")}
+            )
             if done.returncode != 0:
                 sys.exit(f"predict failed:\n{done.stderr[-3000:]}")
             run = json.loads(done.stdout.strip().splitlines()[-1])
             if run["code"] != 0:
                 sys.exit(f"predict exited {run['code']}:\n{done.stderr[-3000:]}")
-            results.append({"rows": rows, "rows_s": round(rows / run["wall_s"]), "wall_s": round(run["wall_s"], 1),
-                            "peak_rss_mb": round(run["peak_rss_mb"]), "input_mb": round(source.stat().st_size / 1e6, 1)})
+            results.append(
+                {
+                    "rows": rows,
+                    "rows_s": round(rows / run["wall_s"]),
+                    "wall_s": round(run["wall_s"], 1),
+                    "peak_rss_mb": round(run["peak_rss_mb"]),
+                    "input_mb": round(source.stat().st_size / 1e6, 1),
+                }
+            )
             r = results[-1]
-            print(f"{rows:>9,} rows  {r['wall_s']:7.1f} s  {r['rows_s']:>7,} rows/s  peak RSS {r['peak_rss_mb']:>5} MB  (input {r['input_mb']} MB)")
+            print(
+                f"{rows:>9,} rows  {r['wall_s']:7.1f} s  {r['rows_s']:>7,} rows/s  peak RSS {r['peak_rss_mb']:>5} MB  (input {r['input_mb']} MB)"
+            )
             source.unlink()
             out.unlink()
         if len(results) > 1:
             ratio = results[-1]["peak_rss_mb"] / results[0]["peak_rss_mb"]
-            print(f"peak RSS at {results[-1]['rows']:,} rows is {ratio:.2f}x that at {results[0]['rows']:,} ({'flat' if ratio <= 1.2 else 'NOT flat'}: target <= 1.2x)")
+            print(
+                f"peak RSS at {results[-1]['rows']:,} rows is {ratio:.2f}x that at {results[0]['rows']:,} ({'flat' if ratio <= 1.2 else 'NOT flat'}: target <= 1.2x)"
+            )
         print(json.dumps({"results": results}))
 
 

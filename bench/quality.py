@@ -43,18 +43,27 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory(prefix="ff-bench-quality-") as tmp:
         for name in args.only.split(","):
-            for size in ([args.sample] if args.sample_only else [None, args.sample]):
+            for size in [args.sample] if args.sample_only else [None, args.sample]:
                 options = [*DATASETS[name], f"registry.model_name=quality-{name}", *([f"data.max_rows={size}"] if size else [])]
                 summary = run_flow(Path(tmp), *options)
                 model, base = summary["test_metrics"], summary["baseline_test_metrics"]
-                row = {"dataset": name, "rows": summary["rows_kept"] if size is None else size, "model_accuracy": round(model["accuracy"], 4),
-                       "model_f1_macro": round(model["f1_macro"], 4), "baseline_accuracy": round(base["accuracy"], 4),
-                       "baseline_f1_macro": round(base["f1_macro"], 4), "beats": model["f1_macro"] > base["f1_macro"],
-                       "wall_seconds": round(summary["process_s"], 1)}
+                row = {
+                    "dataset": name,
+                    "rows": summary["rows_kept"] if size is None else size,
+                    "model_accuracy": round(model["accuracy"], 4),
+                    "model_f1_macro": round(model["f1_macro"], 4),
+                    "baseline_accuracy": round(base["accuracy"], 4),
+                    "baseline_f1_macro": round(base["f1_macro"], 4),
+                    "beats": model["f1_macro"] > base["f1_macro"],
+                    "wall_seconds": round(summary["process_s"], 1),
+                }
                 results.append(row)
-                print(f"{name:<11} {'full' if size is None else f'sample {size}':<11} test accuracy / macro-F1: model {row['model_accuracy']:.4f} / "
-                      f"{row['model_f1_macro']:.4f}  baseline {row['baseline_accuracy']:.4f} / {row['baseline_f1_macro']:.4f}  "
-                      f"({'beats' if row['beats'] else 'does NOT beat'} it)  {row['wall_seconds']} s", flush=True)
+                print(
+                    f"{name:<11} {'full' if size is None else f'sample {size}':<11} test accuracy / macro-F1: model {row['model_accuracy']:.4f} / "
+                    f"{row['model_f1_macro']:.4f}  baseline {row['baseline_accuracy']:.4f} / {row['baseline_f1_macro']:.4f}  "
+                    f"({'beats' if row['beats'] else 'does NOT beat'} it)  {row['wall_seconds']} s",
+                    flush=True,
+                )
     print(json.dumps(results))
 
 

@@ -26,9 +26,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run_sweep(workdir: Path, trials: int, parallel: int, overrides: list[str]) -> dict:
     summary_path = workdir / "summary.json"
-    cmd = [sys.executable, "flows/sweep.py", "--trials", str(trials), "--parallel", str(parallel),
-           f"tracking.uri=sqlite:///{workdir / 'mlflow.db'}", f"cache.dir={workdir / 'cache'}", f"--summary-json={summary_path}",
-           *overrides]
+    cmd = [
+        sys.executable,
+        "flows/sweep.py",
+        "--trials",
+        str(trials),
+        "--parallel",
+        str(parallel),
+        f"tracking.uri=sqlite:///{workdir / 'mlflow.db'}",
+        f"cache.dir={workdir / 'cache'}",
+        f"--summary-json={summary_path}",
+        *overrides,
+    ]
     started = time.perf_counter()
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     wall = time.perf_counter() - started
@@ -37,9 +46,16 @@ def run_sweep(workdir: Path, trials: int, parallel: int, overrides: list[str]) -
     summary = json.loads(summary_path.read_text())
     trial_s = sum((s.get("fine_tune") or 0) + (s.get("evaluate") or 0) for s in summary["trial_step_seconds"])
     outside = max(0.0, summary["wall_seconds"] - trial_s / parallel)
-    return {"process_s": round(wall, 1), "flow_s": summary["wall_seconds"], "trials_fine_tune_evaluate_s": round(trial_s, 1),
-            "outside_s": round(outside, 1), "outside_share": round(outside / summary["wall_seconds"], 4),
-            "trials": summary["trials"], "best_value": summary["best_value"], "tokenize_builds": summary["tokenize_builds"]}
+    return {
+        "process_s": round(wall, 1),
+        "flow_s": summary["wall_seconds"],
+        "trials_fine_tune_evaluate_s": round(trial_s, 1),
+        "outside_s": round(outside, 1),
+        "outside_share": round(outside / summary["wall_seconds"], 4),
+        "trials": summary["trials"],
+        "best_value": summary["best_value"],
+        "tokenize_builds": summary["tokenize_builds"],
+    }
 
 
 def main() -> None:
@@ -55,9 +71,11 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix=f"bench-sweep-{label}-") as tmp:
             results[label] = run_sweep(Path(tmp), args.trials, k, common)
         r = results[label]
-        print(f"{label:<12} process {r['process_s']:7.1f}s, flow {r['flow_s']:7.1f}s, "
-              f"trials' fine-tune+evaluate {r['trials_fine_tune_evaluate_s']:7.1f}s, "
-              f"outside them {r['outside_s']:.1f}s = {r['outside_share']:.1%} (target <= 5%); trials {r['trials']}")
+        print(
+            f"{label:<12} process {r['process_s']:7.1f}s, flow {r['flow_s']:7.1f}s, "
+            f"trials' fine-tune+evaluate {r['trials_fine_tune_evaluate_s']:7.1f}s, "
+            f"outside them {r['outside_s']:.1f}s = {r['outside_share']:.1%} (target <= 5%); trials {r['trials']}"
+        )
     seq, par = results["sequential"], results[f"parallel_{args.parallel}"]
     print(f"--parallel {args.parallel} vs sequential: flow {par['flow_s'] / seq['flow_s']:.2f}x the time")
     print(json.dumps(results))

@@ -23,22 +23,35 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._runner import ROOT, run_flow  # noqa: E402
 from examples.prepare_data import prepare  # noqa: E402
 
-EXAMPLES = {"multi_label": ("examples/multi_label.yaml", "f1_micro"), "regression": ("examples/regression.yaml", "spearman"),
-            "pairs": ("examples/pairs.yaml", "spearman")}
+EXAMPLES = {
+    "multi_label": ("examples/multi_label.yaml", "f1_micro"),
+    "regression": ("examples/regression.yaml", "spearman"),
+    "pairs": ("examples/pairs.yaml", "spearman"),
+}
 
 
 def compare(name: str, summary: dict, metric: str) -> dict:
     """The model's and the baseline's test figure on metric, from one run's summary."""
     model, baseline = summary["test_metrics"][metric], summary["baseline_test_metrics"][metric]
-    return {"dataset": name, "metric": metric, "model": round(model, 4), "baseline": round(baseline, 4), "beats": model > baseline,
-            "gain": round(model - baseline, 4), "flow_seconds": round(summary["process_s"], 1), "promoted": summary["promoted"],
-            "rows_kept": summary["rows_kept"]}
+    return {
+        "dataset": name,
+        "metric": metric,
+        "model": round(model, 4),
+        "baseline": round(baseline, 4),
+        "beats": model > baseline,
+        "gain": round(model - baseline, 4),
+        "flow_seconds": round(summary["process_s"], 1),
+        "promoted": summary["promoted"],
+        "rows_kept": summary["rows_kept"],
+    }
 
 
 def report_line(result: dict) -> str:
-    return (f"{result['dataset']:<14} test {result['metric']}: model {result['model']:.4f} vs TF-IDF baseline {result['baseline']:.4f} "
-            f"({'beats' if result['beats'] else 'does NOT beat'} it by {result['gain']:+.4f}); {result['rows_kept']} rows, "
-            f"flow {result['flow_seconds']} s")
+    return (
+        f"{result['dataset']:<14} test {result['metric']}: model {result['model']:.4f} vs TF-IDF baseline {result['baseline']:.4f} "
+        f"({'beats' if result['beats'] else 'does NOT beat'} it by {result['gain']:+.4f}); {result['rows_kept']} rows, "
+        f"flow {result['flow_seconds']} s"
+    )
 
 
 def main() -> None:

@@ -25,14 +25,13 @@ from tasks import env  # noqa: E402
 
 env.apply()
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from datasets import Dataset  # noqa: E402
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments, set_seed  # noqa: E402
 
 from schemas.config import DataConfig, ModelConfig, TrainConfig, resolve_model_path  # noqa: E402
-from tasks.clean import clean_frame  # noqa: E402
 from task_types.classification import classification_metrics  # noqa: E402
+from tasks.clean import clean_frame  # noqa: E402
 from tasks.inference import predict_logits  # noqa: E402
 from tasks.ingest import read_source  # noqa: E402
 from tasks.split import split_frame, stratified_sample  # noqa: E402
@@ -73,8 +72,15 @@ def run_baseline(model_path, tokenizer, train, labels, cfg: TrainConfig, seed: i
     encoded = tokenizer(train["text"].tolist(), padding="max_length", truncation=True, max_length=128)
     dataset = Dataset.from_dict({**encoded, "labels": train["label_id"].tolist()})
     args = TrainingArguments(
-        output_dir=str(out), per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
-        num_train_epochs=1, use_cpu=True, report_to="none", save_strategy="no", seed=seed, disable_tqdm=True,
+        output_dir=str(out),
+        per_device_train_batch_size=cfg.batch_size,
+        learning_rate=cfg.learning_rate,
+        num_train_epochs=1,
+        use_cpu=True,
+        report_to="none",
+        save_strategy="no",
+        seed=seed,
+        disable_tqdm=True,
     )
     started = time.perf_counter()
     Trainer(model=model, args=args, train_dataset=dataset).train()
@@ -88,8 +94,13 @@ def main() -> None:
     parser.add_argument("--model", default=ModelConfig().name_or_path, help="model folder (default: embedded MiniLM)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--skip-baseline", action="store_true", help="only measure ours")
-    parser.add_argument("--variant", action="append", default=[], metavar="KEY=VALUE",
-                        help="also train ours with this train.* option changed (e.g. compile=true, precision=bf16) and compare")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="also train ours with this train.* option changed (e.g. compile=true, precision=bf16) and compare",
+    )
     args = parser.parse_args()
 
     model_path = resolve_model_path(args.model)
@@ -97,8 +108,10 @@ def main() -> None:
     train, validation, heldout = load_rows(args.train_rows, args.heldout_rows, args.seed)
     labels = sorted(train["label"].unique())
     cfg = TrainConfig(epochs=1, class_weights="none")
-    print(f"model {args.model}; {len(train)} train rows, {len(validation)} validation, {len(heldout)} held-out; "
-          f"batch {cfg.batch_size}, lr {cfg.learning_rate}, 1 epoch; torch threads {torch.get_num_threads()}")
+    print(
+        f"model {args.model}; {len(train)} train rows, {len(validation)} validation, {len(heldout)} held-out; "
+        f"batch {cfg.batch_size}, lr {cfg.learning_rate}, 1 epoch; torch threads {torch.get_num_threads()}"
+    )
     with tempfile.TemporaryDirectory(prefix="bench-tp-") as tmp:
         tmp = Path(tmp)
         result = {}
@@ -106,8 +119,11 @@ def main() -> None:
             base_model, base_ex_s = run_baseline(model_path, tokenizer, train, labels, cfg, args.seed, tmp / "baseline")
             result.update(baseline_ex_s=round(base_ex_s, 2), baseline_acc=round(heldout_accuracy(base_model, tokenizer, heldout, 128), 4))
             print(f"baseline (pad to 128, fp32): {base_ex_s:6.1f} examples/s, held-out accuracy {result['baseline_acc']:.4f}")
-        tokens = {"paths": save_tokens(tokenizer, {"train": train, "validation": validation}, cfg.max_length, tmp), "labels": labels,
-                  "target": {"labels": labels}}
+        tokens = {
+            "paths": save_tokens(tokenizer, {"train": train, "validation": validation}, cfg.max_length, tmp),
+            "labels": labels,
+            "target": {"labels": labels},
+        }
 
         def ours(train_cfg: TrainConfig, name: str) -> tuple[float, float, dict]:
             started = time.perf_counter()
@@ -118,18 +134,24 @@ def main() -> None:
 
         ours_ex_s, ours_acc, meta = ours(cfg, "ours")
         result.update(ours_ex_s=round(ours_ex_s, 2), ours_acc=round(ours_acc, 4), ours_precision=meta["precision"])
-        print(f"ours ({meta['device']}/{meta['precision']}, per-batch padding, length-grouped, incl. per-epoch validation and checkpoint): "
-              f"{ours_ex_s:6.1f} examples/s, held-out accuracy {result['ours_acc']:.4f}")
+        print(
+            f"ours ({meta['device']}/{meta['precision']}, per-batch padding, length-grouped, incl. per-epoch validation and checkpoint): "
+            f"{ours_ex_s:6.1f} examples/s, held-out accuracy {result['ours_acc']:.4f}"
+        )
         for variant in args.variant:
             key, _, value = variant.partition("=")
             changed = TrainConfig.model_validate({**cfg.model_dump(), key: value})
             ex_s, acc, meta = ours(changed, f"variant-{key}")
-            print(f"ours with train.{key}={value} ({meta['precision']}): {ex_s:6.1f} examples/s ({ex_s / ours_ex_s:.2f}x ours, "
-                  f"time to train incl. any compilation), held-out accuracy {acc:.4f}")
+            print(
+                f"ours with train.{key}={value} ({meta['precision']}): {ex_s:6.1f} examples/s ({ex_s / ours_ex_s:.2f}x ours, "
+                f"time to train incl. any compilation), held-out accuracy {acc:.4f}"
+            )
             result[f"variant_{key}_ex_s"] = round(ex_s, 2)
     if "baseline_ex_s" in result:
         result["ratio"] = round(result["ours_ex_s"] / result["baseline_ex_s"], 2)
-        print(f"ratio {result['ratio']:.2f}x (target >= 6.0), accuracy change {result['ours_acc'] - result['baseline_acc']:+.4f} (target >= -0.02)")
+        print(
+            f"ratio {result['ratio']:.2f}x (target >= 6.0), accuracy change {result['ours_acc'] - result['baseline_acc']:+.4f} (target >= -0.02)"
+        )
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     print(f"peak RSS {result['peak_rss_mb']:.0f} MB")
     keys = ("baseline_ex_s", "ours_ex_s", "ratio", "baseline_acc", "ours_acc", "ours_precision", "peak_rss_mb")

@@ -61,8 +61,16 @@ def run(scratch: Path, overrides: list[str]) -> dict:
     summary_path = scratch / "ner.json"
     uri = f"sqlite:///{scratch / 'mlruns' / 'mlflow.db'}"
     (scratch / "mlruns").mkdir(exist_ok=True)
-    args = [sys.executable, "flows/finetune.py", "--config", CONFIG, f"cache.dir={scratch / 'cache'}", f"tracking.uri={uri}",
-            f"--summary-json={summary_path}", *overrides]
+    args = [
+        sys.executable,
+        "flows/finetune.py",
+        "--config",
+        CONFIG,
+        f"cache.dir={scratch / 'cache'}",
+        f"tracking.uri={uri}",
+        f"--summary-json={summary_path}",
+        *overrides,
+    ]
     started = time.perf_counter()
     done = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
     wall = time.perf_counter() - started
@@ -77,9 +85,18 @@ def run(scratch: Path, overrides: list[str]) -> dict:
     base = most_frequent_tag_baseline(parts["train"], parts["test"], spec)
     model = summary["test_metrics"]
     words = {s: int(sum(len(json.loads(t)) for t in p["text"])) for s, p in parts.items()}
-    return {"sentences": {s: len(p) for s, p in parts.items()}, "words": words, "model": model["entity_f1"], "baseline": base["entity_f1"],
-            "margin": model["entity_f1"] - base["entity_f1"], "model_test": model, "baseline_test": base, "flow_seconds": round(wall, 1),
-            "promoted": summary["promoted"], "quarantine_reasons": summary["quarantine_reasons"]}
+    return {
+        "sentences": {s: len(p) for s, p in parts.items()},
+        "words": words,
+        "model": model["entity_f1"],
+        "baseline": base["entity_f1"],
+        "margin": model["entity_f1"] - base["entity_f1"],
+        "model_test": model,
+        "baseline_test": base,
+        "flow_seconds": round(wall, 1),
+        "promoted": summary["promoted"],
+        "quarantine_reasons": summary["quarantine_reasons"],
+    }
 
 
 def main() -> None:
@@ -93,12 +110,27 @@ def main() -> None:
         r = run(Path(tmp), overrides)
     passed = r["margin"] >= MARGIN
     print(f"wnut16 sentences {r['sentences']} words {r['words']}")
-    print(f"test entity_f1 (strict IOB2): model {r['model']:.4f} vs most-frequent-tag baseline {r['baseline']:.4f} "
-          f"({r['margin']:+.4f}; acceptance >= +{MARGIN}: {'PASS' if passed else 'FAIL'}); flow {r['flow_seconds']} s")
+    print(
+        f"test entity_f1 (strict IOB2): model {r['model']:.4f} vs most-frequent-tag baseline {r['baseline']:.4f} "
+        f"({r['margin']:+.4f}; acceptance >= +{MARGIN}: {'PASS' if passed else 'FAIL'}); flow {r['flow_seconds']} s"
+    )
     print(f"model    {json.dumps({k: round(v, 4) for k, v in r['model_test'].items()})}")
     print(f"baseline {json.dumps({k: round(v, 4) for k, v in r['baseline_test'].items()})}")
-    print(json.dumps({"dataset": "wnut16", "metric": "entity_f1", "model": r["model"], "baseline": r["baseline"], "margin": r["margin"],
-                      "passes": passed, "flow_seconds": r["flow_seconds"], "sentences": r["sentences"], "overrides": overrides}))
+    print(
+        json.dumps(
+            {
+                "dataset": "wnut16",
+                "metric": "entity_f1",
+                "model": r["model"],
+                "baseline": r["baseline"],
+                "margin": r["margin"],
+                "passes": passed,
+                "flow_seconds": r["flow_seconds"],
+                "sentences": r["sentences"],
+                "overrides": overrides,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

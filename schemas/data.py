@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import pandera.pandas as pa
 from pandera.typing import Series
 
@@ -41,8 +39,16 @@ QUARANTINE_REASONS = (
 SPLITS = ("train", "validation", "test")
 
 # data.split_column values and the split each means.
-SPLIT_NAMES = {"train": "train", "training": "train", "validation": "validation", "valid": "validation", "val": "validation",
-               "dev": "validation", "test": "test", "testing": "test"}
+SPLIT_NAMES = {
+    "train": "train",
+    "training": "train",
+    "validation": "validation",
+    "valid": "validation",
+    "val": "validation",
+    "dev": "validation",
+    "test": "test",
+    "testing": "test",
+}
 
 
 class RawFrame(pa.DataFrameModel):
@@ -52,10 +58,10 @@ class RawFrame(pa.DataFrameModel):
 
     row_id: Series[int] = pa.Field(unique=True, ge=0)
     text: Series[str] = pa.Field(nullable=True)
-    text_pair: Optional[Series[str]] = pa.Field(nullable=True)
+    text_pair: Series[str] | None = pa.Field(nullable=True)
     label: Series[str] = pa.Field(nullable=True)
-    split: Optional[Series[str]] = pa.Field(nullable=True)
-    problem: Optional[Series[str]] = pa.Field(nullable=True, isin=list(INGEST_REASONS))
+    split: Series[str] | None = pa.Field(nullable=True)
+    problem: Series[str] | None = pa.Field(nullable=True, isin=list(INGEST_REASONS))
 
     class Config:
         strict = True
@@ -67,9 +73,9 @@ class CleanFrame(pa.DataFrameModel):
 
     row_id: Series[int] = pa.Field(unique=True, ge=0)
     text: Series[str] = pa.Field(str_length={"min_value": 1})
-    text_pair: Optional[Series[str]] = pa.Field(str_length={"min_value": 1})
+    text_pair: Series[str] | None = pa.Field(str_length={"min_value": 1})
     label: Series[str] = pa.Field(str_length={"min_value": 1})
-    split: Optional[Series[str]] = pa.Field(isin=["train", "validation", "test"])
+    split: Series[str] | None = pa.Field(isin=["train", "validation", "test"])
 
     @pa.dataframe_check
     def one_row_per_input(cls, frame) -> bool:
@@ -86,7 +92,7 @@ class QuarantineFrame(pa.DataFrameModel):
 
     row_id: Series[int] = pa.Field(ge=0)
     text: Series[str] = pa.Field(nullable=True)
-    text_pair: Optional[Series[str]] = pa.Field(nullable=True)
+    text_pair: Series[str] | None = pa.Field(nullable=True)
     label: Series[str] = pa.Field(nullable=True)
     reason: Series[str] = pa.Field(isin=list(QUARANTINE_REASONS))
 
@@ -100,7 +106,7 @@ class SplitFrame(pa.DataFrameModel):
 
     row_id: Series[int] = pa.Field(unique=True, ge=0)
     text: Series[str] = pa.Field(str_length={"min_value": 1})
-    text_pair: Optional[Series[str]] = pa.Field(str_length={"min_value": 1})
+    text_pair: Series[str] | None = pa.Field(str_length={"min_value": 1})
     label: Series[str]
 
     class Config:
@@ -120,4 +126,4 @@ class TaggedFrame(CleanFrame):
             words, tags = json.loads(text), json.loads(label)
             return isinstance(words, list) and isinstance(tags, list) and 0 < len(words) == len(tags) and all(words) and all(tags)
 
-        return all(aligned(t, l) for t, l in zip(frame["text"], frame["label"]))
+        return all(aligned(words, tags) for words, tags in zip(frame["text"], frame["label"]))

@@ -19,8 +19,20 @@ class DataError(FinetuneError, ValueError):
 # anything else (INVALID_PARAMETER_VALUE, RESOURCE_ALREADY_EXISTS, ...) fails the same way again.
 TRANSIENT_MLFLOW_CODES = frozenset({"INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED", "DEADLINE_EXCEEDED", "ABORTED"})
 # OS errors that stay until someone changes something: a missing or unwritable path, a full or read-only disk.
-PERMANENT_ERRNOS = frozenset({errno.ENOENT, errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENOTDIR, errno.EROFS, errno.ENOSPC,
-                              errno.EDQUOT, errno.ENAMETOOLONG, errno.EEXIST})
+PERMANENT_ERRNOS = frozenset(
+    {
+        errno.ENOENT,
+        errno.EACCES,
+        errno.EPERM,
+        errno.EISDIR,
+        errno.ENOTDIR,
+        errno.EROFS,
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.ENAMETOOLONG,
+        errno.EEXIST,
+    }
+)
 _TRANSIENT_WORDS = ("locked", "busy", "timeout", "timed out", "connection", "temporarily")
 # How a full or read-only disk reads once a library has wrapped it (shutil.Error, sqlite, MLflow): not retried, one error line.
 _FAULT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})

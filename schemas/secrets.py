@@ -15,8 +15,25 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 MASK = "***"
 # Query parameters that carry credentials in the URIs people paste (signed URLs, tokens, keys).
-SECRET_PARAMS = ("token", "access_token", "auth", "password", "passwd", "pwd", "secret", "key", "api_key", "apikey",
-                 "sig", "signature", "x-amz-signature", "x-amz-credential", "x-amz-security-token", "credential", "sas")
+SECRET_PARAMS = (
+    "token",
+    "access_token",
+    "auth",
+    "password",
+    "passwd",
+    "pwd",
+    "secret",
+    "key",
+    "api_key",
+    "apikey",
+    "sig",
+    "signature",
+    "x-amz-signature",
+    "x-amz-credential",
+    "x-amz-security-token",
+    "credential",
+    "sas",
+)
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/\s@]+)@")
 _PARAM = re.compile(r"(?P<name>[?&;](?:" + "|".join(re.escape(p) for p in SECRET_PARAMS) + r"))=(?P<value>[^&;#\s'\"]*)", re.IGNORECASE)
 
@@ -76,4 +93,3 @@ def externalize_credentials(uri: str | None, environ: dict | None = None) -> str
         return clean
     environ["MLFLOW_TRACKING_URI"] = uri
     return None
-

@@ -51,7 +51,7 @@ class TaskType:
     word_level: bool = False  # targets per word: tokenize, evaluate and predict go through the type's word-level hooks
     string_columns: tuple[str, ...] = ()  # predict columns holding text (JSON) rather than numbers, besides predicted_label(s)
 
-    def for_target(self, spec: dict) -> "TaskType":
+    def for_target(self, spec: dict) -> TaskType:
         """The type as it applies to one target encoding (token_classification on plain tags has other gates)."""
         return self
 
@@ -77,8 +77,10 @@ class TaskType:
         named = [*(registry.gates or {}), *([registry.compare_on] if registry.compare_on else [])]
         unknown = sorted({m for m in named if m not in self.metric_names})
         if unknown:
-            raise ValueError(f"registry.gates / registry.compare_on name {unknown}, not metrics of task={self.name}; "
-                             f"choose from {list(self.metric_names)}")
+            raise ValueError(
+                f"registry.gates / registry.compare_on name {unknown}, not metrics of task={self.name}; "
+                f"choose from {list(self.metric_names)}"
+            )
 
     def default_gates(self, registry) -> list[Gate]:
         raise NotImplementedError
@@ -209,7 +211,9 @@ def tfidf_features(parts: dict[str, pd.DataFrame]) -> dict:
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     pairs = "text_pair" in parts["train"]
-    vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2 if len(parts["train"]) >= 1000 else 1, sublinear_tf=True, max_features=500_000)
+    vectorizer = TfidfVectorizer(
+        ngram_range=(1, 2), min_df=2 if len(parts["train"]) >= 1000 else 1, sublinear_tf=True, max_features=500_000
+    )
     vectorizer.fit(pd.concat([parts["train"]["text"], parts["train"]["text_pair"]]) if pairs else parts["train"]["text"])
     features = {}
     for name, part in parts.items():

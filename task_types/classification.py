@@ -125,11 +125,15 @@ def plot_confusion(matrix: list[list[int]], labels: list[str], title: str, path:
     share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     size = min(2.5 + 0.5 * len(labels), PLOT_MAX_INCHES)
     fig, ax = plt.subplots(figsize=(size, size))
-    image = ax.imshow(share if normalize else counts, cmap="Blues", vmin=0, vmax=1 if normalize else max(int(counts.max()), 1), interpolation="nearest")
+    image = ax.imshow(
+        share if normalize else counts, cmap="Blues", vmin=0, vmax=1 if normalize else max(int(counts.max()), 1), interpolation="nearest"
+    )
     if len(labels) <= TICK_LABELS_MAX_CLASSES:
         ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
         ax.set_yticks(range(len(labels)), labels)
-    ax.set_xlabel("predicted" if len(labels) <= TICK_LABELS_MAX_CLASSES else f"predicted (class index, {len(labels)} classes in label order)")
+    ax.set_xlabel(
+        "predicted" if len(labels) <= TICK_LABELS_MAX_CLASSES else f"predicted (class index, {len(labels)} classes in label order)"
+    )
     ax.set_ylabel("true")
     ax.set_title(f"{title} ({'normalised by true class' if normalize else 'counts'})")
     if len(labels) <= CELL_TEXT_MAX_CLASSES:
@@ -169,8 +173,11 @@ def plot_curves(y_true, proba, labels: list[str], split: str, folder: Path) -> l
             ax.plot([0, 1], [0, 1], linestyle=":", color="grey")
         ax.set_xlabel("false positive rate" if kind == "roc" else "recall")
         ax.set_ylabel("true positive rate" if kind == "roc" else "precision")
-        ax.set_title(f"{split} {'ROC' if kind == 'roc' else 'precision-recall'}{'' if len(labels) == 2 else ' (one-vs-rest)'}"
-                     f"{f', {CURVES_MAX_CLASSES} of {len(labels)} classes with most rows' if many else ''}", fontsize=9 if many else None)
+        ax.set_title(
+            f"{split} {'ROC' if kind == 'roc' else 'precision-recall'}{'' if len(labels) == 2 else ' (one-vs-rest)'}"
+            f"{f', {CURVES_MAX_CLASSES} of {len(labels)} classes with most rows' if many else ''}",
+            fontsize=9 if many else None,
+        )
         ax.legend(loc="lower right" if kind == "roc" else "lower left", fontsize=8)
         fig.tight_layout()
         written.append(folder / f"{kind}_{split}.png")
@@ -241,11 +248,15 @@ class Classification(TaskType):
         if len(found) < 2:
             raise DataError(f"only one class ({found[0]!r}) in the data: a classifier needs at least two labels")
         if len(found) > MAX_CLASSES:
-            raise DataError(f"{len(found)} classes in the data; at most {MAX_CLASSES} are supported: check data.label_column "
-                            "(is it an id or free text?) or group rare labels")
+            raise DataError(
+                f"{len(found)} classes in the data; at most {MAX_CLASSES} are supported: check data.label_column "
+                "(is it an id or free text?) or group rare labels"
+            )
         if len(found) > MAX_CLASSES:
-            raise DataError(f"{len(found)} classes in the data; at most {MAX_CLASSES} are supported: check data.label_column "
-                            "(is it an id or free text?) or group rare labels")
+            raise DataError(
+                f"{len(found)} classes in the data; at most {MAX_CLASSES} are supported: check data.label_column "
+                "(is it an id or free text?) or group rare labels"
+            )
 
     def strata(self, labels: pd.Series) -> pd.Series:
         return labels
@@ -262,8 +273,12 @@ class Classification(TaskType):
 
     def head_config(self, spec: dict) -> dict:
         labels = spec["labels"]
-        return {"num_labels": len(labels), "problem_type": self.problem_type, "id2label": dict(enumerate(labels)),
-                "label2id": {label: i for i, label in enumerate(labels)}}
+        return {
+            "num_labels": len(labels),
+            "problem_type": self.problem_type,
+            "id2label": dict(enumerate(labels)),
+            "label2id": {label: i for i, label in enumerate(labels)},
+        }
 
     def outputs(self, logits: np.ndarray, spec: dict, decision: dict | None = None) -> np.ndarray:
         return softmax(logits, (decision or {}).get("temperature", 1.0))
@@ -279,8 +294,11 @@ class Classification(TaskType):
             return float(-np.log(np.clip(proba[np.arange(len(truth)), truth], 1e-12, 1)).mean())
 
         temperature = fit_temperature(nll)
-        return {"temperature": temperature, "ece_uncalibrated": expected_calibration_error(truth, softmax(logits)),
-                "ece_calibrated": expected_calibration_error(truth, softmax(logits, temperature))}
+        return {
+            "temperature": temperature,
+            "ece_uncalibrated": expected_calibration_error(truth, softmax(logits)),
+            "ece_calibrated": expected_calibration_error(truth, softmax(logits, temperature)),
+        }
 
     def loss_weights(self, encoded: list, spec: dict, setting) -> list[float] | None:
         """auto: inverse-frequency ("balanced") weights when the largest class is more than IMBALANCE_RATIO times the smallest."""
@@ -316,14 +334,19 @@ class Classification(TaskType):
 
     def card_section(self, spec: dict, decision: dict) -> str:
         labels = spec["labels"]
-        calibration = (f"- Calibration: temperature scaling fitted on validation, T = {decision['temperature']:.3f} "
-                       f"(validation ECE {decision['ece_uncalibrated']:.4f} -> {decision['ece_calibrated']:.4f}); predict applies it\n"
-                       if "temperature" in decision else "")
-        return (f"- Task: single-label text classification over {len(labels)} classes: {', '.join(f'`{label}`' for label in labels)}\n"
-                f"{calibration}- Output: the most probable class (softmax), its probability and one probability per class")
+        calibration = (
+            f"- Calibration: temperature scaling fitted on validation, T = {decision['temperature']:.3f} "
+            f"(validation ECE {decision['ece_uncalibrated']:.4f} -> {decision['ece_calibrated']:.4f}); predict applies it\n"
+            if "temperature" in decision
+            else ""
+        )
+        return (
+            f"- Task: single-label text classification over {len(labels)} classes: {', '.join(f'`{label}`' for label in labels)}\n"
+            f"{calibration}- Output: the most probable class (softmax), its probability and one probability per class"
+        )
 
     def card_limits(self) -> list[str]:
-        return ["It always answers with one of the labels above; it cannot say \"none of these\"."]
+        return ['It always answers with one of the labels above; it cannot say "none of these".']
 
     def baseline(self, features: dict, parts: dict[str, pd.DataFrame], spec: dict) -> dict[str, np.ndarray]:
         """Logistic regression on TF-IDF; classes absent from training get probability 0."""
@@ -337,4 +360,3 @@ class Classification(TaskType):
             proba[:, model.classes_] = model.predict_proba(x)
             out[name] = proba
         return out
-

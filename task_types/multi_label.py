@@ -35,7 +35,9 @@ def label_calibration_error(truth: np.ndarray, proba: np.ndarray, bins: int = 15
     if truth.size == 0:
         return 0.0
     which = np.minimum((proba * bins).astype(int), bins - 1)
-    return float(sum((which == b).mean() * abs(truth[which == b].mean() - proba[which == b].mean()) for b in range(bins) if (which == b).any()))
+    return float(
+        sum((which == b).mean() * abs(truth[which == b].mean() - proba[which == b].mean()) for b in range(bins) if (which == b).any())
+    )
 
 
 def parse_label_set(value: str, separator: str | None) -> list[str] | None:
@@ -97,8 +99,10 @@ def tune_thresholds(truth: np.ndarray, proba: np.ndarray, min_positives: int = M
         else:
             thresholds.append(global_t)
             own.append(False)
-    rule = (f"per-label threshold maximising that label's F1 on validation (grid {THRESHOLD_GRID[0]}..{THRESHOLD_GRID[-1]}); "
-            f"labels with fewer than {min_positives} validation positives use the global threshold {global_t} (best micro-F1)")
+    rule = (
+        f"per-label threshold maximising that label's F1 on validation (grid {THRESHOLD_GRID[0]}..{THRESHOLD_GRID[-1]}); "
+        f"labels with fewer than {min_positives} validation positives use the global threshold {global_t} (best micro-F1)"
+    )
     return {"thresholds": thresholds, "own_threshold": own, "global_threshold": global_t, "rule": rule}
 
 
@@ -174,8 +178,10 @@ class MultiLabel(TaskType):
 
     def check_usable(self, labels: pd.Series, data) -> None:
         if not any(json.loads(value) for value in labels):
-            raise DataError("no clean row has any label: a multi-label model needs positive examples "
-                            "(check data.label_column / data.label_columns and data.label_separator)")
+            raise DataError(
+                "no clean row has any label: a multi-label model needs positive examples "
+                "(check data.label_column / data.label_columns and data.label_separator)"
+            )
 
     def strata(self, labels: pd.Series) -> pd.Series:
         # A documented approximation of iterative stratification: each row is keyed by its rarest label
@@ -215,8 +221,12 @@ class MultiLabel(TaskType):
 
     def head_config(self, spec: dict) -> dict:
         labels = spec["labels"]
-        return {"num_labels": len(labels), "problem_type": self.problem_type, "id2label": dict(enumerate(labels)),
-                "label2id": {label: i for i, label in enumerate(labels)}}
+        return {
+            "num_labels": len(labels),
+            "problem_type": self.problem_type,
+            "id2label": dict(enumerate(labels)),
+            "label2id": {label: i for i, label in enumerate(labels)},
+        }
 
     def outputs(self, logits: np.ndarray, spec: dict, decision: dict | None = None) -> np.ndarray:
         return sigmoid(logits, (decision or {}).get("temperature", 1.0))
@@ -230,14 +240,19 @@ class MultiLabel(TaskType):
         for j in range(truth.shape[1]):
             y, z = truth[:, j], logits[:, j]
             if 0 < y.sum() < len(y):
+
                 def nll(t, y=y, z=z):
                     p = np.clip(1 / (1 + np.exp(-z / t)), 1e-12, 1 - 1e-12)
                     return float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())
+
                 temperatures.append(round(fit_temperature(nll), 4))
             else:
                 temperatures.append(1.0)
-        return {"temperature": temperatures, "ece_uncalibrated": label_calibration_error(truth, sigmoid(logits)),
-                "ece_calibrated": label_calibration_error(truth, sigmoid(logits, temperatures))}
+        return {
+            "temperature": temperatures,
+            "ece_uncalibrated": label_calibration_error(truth, sigmoid(logits)),
+            "ece_calibrated": label_calibration_error(truth, sigmoid(logits, temperatures)),
+        }
 
     def loss_weights(self, encoded: list, spec: dict, setting) -> list[float] | None:
         """pos_weight per label: balanced = negatives / positives in training (at most 10); none and auto: unweighted
@@ -253,7 +268,9 @@ class MultiLabel(TaskType):
 
     def training_metrics(self, logits: np.ndarray, label_ids: np.ndarray, spec: dict) -> dict:
         # At 0.5 (logit 0): thresholds are tuned once, on the chosen model.
-        metrics = multi_label_metrics(label_ids, sigmoid(logits), [0.5] * np.asarray(logits).shape[1], list(range(np.asarray(logits).shape[1])))
+        metrics = multi_label_metrics(
+            label_ids, sigmoid(logits), [0.5] * np.asarray(logits).shape[1], list(range(np.asarray(logits).shape[1]))
+        )
         return {name: metrics[name] for name in self.training_metric_names}
 
     def fit_decision(self, truth: np.ndarray, outputs: np.ndarray, spec: dict) -> dict:
@@ -283,7 +300,9 @@ class MultiLabel(TaskType):
             writer.writerow(["label", "threshold", "own_threshold", "precision", "recall", "f1", "support"])
             own = decision.get("own_threshold") or [False] * len(labels)
             for (label, row), mine in zip(metrics["per_label"].items(), own):
-                writer.writerow([label, row["threshold"], mine, f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}", row["support"]])
+                writer.writerow(
+                    [label, row["threshold"], mine, f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}", row["support"]]
+                )
         plot_label_f1(metrics["per_label"], split, folder / f"per_label_f1_{split}.png")
         return metrics
 
@@ -301,13 +320,19 @@ class MultiLabel(TaskType):
         labels, thresholds = spec["labels"], self.thresholds(spec, decision)
         rows = "\n".join(f"| `{label}` | {t:.3f} |" for label, t in zip(labels, thresholds))
         missing = spec.get("no_train_positives") or []
-        return (f"- Task: multi-label text classification over {len(labels)} labels (any number per text, none included)\n"
-                f"- Output: one sigmoid probability per label; a label is predicted when its probability reaches its threshold\n"
-                f"- Threshold rule: {decision.get('rule', 'fixed at 0.5 (no validation split was evaluated)')}\n"
-                + (f"- Calibration: a temperature per label fitted on validation (ECE over labels {decision['ece_uncalibrated']:.4f} -> "
-                   f"{decision['ece_calibrated']:.4f}); thresholds are tuned on the calibrated probabilities\n" if "temperature" in decision else "")
-                + (f"- Labels with no positive training example (never learned): {', '.join(f'`{m}`' for m in missing)}\n" if missing else "")
-                + f"\n| label | threshold |\n|---|---|\n{rows}")
+        return (
+            f"- Task: multi-label text classification over {len(labels)} labels (any number per text, none included)\n"
+            f"- Output: one sigmoid probability per label; a label is predicted when its probability reaches its threshold\n"
+            f"- Threshold rule: {decision.get('rule', 'fixed at 0.5 (no validation split was evaluated)')}\n"
+            + (
+                f"- Calibration: a temperature per label fitted on validation (ECE over labels {decision['ece_uncalibrated']:.4f} -> "
+                f"{decision['ece_calibrated']:.4f}); thresholds are tuned on the calibrated probabilities\n"
+                if "temperature" in decision
+                else ""
+            )
+            + (f"- Labels with no positive training example (never learned): {', '.join(f'`{m}`' for m in missing)}\n" if missing else "")
+            + f"\n| label | threshold |\n|---|---|\n{rows}"
+        )
 
     def card_limits(self) -> list[str]:
         return ["Labels rare in training get thresholds tuned on few validation examples: their precision and recall are uncertain."]
@@ -319,7 +344,11 @@ class MultiLabel(TaskType):
 
         y = np.asarray(self.encode(parts["train"]["label"], spec), dtype=int)
         learnable = (y.sum(axis=0) > 0) & (y.sum(axis=0) < len(y))
-        model = OneVsRestClassifier(LogisticRegression(max_iter=1000, C=4.0)).fit(features["train"], y[:, learnable]) if learnable.any() else None
+        model = (
+            OneVsRestClassifier(LogisticRegression(max_iter=1000, C=4.0)).fit(features["train"], y[:, learnable])
+            if learnable.any()
+            else None
+        )
         out = {}
         for name, x in features.items():
             proba = np.tile(y.mean(axis=0), (x.shape[0], 1)).astype(np.float32)  # constant labels: their training rate

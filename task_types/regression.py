@@ -83,8 +83,15 @@ class Regression(TaskType):
         values = labels.astype(float)
         if values.empty:
             return {"target": {}}
-        return {"target": {"mean": float(values.mean()), "std": float(values.std(ddof=0)), "min": float(values.min()),
-                           "p50": float(values.median()), "max": float(values.max())}}
+        return {
+            "target": {
+                "mean": float(values.mean()),
+                "std": float(values.std(ddof=0)),
+                "min": float(values.min()),
+                "p50": float(values.median()),
+                "max": float(values.max()),
+            }
+        }
 
     def encode(self, labels: pd.Series, spec: dict) -> list:
         return ((labels.astype(float) - spec["mean"]) / spec["std"]).tolist()
@@ -121,10 +128,12 @@ class Regression(TaskType):
         return ["predicted_value"]
 
     def card_section(self, spec: dict, decision: dict) -> str:
-        return (f"- Task: text regression (one number per text)\n"
-                f"- Target scaling: standardised for training with the train split's mean {spec['mean']:.4f} and standard "
-                f"deviation {spec['std']:.4f}; outputs are in the data's own units (the scaling is undone)\n"
-                "- Output: `predicted_value`, unbounded (no squashing)")
+        return (
+            f"- Task: text regression (one number per text)\n"
+            f"- Target scaling: standardised for training with the train split's mean {spec['mean']:.4f} and standard "
+            f"deviation {spec['std']:.4f}; outputs are in the data's own units (the scaling is undone)\n"
+            "- Output: `predicted_value`, unbounded (no squashing)"
+        )
 
     def card_limits(self) -> list[str]:
         return ["Predictions outside the range seen in training are extrapolations and rarely reliable."]

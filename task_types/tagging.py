@@ -65,8 +65,12 @@ def invalid_positions(tags: list[str], scheme: str) -> list[int]:
         return []
     bad = [i for i, tag in enumerate(tags) if not _allowed(tags[i - 1] if i else None, tag, scheme)]
     if scheme == IOBES:
-        bad += [i for i, tag in enumerate(tags) if _parts(tag)[0] in ("B", "I")
-                and not (i + 1 < len(tags) and _parts(tags[i + 1])[0] in ("I", "E") and _parts(tags[i + 1])[1] == _parts(tag)[1])]
+        bad += [
+            i
+            for i, tag in enumerate(tags)
+            if _parts(tag)[0] in ("B", "I")
+            and not (i + 1 < len(tags) and _parts(tags[i + 1])[0] in ("I", "E") and _parts(tags[i + 1])[1] == _parts(tag)[1])
+        ]
     return sorted(set(bad))
 
 
@@ -177,8 +181,9 @@ class Window:
     word_ids: list[int]
 
 
-def sentence_windows(row: int, piece_ids: list[int], piece_words: list[int], n_words: int, size: int, overlap: int,
-                     prefix: list[int], suffix: list[int]) -> list[Window]:
+def sentence_windows(
+    row: int, piece_ids: list[int], piece_words: list[int], n_words: int, size: int, overlap: int, prefix: list[int], suffix: list[int]
+) -> list[Window]:
     """Windows of one sentence (pieces without special tokens, piece_words the word of each piece)."""
     first = {}
     for position, word in enumerate(piece_words):
@@ -250,7 +255,7 @@ def split_words(text: str) -> list[tuple[str, int, int]]:
     (EDGE_PUNCTUATION) is a word of its own; `@user`, `#tag`, URLs and inner hyphens or apostrophes stay whole."""
     words = []
     for match in re.finditer(r"\S+", text):
-        chunk, start, end = match.group(), match.start(), match.end()
+        chunk, start = match.group(), match.start()
         head = 0
         while head < len(chunk) and chunk[head] in EDGE_PUNCTUATION:
             head += 1
@@ -280,6 +285,13 @@ def entity_spans(text: str, starts: list[int], ends: list[int], tags: list[str],
     spans = []
     for kind, first, last in entity_chunks(tags, scheme):
         start, end = starts[first], ends[last - 1]
-        spans.append({"type": kind, "text": text[start:end], "start": int(start), "end": int(end),
-                      "score": round(float(np.mean(scores[first:last])), 6)})
+        spans.append(
+            {
+                "type": kind,
+                "text": text[start:end],
+                "start": int(start),
+                "end": int(end),
+                "score": round(float(np.mean(scores[first:last])), 6),
+            }
+        )
     return spans

@@ -37,10 +37,14 @@ from task_types.tagging import (
     window_labels,
 )
 
-DECODING = ("constrained decode: the most probable tag sequence that is valid in the scheme (Viterbi over the "
-            "per-word probabilities with forbidden transitions such as O -> I-X removed); never an invalid BIO sequence")
-WORD_RULE = ("raw text is split on whitespace, and punctuation at either end of a chunk (. , ; : ! ? quotes brackets) "
-             "is a word of its own; @user, #tag, URLs and inner hyphens or apostrophes stay one word")
+DECODING = (
+    "constrained decode: the most probable tag sequence that is valid in the scheme (Viterbi over the "
+    "per-word probabilities with forbidden transitions such as O -> I-X removed); never an invalid BIO sequence"
+)
+WORD_RULE = (
+    "raw text is split on whitespace, and punctuation at either end of a chunk (. , ; : ! ? quotes brackets) "
+    "is a word of its own; @user, #tag, URLs and inner hyphens or apostrophes stay one word"
+)
 
 
 def parse_list(value) -> list[str] | None:
@@ -57,18 +61,26 @@ def parse_list(value) -> list[str] | None:
 def entity_scores(true_tags: list[list[str]], pred_tags: list[list[str]], scheme: str, strict: bool = True) -> dict:
     """Entity-level micro precision/recall/F1 and a per-type report (seqeval; strict mode in the scheme by default,
     conlleval's lenient chunking otherwise)."""
-    from seqeval.metrics import classification_report, f1_score as seq_f1, precision_score, recall_score
-    from seqeval.scheme import IOB2 as SEQ_IOB2, IOBES as SEQ_IOBES
+    from seqeval.metrics import classification_report, precision_score, recall_score
+    from seqeval.metrics import f1_score as seq_f1
+    from seqeval.scheme import IOB2 as SEQ_IOB2
+    from seqeval.scheme import IOBES as SEQ_IOBES
 
     options = {"mode": "strict", "scheme": SEQ_IOB2 if scheme == IOB2 else SEQ_IOBES} if strict else {}
     if not any(t != "O" for tags in true_tags + pred_tags for t in tags):
         return {"entity_precision": 0.0, "entity_recall": 0.0, "entity_f1": 0.0, "per_type": {}}
     report = classification_report(true_tags, pred_tags, output_dict=True, zero_division=0, **options)
-    per_type = {kind: {"precision": float(r["precision"]), "recall": float(r["recall"]), "f1": float(r["f1-score"]), "support": int(r["support"])}
-                for kind, r in sorted(report.items()) if not kind.endswith(" avg")}
-    return {"entity_precision": float(precision_score(true_tags, pred_tags, zero_division=0, **options)),
-            "entity_recall": float(recall_score(true_tags, pred_tags, zero_division=0, **options)),
-            "entity_f1": float(seq_f1(true_tags, pred_tags, zero_division=0, **options)), "per_type": per_type}
+    per_type = {
+        kind: {"precision": float(r["precision"]), "recall": float(r["recall"]), "f1": float(r["f1-score"]), "support": int(r["support"])}
+        for kind, r in sorted(report.items())
+        if not kind.endswith(" avg")
+    }
+    return {
+        "entity_precision": float(precision_score(true_tags, pred_tags, zero_division=0, **options)),
+        "entity_recall": float(recall_score(true_tags, pred_tags, zero_division=0, **options)),
+        "entity_f1": float(seq_f1(true_tags, pred_tags, zero_division=0, **options)),
+        "per_type": per_type,
+    }
 
 
 def word_metrics(true_ids: list[np.ndarray], pred_ids: list[np.ndarray], labels: list[str], scheme: str, tables: bool = True) -> dict:
@@ -77,8 +89,10 @@ def word_metrics(true_ids: list[np.ndarray], pred_ids: list[np.ndarray], labels:
     y_true = np.concatenate([np.asarray(t, dtype=np.int64) for t in true_ids]) if true_ids else np.zeros(0, dtype=np.int64)
     y_pred = np.concatenate([np.asarray(p, dtype=np.int64) for p in pred_ids]) if pred_ids else np.zeros(0, dtype=np.int64)
     present = sorted(set(y_true.tolist()) | set(y_pred.tolist()))
-    metrics = {"token_accuracy": float((y_true == y_pred).mean()) if len(y_true) else 0.0,
-               "token_f1_macro": float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)) if len(y_true) else 0.0}
+    metrics = {
+        "token_accuracy": float((y_true == y_pred).mean()) if len(y_true) else 0.0,
+        "token_f1_macro": float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)) if len(y_true) else 0.0,
+    }
     if is_bio(scheme):
         name = lambda ids: [labels[i] if 0 <= i < len(labels) else "O" for i in ids]  # noqa: E731
         scores = entity_scores([name(t) for t in true_ids], [name(p) for p in pred_ids], scheme)
@@ -107,8 +121,15 @@ class TokenClassification(TaskType):
     headline = ("entity_f1", "entity_precision", "entity_recall", "token_accuracy", "token_f1_macro")
     metric_names = headline
     training_metric_names = headline
-    reasons = ("malformed_token_list", "empty_sentence", "empty_token", "empty_tag", "token_tag_mismatch", "label_not_in_labels",
-               "invalid_tag_sequence")
+    reasons = (
+        "malformed_token_list",
+        "empty_sentence",
+        "empty_token",
+        "empty_tag",
+        "token_tag_mismatch",
+        "label_not_in_labels",
+        "invalid_tag_sequence",
+    )
     # Hooks the generic steps use for word-level types (see task_types/base.py).
     auto_model = "AutoModelForTokenClassification"
     pipeline_task = "token-classification"
@@ -126,7 +147,9 @@ class TokenClassification(TaskType):
         if cfg.data.text_pair_column is not None:
             raise ValueError("data.text_pair_column is for sequence-level tasks: task=token_classification tags the words of one text")
         if cfg.data.split_column is not None and cfg.data.format in ("conll", "conllu"):
-            raise ValueError("data.split_column needs a table: CoNLL files have no split column (give each split its own run or a JSONL file)")
+            raise ValueError(
+                "data.split_column needs a table: CoNLL files have no split column (give each split its own run or a JSONL file)"
+            )
 
     # ---- clean -------------------------------------------------------------------------------------
     def validate_rows(self, texts: pd.Series, labels: pd.Series, data) -> tuple[pd.Series, pd.Series, pd.Series]:
@@ -209,8 +232,12 @@ class TokenClassification(TaskType):
         order = list(data.labels) if data.labels else sorted({t for ts in tags for t in ts})
         seen = {t for v in train_labels for t in json.loads(v)}
         scheme = detect_scheme(tags)
-        return {"labels": order, "scheme": scheme, "no_train_positives": [t for t in order if t not in seen],
-                "entity_types": sorted({t[2:] for t in order if t != "O"}) if is_bio(scheme) else []}
+        return {
+            "labels": order,
+            "scheme": scheme,
+            "no_train_positives": [t for t in order if t not in seen],
+            "entity_types": sorted({t[2:] for t in order if t != "O"}) if is_bio(scheme) else [],
+        }
 
     def target_summary(self, labels: pd.Series, spec: dict) -> dict:
         counts = {t: 0 for t in spec["labels"]}
@@ -239,8 +266,13 @@ class TokenClassification(TaskType):
         columns = {"input_ids": [w.input_ids for w in windows], "attention_mask": [[1] * len(w.input_ids) for w in windows]}
         if "token_type_ids" in tokenizer.model_input_names:
             columns["token_type_ids"] = [[0] * len(w.input_ids) for w in windows]
-        columns.update({"labels": [window_labels(w, tag_ids[w.row]) for w in windows], "word_ids": [w.word_ids for w in windows],
-                        "row_id": [row_ids[w.row] for w in windows]})
+        columns.update(
+            {
+                "labels": [window_labels(w, tag_ids[w.row]) for w in windows],
+                "word_ids": [w.word_ids for w in windows],
+                "row_id": [row_ids[w.row] for w in windows],
+            }
+        )
         windowed = int((lengths > max_length).sum())
         return columns, lengths, {"truncated": 0, "fraction_truncated": 0.0, "windowed": windowed, "windows": len(windows)}
 
@@ -255,7 +287,7 @@ class TokenClassification(TaskType):
 
     def outputs(self, logits, spec: dict, decision: dict | None = None) -> list[np.ndarray]:
         """Per sentence, the (words x tags) probabilities from its merged per-word logits."""
-        return [softmax(np.asarray(l).reshape(-1, len(spec["labels"]))) for l in logits]
+        return [softmax(np.asarray(sentence).reshape(-1, len(spec["labels"]))) for sentence in logits]
 
     def training_metrics(self, logits: np.ndarray, label_ids: np.ndarray, spec: dict) -> dict:
         # One window = one sequence of its owned words; the scheme-valid decode, as in evaluation.
@@ -313,7 +345,9 @@ class TokenClassification(TaskType):
                 writer.writerow([name, f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}", row["support"]])
         plot_type_f1(metrics["per_class"], split, folder / f"per_{kind}_f1_{split}.png", "entity" if kind == "type" else "tag")
         if "confusion_matrix" in metrics:
-            plot_confusion(metrics["confusion_matrix"], spec["labels"], f"{split} tag confusion", folder / f"confusion_{split}.png", normalize=True)
+            plot_confusion(
+                metrics["confusion_matrix"], spec["labels"], f"{split} tag confusion", folder / f"confusion_{split}.png", normalize=True
+            )
         return metrics
 
     def predict_columns(self, outputs: list[dict], spec: dict, decision: dict) -> dict[str, list]:
@@ -327,7 +361,9 @@ class TokenClassification(TaskType):
             columns["tags"].append(json.dumps(tags, ensure_ascii=False))
             if is_bio(scheme):
                 scores = [float(row["proba"][w, i]) for w, i in enumerate(ids)]
-                columns["entities"].append(json.dumps(entity_spans(row["text"], row["starts"], row["ends"], tags, scores, scheme), ensure_ascii=False))
+                columns["entities"].append(
+                    json.dumps(entity_spans(row["text"], row["starts"], row["ends"], tags, scores, scheme), ensure_ascii=False)
+                )
         return columns
 
     def empty_columns(self, spec: dict) -> list[str]:
@@ -335,14 +371,20 @@ class TokenClassification(TaskType):
 
     def card_section(self, spec: dict, decision: dict) -> str:
         labels, scheme = spec["labels"], spec["scheme"]
-        lines = [f"- Task: token classification, one tag per word; scheme **{scheme}**"
-                 + (f", entity types {', '.join(f'`{t}`' for t in spec.get('entity_types', []))}" if is_bio(scheme) else " (plain tags, no entities)"),
-                 f"- Tag set ({len(labels)}): {', '.join(f'`{t}`' for t in labels)}",
-                 "- Alignment: the first piece of each word carries its tag (other pieces are ignored); each word gets exactly one tag",
-                 "- Long sentences: cut into overlapping windows (a quarter of the window overlaps); each word is read in the window "
-                 "where it has the most context, so nothing is cut off",
-                 f"- Decoding: {decision.get('decoding', DECODING if is_bio(scheme) else 'the most probable tag of each word')}",
-                 f"- Predict: {WORD_RULE}; pre-tokenized rows (lists of words) are used as given"]
+        lines = [
+            f"- Task: token classification, one tag per word; scheme **{scheme}**"
+            + (
+                f", entity types {', '.join(f'`{t}`' for t in spec.get('entity_types', []))}"
+                if is_bio(scheme)
+                else " (plain tags, no entities)"
+            ),
+            f"- Tag set ({len(labels)}): {', '.join(f'`{t}`' for t in labels)}",
+            "- Alignment: the first piece of each word carries its tag (other pieces are ignored); each word gets exactly one tag",
+            "- Long sentences: cut into overlapping windows (a quarter of the window overlaps); each word is read in the window "
+            "where it has the most context, so nothing is cut off",
+            f"- Decoding: {decision.get('decoding', DECODING if is_bio(scheme) else 'the most probable tag of each word')}",
+            f"- Predict: {WORD_RULE}; pre-tokenized rows (lists of words) are used as given",
+        ]
         if spec.get("no_train_positives"):
             lines.append(f"- Tags never seen in training: {', '.join(f'`{t}`' for t in spec['no_train_positives'])}")
         return "\n".join(lines)
@@ -353,15 +395,25 @@ class TokenClassification(TaskType):
         if not splits:
             return ""
         names = sorted({n for s in splits for n in metrics[s]["per_class"]})
-        rows = "\n".join(f"| `{n}` | " + " | ".join(f"{metrics[s]['per_class'].get(n, {}).get('f1', float('nan')):.4f} "
-                                                   f"(n={metrics[s]['per_class'].get(n, {}).get('support', 0)})" for s in splits) + " |" for n in names)
+        rows = "\n".join(
+            f"| `{n}` | "
+            + " | ".join(
+                f"{metrics[s]['per_class'].get(n, {}).get('f1', float('nan')):.4f} "
+                f"(n={metrics[s]['per_class'].get(n, {}).get('support', 0)})"
+                for s in splits
+            )
+            + " |"
+            for n in names
+        )
         return f"\n### F1 per {'entity type' if 'entity_f1' in metrics[splits[0]] else 'tag'}\n| | {' | '.join(splits)} |\n|---|{'---|' * len(splits)}\n{rows}\n"
 
     def card_limits(self) -> list[str]:
-        return ["With the default base model (all-MiniLM-L6-v2) the tokenizer is uncased: it lower-cases every word, so capitalisation, a strong "
-                "cue for names, is invisible to the model.",
-                "Raw text is split into words by a simple rule (see Predict above); text tokenized differently from the training "
-                "data may be tagged worse: pass pre-tokenized words where you have them."]
+        return [
+            "With the default base model (all-MiniLM-L6-v2) the tokenizer is uncased: it lower-cases every word, so capitalisation, a strong "
+            "cue for names, is invisible to the model.",
+            "Raw text is split into words by a simple rule (see Predict above); text tokenized differently from the training "
+            "data may be tagged worse: pass pre-tokenized words where you have them.",
+        ]
 
 
 class PlainTagging(TokenClassification):

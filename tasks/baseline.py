@@ -55,6 +55,11 @@ def fit_baseline(split: dict, cache: CacheConfig, task: str = "classification") 
     entry = build_step(cache, "baseline", key, make)
     headline = get_task_type(task).headline
     for name, metrics in entry.meta["metrics"].items():
-        logger.info("baseline %s (%s): %s%s", name, get_task_type(task).baseline_name, ", ".join(f"{m} {metrics[m]:.4f}" for m in headline if m in metrics),
-                    " (cached)" if entry.reused else "")
+        logger.info(
+            "baseline %s (%s): %s%s",
+            name,
+            get_task_type(task).baseline_name,
+            ", ".join(f"{m} {metrics[m]:.4f}" for m in headline if m in metrics),
+            " (cached)" if entry.reused else "",
+        )
     return {"metrics": entry.meta["metrics"], "key": key, "reused": entry.reused}

@@ -15,9 +15,10 @@ import logging
 import os
 import shutil
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 MANIFEST = "manifest.json"
 log = logging.getLogger(__name__)
@@ -55,11 +56,7 @@ def model_fingerprint(path: str, files: list[str] | None = None) -> str:
 
 
 def _file_table(folder: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(folder)): file_sha256(p)
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name != MANIFEST
-    }
+    return {str(p.relative_to(folder)): file_sha256(p) for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST}
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,8 @@ from schemas.config import CacheConfig, DataConfig
 from schemas.data import SCHEMA_VERSION, SPLIT_NAMES, CleanFrame, QuarantineFrame, RawFrame
 from schemas.errors import DataError
 from task_types import get_task_type
-from tasks.logs import step_logger, timed
 from tasks.cache import build_step, fingerprint
-
+from tasks.logs import step_logger, timed
 
 # An ASCII text _normalise would change: two whitespace characters in a row, whitespace other than a space
 # (str.split() also splits on \x1c-\x1f), or a space at either end.
@@ -81,7 +80,9 @@ def _reasons(frame: pd.DataFrame, task_type, data: DataConfig) -> tuple[pd.Serie
     if alive.any() and hasattr(task_type, "validate_rows"):
         # Word-level types judge words and tags together, on the raw JSON word lists (whitespace normalisation
         # would change them), and hand back the canonical word list as the text.
-        texts, canonical, why = task_type.validate_rows(frame.loc[alive, "raw_text"].astype(object), frame.loc[alive, "label"].astype(object), data)
+        texts, canonical, why = task_type.validate_rows(
+            frame.loc[alive, "raw_text"].astype(object), frame.loc[alive, "label"].astype(object), data
+        )
         frame.loc[alive, "text"] = texts.where(texts.notna(), frame.loc[alive, "text"])
         target[alive] = canonical
         reason[alive] = why
@@ -201,9 +202,19 @@ def clean_data(raw: dict, data: DataConfig, cache: CacheConfig, task: str = "cla
     entry = build_step(cache, "clean", key, make)
     meta = entry.meta
     logger.info(
-        "clean: %d in = %d kept + %d quarantined %s%s", meta["rows_in"], meta["rows_kept"],
-        meta["rows_quarantined"], meta["quarantine_reasons"] or "", " (cached)" if entry.reused else "",
+        "clean: %d in = %d kept + %d quarantined %s%s",
+        meta["rows_in"],
+        meta["rows_kept"],
+        meta["rows_quarantined"],
+        meta["quarantine_reasons"] or "",
+        " (cached)" if entry.reused else "",
     )
     if meta["rows_quarantined"]:
         logger.info("quarantined rows with reasons: %s", entry.path / "quarantine.csv")
-    return {"path": str(entry.path / "clean.parquet"), "quarantine": str(entry.path / "quarantine.csv"), "key": key, "reused": entry.reused, **meta}
+    return {
+        "path": str(entry.path / "clean.parquet"),
+        "quarantine": str(entry.path / "quarantine.csv"),
+        "key": key,
+        "reused": entry.reused,
+        **meta,
+    }

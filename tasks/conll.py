@@ -56,7 +56,9 @@ def parse_conll(lines, token_column: int = 0, tag_column: int | None = None) -> 
             word = ""  # a line too short for the token column: the clean step reports it as an empty token
         return word, tag
 
-    return pd.DataFrame(_sentences(lines, split_line, lambda line: conll_fields(line)[:1] == ["-DOCSTART-"]), columns=["text", "label", "line"])
+    return pd.DataFrame(
+        _sentences(lines, split_line, lambda line: conll_fields(line)[:1] == ["-DOCSTART-"]), columns=["text", "label", "line"]
+    )
 
 
 def parse_conllu(lines, tag_column: int | None = None) -> pd.DataFrame:

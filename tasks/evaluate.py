@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-
 from datasets import load_from_disk
 from prefect import task
 from transformers import AutoTokenizer
@@ -51,7 +50,9 @@ def evaluate_model(model: dict, tokens: dict, eval_cfg: EvalConfig, train: Train
             if task_type.word_level:  # one row per window: outputs per word, merged back per sentence
                 from tasks.word_inference import scored_split
 
-                scored[split] = scored_split(net, tokenizer, dataset, spec, train.eval_batch_size, model["device"], model["precision"] == "bf16")
+                scored[split] = scored_split(
+                    net, tokenizer, dataset, spec, train.eval_batch_size, model["device"], model["precision"] == "bf16"
+                )
                 continue
             columns = {k: dataset[k] for k in INPUT_FEATURES if k in dataset.column_names}
             logits = predict_logits(net, tokenizer, columns, train.eval_batch_size, model["device"], model["precision"] == "bf16")
@@ -75,5 +76,11 @@ def evaluate_model(model: dict, tokens: dict, eval_cfg: EvalConfig, train: Train
     for split, metrics in entry.meta["metrics"].items():
         figures = scalar_metrics(metrics)
         logger.info("evaluate %s: %s", split, ", ".join(f"{name} {figures[name]:.4f}" for name in task_type.headline if name in figures))
-    return {"metrics": entry.meta["metrics"], "decision": entry.meta["decision"], "task": model["task"],
-            "artifacts": str(entry.path), "key": key, "reused": entry.reused}
+    return {
+        "metrics": entry.meta["metrics"],
+        "decision": entry.meta["decision"],
+        "task": model["task"],
+        "artifacts": str(entry.path),
+        "key": key,
+        "reused": entry.reused,
+    }

@@ -38,7 +38,9 @@ def beats(metric: str, value: float, other: float) -> float:
     return (other - value) if metric in LOWER_IS_BETTER else (value - other)
 
 
-def should_promote(candidate: dict[str, float], champion: dict | None, policy: Policy, baseline: dict[str, float] | None = None) -> Decision:
+def should_promote(
+    candidate: dict[str, float], champion: dict | None, policy: Policy, baseline: dict[str, float] | None = None
+) -> Decision:
     """candidate, baseline: validation metrics by name; champion: {"version", "value"} of policy.compare_on, or None.
 
     The candidate must pass every gate, beat its own run's classical baseline on the compare-on metric
@@ -49,16 +51,26 @@ def should_promote(candidate: dict[str, float], champion: dict | None, policy: P
     if policy.beat_baseline and baseline is not None and metric in baseline:
         value, theirs = candidate.get(metric, float("nan")), baseline[metric]
         gain = beats(metric, value, theirs)
-        checks.append((gain > 0, f"val_{metric} {value:.4f} {'beats' if gain > 0 else 'does NOT beat'} the {policy.baseline_name} "
-                                 f"({theirs:.4f}) (gain {gain:+.4f}; registry.beat_baseline)"))
+        checks.append(
+            (
+                gain > 0,
+                f"val_{metric} {value:.4f} {'beats' if gain > 0 else 'does NOT beat'} the {policy.baseline_name} "
+                f"({theirs:.4f}) (gain {gain:+.4f}; registry.beat_baseline)",
+            )
+        )
     if champion is not None:
         value = candidate.get(metric, float("nan"))
         lower = metric in LOWER_IS_BETTER
         gain = beats(metric, value, champion["value"])
         better = gain > policy.min_delta
-        checks.append((better, f"val_{metric} {value:.4f} {'beats' if better else 'does not beat'} champion v{champion['version']} "
-                              f"({champion['value']:.4f}) by more than min_delta {policy.min_delta} "
-                              f"({'lower is better, ' if lower else ''}gain {gain:+.4f})"))
+        checks.append(
+            (
+                better,
+                f"val_{metric} {value:.4f} {'beats' if better else 'does not beat'} champion v{champion['version']} "
+                f"({champion['value']:.4f}) by more than min_delta {policy.min_delta} "
+                f"({'lower is better, ' if lower else ''}gain {gain:+.4f})",
+            )
+        )
     else:
         checks.append((True, "no current champion"))
     passed = all(ok for ok, _ in checks)
@@ -69,5 +81,11 @@ def should_promote(candidate: dict[str, float], champion: dict | None, policy: P
 
 def policy_for(task_type, registry) -> Policy:
     """The gate policy of a run: the task type's gates (or registry.gates) and its compare-on metric."""
-    return Policy(task_type.gates(registry), registry.compare_on or task_type.compare_on, registry.min_delta, registry.promote,
-                  registry.beat_baseline, task_type.baseline_name)
+    return Policy(
+        task_type.gates(registry),
+        registry.compare_on or task_type.compare_on,
+        registry.min_delta,
+        registry.promote,
+        registry.beat_baseline,
+        task_type.baseline_name,
+    )

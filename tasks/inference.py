@@ -49,17 +49,31 @@ def per_document(logits: np.ndarray, documents, how: str = "mean") -> np.ndarray
     return (out / np.bincount(documents, minlength=count)[:, None]).astype(np.float32)
 
 
-def logits_for_texts(model, tokenizer, texts: list[str], max_length: int, batch_size: int = 128, device: str = "cpu",
-                     pairs: list[str] | None = None, chunk: bool = False, how: str = "mean") -> np.ndarray:
+def logits_for_texts(
+    model,
+    tokenizer,
+    texts: list[str],
+    max_length: int,
+    batch_size: int = 128,
+    device: str = "cpu",
+    pairs: list[str] | None = None,
+    chunk: bool = False,
+    how: str = "mean",
+) -> np.ndarray:
     """Raw logits for raw texts (or text pairs), truncated like training, in the order given; with chunk, each
     text is read in overlapping windows (as in training) and the windows' logits are joined per text."""
     if chunk and pairs is None:
-        encoded = tokenizer(list(texts), truncation=True, max_length=max_length, stride=max(1, max_length // 4),
-                            return_overflowing_tokens=True)
+        encoded = tokenizer(
+            list(texts), truncation=True, max_length=max_length, stride=max(1, max_length // 4), return_overflowing_tokens=True
+        )
         documents = encoded.pop("overflow_to_sample_mapping")
         return per_document(predict_logits(model, tokenizer, dict(encoded), batch_size, device), documents, how)
-    encoded = tokenizer(list(texts), None if pairs is None else list(pairs), truncation="longest_first" if pairs is not None else True,
-                        max_length=max_length)
+    encoded = tokenizer(
+        list(texts),
+        None if pairs is None else list(pairs),
+        truncation="longest_first" if pairs is not None else True,
+        max_length=max_length,
+    )
     return predict_logits(model, tokenizer, dict(encoded), batch_size, device)
 
 

@@ -13,8 +13,8 @@ import codecs
 import contextlib
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -23,16 +23,26 @@ from prefect import task
 from schemas.config import DEFAULT_DATA, DEFAULT_RETRIES, EMBEDDED_DATA, CacheConfig, DataConfig, embedded_path
 from schemas.data import RawFrame
 from schemas.errors import DataError, is_transient
-from tasks.logs import step_logger, timed
 from tasks.cache import build_step, file_sha256, fingerprint, tree_sha256
+from tasks.logs import step_logger, timed
 
-FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet", ".pq": "parquet",
-           ".conll": "conll", ".conllu": "conllu"}
+FORMATS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".conll": "conll",
+    ".conllu": "conllu",
+}
 TEXT_FORMATS = ("csv", "tsv", "jsonl", "json")
 SAVED_DATASET_MARKERS = ("dataset_dict.json", "dataset_info.json", "state.json")
 # Each byte the encoding cannot decode becomes this private-use mark and its two hex digits, so a row can
 # be flagged (and shown as \xNN) while staying valid text for pandas/Arrow; no codec produces the mark itself.
-BAD_BYTE_MARK = "\U000F0000"
+BAD_BYTE_MARK = "\U000f0000"
 _BAD_BYTE = re.compile(BAD_BYTE_MARK + "([0-9a-f]{2})")
 DECODE_ERRORS = "finetune_flow_mark_bad_bytes"
 codecs.register_error(DECODE_ERRORS, lambda err: ("".join(f"{BAD_BYTE_MARK}{b:02x}" for b in err.object[err.start : err.end]), err.end))
@@ -56,8 +66,10 @@ def _source(data: DataConfig) -> tuple[Path | str, str]:
             return path, "saved_dataset"
         if any(child.is_dir() and not child.name.startswith(".") for child in path.iterdir()):
             return path, "folder"
-        raise DataError(f"data.path '{data.path}' is a folder without label sub-folders or a saved dataset; "
-                        "point it at a file, at a folder holding one sub-folder of text files per label, or at a save_to_disk folder")
+        raise DataError(
+            f"data.path '{data.path}' is a folder without label sub-folders or a saved dataset; "
+            "point it at a file, at a folder holding one sub-folder of text files per label, or at a save_to_disk folder"
+        )
     return path, infer_format(path, data.format)
 
 
@@ -78,13 +90,19 @@ def _python_encoding(encoding: str) -> str:
 
 def _refuse_binary(path: Path, fmt: str, encoding: str) -> None:
     """A text format whose first bytes hold NULs is a binary file given by mistake (or UTF-16)."""
-    if fmt not in TEXT_FORMATS or encoding.lower().replace("-", "").startswith(("utf16", "utf32")) or path.suffix in (".gz", ".bz2", ".zip", ".xz"):
+    if (
+        fmt not in TEXT_FORMATS
+        or encoding.lower().replace("-", "").startswith(("utf16", "utf32"))
+        or path.suffix in (".gz", ".bz2", ".zip", ".xz")
+    ):
         return
     with open(path, "rb") as f:
         head = f.read(8192)
     if b"\x00" in head:
-        raise DataError(f"'{path.name}' looks binary (NUL bytes in its first 8 KB), not {fmt} text: point data.path at the "
-                        "text file, set data.format (e.g. parquet), or data.encoding=utf-16 if it is UTF-16 text")
+        raise DataError(
+            f"'{path.name}' looks binary (NUL bytes in its first 8 KB), not {fmt} text: point data.path at the "
+            "text file, set data.format (e.g. parquet), or data.encoding=utf-16 if it is UTF-16 text"
+        )
 
 
 def first_bad_line(path: Path, encoding: str) -> tuple[int, bytes] | None:
@@ -109,8 +127,17 @@ def _reader(path: Path, fmt: str, encoding: str, header: bool, chunk_rows: int |
     """pandas' reader for the format: a frame, or an iterator of frames when chunk_rows is given."""
     enc = _python_encoding(encoding)
     if fmt in ("csv", "tsv"):
-        return pd.read_csv(path, sep="\t" if fmt == "tsv" else ",", dtype=str, keep_default_na=False, na_values=[""],
-                           encoding=enc, encoding_errors=DECODE_ERRORS, header=0 if header else None, chunksize=chunk_rows)
+        return pd.read_csv(
+            path,
+            sep="\t" if fmt == "tsv" else ",",
+            dtype=str,
+            keep_default_na=False,
+            na_values=[""],
+            encoding=enc,
+            encoding_errors=DECODE_ERRORS,
+            header=0 if header else None,
+            chunksize=chunk_rows,
+        )
     if fmt == "jsonl":
         return pd.read_json(path, lines=True, dtype=False, encoding=enc, encoding_errors=DECODE_ERRORS, chunksize=chunk_rows)
     if fmt == "json":
@@ -181,14 +208,24 @@ def refuse_nested(frame: pd.DataFrame, column: str, option: str, source_name: st
     if nested.any():
         example = frame[column][nested].iloc[0]
         kind = "structs" if isinstance(example, dict) else "lists"
-        raise DataError(f"column '{column}' in '{source_name}' holds nested values ({kind}, e.g. {str(example if not isinstance(example, np.ndarray) else example.tolist())[:60]}), "
-                        f"not plain values: flatten it in the file or set {option} to another column")
+        raise DataError(
+            f"column '{column}' in '{source_name}' holds nested values ({kind}, e.g. {str(example if not isinstance(example, np.ndarray) else example.tolist())[:60]}), "
+            f"not plain values: flatten it in the file or set {option} to another column"
+        )
 
 
 def refuse_duplicate_columns(path: Path, fmt: str, encoding: str) -> None:
     """pandas renames a repeated header name to name.1; which column was meant is then a guess: refuse it."""
-    header = pd.read_csv(path, sep="\t" if fmt == "tsv" else ",", header=None, nrows=1, dtype=str, keep_default_na=False,
-                         encoding=_python_encoding(encoding), encoding_errors=DECODE_ERRORS)
+    header = pd.read_csv(
+        path,
+        sep="\t" if fmt == "tsv" else ",",
+        header=None,
+        nrows=1,
+        dtype=str,
+        keep_default_na=False,
+        encoding=_python_encoding(encoding),
+        encoding_errors=DECODE_ERRORS,
+    )
     names = [str(v) for v in header.iloc[0]] if len(header) else []
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
@@ -234,9 +271,13 @@ def _label_lists(column: pd.Series, task: str, source_name: str) -> pd.Series | 
     if not column.map(_is_list).any():
         return None
     if task not in ("multi_label", "token_classification"):
-        raise DataError(f"column '{column.name}' in '{source_name}' holds lists of labels: set task=multi_label, "
-                        "or point data.label_column at a column with one label per row")
-    return column.map(lambda v: json.dumps([str(x) for x in v]) if _is_list(v) else (None if v is None or pd.isna(v) else json.dumps([str(v)]))).astype(object)
+        raise DataError(
+            f"column '{column.name}' in '{source_name}' holds lists of labels: set task=multi_label, "
+            "or point data.label_column at a column with one label per row"
+        )
+    return column.map(
+        lambda v: json.dumps([str(x) for x in v]) if _is_list(v) else (None if v is None or pd.isna(v) else json.dumps([str(v)]))
+    ).astype(object)
 
 
 def _indicators(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
@@ -245,12 +286,17 @@ def _indicators(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
     return pd.Series([json.dumps(dict(zip(columns, row))) for row in zip(*cells)], index=frame.index, dtype=object)
 
 
-def _to_raw(frame: pd.DataFrame, data: DataConfig, source_name: str, header: bool = True, empty_ok: bool = False,
-            task: str = "classification") -> tuple[pd.DataFrame, dict]:
+def _to_raw(
+    frame: pd.DataFrame, data: DataConfig, source_name: str, header: bool = True, empty_ok: bool = False, task: str = "classification"
+) -> tuple[pd.DataFrame, dict]:
     """Pick, join and rename the configured columns into the raw contract, flagging undecodable rows."""
     frame.columns = [str(c) for c in frame.columns]
     texts = [_column(frame, c, "data.text_column", source_name, header) for c in data.text_columns()]
-    pair = _column(frame, str(data.text_pair_column), "data.text_pair_column", source_name, header) if data.text_pair_column is not None else None
+    pair = (
+        _column(frame, str(data.text_pair_column), "data.text_pair_column", source_name, header)
+        if data.text_pair_column is not None
+        else None
+    )
     if data.label_columns is not None:
         targets = [_column(frame, str(c), "data.label_columns", source_name, header) for c in data.label_columns]
     else:
@@ -259,8 +305,12 @@ def _to_raw(frame: pd.DataFrame, data: DataConfig, source_name: str, header: boo
     if len(frame) == 0 and not empty_ok:
         raise DataError(f"'{source_name}' has a header but no data rows")
     words = task == "token_classification"  # its text column holds a list of words per row
-    for column, option in [*((c, "data.text_column") for c in texts if not words), (pair, "data.text_pair_column"), (split, "data.split_column"),
-                           *((c, "data.label_columns") for c in (targets if data.label_columns is not None else []))]:
+    for column, option in [
+        *((c, "data.text_column") for c in texts if not words),
+        (pair, "data.text_pair_column"),
+        (split, "data.split_column"),
+        *((c, "data.label_columns") for c in (targets if data.label_columns is not None else [])),
+    ]:
         if column is not None:
             refuse_nested(frame, column, option, source_name)
     used = [*texts, *targets, *[c for c in (pair, split) if c is not None]]
@@ -273,8 +323,11 @@ def _to_raw(frame: pd.DataFrame, data: DataConfig, source_name: str, header: boo
         text = _as_text(frame[texts[0]])
     else:  # title + body: the non-empty parts, one per line; null when every part is null
         parts = [[None if pd.isna(v) else v for v in _as_text(frame[c])] for c in texts]
-        text = pd.Series([None if all(p is None for p in row) else "\n".join(p for p in row if p) for row in zip(*parts)],
-                         index=frame.index, dtype=object)
+        text = pd.Series(
+            [None if all(p is None for p in row) else "\n".join(p for p in row if p) for row in zip(*parts)],
+            index=frame.index,
+            dtype=object,
+        )
     if data.label_columns is not None:
         label = _indicators(frame, targets)
     else:
@@ -310,8 +363,10 @@ def _check_decoding(path: Path, encoding: str, n_bad: int, n_rows: int, header: 
         return
     found = first_bad_line(path, encoding)
     where = f"line {found[0]} (bytes {found[1]!r})" if found else "the header"
-    raise DataError(f"'{path.name}' is not {encoding} text: {where} does not decode, and {n_bad} of {n_rows} rows have such bytes; "
-                    "set data.encoding (e.g. cp1252 or latin-1)")
+    raise DataError(
+        f"'{path.name}' is not {encoding} text: {where} does not decode, and {n_bad} of {n_rows} rows have such bytes; "
+        "set data.encoding (e.g. cp1252 or latin-1)"
+    )
 
 
 def _read_folder(path: Path, encoding: str) -> pd.DataFrame:
@@ -359,8 +414,11 @@ def _read_hub(name: str, label_column: str) -> pd.DataFrame:
         return _dataset_frame(load_dataset(repo, config or None), label_column)
     except Exception as err:  # the hub raises many types (offline, missing repo, auth): all are the user's to fix
         offline = os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1"
-        hint = (" This project runs offline: where a hub is reachable, run with HF_HUB_OFFLINE=0 HF_DATASETS_OFFLINE=0."
-                if offline else " Check the name (hub:NAME or hub:NAME:CONFIG) and your network.")
+        hint = (
+            " This project runs offline: where a hub is reachable, run with HF_HUB_OFFLINE=0 HF_DATASETS_OFFLINE=0."
+            if offline
+            else " Check the name (hub:NAME or hub:NAME:CONFIG) and your network."
+        )
         raise DataError(f"cannot load hub dataset '{name}': {str(err).splitlines()[0][:200]}.{hint}") from None
 
 
@@ -374,8 +432,16 @@ def iter_source(data: DataConfig, chunk_rows: int | None = CHUNK_ROWS, task: str
         plot = frame["category"] == "plot"
         frame = frame.loc[~plot, ["text", "category"]].rename(columns={"category": "label"})
         raw, counts = _to_raw(frame, DataConfig(), name)
-        yield raw, {"rows_read": int(len(plot)), "rows_not_data": int(plot.sum()), "not_data_why": "movie plot summaries (not reviews)",
-                    "rows_out": len(raw), **counts}
+        yield (
+            raw,
+            {
+                "rows_read": int(len(plot)),
+                "rows_not_data": int(plot.sum()),
+                "not_data_why": "movie plot summaries (not reviews)",
+                "rows_out": len(raw),
+                **counts,
+            },
+        )
         return
     if fmt == "hub":
         frames = iter([_read_hub(str(source), str(data.label_column))])
@@ -434,11 +500,22 @@ def ingest_data(data: DataConfig, cache: CacheConfig, task: str = "classificatio
     """
     logger = step_logger()
     source, fmt = _source(data)
-    options = {"format": fmt, "text": data.text_columns(), "label": str(data.label_column), "encoding": data.encoding, "header": data.header}
+    options = {
+        "format": fmt,
+        "text": data.text_columns(),
+        "label": str(data.label_column),
+        "encoding": data.encoding,
+        "header": data.header,
+    }
     # Options that are unset keep the key (and the cache) of runs from before they existed.
-    extra = {"text_pair": data.text_pair_column, "label_columns": data.label_columns, "split": data.split_column,
-             "lists": task == "multi_label", "tokens": task == "token_classification",
-             "conll_columns": [data.token_column, data.tag_column] if fmt in ("conll", "conllu") else None}
+    extra = {
+        "text_pair": data.text_pair_column,
+        "label_columns": data.label_columns,
+        "split": data.split_column,
+        "lists": task == "multi_label",
+        "tokens": task == "token_classification",
+        "conll_columns": [data.token_column, data.tag_column] if fmt in ("conll", "conllu") else None,
+    }
     options.update({k: v for k, v in extra.items() if v})
     key = fingerprint("ingest", 3, source_fingerprint(source, fmt), options)
 
@@ -446,8 +523,14 @@ def ingest_data(data: DataConfig, cache: CacheConfig, task: str = "classificatio
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        names = ["row_id", "text", *(["text_pair"] if data.text_pair_column is not None else []), "label",
-                 *(["split"] if data.split_column is not None else []), "problem"]
+        names = [
+            "row_id",
+            "text",
+            *(["text_pair"] if data.text_pair_column is not None else []),
+            "label",
+            *(["split"] if data.split_column is not None else []),
+            "problem",
+        ]
         schema = pa.schema([(n, pa.int64() if n == "row_id" else pa.string()) for n in names])
         totals: dict[str, int] = {}
         with pq.ParquetWriter(folder / "rows.parquet", schema) as writer:
@@ -461,10 +544,16 @@ def ingest_data(data: DataConfig, cache: CacheConfig, task: str = "classificatio
     entry = build_step(cache, "ingest", key, make)
     meta = entry.meta
     logger.info(
-        "ingest %s (%s): %d rows read, %d handed on%s%s%s", Path(str(source)).name, fmt, meta["rows_read"], meta["rows_out"],
+        "ingest %s (%s): %d rows read, %d handed on%s%s%s",
+        Path(str(source)).name,
+        fmt,
+        meta["rows_read"],
+        meta["rows_out"],
         f", {meta['rows_not_data']} left out as {meta.get('not_data_why', 'not data')}" if meta["rows_not_data"] else "",
         f", {meta['rows_undecodable']} with bytes that are not {data.encoding} (the clean step quarantines them; "
-        "if the file is in another encoding, set data.encoding)" if meta.get("rows_undecodable") else "",
+        "if the file is in another encoding, set data.encoding)"
+        if meta.get("rows_undecodable")
+        else "",
         " (cached)" if entry.reused else "",
     )
     return {"path": str(entry.path / "rows.parquet"), "key": key, "reused": entry.reused, **meta}

@@ -25,8 +25,10 @@ def encoder_parts(model: nn.Module) -> tuple[nn.Module, list[nn.Module]]:
     embeddings = getattr(base, "embeddings", None)
     layers = getattr(getattr(base, "encoder", None), "layer", None)
     if embeddings is None or layers is None:
-        raise ConfigError(f"train.freeze_layers and train.layer_lr_decay need a BERT-style encoder (embeddings + encoder.layer); "
-                          f"{type(model).__name__} has none: set train.freeze_layers=0 and train.layer_lr_decay=1.0")
+        raise ConfigError(
+            f"train.freeze_layers and train.layer_lr_decay need a BERT-style encoder (embeddings + encoder.layer); "
+            f"{type(model).__name__} has none: set train.freeze_layers=0 and train.layer_lr_decay=1.0"
+        )
     return embeddings, list(layers)
 
 
@@ -46,8 +48,7 @@ def freeze_bottom(model: nn.Module, n_layers: int) -> list[str]:
         return []
     _, layers = encoder_parts(model)
     if n_layers > len(layers):
-        raise ConfigError(f"train.freeze_layers={n_layers} but the model has {len(layers)} encoder layers: "
-                          f"set it to at most {len(layers)}")
+        raise ConfigError(f"train.freeze_layers={n_layers} but the model has {len(layers)} encoder layers: set it to at most {len(layers)}")
     frozen = [name for name, depth in parameter_depths(model).items() if depth <= n_layers]
     params = dict(model.named_parameters())
     for name in frozen:
@@ -70,9 +71,10 @@ def layer_param_groups(model: nn.Module, learning_rate: float, weight_decay: flo
     for name, param in model.named_parameters():
         if param.requires_grad:
             groups.setdefault((depths[name], _decays(name)), []).append(param)
-    return [{"params": params, "lr": learning_rate * decay ** (top - depth), "weight_decay": weight_decay if decays else 0.0,
-             "depth": depth}
-            for (depth, decays), params in sorted(groups.items(), key=lambda item: (-item[0][0], not item[0][1]))]
+    return [
+        {"params": params, "lr": learning_rate * decay ** (top - depth), "weight_decay": weight_decay if decays else 0.0, "depth": depth}
+        for (depth, decays), params in sorted(groups.items(), key=lambda item: (-item[0][0], not item[0][1]))
+    ]
 
 
 def layer_decay_optimizer(model: nn.Module, args, decay: float) -> torch.optim.Optimizer:

@@ -11,8 +11,8 @@ import json
 import os
 import socket
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import mlflow
 from mlflow import MlflowClient
@@ -22,12 +22,12 @@ from prefect import task
 from schemas.config import DEFAULT_RETRIES, PROJECT_ROOT, FinetuneConfig, RegistryConfig, TrackingConfig, flatten, resolve_model_path
 from schemas.errors import is_transient
 from schemas.secrets import mask_text, mask_uri
-from tasks.logs import publish_markdown, step_logger, timed
-from tasks.cache import file_lock, fingerprint
 from task_types import get_task_type
 from task_types.base import scalar_metrics
 from task_types.classification import score_by_name
+from tasks.cache import file_lock, fingerprint
 from tasks.gate import Decision, policy_for, should_promote
+from tasks.logs import publish_markdown, step_logger, timed
 from tasks.registry import current_version, model_card, move_alias, promotion_lock
 from tasks.safe_load import load_logged_model
 
@@ -79,7 +79,9 @@ def fail_orphaned_runs(client: MlflowClient, experiment_id: str) -> list[str]:
     for run in running:
         pid = int(run.data.tags.get("pid", "0") or 0)
         if run.data.tags.get("host") == host and pid and not _alive(pid):
-            client.set_tag(run.info.run_id, "failure", f"process {pid} ended without closing this run (killed?); marked FAILED by a later start")
+            client.set_tag(
+                run.info.run_id, "failure", f"process {pid} ended without closing this run (killed?); marked FAILED by a later start"
+            )
             client.set_terminated(run.info.run_id, status="FAILED")
             orphans.append(run.info.run_id)
             if run.data.tags.get("prefect_flow_run_id"):
@@ -104,11 +106,17 @@ def tracking_run(cfg: FinetuneConfig, flow_run_id: str | None = None) -> Iterato
         client = MlflowClient(uri, uri)
         client.search_registered_models(max_results=1)
         experiment = client.get_experiment_by_name(cfg.tracking.experiment)
-        experiment_id = experiment.experiment_id if experiment else client.create_experiment(cfg.tracking.experiment, artifact_location=artifacts)
+        experiment_id = (
+            experiment.experiment_id if experiment else client.create_experiment(cfg.tracking.experiment, artifact_location=artifacts)
+        )
     fail_orphaned_runs(client, experiment_id)
     tags = {
-        PIPELINE_TAG: "finetune", "host": socket.gethostname(), "pid": str(os.getpid()), "git_revision": git_revision(),
-        "prefect_flow_run_id": str(flow_run_id or ""), "config_fingerprint": fingerprint(cfg.model_dump(mode="json")),
+        PIPELINE_TAG: "finetune",
+        "host": socket.gethostname(),
+        "pid": str(os.getpid()),
+        "git_revision": git_revision(),
+        "prefect_flow_run_id": str(flow_run_id or ""),
+        "config_fingerprint": fingerprint(cfg.model_dump(mode="json")),
     }
     run = client.create_run(experiment_id, tags=tags)
     run_id = run.info.run_id
@@ -150,8 +158,11 @@ def _history_metrics(history: list[dict]) -> list[Metric]:
     for entry in history:
         step = int(entry.get("step", 0))
         for key, value in entry.items():
-            name = fixed.get(key) or (f"val_{key.removeprefix('eval_')}_curve" if key.startswith("eval_") and "runtime" not in key
-                                      and "per_second" not in key and key != "eval_epoch" else None)
+            name = fixed.get(key) or (
+                f"val_{key.removeprefix('eval_')}_curve"
+                if key.startswith("eval_") and "runtime" not in key and "per_second" not in key and key != "eval_epoch"
+                else None
+            )
             if name and isinstance(value, (int, float)):
                 points.append(Metric(name, float(value), 0, step))
     return points
@@ -167,8 +178,12 @@ def split_datasets(split: dict, source: str) -> list:
     inputs = []
     for name, path in split["paths"].items():
         frame = pd.read_parquet(path)
-        dataset = from_pandas(frame, source=mask_uri(str(source)) or path, targets="label", name=f"{name}", digest=split["key"][:8] + name[:2])
-        inputs.append(DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", {"train": "training"}.get(name, name))]))
+        dataset = from_pandas(
+            frame, source=mask_uri(str(source)) or path, targets="label", name=f"{name}", digest=split["key"][:8] + name[:2]
+        )
+        inputs.append(
+            DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", {"train": "training"}.get(name, name))])
+        )
     return inputs
 
 
@@ -185,11 +200,14 @@ def log_run(run_id: str, tracking: TrackingConfig, steps: dict) -> dict:
     client = MlflowClient(tracking.resolved_uri(), tracking.resolved_uri())
     clean, split, tokens, model, evaluation = (steps[k] for k in ("clean", "split", "tokenize", "fine_tune", "evaluate"))
     values = {
-        "rows_in": clean["rows_in"], "rows_kept": clean["rows_kept"], "rows_quarantined": clean["rows_quarantined"],
+        "rows_in": clean["rows_in"],
+        "rows_kept": clean["rows_kept"],
+        "rows_quarantined": clean["rows_quarantined"],
         **{f"rows_quarantined_{reason}": n for reason, n in clean["quarantine_reasons"].items()},
         **{f"rows_{name}": part["rows"] for name, part in split["splits"].items()},
         "texts_truncated": sum(s["truncated"] for s in tokens["lengths"].values()),
-        "train_seconds": model["train_seconds"] or 0.0, "train_samples_per_second": model["train_samples_per_second"] or 0.0,
+        "train_seconds": model["train_seconds"] or 0.0,
+        "train_samples_per_second": model["train_samples_per_second"] or 0.0,
         "epochs_run": model["epochs_run"] or 0.0,
     }
     for split_name, metrics in evaluation["metrics"].items():
@@ -199,11 +217,19 @@ def log_run(run_id: str, tracking: TrackingConfig, steps: dict) -> dict:
     points = [Metric(k, float(v), 0, 0) for k, v in values.items()] + _history_metrics(model["history"])
     for start in range(0, len(points), 500):
         client.log_batch(run_id, metrics=points[start : start + 500])
-    client.log_batch(run_id, tags=[RunTag("task", model["task"]), RunTag("device", model["device"]), RunTag("precision", model["precision"]),
-                                   RunTag("labels", json.dumps(model["labels"])), RunTag("data_fingerprint", split["key"]),
-                                   RunTag("resumed_from_checkpoint", str(model["resumed_from"] or "")),
-                                   RunTag("loss_weights", json.dumps(model.get("loss_weights"))),
-                                   RunTag("epochs_chosen", str(model.get("epochs_why", ""))[:5000])])
+    client.log_batch(
+        run_id,
+        tags=[
+            RunTag("task", model["task"]),
+            RunTag("device", model["device"]),
+            RunTag("precision", model["precision"]),
+            RunTag("labels", json.dumps(model["labels"])),
+            RunTag("data_fingerprint", split["key"]),
+            RunTag("resumed_from_checkpoint", str(model["resumed_from"] or "")),
+            RunTag("loss_weights", json.dumps(model.get("loss_weights"))),
+            RunTag("epochs_chosen", str(model.get("epochs_why", ""))[:5000]),
+        ],
+    )
     for artifact in sorted(Path(evaluation["artifacts"]).glob("*")):
         if artifact.name != "manifest.json":
             client.log_artifact(run_id, str(artifact), "evaluation")
@@ -256,8 +282,10 @@ def hub_card(base_model: str):
     readme = Path(resolve_model_path(base_model)) / "README.md" if base_model else None
     found = re.search(r"^license:\s*(\S+)", readme.read_text(errors="replace"), re.M) if readme and readme.is_file() else None
     license_name = found.group(1) if found else "unknown"
-    return ModelCard(f"---\nlicense: {license_name}\n---\nFine-tuned by finetune-flow from `{mask_uri(base_model)}`; see the registered "
-                     "version's description for its model card.\n")
+    return ModelCard(
+        f"---\nlicense: {license_name}\n---\nFine-tuned by finetune-flow from `{mask_uri(base_model)}`; see the registered "
+        "version's description for its model card.\n"
+    )
 
 
 def _log_model(run_id: str, model_path: str, decision: dict, columns: dict, base_model: str = "") -> str:
@@ -269,7 +297,11 @@ def _log_model(run_id: str, model_path: str, decision: dict, columns: dict, base
 
     from tasks.inference import model_task
 
-    requirements = [f"mlflow=={mlflow.__version__}", f"torch=={torch.__version__.split('+')[0]}", f"transformers=={transformers.__version__}"]
+    requirements = [
+        f"mlflow=={mlflow.__version__}",
+        f"torch=={torch.__version__.split('+')[0]}",
+        f"transformers=={transformers.__version__}",
+    ]
     with tempfile.TemporaryDirectory(prefix="ff-model-") as tmp:
         path = _with_decision(model_path, decision, columns, Path(tmp))
         task = json.loads((Path(path) / "config.json").read_text()).get("finetune_flow", {}).get("task", "classification")
@@ -279,8 +311,14 @@ def _log_model(run_id: str, model_path: str, decision: dict, columns: dict, base
         # log_model writes to the active run; resuming ours here marks it finished on exit, and the
         # flow's tracking_run sets the final status afterwards.
         with mlflow.start_run(run_id=run_id):
-            logged = mlflow.transformers.log_model(pipe, name="model", task=pipeline_task, pip_requirements=requirements,
-                                                   signature=_signature(get_task_type(info["task"]), info), model_card=hub_card(base_model))
+            logged = mlflow.transformers.log_model(
+                pipe,
+                name="model",
+                task=pipeline_task,
+                pip_requirements=requirements,
+                signature=_signature(get_task_type(info["task"]), info),
+                model_card=hub_card(base_model),
+            )
     return logged.model_uri
 
 
@@ -293,15 +331,18 @@ def load_registered(model_uri: str, trust_remote_code: bool = False, opt_in: str
     return load_logged_model(model_uri, trust_remote_code, opt_in)
 
 
-def rescore_champion(tracking_uri: str, name: str, champion, split: dict, metric: str, batch_size: int, trust_remote_code: bool = False) -> float:
+def rescore_champion(
+    tracking_uri: str, name: str, champion, split: dict, metric: str, batch_size: int, trust_remote_code: bool = False
+) -> float:
     """The champion's compare-on metric on the candidate's validation split, matched by label name (ids may differ)."""
     import pandas as pd
 
     from tasks.inference import logits_for_texts, model_task
 
     mlflow.set_registry_uri(tracking_uri)
-    model, tokenizer = load_registered(f"models:/{name}/{champion.version}", trust_remote_code,
-                                       "set model.trust_remote_code=true to re-score the champion with it")
+    model, tokenizer = load_registered(
+        f"models:/{name}/{champion.version}", trust_remote_code, "set model.trust_remote_code=true to re-score the champion with it"
+    )
     info = model_task(model.config)
     task_type = get_task_type(info["task"])
     frame = pd.read_parquet(split["paths"]["validation"])
@@ -313,8 +354,16 @@ def rescore_champion(tracking_uri: str, name: str, champion, split: dict, metric
         truth = task_type.truth_from_labels(frame["label"], info["target"])
         return scalar_metrics(task_type.score(truth, outputs, info["target"], info["decision"])).get(metric, float("nan"))
     pairs = frame["text_pair"].tolist() if "text_pair" in frame and info["text_pair"] else None
-    logits = logits_for_texts(model, tokenizer, frame["text"].tolist(), max_length, batch_size, pairs=pairs,
-                              chunk=info.get("long_text") == "chunk", how=task_type.window_aggregate)
+    logits = logits_for_texts(
+        model,
+        tokenizer,
+        frame["text"].tolist(),
+        max_length,
+        batch_size,
+        pairs=pairs,
+        chunk=info.get("long_text") == "chunk",
+        how=task_type.window_aggregate,
+    )
     outputs = task_type.outputs(logits, info["target"], info["decision"])
     if info["task"] == "classification":
         names = [info["target"]["labels"][i] for i in outputs.argmax(axis=1)]
@@ -327,22 +376,38 @@ def rescore_champion(tracking_uri: str, name: str, champion, split: dict, metric
 RESCORE_BATCH = 128
 
 
-def _champion_for_gate(tracking_uri: str, registry: RegistryConfig, task: str, metric: str, current, split: dict,
-                       batch_size: int, trust_remote_code: bool = False) -> tuple[dict | None, list[str], bool]:
+def _champion_for_gate(
+    tracking_uri: str,
+    registry: RegistryConfig,
+    task: str,
+    metric: str,
+    current,
+    split: dict,
+    batch_size: int,
+    trust_remote_code: bool = False,
+) -> tuple[dict | None, list[str], bool]:
     """(the champion's compare-on metric comparable with the candidate's, notes, whether it may be compared at all)."""
     if current is None:
         return None, [], True
     theirs_task = current.tags.get("task", "classification")
     if theirs_task != task:
-        return None, [f"champion v{current.version} is a {theirs_task} model: a {task} model never replaces it "
-                      f"(set registry.model_name to a name of its own)"], False
+        return (
+            None,
+            [
+                f"champion v{current.version} is a {theirs_task} model: a {task} model never replaces it "
+                f"(set registry.model_name to a name of its own)"
+            ],
+            False,
+        )
     own = float(current.tags.get(f"val_{metric}", "nan"))
     theirs = current.tags.get("data_fingerprint", "")
     if theirs == split["key"] and own == own:
         return {"version": current.version, "value": own}, [], True
     rescored = rescore_champion(tracking_uri, registry.model_name, current, split, metric, batch_size, trust_remote_code)
-    note = (f"champion v{current.version} was trained on different data (data fingerprint {theirs[:12] or 'unknown'} != {split['key'][:12]}): "
-            f"re-evaluated on this run's validation split, {metric} {rescored:.4f} (it had {own:.4f} on its own)")
+    note = (
+        f"champion v{current.version} was trained on different data (data fingerprint {theirs[:12] or 'unknown'} != {split['key'][:12]}): "
+        f"re-evaluated on this run's validation split, {metric} {rescored:.4f} (it had {own:.4f} on its own)"
+    )
     return {"version": current.version, "value": rescored}, [note], True
 
 
@@ -355,19 +420,28 @@ def metrics_markdown(name: str, version, promoted: bool, reasons: list[str], met
     return f"# {name} v{version}: {verdict}\n\n## Metrics\n{header}\n{rows}\n\n## Gate decision\n| gate |\n|---|\n{gates}\n"
 
 
-def _version_facts(client: MlflowClient, run_id: str, model: dict, evaluation: dict, split: dict, tracking: TrackingConfig) -> dict[str, str]:
+def _version_facts(
+    client: MlflowClient, run_id: str, model: dict, evaluation: dict, split: dict, tracking: TrackingConfig
+) -> dict[str, str]:
     """Tags every version carries: task, inputs and outputs, metrics, fingerprints, code revision and where its run lives."""
     run = client.get_run(run_id)
     link = f"#/experiments/{run.info.experiment_id}/runs/{run_id}"
     task_type = get_task_type(model["task"])
     pair = run.data.params.get("data.text_pair_column", "None")
     tags = {
-        "task": model["task"], "inputs": "text, text_pair" if pair not in ("None", "") else "text",
+        "task": model["task"],
+        "inputs": "text, text_pair" if pair not in ("None", "") else "text",
         "outputs": ", ".join(task_type.empty_columns(split["target"]))[:5000],
-        "train_key": model["key"], "data_fingerprint": split["key"], "config_fingerprint": run.data.tags.get("config_fingerprint", ""),
-        "git_revision": run.data.tags.get("git_revision", git_revision()), "run_id": run_id, "run_link": link,
-        "tracking_uri": mask_uri(tracking.resolved_uri()), "labels": json.dumps(model["labels"])[:5000],
-        "base_model": run.data.params.get("model.name_or_path", ""), "data_source": run.data.params.get("data.path", ""),
+        "train_key": model["key"],
+        "data_fingerprint": split["key"],
+        "config_fingerprint": run.data.tags.get("config_fingerprint", ""),
+        "git_revision": run.data.tags.get("git_revision", git_revision()),
+        "run_id": run_id,
+        "run_link": link,
+        "tracking_uri": mask_uri(tracking.resolved_uri()),
+        "labels": json.dumps(model["labels"])[:5000],
+        "base_model": run.data.params.get("model.name_or_path", ""),
+        "data_source": run.data.params.get("data.path", ""),
         "max_length": str(model.get("max_length") or run.data.params.get("train.max_length", "")),
     }
     if evaluation["decision"]:
@@ -380,8 +454,15 @@ def _version_facts(client: MlflowClient, run_id: str, model: dict, evaluation: d
 
 @task(name="register", **DEFAULT_RETRIES, retry_condition_fn=is_transient)
 @timed
-def register_model(run_id: str, model: dict, evaluation: dict, split: dict, registry: RegistryConfig, tracking: TrackingConfig,
-                   baseline: dict | None = None) -> dict:
+def register_model(
+    run_id: str,
+    model: dict,
+    evaluation: dict,
+    split: dict,
+    registry: RegistryConfig,
+    tracking: TrackingConfig,
+    baseline: dict | None = None,
+) -> dict:
     """Log and register the model as a version, tag it, apply the gate, and move the alias if every gate passed.
 
     Args:
@@ -406,8 +487,10 @@ def register_model(run_id: str, model: dict, evaluation: dict, split: dict, regi
     version = _version_for_key(client, name, model["key"])
     if version is None:
         params = client.get_run(run_id).data.params
-        columns = {name: None if value in (None, "None") or value.startswith("[") else value  # a joined list names no one column
-                   for name, value in (("text_column", params.get("data.text_column")), ("text_pair_column", params.get("data.text_pair_column")))}
+        columns = {
+            name: None if value in (None, "None") or value.startswith("[") else value  # a joined list names no one column
+            for name, value in (("text_column", params.get("data.text_column")), ("text_pair_column", params.get("data.text_pair_column")))
+        }
         logged = _log_model(run_id, model["path"], evaluation["decision"], columns, params.get("model.name_or_path", ""))
         version = mlflow.register_model(logged, name, tags={"train_key": model["key"]})
     elif version.run_id != run_id:
@@ -423,8 +506,9 @@ def register_model(run_id: str, model: dict, evaluation: dict, split: dict, regi
         if notes and current is not None and str(current.version) == str(version.version):
             logger.info("register: %s; it is @%s already", notes[0], alias)
             return {"model_name": name, "model_version": int(version.version), "promoted": False, "alias": alias, "reasons": notes}
-        champion, rescored, comparable = _champion_for_gate(uri, registry, model["task"], policy.compare_on, current, split, RESCORE_BATCH,
-                                                            bool(model.get("trust_remote_code")))
+        champion, rescored, comparable = _champion_for_gate(
+            uri, registry, model["task"], policy.compare_on, current, split, RESCORE_BATCH, bool(model.get("trust_remote_code"))
+        )
         decision = should_promote(candidate, champion, policy, baseline["metrics"]["validation"] if baseline else None)
         if not comparable:
             decision = Decision(False, [r for r in decision.reasons if r != "no current champion"])
@@ -439,25 +523,61 @@ def register_model(run_id: str, model: dict, evaluation: dict, split: dict, regi
         if decision.promote:
             move_alias(client, name, alias, version.version, who=f"finetune-flow run {run_id}", why="every gate passed")
 
-    publish_markdown("gate-decision", metrics_markdown(name, version.version, decision.promote, reasons, evaluation["metrics"], alias,
-                                                       task_type.headline),
-                     f"{name} v{version.version}: {'promoted' if decision.promote else 'not promoted'}")
-    logger.info("register: %s v%s %s; %s", name, version.version, f"promoted to @{alias}" if decision.promote else "not promoted", "; ".join(reasons))
-    return {"model_name": name, "model_version": int(version.version), "promoted": decision.promote, "alias": alias if decision.promote else None, "reasons": reasons}
+    publish_markdown(
+        "gate-decision",
+        metrics_markdown(name, version.version, decision.promote, reasons, evaluation["metrics"], alias, task_type.headline),
+        f"{name} v{version.version}: {'promoted' if decision.promote else 'not promoted'}",
+    )
+    logger.info(
+        "register: %s v%s %s; %s",
+        name,
+        version.version,
+        f"promoted to @{alias}" if decision.promote else "not promoted",
+        "; ".join(reasons),
+    )
+    return {
+        "model_name": name,
+        "model_version": int(version.version),
+        "promoted": decision.promote,
+        "alias": alias if decision.promote else None,
+        "reasons": reasons,
+    }
 
 
-def _card_facts(client: MlflowClient, version, model: dict, evaluation: dict, split: dict, promoted: bool, reasons: list[str], alias: str,
-                baseline: dict | None = None) -> dict:
+def _card_facts(
+    client: MlflowClient,
+    version,
+    model: dict,
+    evaluation: dict,
+    split: dict,
+    promoted: bool,
+    reasons: list[str],
+    alias: str,
+    baseline: dict | None = None,
+) -> dict:
     tags = client.get_model_version(version.name, str(version.version)).tags
     return {
-        "model_name": version.name, "version": version.version, "gate_passed": promoted or tags.get("gate_passed") == "true",
-        "promoted": promoted, "alias": alias, "reasons": reasons, "base_model": tags.get("base_model", ""),
-        "labels": model["labels"], "task": model["task"], "target": split["target"], "decision": evaluation["decision"],
+        "model_name": version.name,
+        "version": version.version,
+        "gate_passed": promoted or tags.get("gate_passed") == "true",
+        "promoted": promoted,
+        "alias": alias,
+        "reasons": reasons,
+        "base_model": tags.get("base_model", ""),
+        "labels": model["labels"],
+        "task": model["task"],
+        "target": split["target"],
+        "decision": evaluation["decision"],
         "baseline": baseline["metrics"] if baseline else None,
         "training": f"device {model['device']}, precision {model['precision']}, {model.get('epochs_run') or '?'} epochs, "
-                    + (f"loss weights {model['loss_weights']}" if model.get("loss_weights") else "unweighted loss"),
-        "data_source": tags.get("data_source", ""), "data_fingerprint": split["key"], "config_fingerprint": tags.get("config_fingerprint", ""),
-        "sizes": {name: part["rows"] for name, part in split["splits"].items()}, "git_revision": tags.get("git_revision", ""),
-        "run_id": tags.get("run_id", ""), "metrics": evaluation["metrics"], "max_length": tags.get("max_length", "?"),
+        + (f"loss weights {model['loss_weights']}" if model.get("loss_weights") else "unweighted loss"),
+        "data_source": tags.get("data_source", ""),
+        "data_fingerprint": split["key"],
+        "config_fingerprint": tags.get("config_fingerprint", ""),
+        "sizes": {name: part["rows"] for name, part in split["splits"].items()},
+        "git_revision": tags.get("git_revision", ""),
+        "run_id": tags.get("run_id", ""),
+        "metrics": evaluation["metrics"],
+        "max_length": tags.get("max_length", "?"),
         "long_text": model.get("long_text", "truncate"),
     }

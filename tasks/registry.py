@@ -11,9 +11,9 @@ from __future__ import annotations
 import contextlib
 import getpass
 import socket
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
 
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
@@ -123,42 +123,52 @@ def model_card(facts: dict) -> str:
     headline = task_type.headline
     rows = [(split, m) for split, m in facts["metrics"].items()]
     rows += [(f"{split} ({task_type.baseline_name})", m) for split, m in (facts.get("baseline") or {}).items()]
-    metrics = "\n".join(f"| {split} | " + " | ".join(f"{scalar_metrics(m).get(k, float('nan')):.4f}" for k in headline) + " |"
-                        for split, m in rows)
+    metrics = "\n".join(
+        f"| {split} | " + " | ".join(f"{scalar_metrics(m).get(k, float('nan')):.4f}" for k in headline) + " |" for split, m in rows
+    )
     sizes = ", ".join(f"{name} {n}" for name, n in facts["sizes"].items())
     reasons = "\n".join(f"- {r}" for r in facts["reasons"])
-    limits = "\n".join(f"- {line}" for line in [
-        "Only as good as its labels: it learns the training data's biases and label noise.",
-        *([] if task_type.word_level else [
-            f"Texts longer than {facts['max_length']} tokens are read in overlapping windows whose outputs are joined (mean of "
-            "logits; max for multi-label): a verdict spread thinly over a long text can be diluted."
-            if facts.get("long_text") == "chunk" else f"Texts longer than {facts['max_length']} tokens are truncated; only their start is read."]),
-        "Texts unlike the training data (other domains, languages or slang) may get confident but wrong outputs; "
-        "the validation figures above hold for data like the training data only.",
-        *task_type.card_limits(),
-    ])
-    return f"""# {facts['model_name']} v{facts['version']}
+    limits = "\n".join(
+        f"- {line}"
+        for line in [
+            "Only as good as its labels: it learns the training data's biases and label noise.",
+            *(
+                []
+                if task_type.word_level
+                else [
+                    f"Texts longer than {facts['max_length']} tokens are read in overlapping windows whose outputs are joined (mean of "
+                    "logits; max for multi-label): a verdict spread thinly over a long text can be diluted."
+                    if facts.get("long_text") == "chunk"
+                    else f"Texts longer than {facts['max_length']} tokens are truncated; only their start is read."
+                ]
+            ),
+            "Texts unlike the training data (other domains, languages or slang) may get confident but wrong outputs; "
+            "the validation figures above hold for data like the training data only.",
+            *task_type.card_limits(),
+        ]
+    )
+    return f"""# {facts["model_name"]} v{facts["version"]}
 
-**Gate:** {'passed' if facts['gate_passed'] else 'failed'}{' (promoted to @' + facts['alias'] + ')' if facts['promoted'] else ''}
+**Gate:** {"passed" if facts["gate_passed"] else "failed"}{" (promoted to @" + facts["alias"] + ")" if facts["promoted"] else ""}
 {reasons}
 
 ## Model
-- Base model: `{facts['base_model']}`
+- Base model: `{facts["base_model"]}`
 - Task type: `{task_type.name}` ({task_type.title})
-{task_type.card_section(facts['target'], facts['decision'])}
-- Training: {facts['training']}
+{task_type.card_section(facts["target"], facts["decision"])}
+- Training: {facts["training"]}
 
 ## Data
-- Source: `{facts['data_source']}`
-- Data fingerprint: `{facts['data_fingerprint']}`; config fingerprint: `{facts['config_fingerprint']}`
+- Source: `{facts["data_source"]}`
+- Data fingerprint: `{facts["data_fingerprint"]}`; config fingerprint: `{facts["config_fingerprint"]}`
 - Rows: {sizes}
-- Code: git `{facts['git_revision']}`; MLflow run `{facts['run_id']}`
+- Code: git `{facts["git_revision"]}`; MLflow run `{facts["run_id"]}`
 
 ## Metrics
-| split | {' | '.join(headline)} |
-|---|{'---|' * len(headline)}
+| split | {" | ".join(headline)} |
+|---|{"---|" * len(headline)}
 {metrics}
-{task_type.card_metrics(facts['metrics']) if hasattr(task_type, 'card_metrics') else ''}
+{task_type.card_metrics(facts["metrics"]) if hasattr(task_type, "card_metrics") else ""}
 ## Intended use
 {task_type.title.capitalize()} of texts like those in the training data, with a person or a threshold on the
 returned scores deciding what to do with uncertain cases.

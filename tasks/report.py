@@ -26,8 +26,12 @@ def build_report(raw: dict, clean: dict, split: dict, tokens: dict) -> dict:
         "source": raw.get("source"),
         "not_data_why": raw.get("not_data_why"),
         "rows": {
-            "read": raw["rows_read"], "not_data": raw.get("rows_not_data", 0), "undecodable": raw.get("rows_undecodable", 0),
-            "clean_in": clean["rows_in"], "kept": clean["rows_kept"], "quarantined": clean["rows_quarantined"],
+            "read": raw["rows_read"],
+            "not_data": raw.get("rows_not_data", 0),
+            "undecodable": raw.get("rows_undecodable", 0),
+            "clean_in": clean["rows_in"],
+            "kept": clean["rows_kept"],
+            "quarantined": clean["rows_quarantined"],
             "not_sampled": split.get("rows_not_sampled", 0),
             **{f"in_{name}": part["rows"] for name, part in split["splits"].items()},
         },
@@ -50,39 +54,61 @@ def build_report(raw: dict, clean: dict, split: dict, tokens: dict) -> dict:
 
 def tagging_facts(clean: dict, split: dict, tokens: dict) -> dict:
     """token_classification: the detected tag scheme, tags repaired, words per split and sentences that needed windows."""
-    return {"scheme": split["target"]["scheme"], "entity_types": split["target"].get("entity_types", []),
-            "tags_repaired": clean.get("tags_repaired", 0), "sentences_repaired": clean.get("sentences_repaired", 0),
-            "words": {name: part.get("words", 0) for name, part in split["splits"].items()},
-            "sentences_windowed": {name: s.get("windowed", 0) for name, s in tokens["lengths"].items()},
-            "windows": {name: s.get("windows", 0) for name, s in tokens["lengths"].items()}}
+    return {
+        "scheme": split["target"]["scheme"],
+        "entity_types": split["target"].get("entity_types", []),
+        "tags_repaired": clean.get("tags_repaired", 0),
+        "sentences_repaired": clean.get("sentences_repaired", 0),
+        "words": {name: part.get("words", 0) for name, part in split["splits"].items()},
+        "sentences_windowed": {name: s.get("windowed", 0) for name, s in tokens["lengths"].items()},
+        "windows": {name: s.get("windows", 0) for name, s in tokens["lengths"].items()},
+    }
 
 
 def report_markdown(report: dict) -> str:
     rows = report["rows"]
     lines = [
-        "# Data report", "",
+        "# Data report",
+        "",
         f"Source `{report['source']}`: {rows['read']} rows read"
         + (f" ({rows['not_data']} left out by the reader: {report.get('not_data_why', 'not data')})" if rows["not_data"] else "")
         + f"; {rows['clean_in']} in = {rows['kept']} kept + {rows['quarantined']} quarantined"
-        + (f"; {rows['not_sampled']} kept rows left out by data.max_rows" if rows["not_sampled"] else "") + ".", "",
-        "| quarantine reason | rows |", "|---|---|",
-        *[f"| {reason} | {n} |" for reason, n in sorted(report["quarantined_by_reason"].items())], "",
-        *_balance_lines(report), "",
+        + (f"; {rows['not_sampled']} kept rows left out by data.max_rows" if rows["not_sampled"] else "")
+        + ".",
+        "",
+        "| quarantine reason | rows |",
+        "|---|---|",
+        *[f"| {reason} | {n} |" for reason, n in sorted(report["quarantined_by_reason"].items())],
+        "",
+        *_balance_lines(report),
+        "",
         f"| split | {'pair ' if report.get('text_pair') else ''}tokens p50 | p95 | max | truncated at {report['max_length']} |",
         "|---|---|---|---|---|",
-        *[f"| {name} | {s['p50']:.0f} | {s['p95']:.0f} | {s['max']} | {s['truncated']} ({s['fraction_truncated']:.1%}) |"
-          for name, s in report["tokens"].items()],
+        *[
+            f"| {name} | {s['p50']:.0f} | {s['p95']:.0f} | {s['max']} | {s['truncated']} ({s['fraction_truncated']:.1%}) |"
+            for name, s in report["tokens"].items()
+        ],
     ]
     if report.get("windows"):
-        lines += ["", f"Long texts are read in overlapping windows of {report['max_length']} tokens (train.long_text=chunk):",
-                  *[f"- {name}: {w['documents_chunked']} of {w['documents']} texts needed windows; {w['windows']} windows in all"
-                    for name, w in report["windows"].items()]]
+        lines += [
+            "",
+            f"Long texts are read in overlapping windows of {report['max_length']} tokens (train.long_text=chunk):",
+            *[
+                f"- {name}: {w['documents_chunked']} of {w['documents']} texts needed windows; {w['windows']} windows in all"
+                for name, w in report["windows"].items()
+            ],
+        ]
     if report.get("tagging"):
         t = report["tagging"]
-        lines += ["", f"Tag scheme **{t['scheme']}**" + (f" over entity types {', '.join(t['entity_types'])}" if t["entity_types"] else " (plain tags)")
-                  + f"; tags repaired (data.tag_repair=fix): {t['tags_repaired']} in {t['sentences_repaired']} sentences; words per split "
-                  + ", ".join(f"{k} {v}" for k, v in t["words"].items()) + "; sentences longer than max_length, read in overlapping windows "
-                  "(nothing truncated): " + ", ".join(f"{k} {v}" for k, v in t["sentences_windowed"].items()) + "."]
+        lines += [
+            "",
+            f"Tag scheme **{t['scheme']}**"
+            + (f" over entity types {', '.join(t['entity_types'])}" if t["entity_types"] else " (plain tags)")
+            + f"; tags repaired (data.tag_repair=fix): {t['tags_repaired']} in {t['sentences_repaired']} sentences; words per split "
+            + ", ".join(f"{k} {v}" for k, v in t["words"].items())
+            + "; sentences longer than max_length, read in overlapping windows "
+            "(nothing truncated): " + ", ".join(f"{k} {v}" for k, v in t["sentences_windowed"].items()) + ".",
+        ]
     if report["quarantine_file"]:
         lines += ["", f"Quarantined rows with their reason: `{report['quarantine_file']}`"]
     return "\n".join(lines) + "\n"
@@ -93,19 +119,35 @@ def _balance_lines(report: dict) -> list[str]:
     lines = []
     if report["class_balance"]:
         labels = report["labels"]
-        lines += ["| split | " + " | ".join(labels) + " |", "|---|" + "---|" * len(labels),
-                  *[f"| {name} | " + " | ".join(str(counts.get(label, 0)) for label in labels) + " |"
-                    for name, counts in report["class_balance"].items()]]
+        lines += [
+            "| split | " + " | ".join(labels) + " |",
+            "|---|" + "---|" * len(labels),
+            *[
+                f"| {name} | " + " | ".join(str(counts.get(label, 0)) for label in labels) + " |"
+                for name, counts in report["class_balance"].items()
+            ],
+        ]
     if report.get("empty_label_sets"):
-        lines += ["", "Rows where none of the labels applies: "
-                  + ", ".join(f"{name} {n}" for name, n in report["empty_label_sets"].items()) + "."]
+        lines += [
+            "",
+            "Rows where none of the labels applies: " + ", ".join(f"{name} {n}" for name, n in report["empty_label_sets"].items()) + ".",
+        ]
     if report.get("labels_without_train_positives"):
-        lines += ["", "**Labels with no positive example in training** (the model cannot learn them): "
-                  + ", ".join(f"`{label}`" for label in report["labels_without_train_positives"])]
+        lines += [
+            "",
+            "**Labels with no positive example in training** (the model cannot learn them): "
+            + ", ".join(f"`{label}`" for label in report["labels_without_train_positives"]),
+        ]
     if report.get("target_stats"):
-        lines += ["| split | target mean | std | min | p50 | max |", "|---|---|---|---|---|---|",
-                  *[f"| {name} | {t['mean']:.4f} | {t['std']:.4f} | {t['min']:.4f} | {t['p50']:.4f} | {t['max']:.4f} |"
-                    for name, t in report["target_stats"].items() if t]]
+        lines += [
+            "| split | target mean | std | min | p50 | max |",
+            "|---|---|---|---|---|---|",
+            *[
+                f"| {name} | {t['mean']:.4f} | {t['std']:.4f} | {t['min']:.4f} | {t['p50']:.4f} | {t['max']:.4f} |"
+                for name, t in report["target_stats"].items()
+                if t
+            ],
+        ]
     return lines
 
 

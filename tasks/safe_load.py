@@ -35,7 +35,11 @@ def _flavour_classes(folder: Path) -> list[str]:
     except (OSError, yaml.YAMLError):
         return []
     flavour = (mlmodel.get("flavors") or {}).get("transformers") or {}
-    return [str(v) for k, v in flavour.items() if (k == "model_type" or k.endswith("_type")) and isinstance(v, str) and k != "pipeline_model_type"]
+    return [
+        str(v)
+        for k, v in flavour.items()
+        if (k == "model_type" or k.endswith("_type")) and isinstance(v, str) and k != "pipeline_model_type"
+    ]
 
 
 def remote_code_reasons(folder: Path) -> list[str]:
@@ -70,8 +74,10 @@ def load_folder(folder: Path, model_uri: str, trust_remote_code: bool, opt_in: s
     folder = Path(folder)
     reasons = remote_code_reasons(folder)
     if reasons and not trust_remote_code:
-        raise ConfigError(f"model {model_uri} needs code from its own files to load ({'; '.join(reasons)}); refused, "
-                          f"nothing from it was run: if you trust it, {opt_in}")
+        raise ConfigError(
+            f"model {model_uri} needs code from its own files to load ({'; '.join(reasons)}); refused, "
+            f"nothing from it was run: if you trust it, {opt_in}"
+        )
     weights = folder / MODEL_DIR if (folder / MODEL_DIR / "config.json").is_file() else folder
     tokenizer = folder / TOKENIZER_DIR if (folder / TOKENIZER_DIR).is_dir() else weights
     model = AutoModelForSequenceClassification.from_pretrained(str(weights), trust_remote_code=trust_remote_code)

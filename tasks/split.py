@@ -14,8 +14,8 @@ from schemas.data import SPLITS, CleanFrame, SplitFrame
 from schemas.errors import DataError
 from task_types import get_task_type
 from task_types.base import merge_small_strata
-from tasks.logs import step_logger, timed
 from tasks.cache import build_step, fingerprint
+from tasks.logs import step_logger, timed
 
 MIN_PER_CLASS = 3  # one row each for train, validation and test
 
@@ -42,8 +42,10 @@ def sample_sizes(class_sizes: np.ndarray, max_rows: int) -> np.ndarray:
     (rounding and the per-class minimum are taken back from the largest classes)."""
     floor = np.minimum(class_sizes, MIN_PER_CLASS)
     if floor.sum() > max_rows:
-        raise DataError(f"data.max_rows={max_rows} is too small for {len(class_sizes)} classes: each class keeps at least "
-                        f"{MIN_PER_CLASS} rows (one each for train, validation and test), so set data.max_rows >= {int(floor.sum())}")
+        raise DataError(
+            f"data.max_rows={max_rows} is too small for {len(class_sizes)} classes: each class keeps at least "
+            f"{MIN_PER_CLASS} rows (one each for train, validation and test), so set data.max_rows >= {int(floor.sum())}"
+        )
     takes = np.minimum(class_sizes, np.maximum(floor, np.round(class_sizes * max_rows / class_sizes.sum()).astype(int)))
     for _ in range(int(takes.sum()) - max_rows):
         takes[np.argmax(takes - floor)] -= 1
@@ -64,7 +66,9 @@ def stratified_sample(frame: pd.DataFrame, max_rows: int | None, seed: int, keys
     return pd.concat(parts).sort_values("row_id").reset_index(drop=True)
 
 
-def split_frame(frame: pd.DataFrame, val_ratio: float, test_ratio: float, seed: int, keys: pd.Series | None = None) -> dict[str, pd.DataFrame]:
+def split_frame(
+    frame: pd.DataFrame, val_ratio: float, test_ratio: float, seed: int, keys: pd.Series | None = None
+) -> dict[str, pd.DataFrame]:
     """Per stratum (the class by default): shuffle with the seed, then cut validation and test off; every stratum
     lands in every split."""
     keys = frame["label"] if keys is None else keys
@@ -88,8 +92,10 @@ def given_split(frame: pd.DataFrame, column: str) -> dict[str, pd.DataFrame]:
     empty = [name for name, part in parts.items() if part.empty]
     if empty:
         found = {name: len(part) for name, part in parts.items()}
-        raise DataError(f"data.split_column '{column}' gives no {' or '.join(empty)} rows ({found}): each of train, "
-                        "validation and test needs rows; fix the column or leave data.split_column unset for a random split")
+        raise DataError(
+            f"data.split_column '{column}' gives no {' or '.join(empty)} rows ({found}): each of train, "
+            "validation and test needs rows; fix the column or leave data.split_column unset for a random split"
+        )
     return parts
 
 
@@ -130,15 +136,23 @@ def split_data(clean: dict, data: DataConfig, cache: CacheConfig, seed: int, tas
         used = sum(c["rows"] for c in counts.values())
         if used + (len(frame) - len(sampled)) != len(frame):
             raise AssertionError("split row accounting broke")
-        return {"rows_in": len(frame), "rows_not_sampled": len(frame) - len(sampled), "target": spec,
-                "labels": spec.get("labels", []), "splits": counts}
+        return {
+            "rows_in": len(frame),
+            "rows_not_sampled": len(frame) - len(sampled),
+            "target": spec,
+            "labels": spec.get("labels", []),
+            "splits": counts,
+        }
 
     entry = build_step(cache, "split", key, make)
     sizes = {name: entry.meta["splits"][name]["rows"] for name in SPLITS}
     logger.info(
-        "split: %d rows -> %s%s, labels %s%s", entry.meta["rows_in"], sizes,
+        "split: %d rows -> %s%s, labels %s%s",
+        entry.meta["rows_in"],
+        sizes,
         f" ({entry.meta['rows_not_sampled']} left out by data.max_rows)" if entry.meta["rows_not_sampled"] else "",
-        entry.meta["labels"], " (cached)" if entry.reused else "",
+        entry.meta["labels"],
+        " (cached)" if entry.reused else "",
     )
     paths = {name: str(entry.path / f"{name}.parquet") for name in SPLITS}
     return {"paths": paths, "key": key, "reused": entry.reused, **entry.meta}

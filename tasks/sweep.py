@@ -38,8 +38,9 @@ def suggest(trial, space: dict[str, list | SweepRange]) -> dict[str, Any]:
         elif all(isinstance(v, int) for v in (spec.low, spec.high, spec.step or 1)) and not spec.log:
             params[key] = trial.suggest_int(key, int(spec.low), int(spec.high), step=int(spec.step or 1))
         else:
-            params[key] = trial.suggest_float(key, float(spec.low), float(spec.high), log=spec.log,
-                                              step=float(spec.step) if spec.step and not spec.log else None)
+            params[key] = trial.suggest_float(
+                key, float(spec.low), float(spec.high), log=spec.log, step=float(spec.step) if spec.step and not spec.log else None
+            )
     return params
 
 
@@ -73,8 +74,13 @@ def study_name(cfg: FinetuneConfig) -> str:
     """sweep.study, or a name fingerprinting what the trials depend on (not how many, nor where they run)."""
     if cfg.sweep.study:
         return cfg.sweep.study
-    tree = cfg.model_dump(mode="json", exclude={"sweep": {"trials", "parallel", "runner", "ray_address", "trial_cpus", "trial_gpus",
-                                                          "storage", "study"}, "cache": {"refresh"}})
+    tree = cfg.model_dump(
+        mode="json",
+        exclude={
+            "sweep": {"trials", "parallel", "runner", "ray_address", "trial_cpus", "trial_gpus", "storage", "study"},
+            "cache": {"refresh"},
+        },
+    )
     return f"sweep-{fingerprint(tree)[:12]}"
 
 
@@ -104,8 +110,11 @@ def trial_cpus(sweep: SweepConfig, cores: int | None = None) -> int:
 def state_name(state) -> str:
     import optuna
 
-    return {optuna.trial.TrialState.COMPLETE: "completed", optuna.trial.TrialState.PRUNED: "pruned",
-            optuna.trial.TrialState.FAIL: "failed"}.get(state, state.name.lower())
+    return {
+        optuna.trial.TrialState.COMPLETE: "completed",
+        optuna.trial.TrialState.PRUNED: "pruned",
+        optuna.trial.TrialState.FAIL: "failed",
+    }.get(state, state.name.lower())
 
 
 def count_trials(trials) -> dict[str, int]:
@@ -146,8 +155,14 @@ def open_study(cfg: FinetuneConfig, metric: str):
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = storage_url(cfg)
-    study = optuna.create_study(study_name=study_name(cfg), storage=storage, load_if_exists=True, direction=direction(metric),
-                                sampler=_sampler(cfg.sweep, cfg.seed), pruner=pruner(cfg.sweep))
+    study = optuna.create_study(
+        study_name=study_name(cfg),
+        storage=storage,
+        load_if_exists=True,
+        direction=direction(metric),
+        sampler=_sampler(cfg.sweep, cfg.seed),
+        pruner=pruner(cfg.sweep),
+    )
     for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         study._storage.set_trial_user_attr(stale._trial_id, INTERRUPTED, True)
         study.tell(stale.number, state=optuna.trial.TrialState.FAIL)
@@ -171,8 +186,11 @@ class PruneOnEpoch:
 
         class _Prune(TrainerCallback):
             def __init__(self):
-                study = optuna.load_study(study_name=pruning["study"], storage=pruning["storage"],
-                                          pruner=optuna.pruners.MedianPruner(n_startup_trials=pruning["startup"], n_warmup_steps=0))
+                study = optuna.load_study(
+                    study_name=pruning["study"],
+                    storage=pruning["storage"],
+                    pruner=optuna.pruners.MedianPruner(n_startup_trials=pruning["startup"], n_warmup_steps=0),
+                )
                 self.trial = optuna.trial.Trial(study, pruning["trial_id"])
 
             def on_evaluate(self, args, state, control, metrics=None, **kwargs):
@@ -216,8 +234,15 @@ def run_trial(number: int, cfg: FinetuneConfig, split: dict, pruning: dict | Non
     except optuna.TrialPruned as err:
         return {"number": number, "state": "pruned", "reason": str(err), "tokens": tokens, "started": started, "ended": time.time()}
     evaluation = evaluate_model(model, tokens, cfg.eval, cfg.train, cfg.cache)
-    return {"number": number, "state": "completed", "tokens": tokens, "fine_tune": model, "evaluate": evaluation,
-            "started": started, "ended": time.time()}
+    return {
+        "number": number,
+        "state": "completed",
+        "tokens": tokens,
+        "fine_tune": model,
+        "evaluate": evaluation,
+        "started": started,
+        "ended": time.time(),
+    }
 
 
 def worker_init(threads: int, project_root: str) -> None:

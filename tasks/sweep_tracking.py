@@ -43,9 +43,14 @@ def log_trial(parent_run_id: str, trial: dict, cfg: FinetuneConfig, shared: dict
     uri = tracking.resolved_uri()
     client = MlflowClient(uri, uri)
     parent = client.get_run(parent_run_id)
-    tags = {PARENT_TAG: parent_run_id, "mlflow.runName": f"trial-{trial['number']}", "trial_number": str(trial["number"]),
-            "trial_state": trial["state"], "sweep_study": parent.data.tags.get("sweep_study", ""),
-            "trial_params": json.dumps(trial["params"])[:5000]}
+    tags = {
+        PARENT_TAG: parent_run_id,
+        "mlflow.runName": f"trial-{trial['number']}",
+        "trial_number": str(trial["number"]),
+        "trial_state": trial["state"],
+        "sweep_study": parent.data.tags.get("sweep_study", ""),
+        "trial_params": json.dumps(trial["params"])[:5000],
+    }
     run = client.create_run(parent.info.experiment_id, start_time=int(trial.get("started", time.time()) * 1000), tags=tags)
     child = run.info.run_id
     params = trial_params(cfg)
@@ -60,8 +65,9 @@ def log_trial(parent_run_id: str, trial: dict, cfg: FinetuneConfig, shared: dict
         client.set_tag(child, "failure", mask_text(str(trial.get("error", "")))[:5000])
     else:
         client.set_tag(child, "pruned_because", str(trial.get("reason", ""))[:5000])
-    client.set_terminated(child, status="FAILED" if trial["state"] == "failed" else "FINISHED",
-                          end_time=int(trial.get("ended", time.time()) * 1000))
+    client.set_terminated(
+        child, status="FAILED" if trial["state"] == "failed" else "FINISHED", end_time=int(trial.get("ended", time.time()) * 1000)
+    )
     return child
 
 
@@ -117,8 +123,9 @@ def trials_table(rows: list[dict], keys: list[str], metric: str) -> str:
 
 @task(name="log_sweep", **DEFAULT_RETRIES, retry_condition_fn=is_transient)
 @timed
-def log_sweep(parent_run_id: str, rows: list[dict], best: dict | None, space: dict, metric: str, counts: dict, study: dict,
-              tracking: TrackingConfig) -> dict:
+def log_sweep(
+    parent_run_id: str, rows: list[dict], best: dict | None, space: dict, metric: str, counts: dict, study: dict, tracking: TrackingConfig
+) -> dict:
     """Log the sweep on its parent run: the search space, the trials table, the parallel-coordinates plot, the best trial.
 
     Args:
@@ -134,13 +141,20 @@ def log_sweep(parent_run_id: str, rows: list[dict], best: dict | None, space: di
     uri = tracking.resolved_uri()
     client = MlflowClient(uri, uri)
     keys = list(space)
-    client.log_batch(parent_run_id, metrics=[Metric(f"trials_{k}", float(v), 0, 0) for k, v in counts.items()]
-                     + ([Metric(f"best_val_{metric}", float(best["value"]), 0, 0)] if best else []),
-                     tags=[RunTag("sweep", "true"), RunTag("sweep_metric", metric), RunTag("sweep_study", study["name"]),
-                           RunTag("sweep_storage", mask_uri(study["storage"])),
-                           RunTag("best_trial_number", str(best["number"]) if best else ""),
-                           RunTag("best_run_id", best.get("run_id", "") if best else ""),
-                           RunTag("best_params", json.dumps(best["params"])[:5000] if best else "")])
+    client.log_batch(
+        parent_run_id,
+        metrics=[Metric(f"trials_{k}", float(v), 0, 0) for k, v in counts.items()]
+        + ([Metric(f"best_val_{metric}", float(best["value"]), 0, 0)] if best else []),
+        tags=[
+            RunTag("sweep", "true"),
+            RunTag("sweep_metric", metric),
+            RunTag("sweep_study", study["name"]),
+            RunTag("sweep_storage", mask_uri(study["storage"])),
+            RunTag("best_trial_number", str(best["number"]) if best else ""),
+            RunTag("best_run_id", best.get("run_id", "") if best else ""),
+            RunTag("best_params", json.dumps(best["params"])[:5000] if best else ""),
+        ],
+    )
     client.log_dict(parent_run_id, space, "sweep/space.json")
     client.log_text(parent_run_id, trials_table(rows, keys, metric), "sweep/trials.csv")
     client.log_dict(parent_run_id, {"best": best, "trials": sorted(rows, key=lambda r: r["number"])}, "sweep/trials.json")
@@ -159,14 +173,21 @@ def note_sweep(registered: dict, parent_run_id: str, best: dict, metric: str, tr
     name, version = registered["model_name"], str(registered["model_version"])
     parent = client.get_run(parent_run_id)
     link = f"#/experiments/{parent.info.experiment_id}/runs/{parent_run_id}"
-    tags = {"sweep_parent_run_id": parent_run_id, "sweep_parent_run_link": link, "sweep_trial_number": str(best["number"]),
-            "sweep_best_params": json.dumps(best["params"])[:5000], "sweep_study": parent.data.tags.get("sweep_study", "")}
+    tags = {
+        "sweep_parent_run_id": parent_run_id,
+        "sweep_parent_run_link": link,
+        "sweep_trial_number": str(best["number"]),
+        "sweep_best_params": json.dumps(best["params"])[:5000],
+        "sweep_study": parent.data.tags.get("sweep_study", ""),
+    }
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
     card = client.get_model_version(name, version).description or ""
     if "## Sweep" not in card:
         params = "\n".join(f"- `{k}` = `{v}`" for k, v in best["params"].items())
-        card += (f"\n\n## Sweep\nThe best of a hyperparameter sweep (trial {best['number']}, validation {metric} {best['value']:.4f}); "
-                 f"the sweep's parent run is [{parent_run_id}]({link}), its trials are the parent's child runs.\n{params}\n")
+        card += (
+            f"\n\n## Sweep\nThe best of a hyperparameter sweep (trial {best['number']}, validation {metric} {best['value']:.4f}); "
+            f"the sweep's parent run is [{parent_run_id}]({link}), its trials are the parent's child runs.\n{params}\n"
+        )
         client.update_model_version(name, version, description=card)
     return tags

@@ -13,13 +13,22 @@ from prefect import task
 from transformers import AutoTokenizer
 
 from schemas.config import CacheConfig, ModelConfig, resolve_model_path
-from schemas.errors import ConfigError
-from tasks.logs import step_logger, timed
 from schemas.data import SPLITS
-from tasks.cache import build_step, fingerprint, model_fingerprint
+from schemas.errors import ConfigError
 from task_types import get_task_type
+from tasks.cache import build_step, fingerprint, model_fingerprint
+from tasks.logs import step_logger, timed
 
-TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json", "merges.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model"]
+TOKENIZER_FILES = [
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+    "special_tokens_map.json",
+    "merges.txt",
+    "vocab.json",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+]
 
 
 def load_tokenizer(model: ModelConfig):
@@ -27,7 +36,9 @@ def load_tokenizer(model: ModelConfig):
     try:
         return AutoTokenizer.from_pretrained(path, use_fast=True, trust_remote_code=model.trust_remote_code)
     except (OSError, ValueError) as err:
-        raise ConfigError(f"cannot load a tokenizer from '{model.name_or_path}': {str(err).splitlines()[0]}; set model.name_or_path") from None
+        raise ConfigError(
+            f"cannot load a tokenizer from '{model.name_or_path}': {str(err).splitlines()[0]}; set model.name_or_path"
+        ) from None
 
 
 def encode(tokenizer, texts: list[str], max_length: int, pairs: list[str] | None = None) -> tuple[dict, np.ndarray]:
@@ -50,8 +61,10 @@ def choose_long_text(requested: str, train_lengths: np.ndarray, max_length: int,
     if requested != "auto":
         return requested, f"train.long_text={requested} ({share:.1%} of training texts are longer than {max_length} tokens)"
     chosen = "chunk" if share > AUTO_CHUNK_SHARE and not pairs else "truncate"
-    return chosen, (f"train.long_text=auto: {chosen} ({share:.1%} of training texts are longer than {max_length} tokens; "
-                    f"chunking starts above {AUTO_CHUNK_SHARE:.0%}{', and never for pairs' if pairs else ''})")
+    return chosen, (
+        f"train.long_text=auto: {chosen} ({share:.1%} of training texts are longer than {max_length} tokens; "
+        f"chunking starts above {AUTO_CHUNK_SHARE:.0%}{', and never for pairs' if pairs else ''})"
+    )
 
 
 def encode_windows(tokenizer, texts: list[str], max_length: int) -> tuple[dict, list[int]]:
@@ -87,8 +100,9 @@ def length_stats(lengths: np.ndarray, max_length: int) -> dict:
 
 @task(name="tokenize")
 @timed
-def tokenize_data(split: dict, model: ModelConfig, max_length: int | str, cache: CacheConfig, task: str = "classification",
-                  long_text: str = "truncate") -> dict:
+def tokenize_data(
+    split: dict, model: ModelConfig, max_length: int | str, cache: CacheConfig, task: str = "classification", long_text: str = "truncate"
+) -> dict:
     """Tokenize each split and encode its targets; the entry is keyed by the split, tokenizer files and max_length.
 
     Args:
@@ -104,8 +118,14 @@ def tokenize_data(split: dict, model: ModelConfig, max_length: int | str, cache:
     logger = step_logger()
     tokenizer_path = resolve_model_path(model.name_or_path)
     task_type = get_task_type(task)
-    key = fingerprint("tokenize", 2, split["key"], model_fingerprint(tokenizer_path, TOKENIZER_FILES), max_length,
-                      *([long_text] if long_text != "truncate" else []))
+    key = fingerprint(
+        "tokenize",
+        2,
+        split["key"],
+        model_fingerprint(tokenizer_path, TOKENIZER_FILES),
+        max_length,
+        *([long_text] if long_text != "truncate" else []),
+    )
 
     def make(folder: Path) -> dict:
         tokenizer = load_tokenizer(model)
@@ -114,7 +134,11 @@ def tokenize_data(split: dict, model: ModelConfig, max_length: int | str, cache:
         pairs = {name: frame["text_pair"].tolist() if "text_pair" in frame else None for name, frame in frames.items()}
         if task_type.word_level:  # words, in overlapping windows: nothing is truncated, whatever the length
             length = 128 if max_length == "auto" else int(max_length)
-            why, mode, mode_why = f"train.max_length={max_length}: {length} tokens per window", "windows", "sentences in overlapping windows"
+            why, mode, mode_why = (
+                f"train.max_length={max_length}: {length} tokens per window",
+                "windows",
+                "sentences in overlapping windows",
+            )
         else:
             full = tokenizer(frames["train"]["text"].tolist(), pairs["train"], truncation=False, verbose=False)["input_ids"]
             train_lengths = np.array([len(ids) for ids in full])
@@ -131,24 +155,46 @@ def tokenize_data(split: dict, model: ModelConfig, max_length: int | str, cache:
                 columns = {**encoded, "labels": targets, "row_id": row_ids}
                 if mode == "chunk":  # one row per window; `document` says which text each came from
                     encoded, documents = encode_windows(tokenizer, frame["text"].tolist(), length)
-                    columns = {**encoded, "labels": [targets[d] for d in documents], "row_id": [row_ids[d] for d in documents],
-                               "document": documents}
+                    columns = {
+                        **encoded,
+                        "labels": [targets[d] for d in documents],
+                        "row_id": [row_ids[d] for d in documents],
+                        "document": documents,
+                    }
                     windows[name] = {"documents_chunked": int((lengths > length).sum()), "windows": len(documents), "documents": len(frame)}
             Dataset.from_dict(columns).save_to_disk(str(folder / name))
             np.save(folder / f"{name}_lengths.npy", lengths)  # full lengths, for the data report's histogram
             stats[name] = {**length_stats(lengths, length), **windowed}
-        return {"lengths": stats, "max_length": length, "max_length_why": why, "long_text": mode, "long_text_why": mode_why,
-                "windows": windows, "text_pair": "text_pair" in frame}
+        return {
+            "lengths": stats,
+            "max_length": length,
+            "max_length_why": why,
+            "long_text": mode,
+            "long_text_why": mode_why,
+            "windows": windows,
+            "text_pair": "text_pair" in frame,
+        }
 
     entry = build_step(cache, "tokenize", key, make)
     truncated = sum(s["truncated"] for s in entry.meta["lengths"].values())
     logger.info(
-        "tokenize: max_length %d (%s); %s; train p50 %.0f / p95 %.0f tokens, %d texts longer than max_length%s", entry.meta["max_length"],
-        entry.meta.get("max_length_why", "as set"), entry.meta.get("long_text_why", "truncate"),
-        entry.meta["lengths"]["train"]["p50"], entry.meta["lengths"]["train"]["p95"], truncated,
+        "tokenize: max_length %d (%s); %s; train p50 %.0f / p95 %.0f tokens, %d texts longer than max_length%s",
+        entry.meta["max_length"],
+        entry.meta.get("max_length_why", "as set"),
+        entry.meta.get("long_text_why", "truncate"),
+        entry.meta["lengths"]["train"]["p50"],
+        entry.meta["lengths"]["train"]["p95"],
+        truncated,
         " (cached)" if entry.reused else "",
     )
     paths = {name: str(entry.path / name) for name in SPLITS}
     lengths = {name: str(entry.path / f"{name}_lengths.npy") for name in SPLITS}
-    return {"paths": paths, "length_files": lengths, "key": key, "reused": entry.reused, "labels": split["labels"],
-            "target": split["target"], **entry.meta}
+    return {
+        "paths": paths,
+        "length_files": lengths,
+        "key": key,
+        "reused": entry.reused,
+        "labels": split["labels"],
+        "target": split["target"],
+        **entry.meta,
+    }

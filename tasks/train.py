@@ -12,11 +12,9 @@ import math
 import shutil
 from pathlib import Path
 
-import numpy as np
 import torch
 from datasets import load_from_disk
 from prefect import task
-from transformers.trainer_callback import PrinterCallback
 from transformers import (
     AutoTokenizer,
     EarlyStoppingCallback,
@@ -25,15 +23,16 @@ from transformers import (
     TrainingArguments,
     set_seed,
 )
+from transformers.trainer_callback import PrinterCallback
 
 from schemas.config import CacheConfig, ModelConfig, TrainConfig, resolve_model_path
 from schemas.errors import ConfigError
-from tasks.logs import step_logger, timed
+from task_types import get_task_type
+from task_types.base import LOWER_IS_BETTER
 from tasks.cache import build_step, file_sha256, fingerprint, model_fingerprint
 from tasks.layers import OFF as LAYER_OPTIONS_OFF
 from tasks.layers import freeze_bottom, layer_decay_optimizer
-from task_types import get_task_type
-from task_types.base import LOWER_IS_BETTER
+from tasks.logs import step_logger, timed
 
 
 def choose_device(requested: str, cuda_available: bool) -> str:
@@ -70,7 +69,9 @@ def choose_precision(requested: str, device: str, cuda_bf16: bool, cpu_bf16: boo
     return "bf16" if cpu_bf16 else "fp32"
 
 
-def _training_args(train: TrainConfig, out: Path, device: str, precision: str, seed: int, best_metric: str, epochs: float) -> TrainingArguments:
+def _training_args(
+    train: TrainConfig, out: Path, device: str, precision: str, seed: int, best_metric: str, epochs: float
+) -> TrainingArguments:
     by_steps = train.save_steps is not None
     return TrainingArguments(
         output_dir=str(out),
@@ -137,8 +138,10 @@ def choose_epochs(requested, train_rows: int, batch_size: int, world_size: int =
         return float(requested), "train.epochs as set"
     per_epoch = max(1, math.ceil(train_rows / (batch_size * world_size)))
     epochs = min(MAX_AUTO_EPOCHS, max(1, math.ceil(MIN_OPTIMIZER_STEPS / per_epoch)))
-    return float(epochs), (f"train.epochs=auto: {epochs} epochs x {per_epoch} steps = {epochs * per_epoch} optimizer steps "
-                           f"(aim: at least {MIN_OPTIMIZER_STEPS}, between 1 and {MAX_AUTO_EPOCHS} epochs; early stopping may end sooner)")
+    return float(epochs), (
+        f"train.epochs=auto: {epochs} epochs x {per_epoch} steps = {epochs * per_epoch} optimizer steps "
+        f"(aim: at least {MIN_OPTIMIZER_STEPS}, between 1 and {MAX_AUTO_EPOCHS} epochs; early stopping may end sooner)"
+    )
 
 
 def best_epoch_metric(task: str, compare_on: str | None, spec: dict | None = None) -> str:
@@ -190,15 +193,29 @@ class _ReadableLog(TrainerCallback):
         if not state.is_world_process_zero:
             return
         if any(k.startswith("eval_") for k in logs):
-            figures = ", ".join(f"{k.removeprefix('eval_')} {v:.4f}" for k, v in logs.items()
-                                if k.startswith("eval_") and isinstance(v, float) and "runtime" not in k and "per_second" not in k)
-            step_logger().info("fine_tune: epoch %.1f/%.0f, step %d/%d, validation %s", state.epoch or 0, args.num_train_epochs,
-                               state.global_step, state.max_steps, figures)
+            figures = ", ".join(
+                f"{k.removeprefix('eval_')} {v:.4f}"
+                for k, v in logs.items()
+                if k.startswith("eval_") and isinstance(v, float) and "runtime" not in k and "per_second" not in k
+            )
+            step_logger().info(
+                "fine_tune: epoch %.1f/%.0f, step %d/%d, validation %s",
+                state.epoch or 0,
+                args.num_train_epochs,
+                state.global_step,
+                state.max_steps,
+                figures,
+            )
         elif "loss" in logs:
             self.train_logs += 1
             if self.train_logs % 5 == 0:
-                    step_logger().info("fine_tune: step %d/%d, training loss %.4f, learning rate %.2e", state.global_step, state.max_steps,
-                                   logs["loss"], logs.get("learning_rate", 0.0))
+                step_logger().info(
+                    "fine_tune: step %d/%d, training loss %.4f, learning rate %.2e",
+                    state.global_step,
+                    state.max_steps,
+                    logs["loss"],
+                    logs.get("learning_rate", 0.0),
+                )
 
 
 class _ChecksumCheckpoints(TrainerCallback):
@@ -215,21 +232,37 @@ def last_complete_checkpoint(checkpoints: Path) -> str | None:
     partial or damaged ones are removed (one log line each) so training can write them again."""
     if not checkpoints.is_dir():
         return None
-    found = sorted((p for p in checkpoints.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
-                   key=lambda p: int(p.name.split("-")[-1]), reverse=True)
+    found = sorted(
+        (p for p in checkpoints.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+        key=lambda p: int(p.name.split("-")[-1]),
+        reverse=True,
+    )
     for i, candidate in enumerate(found):
         problem = checkpoint_problem(candidate)
         if problem is None:
             return str(candidate)
-        fallback = next((p.name for p in found[i + 1:] if checkpoint_problem(p) is None), None)
-        step_logger().warning("checkpoint %s cannot be resumed from: %s; removed it, %s", candidate.name, problem,
-                              f"resuming from {fallback}" if fallback else "starting from the beginning")
+        fallback = next((p.name for p in found[i + 1 :] if checkpoint_problem(p) is None), None)
+        step_logger().warning(
+            "checkpoint %s cannot be resumed from: %s; removed it, %s",
+            candidate.name,
+            problem,
+            f"resuming from {fallback}" if fallback else "starting from the beginning",
+        )
         shutil.rmtree(candidate, ignore_errors=True)
     return None
 
 
-def train_model(tokens: dict, model_cfg: ModelConfig, train: TrainConfig, seed: int, folder: Path, checkpoints: Path,
-                task: str = "classification", compare_on: str | None = None, extra_callbacks: list | None = None) -> dict:
+def train_model(
+    tokens: dict,
+    model_cfg: ModelConfig,
+    train: TrainConfig,
+    seed: int,
+    folder: Path,
+    checkpoints: Path,
+    task: str = "classification",
+    compare_on: str | None = None,
+    extra_callbacks: list | None = None,
+) -> dict:
     """Train and save the best model into folder/model; returns the training history."""
     device = choose_device(train.device, torch.cuda.is_available())
     precision = choose_precision(train.precision, device, device == "cuda" and torch.cuda.is_bf16_supported(), cpu_has_fast_bf16())
@@ -238,12 +271,20 @@ def train_model(tokens: dict, model_cfg: ModelConfig, train: TrainConfig, seed: 
     path = resolve_model_path(model_cfg.name_or_path)
     set_seed(seed)  # before the model is built: the head's init depends on it
     model = task_type.model_class().from_pretrained(
-        path, **task_type.head_config(spec), trust_remote_code=model_cfg.trust_remote_code,
+        path,
+        **task_type.head_config(spec),
+        trust_remote_code=model_cfg.trust_remote_code,
     )
     frozen = freeze_bottom(model, train.freeze_layers)
     # What predict and the registry need to use the model travels in its config.json.
-    model.config.finetune_flow = {"task": task, "target": spec, "decision": {}, "text_pair": bool(tokens.get("text_pair")),
-                                  "max_length": tokens.get("max_length"), "long_text": tokens.get("long_text", "truncate")}
+    model.config.finetune_flow = {
+        "task": task,
+        "target": spec,
+        "decision": {},
+        "text_pair": bool(tokens.get("text_pair")),
+        "max_length": tokens.get("max_length"),
+        "long_text": tokens.get("long_text", "truncate"),
+    }
     tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True, trust_remote_code=model_cfg.trust_remote_code)
     # Windows of a chunked text train as rows of their own; evaluation during training scores windows too.
     bookkeeping = ["row_id", "document"]
@@ -281,8 +322,17 @@ def train_model(tokens: dict, model_cfg: ModelConfig, train: TrainConfig, seed: 
     trainer.save_model(str(folder / "model"))  # the main process only, under DDP
     if trainer.is_world_process_zero():
         (folder / "training_config.json").write_text(
-            json.dumps({"train": train.model_dump(), "model": model_cfg.model_dump(), "seed": seed, "task": task, "target": spec,
-                        "best_metric": best_metric}, indent=1)
+            json.dumps(
+                {
+                    "train": train.model_dump(),
+                    "model": model_cfg.model_dump(),
+                    "seed": seed,
+                    "task": task,
+                    "target": spec,
+                    "best_metric": best_metric,
+                },
+                indent=1,
+            )
         )
     return {
         "device": device,
@@ -304,8 +354,16 @@ def train_model(tokens: dict, model_cfg: ModelConfig, train: TrainConfig, seed: 
     }
 
 
-def train_distributed(tokens: dict, model_cfg: ModelConfig, train: TrainConfig, seed: int, folder: Path, checkpoints: Path,
-                      task: str = "classification", compare_on: str | None = None) -> dict:
+def train_distributed(
+    tokens: dict,
+    model_cfg: ModelConfig,
+    train: TrainConfig,
+    seed: int,
+    folder: Path,
+    checkpoints: Path,
+    task: str = "classification",
+    compare_on: str | None = None,
+) -> dict:
     """train_model in train.nproc processes under torchrun (HF Trainer's DDP); rank 0 saves and reports.
 
     Runs `python -m torch.distributed.run` from this venv; each rank gets an equal share of the CPU threads.
@@ -317,19 +375,47 @@ def train_distributed(tokens: dict, model_cfg: ModelConfig, train: TrainConfig, 
 
     job = folder / ".ddp-job.json"
     result = folder / ".ddp-result.json"
-    job.write_text(json.dumps({"tokens": tokens, "model": model_cfg.model_dump(), "train": train.model_dump(), "seed": seed,
-                               "folder": str(folder), "checkpoints": str(checkpoints), "result": str(result),
-                               "task": task, "compare_on": compare_on}))
+    job.write_text(
+        json.dumps(
+            {
+                "tokens": tokens,
+                "model": model_cfg.model_dump(),
+                "train": train.model_dump(),
+                "seed": seed,
+                "folder": str(folder),
+                "checkpoints": str(checkpoints),
+                "result": str(result),
+                "task": task,
+                "compare_on": compare_on,
+            }
+        )
+    )
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     threads = max(1, (os.cpu_count() or 1) // train.nproc)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(train.nproc), "--nnodes", "1",
-           "--master_addr", "127.0.0.1", "--master_port", str(port), "-m", "tasks.train_ddp", str(job)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        str(train.nproc),
+        "--nnodes",
+        "1",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(port),
+        "-m",
+        "tasks.train_ddp",
+        str(job),
+    ]
     done = subprocess.run(cmd, env=env)
     if done.returncode != 0 or not result.is_file():
-        raise RuntimeError(f"distributed training (torchrun, {train.nproc} processes) failed with exit code {done.returncode}; see its log above")
+        raise RuntimeError(
+            f"distributed training (torchrun, {train.nproc} processes) failed with exit code {done.returncode}; see its log above"
+        )
     meta = json.loads(result.read_text())
     job.unlink()
     result.unlink()
@@ -338,8 +424,16 @@ def train_distributed(tokens: dict, model_cfg: ModelConfig, train: TrainConfig, 
 
 @task(name="fine_tune")
 @timed
-def fine_tune(tokens: dict, model: ModelConfig, train: TrainConfig, cache: CacheConfig, seed: int,
-              task: str = "classification", compare_on: str | None = None, pruning: dict | None = None) -> dict:
+def fine_tune(
+    tokens: dict,
+    model: ModelConfig,
+    train: TrainConfig,
+    cache: CacheConfig,
+    seed: int,
+    task: str = "classification",
+    compare_on: str | None = None,
+    pruning: dict | None = None,
+) -> dict:
     """Fine-tune the model on the tokenized train split, selecting the best epoch on validation.
 
     Args:
@@ -362,7 +456,9 @@ def fine_tune(tokens: dict, model: ModelConfig, train: TrainConfig, cache: Cache
     settings = {k: v for k, v in settings.items() if k not in LAYER_OPTIONS_OFF or v != LAYER_OPTIONS_OFF[k]}
     best_metric = best_epoch_metric(task, compare_on, tokens["target"])
     selection = {"task": task, "best_metric": best_metric} if (task, best_metric) != ("classification", "f1_macro") else None
-    key = fingerprint("train", tokens["key"], model_fingerprint(base), settings, model.trust_remote_code, seed, *([selection] if selection else []))
+    key = fingerprint(
+        "train", tokens["key"], model_fingerprint(base), settings, model.trust_remote_code, seed, *([selection] if selection else [])
+    )
     checkpoints = cache.resolved_dir() / "checkpoints" / key
     if cache.refresh:
         shutil.rmtree(checkpoints, ignore_errors=True)
@@ -384,10 +480,23 @@ def fine_tune(tokens: dict, model: ModelConfig, train: TrainConfig, cache: Cache
     shutil.rmtree(checkpoints, ignore_errors=True)
     meta = entry.meta
     logger.info(
-        "fine_tune: %s/%s, %.1f epochs, best validation %s %.4f%s%s", meta["device"], meta["precision"],
-        meta["epochs_run"] or 0, meta["best_metric_name"], meta["best_val_metric"] if meta["best_val_metric"] is not None else float("nan"),
-        f", resumed from {meta['resumed_from']}" if meta["resumed_from"] else "", " (cached)" if entry.reused else "",
+        "fine_tune: %s/%s, %.1f epochs, best validation %s %.4f%s%s",
+        meta["device"],
+        meta["precision"],
+        meta["epochs_run"] or 0,
+        meta["best_metric_name"],
+        meta["best_val_metric"] if meta["best_val_metric"] is not None else float("nan"),
+        f", resumed from {meta['resumed_from']}" if meta["resumed_from"] else "",
+        " (cached)" if entry.reused else "",
     )
-    return {"path": str(entry.path / "model"), "key": key, "reused": entry.reused, "labels": tokens["labels"], "task": task,
-            "max_length": tokens["max_length"], "long_text": tokens.get("long_text", "truncate"),
-            "trust_remote_code": model.trust_remote_code, **meta}
+    return {
+        "path": str(entry.path / "model"),
+        "key": key,
+        "reused": entry.reused,
+        "labels": tokens["labels"],
+        "task": task,
+        "max_length": tokens["max_length"],
+        "long_text": tokens.get("long_text", "truncate"),
+        "trust_remote_code": model.trust_remote_code,
+        **meta,
+    }

@@ -22,8 +22,16 @@ def main(job_path: str) -> None:
     from tasks.train import train_model
 
     job = json.loads(Path(job_path).read_text())
-    result = train_model(job["tokens"], ModelConfig(**job["model"]), TrainConfig(**job["train"]), job["seed"],
-                         Path(job["folder"]), Path(job["checkpoints"]), job["task"], job["compare_on"])
+    result = train_model(
+        job["tokens"],
+        ModelConfig(**job["model"]),
+        TrainConfig(**job["train"]),
+        job["seed"],
+        Path(job["folder"]),
+        Path(job["checkpoints"]),
+        job["task"],
+        job["compare_on"],
+    )
     if int(os.environ.get("RANK", "0")) == 0:
         Path(job["result"]).write_text(json.dumps(result, default=str))
 

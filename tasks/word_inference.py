@@ -11,8 +11,8 @@ import torch
 from transformers import DataCollatorWithPadding
 
 from task_types.classification import softmax
-from task_types.token_classification import parse_list
 from task_types.tagging import encode_sentences, join_words, merge_windows, split_words
+from task_types.token_classification import parse_list
 from tasks.inference import INPUT_FEATURES, length_order
 
 
@@ -52,11 +52,13 @@ def scored_split(model, tokenizer, dataset, spec: dict, batch_size: int, device:
         n_words[row] += sum(1 for m in marks if m >= 0)
     logits = window_logits(model, tokenizer, columns, batch_size, device, bf16)
     merged = merge_windows(rows, columns["word_ids"], logits, n_words)
-    truth = merge_windows(rows, columns["word_ids"], [np.asarray(l) for l in columns["labels"]], n_words)
+    truth = merge_windows(rows, columns["word_ids"], [np.asarray(window) for window in columns["labels"]], n_words)
     return [t.astype(np.int64) for t in truth], [m.reshape(-1, len(spec["labels"])) for m in merged]
 
 
-def word_probabilities(model, tokenizer, sentences: list[list[str]], max_length: int, batch_size: int = 128, device: str = "cpu") -> list[np.ndarray]:
+def word_probabilities(
+    model, tokenizer, sentences: list[list[str]], max_length: int, batch_size: int = 128, device: str = "cpu"
+) -> list[np.ndarray]:
     """Tag probabilities (words x tags) for each sentence of words, windowed like training."""
     empty = np.zeros((0, model.config.num_labels), dtype=np.float32)
     todo = [i for i, s in enumerate(sentences) if s]
@@ -94,8 +96,9 @@ def rows_to_words(values: list, pre_tokenized: bool = False) -> list[dict]:
     return out
 
 
-def tag_outputs(model, tokenizer, values: list, max_length: int, batch_size: int = 128, device: str = "cpu",
-                pre_tokenized: bool = False) -> list[dict]:
+def tag_outputs(
+    model, tokenizer, values: list, max_length: int, batch_size: int = 128, device: str = "cpu", pre_tokenized: bool = False
+) -> list[dict]:
     """What the token-classification type's predict_columns reads: per row its words, offsets and tag probabilities."""
     rows = rows_to_words(values, pre_tokenized)
     proba = word_probabilities(model, tokenizer, [r["words"] for r in rows], max_length, batch_size, device)

@@ -20,6 +20,7 @@ import pytest  # noqa: E402
 
 from schemas.config import EMBEDDED_MODEL, FinetuneConfig, embedded_path  # noqa: E402
 
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A 2-layer, 32-wide random BERT saved with the real MiniLM tokenizer files."""
@@ -36,7 +37,9 @@ def tiny_model_dir(tmp_path_factory) -> Path:
         if (minilm / name).is_file():
             shutil.copy(minilm / name, folder / name)
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=512)
+    config = BertConfig(
+        vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=512
+    )
     BertModel(config).save_pretrained(folder)
     return folder
 

@@ -65,20 +65,26 @@ def test_deploy_trigger_schedule_and_stop(local_prefect, tmp_path, tiny_model_di
     # The scheduler creates the nightly's next runs by itself.
     deadline, scheduled = time.time() + 90, []
     while time.time() < deadline and not scheduled:
-        scheduled = _api(local_prefect.api, "/flow_runs/filter", {
-            "deployments": {"id": {"any_": [deployments["nightly"]["id"]]}},
-            "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}},
-        })
+        scheduled = _api(
+            local_prefect.api,
+            "/flow_runs/filter",
+            {
+                "deployments": {"id": {"any_": [deployments["nightly"]["id"]]}},
+                "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}},
+            },
+        )
         time.sleep(2)
     assert scheduled, "the scheduler created no run of the nightly deployment"
     assert all(run["expected_start_time"] > time.strftime("%Y-%m-%dT%H:%M", time.gmtime()) for run in scheduled)
 
     db = tmp_path / "mlruns" / "mlflow.db"
     cfg = {
-        "data": {"path": str(toy_csv)}, "model": {"name_or_path": str(tiny_model_dir)},
+        "data": {"path": str(toy_csv)},
+        "model": {"name_or_path": str(tiny_model_dir)},
         "train": {"epochs": 1, "max_length": 32, "precision": "fp32"},
         "registry": {"model_name": "tiny-deployed", "min_accuracy": 0, "min_f1": 0, "beat_baseline": False},
-        "tracking": {"uri": f"sqlite:///{db}"}, "cache": {"dir": str(tmp_path / "cache")},
+        "tracking": {"uri": f"sqlite:///{db}"},
+        "cache": {"dir": str(tmp_path / "cache")},
     }
     run = local_prefect("prefect-trigger", DEPLOYMENT="finetune/smoke", PARAMS=json.dumps({"cfg": cfg}))
     assert run.returncode == 0, run.stdout[-3000:] + (local_prefect.home / "worker.log").read_text()[-3000:]
@@ -97,7 +103,15 @@ def test_deploy_trigger_schedule_and_stop(local_prefect, tmp_path, tiny_model_di
     # `--serve`: one process serves the flow on the cron from the config, against the same server.
     serve_env = {**os.environ, "PREFECT_HOME": str(local_prefect.home), "PREFECT_API_URL": local_prefect.api}
     serve_cmd = [sys.executable, "flows/finetune.py", "--serve", "schedule.cron=15 3 * * 1", "schedule.timezone=UTC"]
-    server = subprocess.Popen(serve_cmd, cwd=local_prefect.root, env=serve_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    server = subprocess.Popen(
+        serve_cmd,
+        cwd=local_prefect.root,
+        env=serve_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         served = ""
         for line in server.stdout:
@@ -116,4 +130,3 @@ def test_deploy_trigger_schedule_and_stop(local_prefect, tmp_path, tiny_model_di
     time.sleep(1)
     assert not any(_alive(pid) for pid in pids.values()), stop.stdout
     assert "SIGKILL" not in stop.stdout, f"a process had to be killed: {stop.stdout}"
-

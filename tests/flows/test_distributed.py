@@ -11,8 +11,18 @@ from tests.conftest import toy_frame
 def test_two_processes_train_register_one_version_and_match_one_process(prefect_server, make_config, tmp_path):
     data = tmp_path / "toy.csv"
     toy_frame(n_per_class=60).to_csv(data, index=False)
-    single = finetune(make_config(data={"path": str(data)}, train={"epochs": 6, "learning_rate": 3e-3, "early_stopping_patience": 0}, registry={"model_name": "single"}))
-    cfg = make_config(data={"path": str(data)}, train={"epochs": 6, "learning_rate": 3e-3, "early_stopping_patience": 0, "nproc": 2, "batch_size": 8}, registry={"model_name": "ddp"})
+    single = finetune(
+        make_config(
+            data={"path": str(data)},
+            train={"epochs": 6, "learning_rate": 3e-3, "early_stopping_patience": 0},
+            registry={"model_name": "single"},
+        )
+    )
+    cfg = make_config(
+        data={"path": str(data)},
+        train={"epochs": 6, "learning_rate": 3e-3, "early_stopping_patience": 0, "nproc": 2, "batch_size": 8},
+        registry={"model_name": "ddp"},
+    )
     ddp = finetune(cfg)
 
     client = MlflowClient(cfg.tracking.resolved_uri(), cfg.tracking.resolved_uri())

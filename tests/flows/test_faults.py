@@ -40,22 +40,46 @@ def test_a_read_only_store_is_refused_before_any_work(request, tmp_path, toy_csv
     disk = small_disk("16m")
     shutil.copy(empty_store, disk / "mlflow.db")
     subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
-    result = _run(request.config.rootpath, cli_env, [f"data.path={toy_csv}", f"model.name_or_path={tiny_model_dir}", f"tracking.uri=sqlite:///{disk / 'mlflow.db'}",
-                                                     f"cache.dir={tmp_path / 'cache'}", "registry.model_name=tiny"])
+    result = _run(
+        request.config.rootpath,
+        cli_env,
+        [
+            f"data.path={toy_csv}",
+            f"model.name_or_path={tiny_model_dir}",
+            f"tracking.uri=sqlite:///{disk / 'mlflow.db'}",
+            f"cache.dir={tmp_path / 'cache'}",
+            "registry.model_name=tiny",
+        ],
+    )
     errors = _error_lines(result)
     assert result.returncode == 2 and len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert "cannot write the tracking store (tracking.uri)" in errors[0] and "Read-only file system" in errors[0]
     assert not (tmp_path / "cache").exists()
 
 
-def test_a_store_that_fills_up_ends_with_one_line_and_nothing_registered(request, tmp_path, toy_csv, tiny_model_dir, cli_env, empty_store, small_disk):
+def test_a_store_that_fills_up_ends_with_one_line_and_nothing_registered(
+    request, tmp_path, toy_csv, tiny_model_dir, cli_env, empty_store, small_disk
+):
     # Room for the store and the run's small artifacts, not for the model (~4 MB of weights).
     disk = small_disk(f"{empty_store.stat().st_size // 1024 + 1536}k")
     shutil.copy(empty_store, disk / "mlflow.db")
     uri = f"sqlite:///{disk / 'mlflow.db'}"
-    result = _run(request.config.rootpath, cli_env, [f"data.path={toy_csv}", f"model.name_or_path={tiny_model_dir}", f"tracking.uri={uri}",
-                                                     f"cache.dir={tmp_path / 'cache'}", "registry.model_name=tiny", "registry.min_accuracy=0",
-                                                     "registry.min_f1=0", "train.epochs=1", "train.max_length=32", "train.precision=fp32"])
+    result = _run(
+        request.config.rootpath,
+        cli_env,
+        [
+            f"data.path={toy_csv}",
+            f"model.name_or_path={tiny_model_dir}",
+            f"tracking.uri={uri}",
+            f"cache.dir={tmp_path / 'cache'}",
+            "registry.model_name=tiny",
+            "registry.min_accuracy=0",
+            "registry.min_f1=0",
+            "train.epochs=1",
+            "train.max_length=32",
+            "train.precision=fp32",
+        ],
+    )
     errors = _error_lines(result)
     assert result.returncode == 1 and len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
     assert "a disk is full or read-only" in errors[0] and ("No space left on device" in errors[0] or "disk is full" in errors[0]), errors

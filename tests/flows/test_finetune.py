@@ -14,14 +14,30 @@ from mlflow import MlflowClient
 from flows.finetune import finetune, format_summary
 from tests.conftest import toy_frame
 
-SUMMARY_KEYS = {"run_id", "model_name", "model_version", "promoted", "alias", "reasons", "val_accuracy", "val_f1",
-                "test_accuracy", "test_f1", "rows_in", "rows_kept", "rows_quarantined", "wall_seconds"}
+SUMMARY_KEYS = {
+    "run_id",
+    "model_name",
+    "model_version",
+    "promoted",
+    "alias",
+    "reasons",
+    "val_accuracy",
+    "val_f1",
+    "test_accuracy",
+    "test_f1",
+    "rows_in",
+    "rows_kept",
+    "rows_quarantined",
+    "wall_seconds",
+}
 
 
 @pytest.fixture
 def messy_csv(tmp_path):
     frame = toy_frame(n_per_class=40)
-    extra = pd.DataFrame({"text": [None, "   ", frame["text"][0], "contested", "contested"], "label": ["pos", "neg", frame["label"][0], "pos", "neg"]})
+    extra = pd.DataFrame(
+        {"text": [None, "   ", frame["text"][0], "contested", "contested"], "label": ["pos", "neg", frame["label"][0], "pos", "neg"]}
+    )
     path = tmp_path / "messy.csv"
     pd.concat([frame, extra], ignore_index=True).to_csv(path, index=False)
     return path
@@ -111,7 +127,15 @@ def _cli(*args, cwd):
 def test_cli_help_lists_every_option(request):
     result = _cli("--help", cwd=request.config.rootpath)
     assert result.returncode == 0
-    for key in ("data.path", "data.max_rows", "model.name_or_path", "train.learning_rate", "registry.min_f1", "tracking.uri", "--summary-json"):
+    for key in (
+        "data.path",
+        "data.max_rows",
+        "model.name_or_path",
+        "train.learning_rate",
+        "registry.min_f1",
+        "tracking.uri",
+        "--summary-json",
+    ):
         assert key in result.stdout
 
 
@@ -124,7 +148,9 @@ def test_cli_bad_config_is_one_line_and_nonzero(request):
 
 def test_cli_bad_input_is_one_line_no_trace_nothing_registered(request, tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    result = _cli(f"data.path={tmp_path / 'missing.csv'}", f"tracking.uri={uri}", f"cache.dir={tmp_path / 'c'}", cwd=request.config.rootpath)
+    result = _cli(
+        f"data.path={tmp_path / 'missing.csv'}", f"tracking.uri={uri}", f"cache.dir={tmp_path / 'c'}", cwd=request.config.rootpath
+    )
     assert result.returncode == 2
     assert [line for line in result.stderr.splitlines() if line.startswith("error:")] == [
         f"error: data file '{tmp_path / 'missing.csv'}' not found: set data.path to an existing CSV/TSV/JSONL/Parquet file or folder"
@@ -145,8 +171,12 @@ def test_many_classes_train_evaluate_and_register_with_plots_of_one_size(prefect
     from task_types.classification import PLOT_MAX_INCHES
 
     n_classes = 150
-    frame = pd.DataFrame({"text": [f"item {c} sample {i}" for c in range(n_classes) for i in range(3)],
-                          "label": [f"class_{c:03d}" for c in range(n_classes) for _ in range(3)]})
+    frame = pd.DataFrame(
+        {
+            "text": [f"item {c} sample {i}" for c in range(n_classes) for i in range(3)],
+            "label": [f"class_{c:03d}" for c in range(n_classes) for _ in range(3)],
+        }
+    )
     frame.to_csv(tmp_path / "many.csv", index=False)
     cfg = make_config(data={"path": str(tmp_path / "many.csv")})
     summary = finetune(cfg)

@@ -32,12 +32,16 @@ def store(tmp_path_factory, tiny_model_dir, prefect_server, empty_store):
     uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
 
     def config(**registry):
-        return FinetuneConfig.model_validate({
-            "data": {"path": str(data)}, "model": {"name_or_path": str(tiny_model_dir)},
-            "train": {"epochs": 2, "batch_size": 16, "learning_rate": 1e-3, "max_length": 32, "precision": "fp32"},
-            "registry": {"model_name": "tiny", "min_accuracy": 0.0, "min_f1": 0.0, "beat_baseline": False, **registry},
-            "tracking": {"uri": uri}, "cache": {"dir": str(root / "cache")},
-        })
+        return FinetuneConfig.model_validate(
+            {
+                "data": {"path": str(data)},
+                "model": {"name_or_path": str(tiny_model_dir)},
+                "train": {"epochs": 2, "batch_size": 16, "learning_rate": 1e-3, "max_length": 32, "precision": "fp32"},
+                "registry": {"model_name": "tiny", "min_accuracy": 0.0, "min_f1": 0.0, "beat_baseline": False, **registry},
+                "tracking": {"uri": uri},
+                "cache": {"dir": str(root / "cache")},
+            }
+        )
 
     first = finetune(config())
     second = finetune(config(promote=False).model_copy(update={"seed": 3}))
@@ -53,8 +57,24 @@ def test_versions_carry_gate_fingerprints_revision_link_and_model_card(store):
     assert store["second"]["alias"] is None
     client = _client(store["uri"])
     v1, v2 = client.get_model_version("tiny", "1"), client.get_model_version("tiny", "2")
-    for key in ("gate_passed", "gate_reasons", "gate_reason_1", "val_accuracy", "val_f1_macro", "val_f1_weighted", "val_roc_auc", "val_ece",
-                "test_accuracy", "test_f1_macro", "data_fingerprint", "config_fingerprint", "git_revision", "run_id", "run_link", "labels"):
+    for key in (
+        "gate_passed",
+        "gate_reasons",
+        "gate_reason_1",
+        "val_accuracy",
+        "val_f1_macro",
+        "val_f1_weighted",
+        "val_roc_auc",
+        "val_ece",
+        "test_accuracy",
+        "test_f1_macro",
+        "data_fingerprint",
+        "config_fingerprint",
+        "git_revision",
+        "run_id",
+        "run_link",
+        "labels",
+    ):
         assert v1.tags.get(key), key
     assert v1.tags["run_link"].endswith(f"/runs/{v1.run_id}")
     assert v1.tags["champion_promoted_by"] == f"finetune-flow run {v1.run_id}" and v1.tags["champion_replaced_version"] == ""
@@ -64,19 +84,41 @@ def test_versions_carry_gate_fingerprints_revision_link_and_model_card(store):
     assert any("trained on different data" in r and "re-evaluated on this run's validation split" in r for r in store["second"]["reasons"])
     for version in (v1, v2):
         assert version.description.startswith(f"# tiny v{version.version}")
-        for fact in ("Base model", "Data fingerprint", "`neg`", "Intended use", "Known limits", "f1_macro", "Task type: `classification`", version.tags["data_fingerprint"]):
+        for fact in (
+            "Base model",
+            "Data fingerprint",
+            "`neg`",
+            "Intended use",
+            "Known limits",
+            "f1_macro",
+            "Task type: `classification`",
+            version.tags["data_fingerprint"],
+        ):
             assert fact in version.description, fact
         card = client.download_artifacts(version.run_id, "model_card.md")
         assert open(card).read() == version.description
     run = client.get_run(v1.run_id)
-    for name in ("val_accuracy", "val_f1_macro", "val_f1_weighted", "val_roc_auc", "val_pr_auc", "val_ece", "val_recall_neg", "test_support_pos"):
+    for name in (
+        "val_accuracy",
+        "val_f1_macro",
+        "val_f1_weighted",
+        "val_roc_auc",
+        "val_pr_auc",
+        "val_ece",
+        "val_recall_neg",
+        "test_support_pos",
+    ):
         assert name in run.data.metrics, name
     assert len(client.get_metric_history(v1.run_id, "train_loss")) >= 2
 
 
 def _registry_cli(store, *args):
-    return subprocess.run([sys.executable, "-m", "flows.registry", *args, "--name", "tiny", "--tracking-uri", store["uri"]],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "flows.registry", *args, "--name", "tiny", "--tracking-uri", store["uri"]],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_manual_promote_then_rollback_records_who_and_why(store):
@@ -87,7 +129,11 @@ def test_manual_promote_then_rollback_records_who_and_why(store):
     assert "v1 -> v2" in done.stdout
     v2 = client.get_model_version_by_alias("tiny", "champion")
     assert str(v2.version) == "2"
-    assert (v2.tags["champion_promoted_by"], v2.tags["champion_promoted_why"], v2.tags["champion_replaced_version"]) == ("alice", "manual: A/B test won", "1")
+    assert (v2.tags["champion_promoted_by"], v2.tags["champion_promoted_why"], v2.tags["champion_replaced_version"]) == (
+        "alice",
+        "manual: A/B test won",
+        "1",
+    )
 
     back = _registry_cli(store, "rollback", "--why", "complaints", "--who", "bob")
     assert back.returncode == 0, back.stderr
@@ -107,27 +153,51 @@ def test_manual_promote_then_rollback_records_who_and_why(store):
 @pytest.mark.parametrize("chunk_rows", [3, 10_000])
 @pytest.mark.parametrize("suffix", ["csv", "jsonl", "json", "parquet"])
 def test_predict_on_the_champion_writes_input_columns_plus_predictions(store, suffix, chunk_rows, tmp_path):
-    frame = pd.DataFrame({"id": [1, 2, 3, 4, 5], "text": ["great superb moving film", "awful dull boring film", "", "brilliant fun charming", "\u200b\ufeff"]})
+    frame = pd.DataFrame(
+        {
+            "id": [1, 2, 3, 4, 5],
+            "text": ["great superb moving film", "awful dull boring film", "", "brilliant fun charming", "\u200b\ufeff"],
+        }
+    )
     source, out = tmp_path / f"in.{suffix}", tmp_path / f"out.{suffix}"
-    {"csv": lambda: frame.to_csv(source, index=False), "jsonl": lambda: frame.to_json(source, orient="records", lines=True),
-     "json": lambda: frame.to_json(source, orient="records"), "parquet": lambda: frame.to_parquet(source)}[suffix]()
+    {
+        "csv": lambda: frame.to_csv(source, index=False),
+        "jsonl": lambda: frame.to_json(source, orient="records", lines=True),
+        "json": lambda: frame.to_json(source, orient="records"),
+        "parquet": lambda: frame.to_parquet(source),
+    }[suffix]()
     summary = predict(str(source), str(out), "models:/tiny@champion", store["uri"], chunk_rows=chunk_rows)  # 3: the rows stream in 2 chunks
     assert (summary["rows_in"], summary["rows_predicted"], summary["rows_not_predicted"]) == (5, 3, 2)
     assert not list(tmp_path.glob(".*partial"))
-    result = {"csv": pd.read_csv, "jsonl": lambda p: pd.read_json(p, lines=True), "json": pd.read_json, "parquet": pd.read_parquet}[suffix](out)
+    result = {"csv": pd.read_csv, "jsonl": lambda p: pd.read_json(p, lines=True), "json": pd.read_json, "parquet": pd.read_parquet}[suffix](
+        out
+    )
     assert list(result.columns[:2]) == ["id", "text"] and result["id"].tolist() == [1, 2, 3, 4, 5]
     assert {"predicted_label", "confidence", "proba_neg", "proba_pos", "predict_error"} <= set(result.columns)
     predicted = result.drop(index=[2, 4])
     assert set(predicted["predicted_label"]) <= {"neg", "pos"}
     assert ((predicted["proba_neg"] + predicted["proba_pos"]) - 1).abs().max() < 1e-5
     assert (predicted["confidence"] == predicted[["proba_neg", "proba_pos"]].max(axis=1)).all()
-    assert result.loc[2, "predict_error"] == result.loc[4, "predict_error"] == "null or empty text" and pd.isna(result.loc[4, "predicted_label"])
+    assert result.loc[2, "predict_error"] == result.loc[4, "predict_error"] == "null or empty text" and pd.isna(
+        result.loc[4, "predicted_label"]
+    )
 
 
 def test_predict_cli_by_version_and_unknown_model(store, tmp_path, cli_env):
     source = tmp_path / "in.csv"
     pd.DataFrame({"review": ["great superb film", "awful dull film"]}).to_csv(source, index=False)
-    cmd = [sys.executable, "flows/predict.py", str(source), str(tmp_path / "out.csv"), "--text-column", "review", "--name", "tiny", "--tracking-uri", store["uri"]]
+    cmd = [
+        sys.executable,
+        "flows/predict.py",
+        str(source),
+        str(tmp_path / "out.csv"),
+        "--text-column",
+        "review",
+        "--name",
+        "tiny",
+        "--tracking-uri",
+        store["uri"],
+    ]
     ok = subprocess.run([*cmd, "--version", "2"], capture_output=True, text=True, timeout=300, env=cli_env)
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert "models:/tiny/2" in ok.stdout and len(pd.read_csv(tmp_path / "out.csv")) == 2
@@ -146,6 +216,7 @@ def test_real_mlflow_server_shows_run_metrics_artifacts_version_and_alias(store)
 
 # --- the promotion critical section, through the real register step and a real sqlite registry -----------------
 
+
 def _candidate(client, uri, name, f1, key):
     """A run with a registered version (as a flow leaves it just before the gate) and the step results for it."""
     experiment = client.get_experiment_by_name("race") or client.get_experiment(client.create_experiment("race"))
@@ -156,8 +227,12 @@ def _candidate(client, uri, name, f1, key):
     client.create_model_version(name, f"runs:/{run.info.run_id}/model", run.info.run_id, tags={"train_key": key})
     metrics = {"accuracy": f1, "f1_macro": f1, "f1_weighted": f1, "roc_auc": f1, "pr_auc": f1, "ece": 0.1}
     model = {"key": key, "labels": ["neg", "pos"], "device": "cpu", "precision": "fp32", "epochs_run": 1, "task": "classification"}
-    split = {"key": "same-data", "labels": ["neg", "pos"], "target": {"labels": ["neg", "pos"]},
-             "splits": {"train": {"rows": 8}, "validation": {"rows": 1}, "test": {"rows": 1}}}
+    split = {
+        "key": "same-data",
+        "labels": ["neg", "pos"],
+        "target": {"labels": ["neg", "pos"]},
+        "splits": {"train": {"rows": 8}, "validation": {"rows": 1}, "test": {"rows": 1}},
+    }
     return run.info.run_id, model, {"metrics": {"validation": metrics}, "decision": {}}, split
 
 
@@ -209,7 +284,9 @@ def test_a_crash_between_register_and_alias_keeps_the_old_champion(tmp_path, mon
         _gate(uri, "crash", *newer)
     assert str(client.get_model_version_by_alias("crash", "champion").version) == "1"
     assert client.get_model_version("crash", "2").tags["gate_passed"] == "true"
-    assert not [key for key in client.get_model_version("crash", "2").tags if key.startswith("champion_")], "tagged as promoted without the alias"
+    assert not [key for key in client.get_model_version("crash", "2").tags if key.startswith("champion_")], (
+        "tagged as promoted without the alias"
+    )
 
     monkeypatch.undo()  # the retry of the same run finishes the promotion, with the same version
     retried = _gate(uri, "crash", *newer)
@@ -218,11 +295,18 @@ def test_a_crash_between_register_and_alias_keeps_the_old_champion(tmp_path, mon
     assert len(client.search_model_versions("name='crash'")) == 2
 
 
-@pytest.mark.parametrize("args, rule", [(["list", "--name", "it's"], "model name \"it's\" is not allowed"),
-                                        (["promote", "--version", "1", "--why", "x", "--alias", "v1"], "alias 'v1' is not allowed")])
+@pytest.mark.parametrize(
+    "args, rule",
+    [
+        (["list", "--name", "it's"], 'model name "it\'s" is not allowed'),
+        (["promote", "--version", "1", "--why", "x", "--alias", "v1"], "alias 'v1' is not allowed"),
+    ],
+)
 def test_registry_cli_checks_names_before_querying(tmp_path, new_store, args, rule):
     uri = new_store(tmp_path)
-    done = subprocess.run([sys.executable, "-m", "flows.registry", *args, "--tracking-uri", uri], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "flows.registry", *args, "--tracking-uri", uri], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 2 and "Traceback" not in done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and rule in errors[0], done.stderr[-500:]

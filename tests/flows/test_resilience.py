@@ -91,9 +91,19 @@ def test_validation_errors_are_not_retried(prefect_server, make_config, toy_csv,
 
 def _flow_cmd(root, data, workdir, *extra):
     return [
-        sys.executable, "flows/finetune.py", f"data.path={data}", f"model.name_or_path={workdir['model']}",
-        f"tracking.uri=sqlite:///{workdir['db']}", f"cache.dir={workdir['cache']}", "registry.model_name=tiny",
-        "registry.min_accuracy=0", "registry.min_f1=0", "registry.beat_baseline=false", "train.max_length=32", "train.precision=fp32", *extra,
+        sys.executable,
+        "flows/finetune.py",
+        f"data.path={data}",
+        f"model.name_or_path={workdir['model']}",
+        f"tracking.uri=sqlite:///{workdir['db']}",
+        f"cache.dir={workdir['cache']}",
+        "registry.model_name=tiny",
+        "registry.min_accuracy=0",
+        "registry.min_f1=0",
+        "registry.beat_baseline=false",
+        "train.max_length=32",
+        "train.precision=fp32",
+        *extra,
     ]
 
 
@@ -104,7 +114,9 @@ def test_killed_training_resumes_from_its_checkpoint(request, tmp_path, tiny_mod
     toy_frame(n_per_class=300).to_csv(data, index=False)
     train = ["train.epochs=6", "train.batch_size=16", "train.learning_rate=1e-3", "train.save_steps=20", "train.early_stopping_patience=0"]
     work = {"model": tiny_model_dir, "db": tmp_path / "a.db", "cache": tmp_path / "cache-a"}
-    proc = subprocess.Popen(_flow_cmd(root, data, work, *train), cwd=root, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _flow_cmd(root, data, work, *train), cwd=root, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 240
     checkpoints = work["cache"] / "checkpoints"
     while time.time() < deadline and not list(checkpoints.glob("*/checkpoint-*/trainer_state.json")):
@@ -115,7 +127,13 @@ def test_killed_training_resumes_from_its_checkpoint(request, tmp_path, tiny_mod
     proc.wait()
     assert list(checkpoints.glob("*/checkpoint-*")), "no checkpoint written before the kill"
 
-    resumed = subprocess.run(_flow_cmd(root, data, work, *train, f"--summary-json={tmp_path / 'resumed.json'}"), cwd=root, capture_output=True, text=True, timeout=400)
+    resumed = subprocess.run(
+        _flow_cmd(root, data, work, *train, f"--summary-json={tmp_path / 'resumed.json'}"),
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     summary = json.loads((tmp_path / "resumed.json").read_text())
     assert summary["resumed_from"] and summary["resumed_from"].startswith("checkpoint-")
@@ -126,7 +144,13 @@ def test_killed_training_resumes_from_its_checkpoint(request, tmp_path, tiny_mod
     assert statuses == ["FAILED", "FINISHED"], "the killed run must be marked FAILED on the next start"
 
     fresh = {"model": tiny_model_dir, "db": tmp_path / "b.db", "cache": tmp_path / "cache-b"}
-    straight = subprocess.run(_flow_cmd(root, data, fresh, *train, f"--summary-json={tmp_path / 'straight.json'}"), cwd=root, capture_output=True, text=True, timeout=400)
+    straight = subprocess.run(
+        _flow_cmd(root, data, fresh, *train, f"--summary-json={tmp_path / 'straight.json'}"),
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
     assert straight.returncode == 0, straight.stderr[-3000:]
     reference = json.loads((tmp_path / "straight.json").read_text())
     assert reference["resumed_from"] is None
@@ -137,7 +161,13 @@ def test_two_flows_at_once_share_the_cache_safely(request, tmp_path, tiny_model_
     root = request.config.rootpath
     work = {"model": tiny_model_dir, "db": tmp_path / "m.db", "cache": tmp_path / "cache"}
     procs = [
-        subprocess.Popen(_flow_cmd(root, toy_csv, {**work, "db": tmp_path / f"m{i}.db"}, f"--summary-json={tmp_path / f's{i}.json'}"), cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            _flow_cmd(root, toy_csv, {**work, "db": tmp_path / f"m{i}.db"}, f"--summary-json={tmp_path / f's{i}.json'}"),
+            cwd=root,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for i in range(2)
     ]
     outputs = [p.communicate(timeout=400) for p in procs]

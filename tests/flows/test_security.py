@@ -25,10 +25,14 @@ def store(tmp_path_factory, tiny_model_dir, prefect_server, empty_store):
     (root / "mlruns").mkdir()
     shutil.copy(empty_store, root / "mlruns" / "mlflow.db")
     uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
-    args = {"data": {"path": str(data)}, "model": {"name_or_path": str(tiny_model_dir)},
-            "train": {"epochs": 1, "batch_size": 16, "learning_rate": 1e-3, "max_length": 32, "precision": "fp32"},
-            "registry": {"model_name": "tiny", "min_accuracy": 0.0, "min_f1": 0.0},
-            "tracking": {"uri": uri}, "cache": {"dir": str(root / "cache")}}
+    args = {
+        "data": {"path": str(data)},
+        "model": {"name_or_path": str(tiny_model_dir)},
+        "train": {"epochs": 1, "batch_size": 16, "learning_rate": 1e-3, "max_length": 32, "precision": "fp32"},
+        "registry": {"model_name": "tiny", "min_accuracy": 0.0, "min_f1": 0.0},
+        "tracking": {"uri": uri},
+        "cache": {"dir": str(root / "cache")},
+    }
     first = finetune(FinetuneConfig.model_validate(args))
     return {"root": root, "uri": uri, "data": data, "first": first}
 
@@ -42,10 +46,16 @@ def _hostile_version(store, marker: Path) -> str:
         f"import pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\n"
         "from transformers import BertConfig, BertForSequenceClassification\n"
         "class EvilConfig(BertConfig):\n    model_type = 'evil'\n"
-        "class EvilModel(BertForSequenceClassification):\n    config_class = EvilConfig\n")
+        "class EvilModel(BertForSequenceClassification):\n    config_class = EvilConfig\n"
+    )
     config = json.loads((folder / "model" / "config.json").read_text())
-    config.update({"model_type": "evil", "architectures": ["EvilModel"],
-                   "auto_map": {"AutoConfig": "evil.EvilConfig", "AutoModelForSequenceClassification": "evil.EvilModel"}})
+    config.update(
+        {
+            "model_type": "evil",
+            "architectures": ["EvilModel"],
+            "auto_map": {"AutoConfig": "evil.EvilConfig", "AutoModelForSequenceClassification": "evil.EvilModel"},
+        }
+    )
     (folder / "model" / "config.json").write_text(json.dumps(config))
     mlmodel = (folder / "MLmodel").read_text()
     (folder / "MLmodel").write_text(mlmodel.replace("model_type: BertForSequenceClassification", "model_type: EvilModel"))
@@ -67,8 +77,23 @@ def test_a_model_folder_with_its_own_code_is_refused_and_none_of_it_runs(store, 
     source = tmp_path / "in.csv"
     source.write_text("text\ngreat superb film\n")
 
-    predicted = subprocess.run([sys.executable, "flows/predict.py", str(source), str(tmp_path / "out.csv"), "--model", f"models:/tiny/{version}",
-                                "--tracking-uri", store["uri"]], cwd=root, env=cli_env, capture_output=True, text=True, timeout=300)
+    predicted = subprocess.run(
+        [
+            sys.executable,
+            "flows/predict.py",
+            str(source),
+            str(tmp_path / "out.csv"),
+            "--model",
+            f"models:/tiny/{version}",
+            "--tracking-uri",
+            store["uri"],
+        ],
+        cwd=root,
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert predicted.returncode == 2, predicted.stderr[-3000:]
     errors = _error_lines(predicted)
     assert len(errors) == 1 and "needs code from its own files" in errors[0] and "--trust-remote-code" in errors[0], errors
@@ -79,16 +104,37 @@ def test_a_model_folder_with_its_own_code_is_refused_and_none_of_it_runs(store, 
     client = MlflowClient(store["uri"], store["uri"])
     client.set_model_version_tag("tiny", version, "data_fingerprint", "other-data")
     client.set_registered_model_alias("tiny", "champion", version)
-    trained = subprocess.run([sys.executable, "flows/finetune.py", f"data.path={store['data']}", f"model.name_or_path={request.getfixturevalue('tiny_model_dir')}",
-                              f"tracking.uri={store['uri']}", f"cache.dir={store['root'] / 'cache'}", "registry.model_name=tiny",
-                              "registry.min_accuracy=0", "registry.min_f1=0", "train.epochs=1", "train.batch_size=16", "train.learning_rate=5e-4",
-                              "train.max_length=32", "train.precision=fp32"], cwd=root, env=cli_env, capture_output=True, text=True, timeout=400)
+    trained = subprocess.run(
+        [
+            sys.executable,
+            "flows/finetune.py",
+            f"data.path={store['data']}",
+            f"model.name_or_path={request.getfixturevalue('tiny_model_dir')}",
+            f"tracking.uri={store['uri']}",
+            f"cache.dir={store['root'] / 'cache'}",
+            "registry.model_name=tiny",
+            "registry.min_accuracy=0",
+            "registry.min_f1=0",
+            "train.epochs=1",
+            "train.batch_size=16",
+            "train.learning_rate=5e-4",
+            "train.max_length=32",
+            "train.precision=fp32",
+        ],
+        cwd=root,
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
     assert trained.returncode == 2, trained.stderr[-3000:]
     errors = _error_lines(trained)
     assert len(errors) == 1 and "needs code from its own files" in errors[0] and "model.trust_remote_code=true" in errors[0], errors
     assert "Traceback" not in trained.stderr and not marker.exists()
     assert str(client.get_model_version_by_alias("tiny", "champion").version) == version
-    latest = client.search_runs([client.get_experiment_by_name("finetune-flow").experiment_id], order_by=["attributes.start_time DESC"], max_results=1)[0]
+    latest = client.search_runs(
+        [client.get_experiment_by_name("finetune-flow").experiment_id], order_by=["attributes.start_time DESC"], max_results=1
+    )[0]
     assert latest.info.status == "FAILED"
 
 
@@ -105,11 +151,28 @@ def test_a_secret_in_the_tracking_uri_is_written_nowhere(request, tmp_path, tiny
     env["PREFECT_HOME"] = str(prefect_home)  # the flow's own temporary Prefect server, its database in here
     with mlflow_server(backend, artifacts=tmp_path / "server" / "artifacts") as url:
         uri = url.replace("http://", f"http://alice:{secret}@")
-        result = subprocess.run([sys.executable, "flows/finetune.py", f"data.path={toy_csv}", f"model.name_or_path={tiny_model_dir}",
-                                 f"tracking.uri={uri}", f"cache.dir={tmp_path / 'cache'}", "registry.model_name=tiny", "registry.min_accuracy=0",
-                                 "registry.min_f1=0", "train.epochs=1", "train.max_length=32", "train.precision=fp32",
-                                 f"--summary-json={tmp_path / 'summary.json'}"],
-                                cwd=request.config.rootpath, env=env, capture_output=True, text=True, timeout=500)
+        result = subprocess.run(
+            [
+                sys.executable,
+                "flows/finetune.py",
+                f"data.path={toy_csv}",
+                f"model.name_or_path={tiny_model_dir}",
+                f"tracking.uri={uri}",
+                f"cache.dir={tmp_path / 'cache'}",
+                "registry.model_name=tiny",
+                "registry.min_accuracy=0",
+                "registry.min_f1=0",
+                "train.epochs=1",
+                "train.max_length=32",
+                "train.precision=fp32",
+                f"--summary-json={tmp_path / 'summary.json'}",
+            ],
+            cwd=request.config.rootpath,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=500,
+        )
     assert result.returncode == 0, result.stderr[-3000:]
     assert secret not in result.stdout + result.stderr
     assert "alice" not in result.stdout + result.stderr

@@ -24,8 +24,13 @@ def test_trial_config_sets_the_values_and_rejects_bad_ones(make_config):
 
 
 def test_suggest_log_ranges_ints_and_choices():
-    cfg = load_config(None, ["sweep.space={train.learning_rate: {low: 1e-5, high: 1e-3, log: true}, train.epochs: {low: 1, high: 3}, "
-                             "model.name_or_path: [a, b]}"])
+    cfg = load_config(
+        None,
+        [
+            "sweep.space={train.learning_rate: {low: 1e-5, high: 1e-3, log: true}, train.epochs: {low: 1, high: 3}, "
+            "model.name_or_path: [a, b]}"
+        ],
+    )
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     values = [suggest(study.ask(), cfg.sweep.space) for _ in range(20)]
     assert all(1e-5 <= v["train.learning_rate"] <= 1e-3 for v in values)
@@ -121,8 +126,9 @@ def _study_with_good_trials(tmp_path, value: float = 0.9):
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
     for _ in range(3):
-        study.add_trial(optuna.trial.create_trial(value=value, intermediate_values={1: value, 2: value, 3: value},
-                                                  distributions={}, params={}))
+        study.add_trial(
+            optuna.trial.create_trial(value=value, intermediate_values={1: value, 2: value, 3: value}, distributions={}, params={})
+        )
     trial = study.ask()
     return {"study": "s", "storage": storage, "trial_id": trial._trial_id, "metric": "f1_macro", "startup": 0}, study, trial
 
@@ -171,11 +177,27 @@ def test_a_killed_sweep_resumes_without_running_a_finished_trial_again(cli_env, 
     import time
 
     uri = new_store(tmp_path / "mlruns")
-    args = [sys.executable, "flows/sweep.py", "--trials", "4", "--parallel", "1", f"data.path={toy_csv}",
-            f"model.name_or_path={tiny_model_dir}",
-            "train.epochs=1", "train.batch_size=16", "train.max_length=32", "train.precision=fp32", f"tracking.uri={uri}",
-            f"cache.dir={tmp_path / 'cache'}", "registry.model_name=tiny", "registry.min_accuracy=0", "registry.min_f1=0",
-            "registry.beat_baseline=false", "sweep.space={train.learning_rate: {low: 1e-4, high: 3e-3, log: true}}"]
+    args = [
+        sys.executable,
+        "flows/sweep.py",
+        "--trials",
+        "4",
+        "--parallel",
+        "1",
+        f"data.path={toy_csv}",
+        f"model.name_or_path={tiny_model_dir}",
+        "train.epochs=1",
+        "train.batch_size=16",
+        "train.max_length=32",
+        "train.precision=fp32",
+        f"tracking.uri={uri}",
+        f"cache.dir={tmp_path / 'cache'}",
+        "registry.model_name=tiny",
+        "registry.min_accuracy=0",
+        "registry.min_f1=0",
+        "registry.beat_baseline=false",
+        "sweep.space={train.learning_rate: {low: 1e-4, high: 3e-3, log: true}}",
+    ]
     storage = f"sqlite:///{tmp_path / 'mlruns' / 'optuna.db'}"
     first = subprocess.Popen(args, cwd=request.config.rootpath, env=cli_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     finished_before = []
@@ -195,8 +217,9 @@ def test_a_killed_sweep_resumes_without_running_a_finished_trial_again(cli_env, 
     assert len(finished_before) >= 2, "the first sweep did not finish two trials in time"
 
     summary_path = tmp_path / "summary.json"
-    second = subprocess.run(args + ["--summary-json", str(summary_path)], cwd=request.config.rootpath, env=cli_env,
-                            capture_output=True, text=True, timeout=600)
+    second = subprocess.run(
+        args + ["--summary-json", str(summary_path)], cwd=request.config.rootpath, env=cli_env, capture_output=True, text=True, timeout=600
+    )
     assert second.returncode == 0, second.stderr[-3000:]
     summary = json.loads(summary_path.read_text())
     assert summary["trials"] == {"completed": 4, "pruned": 0, "failed": 0}
@@ -222,8 +245,10 @@ def test_sweep_on_a_local_ray(prefect_server, make_config, toy_csv):
     assert summary["tokenize_builds"] == 1 and summary["model_version"] == 1
     uri = cfg.tracking.resolved_uri()
     client = MlflowClient(uri, uri)
-    children = client.search_runs([client.get_experiment_by_name("finetune-flow").experiment_id],
-                                  filter_string=f"tags.`mlflow.parentRunId` = '{summary['parent_run_id']}'")
+    children = client.search_runs(
+        [client.get_experiment_by_name("finetune-flow").experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{summary['parent_run_id']}'",
+    )
     assert len(children) == 4
     assert client.get_model_version("tiny", "1").run_id == summary["best_run_id"]
 
@@ -233,14 +258,16 @@ def test_cli_help_and_a_bad_option_is_one_line(request):
     import sys
 
     def cli(*args):
-        return subprocess.run([sys.executable, "flows/sweep.py", *args], cwd=request.config.rootpath, capture_output=True, text=True,
-                              timeout=120)
+        return subprocess.run(
+            [sys.executable, "flows/sweep.py", *args], cwd=request.config.rootpath, capture_output=True, text=True, timeout=120
+        )
 
     shown = cli("--help")
     assert shown.returncode == 0 and "--parallel" in shown.stdout and "sweep.space" in shown.stdout
     bad = cli("sweep.space={train.epoch: [1]}")
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
-        "error: invalid config: sweep.space: 'train.epoch' is not an option (see --help for the options)"]
+        "error: invalid config: sweep.space: 'train.epoch' is not an option (see --help for the options)"
+    ]
 
 
 def test_pruned_and_failed_trials_are_child_runs_that_say_so(make_config, toy_csv):
@@ -252,10 +279,12 @@ def test_pruned_and_failed_trials_are_child_runs_that_say_so(make_config, toy_cs
     parent = client.create_run(client.create_experiment("sweeps"), tags={"sweep_study": "s"}).info.run_id
     base = {"params": {"train.freeze_layers": 1}, "metric": "f1_macro", "started": 1.0e9, "ended": 1.0e9 + 5}
     trial_cfg = trial_config(cfg, base["params"])
-    pruned = log_trial.fn(parent, {**base, "number": 3, "state": "pruned", "reason": "below the median"}, trial_cfg, {}, {"1": 0.2},
-                          cfg.tracking)
-    failed = log_trial.fn(parent, {**base, "number": 4, "state": "failed", "error": "RuntimeError: out of memory"}, cfg, {}, {},
-                          cfg.tracking)
+    pruned = log_trial.fn(
+        parent, {**base, "number": 3, "state": "pruned", "reason": "below the median"}, trial_cfg, {}, {"1": 0.2}, cfg.tracking
+    )
+    failed = log_trial.fn(
+        parent, {**base, "number": 4, "state": "failed", "error": "RuntimeError: out of memory"}, cfg, {}, {}, cfg.tracking
+    )
     p, f = client.get_run(pruned), client.get_run(failed)
     assert p.data.tags["mlflow.parentRunId"] == f.data.tags["mlflow.parentRunId"] == parent
     assert (p.info.status, p.data.tags["trial_state"], p.data.tags["pruned_because"]) == ("FINISHED", "pruned", "below the median")
@@ -267,8 +296,9 @@ def test_pruned_and_failed_trials_are_child_runs_that_say_so(make_config, toy_cs
 def test_a_grid_sweep_asks_each_point_once_at_most():
     from flows.sweep import grid_limit
 
-    grid = load_config(None, ["sweep.sampler=grid", "sweep.trials=50",
-                              "sweep.space={train.batch_size: [8, 16], train.freeze_layers: [0, 1, 2]}"])
+    grid = load_config(
+        None, ["sweep.sampler=grid", "sweep.trials=50", "sweep.space={train.batch_size: [8, 16], train.freeze_layers: [0, 1, 2]}"]
+    )
     assert grid_limit(grid.sweep) == 6
     assert grid_limit(load_config(None, ["sweep.trials=50"]).sweep) == 50
 
@@ -276,8 +306,9 @@ def test_a_grid_sweep_asks_each_point_once_at_most():
 def test_reopening_a_study_fails_the_trials_left_running_and_asks_them_again(tmp_path):
     from tasks.sweep import open_study
 
-    cfg = load_config(None, [f"sweep.storage=sqlite:///{tmp_path / 'optuna.db'}", "sweep.study=s",
-                             "sweep.space={train.batch_size: [8, 16, 32, 64]}"])
+    cfg = load_config(
+        None, [f"sweep.storage=sqlite:///{tmp_path / 'optuna.db'}", "sweep.study=s", "sweep.space={train.batch_size: [8, 16, 32, 64]}"]
+    )
     first = open_study(cfg, "f1_macro")
     done = first.ask()
     done.suggest_categorical("train.batch_size", [8, 16, 32, 64])

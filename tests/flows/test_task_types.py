@@ -18,7 +18,11 @@ from flows.finetune import finetune, format_summary
 from schemas.config import FinetuneConfig
 from tests.conftest import toy_frame
 
-VOCAB = {"food": ["bread", "rice", "hungry", "meal"], "water": ["thirsty", "drink", "well", "bottle"], "shelter": ["tent", "roof", "house", "camp"]}
+VOCAB = {
+    "food": ["bread", "rice", "hungry", "meal"],
+    "water": ["thirsty", "drink", "well", "bottle"],
+    "shelter": ["tent", "roof", "house", "camp"],
+}
 
 
 def multi_label_frame(n: int = 120, seed: int = 0) -> pd.DataFrame:
@@ -53,29 +57,52 @@ def runs(tmp_path_factory, tiny_model_dir, prefect_server, empty_store):
     shutil.copy(empty_store, root / "mlruns" / "mlflow.db")
     uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
     labels = multi_label_frame()
-    bad = pd.DataFrame([{"message": "bread roof 900", "food": 2, "water": 0, "shelter": 1}, {"message": "tent 901", "food": None, "water": 0, "shelter": 1}])
+    bad = pd.DataFrame(
+        [
+            {"message": "bread roof 900", "food": 2, "water": 0, "shelter": 1},
+            {"message": "tent 901", "food": None, "water": 0, "shelter": 1},
+        ]
+    )
     pd.concat([labels, bad], ignore_index=True).to_csv(root / "messages.csv", index=False)
     pairs = pair_frame()
     bad = pd.DataFrame([{"first": "rice drink", "second": "tent", "score": "high"}, {"first": "camp", "second": None, "score": 0.5}])
     pd.concat([pairs, bad], ignore_index=True).to_csv(root / "pairs.csv", index=False)
 
     def config(**tree) -> FinetuneConfig:
-        base = {"model": {"name_or_path": str(tiny_model_dir)}, "tracking": {"uri": uri}, "cache": {"dir": str(root / "cache")},
-                "train": {"epochs": 2, "batch_size": 16, "learning_rate": 1e-3, "max_length": 32, "precision": "fp32"}}
+        base = {
+            "model": {"name_or_path": str(tiny_model_dir)},
+            "tracking": {"uri": uri},
+            "cache": {"dir": str(root / "cache")},
+            "train": {"epochs": 2, "batch_size": 16, "learning_rate": 1e-3, "max_length": 32, "precision": "fp32"},
+        }
         for key, value in tree.items():
             base[key] = {**base.get(key, {}), **value} if isinstance(value, dict) else value
         return FinetuneConfig.model_validate(base)
 
-    multi = finetune(config(task="multi_label", data={"path": str(root / "messages.csv"), "text_column": "message", "label_columns": list(VOCAB)},
-                            registry={"model_name": "tiny", "gates": {"f1_micro": 0.0}, "beat_baseline": False}))
-    reg = finetune(config(task="regression", data={"path": str(root / "pairs.csv"), "text_column": "first", "text_pair_column": "second",
-                                                   "label_column": "score"},
-                          registry={"model_name": "tiny", "gates": {"spearman": -1.0, "rmse": 100.0}}))
+    multi = finetune(
+        config(
+            task="multi_label",
+            data={"path": str(root / "messages.csv"), "text_column": "message", "label_columns": list(VOCAB)},
+            registry={"model_name": "tiny", "gates": {"f1_micro": 0.0}, "beat_baseline": False},
+        )
+    )
+    reg = finetune(
+        config(
+            task="regression",
+            data={"path": str(root / "pairs.csv"), "text_column": "first", "text_pair_column": "second", "label_column": "score"},
+            registry={"model_name": "tiny", "gates": {"spearman": -1.0, "rmse": 100.0}},
+        )
+    )
     long = toy_frame(n_per_class=20)
     long["text"] = [f"{t} " + " ".join(["and", "then", "the", "story", "goes", "on"] * 4) for t in long["text"]]  # ~40 tokens
     long.to_csv(root / "long.csv", index=False)
-    chunked = finetune(config(data={"path": str(root / "long.csv")}, train={"max_length": 16, "long_text": "chunk"},
-                              registry={"model_name": "tiny-long", "min_accuracy": 0, "min_f1": 0, "beat_baseline": False}))
+    chunked = finetune(
+        config(
+            data={"path": str(root / "long.csv")},
+            train={"max_length": 16, "long_text": "chunk"},
+            registry={"model_name": "tiny-long", "min_accuracy": 0, "min_f1": 0, "beat_baseline": False},
+        )
+    )
     return {"root": root, "uri": uri, "multi": multi, "reg": reg, "chunked": chunked}
 
 
@@ -83,8 +110,12 @@ def _predict(runs, tmp_path, frame, *args):
     source, out = tmp_path / "in.csv", tmp_path / "out.csv"
     frame.to_csv(source, index=False)
     name = [] if "--name" in args else ["--name", "tiny"]
-    done = subprocess.run([sys.executable, "flows/predict.py", str(source), str(out), *name, "--tracking-uri", runs["uri"], *args],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "flows/predict.py", str(source), str(out), *name, "--tracking-uri", runs["uri"], *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return pd.read_csv(out)
 
@@ -132,7 +163,9 @@ def test_regression_on_pairs_trains_registers_is_gated_and_predicts_in_data_unit
     assert (version.tags["task"], version.tags["inputs"], version.tags["outputs"]) == ("regression", "text, text_pair", "predicted_value")
     assert "standardised for training" in version.description
     signature = mlflow.models.get_model_info(f"runs:/{summary['run_id']}/model").signature
-    assert [c.name for c in signature.inputs.inputs] == ["text", "text_pair"] and [c.name for c in signature.outputs.inputs] == ["predicted_value"]
+    assert [c.name for c in signature.inputs.inputs] == ["text", "text_pair"] and [c.name for c in signature.outputs.inputs] == [
+        "predicted_value"
+    ]
     report = json.loads(open(client.download_artifacts(summary["run_id"], "data/data_report.json")).read())
     assert report["text_pair"] and set(report["target_stats"]) == {"train", "validation", "test"}
 

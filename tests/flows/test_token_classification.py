@@ -50,7 +50,13 @@ def pos_rows(n: int = 60, seed: int = 1) -> list[dict]:
     rng = random.Random(seed)
     rows = []
     for i in range(n):
-        words = [rng.choice(["the", "a"]), rng.choice(["dog", "cat"]), rng.choice(["runs", "sleeps"]), rng.choice(["quickly", "here"]), str(i)]
+        words = [
+            rng.choice(["the", "a"]),
+            rng.choice(["dog", "cat"]),
+            rng.choice(["runs", "sleeps"]),
+            rng.choice(["quickly", "here"]),
+            str(i),
+        ]
         rows.append({"tokens": words, "pos": [POS.get(w, "NUM") for w in words]})
     return rows
 
@@ -68,26 +74,54 @@ def runs(tmp_path_factory, tiny_model_dir, prefect_server, empty_store):
     pd.DataFrame(pos_rows()).to_json(root / "pos.jsonl", orient="records", lines=True)
 
     def config(**tree) -> FinetuneConfig:
-        base = {"model": {"name_or_path": str(tiny_model_dir)}, "tracking": {"uri": uri}, "cache": {"dir": str(root / "cache")},
-                "train": {"epochs": 3, "batch_size": 8, "learning_rate": 3e-3, "max_length": 32, "precision": "fp32"}}
+        base = {
+            "model": {"name_or_path": str(tiny_model_dir)},
+            "tracking": {"uri": uri},
+            "cache": {"dir": str(root / "cache")},
+            "train": {"epochs": 3, "batch_size": 8, "learning_rate": 3e-3, "max_length": 32, "precision": "fp32"},
+        }
         for key, value in tree.items():
             base[key] = {**base.get(key, {}), **value} if isinstance(value, dict) else value
         return FinetuneConfig.model_validate(base)
 
-    ner = finetune(config(task="token_classification", data={"path": str(root / "ner.conll")},
-                          registry={"model_name": "tiny-ner", "gates": {"entity_f1": 0.0, "token_accuracy": 0.0}, "beat_baseline": False}))
-    ner2 = finetune(config(task="token_classification", data={"path": str(root / "ner2.conll")},
-                           registry={"model_name": "tiny-ner", "gates": {"entity_f1": 0.0, "token_accuracy": 0.0}, "min_delta": 1.0, "beat_baseline": False}))
-    pos = finetune(config(task="token_classification", data={"path": str(root / "pos.jsonl"), "text_column": "tokens", "label_column": "pos"},
-                          registry={"model_name": "tiny-pos", "gates": {"token_accuracy": 0.0}, "beat_baseline": False}))
+    ner = finetune(
+        config(
+            task="token_classification",
+            data={"path": str(root / "ner.conll")},
+            registry={"model_name": "tiny-ner", "gates": {"entity_f1": 0.0, "token_accuracy": 0.0}, "beat_baseline": False},
+        )
+    )
+    ner2 = finetune(
+        config(
+            task="token_classification",
+            data={"path": str(root / "ner2.conll")},
+            registry={
+                "model_name": "tiny-ner",
+                "gates": {"entity_f1": 0.0, "token_accuracy": 0.0},
+                "min_delta": 1.0,
+                "beat_baseline": False,
+            },
+        )
+    )
+    pos = finetune(
+        config(
+            task="token_classification",
+            data={"path": str(root / "pos.jsonl"), "text_column": "tokens", "label_column": "pos"},
+            registry={"model_name": "tiny-pos", "gates": {"token_accuracy": 0.0}, "beat_baseline": False},
+        )
+    )
     return {"root": root, "uri": uri, "ner": ner, "ner2": ner2, "pos": pos}
 
 
 def _predict(runs, tmp_path, frame, name, suffix=".csv", *args):
     source, out = tmp_path / f"in{suffix}", tmp_path / "out.jsonl"
     frame.to_csv(source, index=False) if suffix == ".csv" else frame.to_json(source, orient="records", lines=True)
-    done = subprocess.run([sys.executable, "flows/predict.py", str(source), str(out), "--name", name, "--tracking-uri", runs["uri"], *args],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "flows/predict.py", str(source), str(out), "--name", name, "--tracking-uri", runs["uri"], *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return pd.read_json(out, lines=True, dtype=False)
 
@@ -127,7 +161,7 @@ def test_ner_predicts_words_tags_and_spans_through_predict(runs, tmp_path):
     assert words == text.split() and len(tags) == len(words)
     assert all(not (t.startswith("I-") and (i == 0 or tags[i - 1][2:] != t[2:] or tags[i - 1] == "O")) for i, t in enumerate(tags))
     for span in json.loads(result.loc[0, "entities"]):
-        assert set(span) == {"type", "text", "start", "end", "score"} and text[span["start"]:span["end"]] == span["text"]
+        assert set(span) == {"type", "text", "start", "end", "score"} and text[span["start"] : span["end"]] == span["text"]
     assert result.loc[1, "predict_error"] == "null or empty text"
     assert len(json.loads(result.loc[2, "tags"])) == 60  # a text longer than the window: every word tagged
     pre = _predict(runs, tmp_path, pd.DataFrame({"text": [["mary", "smith", "visited", "tokyo"]]}), "tiny-ner", ".jsonl")

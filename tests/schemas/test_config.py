@@ -69,27 +69,53 @@ def test_missing_config_file(tmp_path):
 def test_every_option_is_described_and_flattened():
     rows = describe_options()
     keys = {key for key, _, _ in rows}
-    assert {"data.path", "data.text_column", "data.label_column", "data.max_rows", "model.name_or_path", "train.epochs",
-            "train.batch_size", "train.learning_rate", "train.max_length", "seed", "registry.model_name",
-            "registry.min_accuracy", "registry.min_f1", "tracking.uri"} <= keys
+    assert {
+        "data.path",
+        "data.text_column",
+        "data.label_column",
+        "data.max_rows",
+        "model.name_or_path",
+        "train.epochs",
+        "train.batch_size",
+        "train.learning_rate",
+        "train.max_length",
+        "seed",
+        "registry.model_name",
+        "registry.min_accuracy",
+        "registry.min_f1",
+        "tracking.uri",
+    } <= keys
     assert all(desc for _, _, desc in rows), [key for key, _, desc in rows if not desc]
     assert set(flatten(FinetuneConfig())) == keys
 
 
-@pytest.mark.parametrize("override, rule", [
-    ("registry.model_name=../../x", "letters, digits"), ("registry.model_name=it's", "no spaces, quotes"),
-    ("registry.model_name=a b", "no spaces"), ("registry.alias=v1", "not 'latest', 'v<number>'"),
-    ("registry.alias=Latest", "MLflow reserves them"), ("registry.alias=version3", "version<number>"), ("registry.alias=prod.eu", "letters"),
-])
+@pytest.mark.parametrize(
+    "override, rule",
+    [
+        ("registry.model_name=../../x", "letters, digits"),
+        ("registry.model_name=it's", "no spaces, quotes"),
+        ("registry.model_name=a b", "no spaces"),
+        ("registry.alias=v1", "not 'latest', 'v<number>'"),
+        ("registry.alias=Latest", "MLflow reserves them"),
+        ("registry.alias=version3", "version<number>"),
+        ("registry.alias=prod.eu", "letters"),
+    ],
+)
 def test_names_and_aliases_are_checked_before_any_work(override, rule):
     with pytest.raises(ValidationError, match=re.escape(rule)):
         load_config(overrides=[override])
 
 
-@pytest.mark.parametrize("override, message", [
-    ("train.epochs=.inf", "finite number"), ("train.learning_rate=.nan", "finite number"), ("runtime.io_retry_delay_seconds=.inf", "finite number"),
-    ("seed=-1", "greater than or equal to 0"), ("seed=4294967296", "less than or equal to"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.epochs=.inf", "finite number"),
+        ("train.learning_rate=.nan", "finite number"),
+        ("runtime.io_retry_delay_seconds=.inf", "finite number"),
+        ("seed=-1", "greater than or equal to 0"),
+        ("seed=4294967296", "less than or equal to"),
+    ],
+)
 def test_values_that_would_crash_a_later_step_are_rejected(override, message):
     with pytest.raises(ValidationError, match=message):
         load_config(overrides=[override])

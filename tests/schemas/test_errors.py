@@ -8,24 +8,43 @@ from mlflow.protos import databricks_pb2 as codes
 from schemas.errors import ConfigError, DataError, is_transient_error
 
 
-@pytest.mark.parametrize("err", [
-    ConnectionError("registry unavailable"), TimeoutError("read timed out"), OSError(errno.EIO, "I/O error"),
-    MlflowException("server busy", codes.TEMPORARILY_UNAVAILABLE), MlflowException("boom", codes.INTERNAL_ERROR),
-    MlflowException("slow down", codes.REQUEST_LIMIT_EXCEEDED), RestException({"error_code": "TEMPORARILY_UNAVAILABLE", "message": "503"}),
-    sqlite3.OperationalError("database is locked"),
-])
+@pytest.mark.parametrize(
+    "err",
+    [
+        ConnectionError("registry unavailable"),
+        TimeoutError("read timed out"),
+        OSError(errno.EIO, "I/O error"),
+        MlflowException("server busy", codes.TEMPORARILY_UNAVAILABLE),
+        MlflowException("boom", codes.INTERNAL_ERROR),
+        MlflowException("slow down", codes.REQUEST_LIMIT_EXCEEDED),
+        RestException({"error_code": "TEMPORARILY_UNAVAILABLE", "message": "503"}),
+        sqlite3.OperationalError("database is locked"),
+    ],
+)
 def test_what_can_succeed_on_retry_is_retried(err):
     assert is_transient_error(err)
 
 
-@pytest.mark.parametrize("err", [
-    ConfigError("bad option"), DataError("bad rows"), ValueError("bug"), KeyError("x"), AssertionError("accounting"),
-    MlflowException("Invalid alias name", codes.INVALID_PARAMETER_VALUE), MlflowException("exists", codes.RESOURCE_ALREADY_EXISTS),
-    MlflowException("no such model", codes.RESOURCE_DOES_NOT_EXIST), RestException({"error_code": "INVALID_PARAMETER_VALUE", "message": "bad name"}),
-    MlflowException("attempt to write a readonly database", codes.TEMPORARILY_UNAVAILABLE),
-    PermissionError(errno.EACCES, "denied"), OSError(errno.ENOSPC, "No space left on device"), FileNotFoundError(errno.ENOENT, "gone"),
-    sqlite3.OperationalError("attempt to write a readonly database"), None,
-])
+@pytest.mark.parametrize(
+    "err",
+    [
+        ConfigError("bad option"),
+        DataError("bad rows"),
+        ValueError("bug"),
+        KeyError("x"),
+        AssertionError("accounting"),
+        MlflowException("Invalid alias name", codes.INVALID_PARAMETER_VALUE),
+        MlflowException("exists", codes.RESOURCE_ALREADY_EXISTS),
+        MlflowException("no such model", codes.RESOURCE_DOES_NOT_EXIST),
+        RestException({"error_code": "INVALID_PARAMETER_VALUE", "message": "bad name"}),
+        MlflowException("attempt to write a readonly database", codes.TEMPORARILY_UNAVAILABLE),
+        PermissionError(errno.EACCES, "denied"),
+        OSError(errno.ENOSPC, "No space left on device"),
+        FileNotFoundError(errno.ENOENT, "gone"),
+        sqlite3.OperationalError("attempt to write a readonly database"),
+        None,
+    ],
+)
 def test_permanent_errors_are_not_retried(err):
     assert not is_transient_error(err)
 

@@ -3,13 +3,16 @@ import pytest
 from schemas.secrets import externalize_credentials, has_secret, mask_text, mask_uri
 
 
-@pytest.mark.parametrize("uri, masked", [
-    ("http://alice:pw@host:5000/x?y=1", "http://***@host:5000/x?y=1"),
-    ("postgresql://u:pw@db:5432/mlflow", "postgresql://***@db:5432/mlflow"),
-    ("https://host/api?token=abc&page=2", "https://host/api?token=***&page=2"),
-    ("s3://bucket/m?X-Amz-Signature=ff&sig=aa", "s3://bucket/m?X-Amz-Signature=***&sig=***"),
-    ("sqlite:///tmp/mlflow.db", "sqlite:///tmp/mlflow.db"),
-])
+@pytest.mark.parametrize(
+    "uri, masked",
+    [
+        ("http://alice:pw@host:5000/x?y=1", "http://***@host:5000/x?y=1"),
+        ("postgresql://u:pw@db:5432/mlflow", "postgresql://***@db:5432/mlflow"),
+        ("https://host/api?token=abc&page=2", "https://host/api?token=***&page=2"),
+        ("s3://bucket/m?X-Amz-Signature=ff&sig=aa", "s3://bucket/m?X-Amz-Signature=***&sig=***"),
+        ("sqlite:///tmp/mlflow.db", "sqlite:///tmp/mlflow.db"),
+    ],
+)
 def test_userinfo_and_secret_params_are_masked(uri, masked):
     assert mask_uri(uri) == masked
     assert has_secret(uri) is (uri != masked)

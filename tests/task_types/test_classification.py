@@ -1,9 +1,14 @@
 import numpy as np
 import pytest
-
 from sklearn.metrics import roc_auc_score
 
-from task_types.classification import classification_metrics, expected_calibration_error, plot_confusion, ranking_metrics, write_split_report
+from task_types.classification import (
+    classification_metrics,
+    expected_calibration_error,
+    plot_confusion,
+    ranking_metrics,
+    write_split_report,
+)
 
 
 def test_metrics_against_hand_computed_values():
@@ -45,7 +50,9 @@ def test_ranking_metrics_binary_and_one_vs_rest():
     proba = np.array([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8], [0.1, 0.1, 0.8]])
     assert ranking_metrics([0, 1, 2, 2], proba)["roc_auc"] == 1.0
     # class 1 never occurs: no curve for it, the average is over the others
-    assert ranking_metrics([0, 0, 2, 2], proba)["roc_auc"] == pytest.approx(np.mean([roc_auc_score([1, 1, 0, 0], proba[:, 0]), roc_auc_score([0, 0, 1, 1], proba[:, 2])]))
+    assert ranking_metrics([0, 0, 2, 2], proba)["roc_auc"] == pytest.approx(
+        np.mean([roc_auc_score([1, 1, 0, 0], proba[:, 0]), roc_auc_score([0, 0, 1, 1], proba[:, 2])])
+    )
 
 
 def test_split_report_writes_every_plot_and_metric(tmp_path):

@@ -31,9 +31,20 @@ def test_indicator_values_strict_and_positive():
 
 
 def test_every_quarantine_reason_and_the_rows_add_up():
-    raw = pd.DataFrame({"row_id": range(6), "text": ["t0", "t1", "t2", "t3", "t4", "t5"],
-                        "label": ['{"a": "1", "b": "0"}', '{"a": "2", "b": "0"}', '{"a": "x", "b": "1"}',
-                                  '{"a": "0", "b": "0"}', None, '{"a": "1", "b": "1"}']})
+    raw = pd.DataFrame(
+        {
+            "row_id": range(6),
+            "text": ["t0", "t1", "t2", "t3", "t4", "t5"],
+            "label": [
+                '{"a": "1", "b": "0"}',
+                '{"a": "2", "b": "0"}',
+                '{"a": "x", "b": "1"}',
+                '{"a": "0", "b": "0"}',
+                None,
+                '{"a": "1", "b": "1"}',
+            ],
+        }
+    )
     kept, quarantine = clean_frame(raw, DataConfig(label_columns=["a", "b"]), "multi_label")
     assert dict(zip(quarantine["row_id"], quarantine["reason"])) == {1: "bad_indicator_value", 2: "bad_indicator_value", 4: "null_label"}
     assert kept["label"].tolist() == ['["a"]', "[]", '["a", "b"]']  # an empty set is a valid target

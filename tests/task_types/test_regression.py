@@ -14,8 +14,12 @@ REG = get_task_type("regression")
 def test_every_quarantine_reason_and_the_rows_add_up():
     raw = pd.DataFrame({"row_id": range(6), "text": list("abcdef"), "label": ["1.5", "-2", "great", "nan", "inf", None]})
     kept, quarantine = clean_frame(raw, DataConfig(), "regression")
-    assert dict(zip(quarantine["row_id"], quarantine["reason"])) == {2: "non_numeric_target", 3: "non_finite_target",
-                                                                     4: "non_finite_target", 5: "null_label"}
+    assert dict(zip(quarantine["row_id"], quarantine["reason"])) == {
+        2: "non_numeric_target",
+        3: "non_finite_target",
+        4: "non_finite_target",
+        5: "null_label",
+    }
     assert kept["label"].astype(float).tolist() == [1.5, -2.0]
     assert len(kept) + len(quarantine) == len(raw)
 

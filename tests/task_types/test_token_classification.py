@@ -84,8 +84,16 @@ def test_every_quarantine_reason():
         (["Peter", "Blackburn"], ["I-PER", "I-PER"]),
     ]
     words, tags, reason = _validate(rows)
-    assert list(reason) == [None, "malformed_token_list", "malformed_token_list", "empty_sentence", "token_tag_mismatch",
-                            "empty_token", "empty_tag", "invalid_tag_sequence"]
+    assert list(reason) == [
+        None,
+        "malformed_token_list",
+        "malformed_token_list",
+        "empty_sentence",
+        "token_tag_mismatch",
+        "empty_token",
+        "empty_tag",
+        "invalid_tag_sequence",
+    ]
     assert json.loads(words[0]) == ["EU", "rejects", "German", "call"] and json.loads(tags[0]) == ["B-ORG", "O", "B-MISC", "O"]
     _, _, reason = _validate(rows[:1] + [(["x"], ["B-PER"])], labels=["B-ORG", "O", "B-MISC", "I-MISC", "I-ORG"])
     assert list(reason) == [None, "label_not_in_labels"]
@@ -95,9 +103,13 @@ def test_every_quarantine_reason():
 def test_tag_repair_fix_keeps_the_sentence_and_the_clean_step_counts_it():
     from tasks.clean import clean_frame
 
-    raw = pd.DataFrame({"row_id": [0, 1, 2], "text": [json.dumps(["Peter", "Blackburn", "said"]), json.dumps(["in", "New", "York"]),
-                                                      json.dumps(["Zürich", "  café"])],
-                        "label": [json.dumps(["I-PER", "I-PER", "O"]), json.dumps(["O", "B-LOC", "I-LOC"]), json.dumps(["B-LOC", "O"])]})
+    raw = pd.DataFrame(
+        {
+            "row_id": [0, 1, 2],
+            "text": [json.dumps(["Peter", "Blackburn", "said"]), json.dumps(["in", "New", "York"]), json.dumps(["Zürich", "  café"])],
+            "label": [json.dumps(["I-PER", "I-PER", "O"]), json.dumps(["O", "B-LOC", "I-LOC"]), json.dumps(["B-LOC", "O"])],
+        }
+    )
     kept, quarantine = clean_frame(raw, DataConfig(tag_repair="fix"), "token_classification")
     assert quarantine.empty and json.loads(kept.loc[0, "label"]) == ["B-PER", "I-PER", "O"]
     assert json.loads(kept.loc[2, "text"]) == ["Zürich", "café"]  # words stripped and NFC, JSON kept intact
@@ -121,15 +133,21 @@ def test_repeated_sentences_are_duplicates_and_conflicts():
     from tasks.clean import clean_frame
 
     same = json.dumps(["Paris", "again"])
-    raw = pd.DataFrame({"row_id": [0, 1, 2, 3], "text": [same, same, json.dumps(["Rome"]), json.dumps(["Rome"])],
-                        "label": [json.dumps(["B-LOC", "O"]), json.dumps(["B-LOC", "O"]), json.dumps(["B-LOC"]), json.dumps(["B-PER"])]})
+    raw = pd.DataFrame(
+        {
+            "row_id": [0, 1, 2, 3],
+            "text": [same, same, json.dumps(["Rome"]), json.dumps(["Rome"])],
+            "label": [json.dumps(["B-LOC", "O"]), json.dumps(["B-LOC", "O"]), json.dumps(["B-LOC"]), json.dumps(["B-PER"])],
+        }
+    )
     kept, quarantine = clean_frame(raw, DataConfig(), "token_classification")
     assert sorted(quarantine["reason"]) == ["conflicting_labels", "conflicting_labels", "duplicate"] and len(kept) == 1
 
 
 def test_config_takes_the_new_options_and_refuses_pairs():
-    cfg = FinetuneConfig.model_validate({"task": "token_classification", "data": {"format": "conll", "token_column": 0, "tag_column": 3,
-                                                                                  "tag_repair": "fix"}})
+    cfg = FinetuneConfig.model_validate(
+        {"task": "token_classification", "data": {"format": "conll", "token_column": 0, "tag_column": 3, "tag_repair": "fix"}}
+    )
     assert cfg.data.tag_column == 3
     with pytest.raises(ValueError, match="text_pair_column"):
         FinetuneConfig.model_validate({"task": "token_classification", "data": {"text_pair_column": "b"}})
@@ -140,8 +158,12 @@ def test_config_takes_the_new_options_and_refuses_pairs():
 def test_ingest_reads_list_columns_and_conll_files(tmp_path):
     from tasks.ingest import read_source
 
-    pd.DataFrame({"tokens": [["EU", "rejects", "Zürich"], ["ok"]], "tags": [["B-ORG", "O", "B-LOC"], ["O"]]}).to_parquet(tmp_path / "t.parquet")
-    raw, _ = read_source(DataConfig(path=str(tmp_path / "t.parquet"), text_column="tokens", label_column="tags"), task="token_classification")
+    pd.DataFrame({"tokens": [["EU", "rejects", "Zürich"], ["ok"]], "tags": [["B-ORG", "O", "B-LOC"], ["O"]]}).to_parquet(
+        tmp_path / "t.parquet"
+    )
+    raw, _ = read_source(
+        DataConfig(path=str(tmp_path / "t.parquet"), text_column="tokens", label_column="tags"), task="token_classification"
+    )
     assert json.loads(raw.loc[0, "text"]) == ["EU", "rejects", "Zürich"] and json.loads(raw.loc[0, "label"]) == ["B-ORG", "O", "B-LOC"]
     (tmp_path / "x.conll").write_text("EU B-ORG\nrejects O\n\n-DOCSTART- O\n\nok O\n")
     raw, counts = read_source(DataConfig(path=str(tmp_path / "x.conll")), task="token_classification")
@@ -187,8 +209,13 @@ def test_a_word_with_no_piece_is_read_as_unknown(tokenizer):
 
 
 def test_tokenize_hook_gives_windows_and_counts_them(tokenizer):
-    frame = pd.DataFrame({"row_id": [5, 9], "text": [json.dumps(["word"] * 40), json.dumps(["EU", "rejects"])],
-                          "label": [json.dumps(["O"] * 40), json.dumps(["B-ORG", "O"])]})
+    frame = pd.DataFrame(
+        {
+            "row_id": [5, 9],
+            "text": [json.dumps(["word"] * 40), json.dumps(["EU", "rejects"])],
+            "label": [json.dumps(["O"] * 40), json.dumps(["B-ORG", "O"])],
+        }
+    )
     spec = {"labels": ["B-ORG", "O"], "scheme": IOB2}
     columns, lengths, stats = TYPE.tokenize(tokenizer, frame, spec, max_length=16)
     assert stats["windowed"] == 1 and stats["truncated"] == 0 and stats["windows"] == len(columns["input_ids"]) > 2
@@ -250,9 +277,13 @@ def test_spans_have_character_offsets_on_repeated_words_and_unicode():
     assert all(text[s:e] == w for w, s, e in words)
     tags = ["B-LOC", "O", "O", "B-LOC", "O", "O", "B-PER", "O", "B-LOC", "O"]
     spans = entity_spans(text, [s for _, s, _ in words], [e for _, _, e in words], tags, [0.9] * 10, IOB2)
-    assert [(s["type"], s["text"], s["start"]) for s in spans] == [("LOC", "Zürich", 0), ("LOC", "Zürich", 15), ("PER", "@Zoë", 27),
-                                                                    ("LOC", "#Zürich", 38)]  # code points, not bytes
-    assert all(text[s["start"]:s["end"]] == s["text"] for s in spans)
+    assert [(s["type"], s["text"], s["start"]) for s in spans] == [
+        ("LOC", "Zürich", 0),
+        ("LOC", "Zürich", 15),
+        ("PER", "@Zoë", 27),
+        ("LOC", "#Zürich", 38),
+    ]  # code points, not bytes
+    assert all(text[s["start"] : s["end"]] == s["text"] for s in spans)
     pre = rows_to_words([["New", "York", "café"]])[0]
     assert pre["text"] == "New York café" and pre["starts"] == [0, 4, 9] and pre["ends"] == [3, 8, 13]
     assert entity_chunks(["S-PER", "B-LOC", "I-LOC", "E-LOC", "O"], IOBES) == [("PER", 0, 1), ("LOC", 1, 4)]
@@ -267,7 +298,15 @@ def test_conll_reader_tab_only_separators_docstart_and_spaces():
 
 
 def test_conllu_reader_form_and_upos_or_xpos():
-    lines = ["# sent_id = 1", "1-2\tdu\t_\t_\t_", "1\tde\tde\tADP\tIN", "2\tle\tle\tDET\tDT", "2.1\tx\tx\tX\tX", "3\tmonde\tmonde\tNOUN\tNN", ""]
+    lines = [
+        "# sent_id = 1",
+        "1-2\tdu\t_\t_\t_",
+        "1\tde\tde\tADP\tIN",
+        "2\tle\tle\tDET\tDT",
+        "2.1\tx\tx\tX\tX",
+        "3\tmonde\tmonde\tNOUN\tNN",
+        "",
+    ]
     frame = parse_conllu(lines)
     assert json.loads(frame.loc[0, "text"]) == ["de", "le", "monde"] and json.loads(frame.loc[0, "label"]) == ["ADP", "DET", "NOUN"]
     assert json.loads(parse_conllu(lines, tag_column=4).loc[0, "label"]) == ["IN", "DT", "NN"]
@@ -277,7 +316,10 @@ def test_plain_tags_use_token_gates_and_compare_on():
     from schemas.config import RegistryConfig
 
     plain = TYPE.for_target({"scheme": PLAIN})
-    assert plain.compare_on == "token_f1_macro" and [g.metric for g in plain.gates(RegistryConfig())] == ["token_accuracy", "token_f1_macro"]
+    assert plain.compare_on == "token_f1_macro" and [g.metric for g in plain.gates(RegistryConfig())] == [
+        "token_accuracy",
+        "token_f1_macro",
+    ]
     bio = TYPE.for_target({"scheme": IOB2})
     assert bio.compare_on == "entity_f1" and [g.metric for g in bio.gates(RegistryConfig())] == ["entity_f1", "token_accuracy"]
     assert TYPE.empty_columns({"scheme": PLAIN}) == ["words", "tags"]

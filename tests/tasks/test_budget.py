@@ -65,11 +65,14 @@ def test_weights_enter_the_loss():
     trainer.loss_weights = torch.tensor([1.0, 5.0])
     weighted = trainer.compute_loss(_Fixed(logits), {"labels": labels})
     expected = torch.nn.functional.cross_entropy(torch.tensor(logits), labels, weight=torch.tensor([1.0, 5.0]))
-    assert weighted == pytest.approx(expected.item()) and plain == pytest.approx(torch.nn.functional.cross_entropy(torch.tensor(logits), labels).item())
+    assert weighted == pytest.approx(expected.item()) and plain == pytest.approx(
+        torch.nn.functional.cross_entropy(torch.tensor(logits), labels).item()
+    )
     trainer.problem_type, trainer.loss_weights = "multi_label_classification", torch.tensor([3.0, 1.0])
     multi = trainer.compute_loss(_Fixed(logits), {"labels": torch.tensor([[1.0, 0.0], [0.0, 1.0]])})
-    expected = torch.nn.functional.binary_cross_entropy_with_logits(torch.tensor(logits), torch.tensor([[1.0, 0.0], [0.0, 1.0]]),
-                                                                    pos_weight=torch.tensor([3.0, 1.0]))
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(
+        torch.tensor(logits), torch.tensor([[1.0, 0.0], [0.0, 1.0]]), pos_weight=torch.tensor([3.0, 1.0])
+    )
     assert multi == pytest.approx(expected.item())
 
 
@@ -87,5 +90,7 @@ def test_temperature_scaling_lowers_the_calibration_error_of_an_overconfident_mo
     assert calibration["temperature"] > 2 and calibration["ece_calibrated"] < calibration["ece_uncalibrated"] / 2
     assert (classes.outputs(logits, {}, calibration).argmax(1) == logits.argmax(1)).all()  # decisions unchanged
     labels = get_task_type("multi_label")
-    multi = labels.calibrate(np.stack([truth, 1 - truth], 1), np.stack([logits[:, 1] - logits[:, 0]] * 2, 1) * np.array([1, -1]), {"labels": ["a", "b"]})
+    multi = labels.calibrate(
+        np.stack([truth, 1 - truth], 1), np.stack([logits[:, 1] - logits[:, 0]] * 2, 1) * np.array([1, -1]), {"labels": ["a", "b"]}
+    )
     assert multi["ece_calibrated"] < multi["ece_uncalibrated"] and len(multi["temperature"]) == 2

@@ -18,7 +18,15 @@ def test_each_bad_row_gets_its_reason_and_rows_add_up():
     )
     kept, quarantine = clean_frame(raw)
     reasons = dict(zip(quarantine["row_id"], quarantine["reason"]))
-    assert reasons == {1: "null_text", 2: "empty_text", 3: "null_label", 4: "conflicting_labels", 5: "conflicting_labels", 7: "duplicate", 8: "duplicate"}
+    assert reasons == {
+        1: "null_text",
+        2: "empty_text",
+        3: "null_label",
+        4: "conflicting_labels",
+        5: "conflicting_labels",
+        7: "duplicate",
+        8: "duplicate",
+    }
     assert kept["text"].tolist() == ["good film", "dup"]
     assert len(kept) + len(quarantine) == len(raw)
 
@@ -88,7 +96,22 @@ def test_vectorised_normalise_matches_the_rule(text):
 def test_fast_normalise_matches_python_on_every_ascii_whitespace_case():
     from tasks.clean import _normalise, normalise_texts
 
-    cases = ["plain text", " lead", "trail ", "two  spaces", "tab\there", "nl\nx", "cr\rx", "vt\x0bx", "ff\x0cx", "fs\x1cx", "us\x1fx", "", " ", "x"]
+    cases = [
+        "plain text",
+        " lead",
+        "trail ",
+        "two  spaces",
+        "tab\there",
+        "nl\nx",
+        "cr\rx",
+        "vt\x0bx",
+        "ff\x0cx",
+        "fs\x1cx",
+        "us\x1fx",
+        "",
+        " ",
+        "x",
+    ]
     out = normalise_texts(pd.Series(cases))
     assert out.tolist() == [_normalise(c) for c in cases]
 
@@ -108,8 +131,14 @@ def test_conflicts_and_duplicates_on_chunked_arrow_strings():
 
 
 def test_texts_of_only_invisible_characters_are_empty_text():
-    raw = pd.DataFrame({"row_id": range(5), "text": ["\u200b\u200b", "\ufeff", "\u200d \u2060", "fine text", "other text"],
-                        "label": ["a", "b", "a", "a", "b"], "problem": [None] * 5})
+    raw = pd.DataFrame(
+        {
+            "row_id": range(5),
+            "text": ["\u200b\u200b", "\ufeff", "\u200d \u2060", "fine text", "other text"],
+            "label": ["a", "b", "a", "a", "b"],
+            "problem": [None] * 5,
+        }
+    )
     kept, quarantine = clean_frame(raw)
     assert kept["text"].tolist() == ["fine text", "other text"]
     assert quarantine["reason"].tolist() == ["empty_text"] * 3
@@ -118,6 +147,14 @@ def test_texts_of_only_invisible_characters_are_empty_text():
 def test_more_classes_than_supported_is_an_error():
     from task_types.classification import MAX_CLASSES
 
-    kept = pd.DataFrame({"row_id": range(MAX_CLASSES + 1), "text": [f"t{i}" for i in range(MAX_CLASSES + 1)], "label": [f"l{i}" for i in range(MAX_CLASSES + 1)]})
-    with pytest.raises(DataError, match=f"{MAX_CLASSES + 1} classes in the data; at most {MAX_CLASSES} are supported: check data.label_column"):
+    kept = pd.DataFrame(
+        {
+            "row_id": range(MAX_CLASSES + 1),
+            "text": [f"t{i}" for i in range(MAX_CLASSES + 1)],
+            "label": [f"l{i}" for i in range(MAX_CLASSES + 1)],
+        }
+    )
+    with pytest.raises(
+        DataError, match=f"{MAX_CLASSES + 1} classes in the data; at most {MAX_CLASSES} are supported: check data.label_column"
+    ):
         check_usable(kept, kept.iloc[:0].assign(reason=[]), DataConfig())

@@ -30,7 +30,9 @@ def test_champion_comparison_better_tie_worse(champion_f1, promote):
 
 
 def test_promote_false_registers_without_promotion():
-    decision = should_promote({"accuracy": 0.9, "f1_macro": 0.9}, None, policy_for(get_task_type("classification"), RegistryConfig(promote=False)))
+    decision = should_promote(
+        {"accuracy": 0.9, "f1_macro": 0.9}, None, policy_for(get_task_type("classification"), RegistryConfig(promote=False))
+    )
     assert not decision.promote
     assert decision.reasons[-1].startswith("registry.promote=false")
 
@@ -58,7 +60,9 @@ def test_the_baseline_gate_on_the_compare_on_metric():
     policy = policy_for(get_task_type("classification"), RegistryConfig(min_accuracy=0, min_f1=0))
     assert should_promote({"accuracy": 0.9, "f1_macro": 0.85}, None, policy, {"accuracy": 0.95, "f1_macro": 0.80}).promote
     lost = should_promote({"accuracy": 0.9, "f1_macro": 0.80}, None, policy, {"accuracy": 0.8, "f1_macro": 0.80})
-    assert not lost.promote and lost.reasons == ["val_f1_macro 0.8000 does NOT beat the TF-IDF baseline (0.8000) (gain +0.0000; registry.beat_baseline)"]
+    assert not lost.promote and lost.reasons == [
+        "val_f1_macro 0.8000 does NOT beat the TF-IDF baseline (0.8000) (gain +0.0000; registry.beat_baseline)"
+    ]
     off = policy_for(get_task_type("classification"), RegistryConfig(min_accuracy=0, min_f1=0, beat_baseline=False))
     assert should_promote({"accuracy": 0.9, "f1_macro": 0.80}, None, off, {"accuracy": 0.8, "f1_macro": 0.90}).promote
     # lower is better for errors: a smaller rmse beats the baseline's

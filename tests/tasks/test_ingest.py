@@ -1,10 +1,9 @@
 import pandas as pd
 import pytest
 
-from schemas.config import DataConfig
+from schemas.config import CacheConfig, DataConfig
 from schemas.errors import DataError
 from tasks.ingest import ingest_data, read_source
-from schemas.config import CacheConfig
 
 
 def _read(path, **options):
@@ -115,7 +114,9 @@ def test_headerless_tsv_by_position(tmp_path):
 
 def test_several_text_columns_are_joined(tmp_path):
     path = tmp_path / "news.csv"
-    pd.DataFrame({"title": ["Rates rise", None, None], "body": ["Banks react", "Only body", None], "topic": ["biz", "biz", "sport"]}).to_csv(path, index=False)
+    pd.DataFrame(
+        {"title": ["Rates rise", None, None], "body": ["Banks react", "Only body", None], "topic": ["biz", "biz", "sport"]}
+    ).to_csv(path, index=False)
     raw, _ = _read(path, text_column=["title", "body"], label_column="topic")
     assert raw["text"].tolist()[:2] == ["Rates rise\nBanks react", "Only body"]
     assert pd.isna(raw["text"].iloc[2])
@@ -215,26 +216,35 @@ def test_multi_label_lists_indicator_columns_pairs_and_a_given_split(tmp_path):
 
     table = tmp_path / "table.csv"
     pd.DataFrame({"q": ["a", "b"], "p": ["c", None], "x": [1, 0], "y": [0, 2], "part": ["train", "dev"]}).to_csv(table, index=False)
-    raw, _ = read_source(DataConfig(path=str(table), text_column="q", text_pair_column="p", label_columns=["x", "y"], split_column="part"),
-                         task="multi_label")
+    raw, _ = read_source(
+        DataConfig(path=str(table), text_column="q", text_pair_column="p", label_columns=["x", "y"], split_column="part"),
+        task="multi_label",
+    )
     assert list(raw.columns) == ["row_id", "text", "text_pair", "label", "split", "problem"]
     assert [json.loads(v) for v in raw["label"]] == [{"x": "1", "y": "0"}, {"x": "0", "y": "2"}]
     assert raw["text_pair"].tolist()[0] == "c" and pd.isna(raw["text_pair"].iloc[1]) and raw["split"].tolist() == ["train", "dev"]
     with pytest.raises(DataError, match=r"column 'nope' not found .* set data.text_pair_column"):
         read_source(DataConfig(path=str(table), text_column="q", label_column="x", text_pair_column="nope"))
+
+
 def test_nul_byte_past_the_first_8kb_is_quarantined_not_trained_on(tmp_path):
     path = tmp_path / "late-nul.csv"
-    path.write_bytes(b"text,label\n" + b"".join(b"row number %d is long enough,pos\n" % i for i in range(400)) + b"bad \x00 row,neg\nok,neg\n")
+    path.write_bytes(
+        b"text,label\n" + b"".join(b"row number %d is long enough,pos\n" % i for i in range(400)) + b"bad \x00 row,neg\nok,neg\n"
+    )
     raw, counts = read_source(DataConfig(path=str(path)))
     assert counts["rows_nul_byte"] == 1 and len(raw) == 402
     assert raw.loc[raw["problem"] == "nul_byte", "text"].tolist() == ["bad \\x00 row"]
     assert not raw["text"].str.contains("\x00", regex=False).any()
 
 
-@pytest.mark.parametrize("fmt, frame, column", [
-    ("parquet", pd.DataFrame({"text": [["a", "b"], ["c"]], "label": ["x", "y"]}), "text"),
-    ("jsonl", pd.DataFrame({"text": ["a", "c"], "label": [{"k": 1}, {"k": 2}]}), "label"),
-])
+@pytest.mark.parametrize(
+    "fmt, frame, column",
+    [
+        ("parquet", pd.DataFrame({"text": [["a", "b"], ["c"]], "label": ["x", "y"]}), "text"),
+        ("jsonl", pd.DataFrame({"text": ["a", "c"], "label": [{"k": 1}, {"k": 2}]}), "label"),
+    ],
+)
 def test_nested_values_are_refused(tmp_path, fmt, frame, column):
     path = tmp_path / f"nested.{fmt}"
     frame.to_parquet(path) if fmt == "parquet" else frame.to_json(path, orient="records", lines=True)

@@ -16,8 +16,11 @@ def tiny(tiny_model_dir):
 
 
 def _grads_after_one_step(model) -> dict[str, bool]:
-    batch = {"input_ids": torch.tensor([[101, 2307, 2143, 102]]), "attention_mask": torch.ones(1, 4, dtype=torch.long),
-             "labels": torch.tensor([1])}
+    batch = {
+        "input_ids": torch.tensor([[101, 2307, 2143, 102]]),
+        "attention_mask": torch.ones(1, 4, dtype=torch.long),
+        "labels": torch.tensor([1]),
+    }
     model(**batch).loss.backward()
     return {name: p.grad is not None and bool(p.grad.abs().sum() > 0) for name, p in model.named_parameters()}
 

@@ -1,15 +1,15 @@
 import pandas as pd
 import pytest
 
-from schemas.errors import DataError
 from schemas.config import DataConfig
+from schemas.errors import DataError
 from task_types import get_task_type
 from tasks.split import split_frame, stratified_sample
 
 
 def _frame(counts: dict) -> pd.DataFrame:
     rows = [(label, i) for label, n in counts.items() for i in range(n)]
-    return pd.DataFrame({"row_id": range(len(rows)), "text": [f"{l} {i}" for l, i in rows], "label": [l for l, _ in rows]})
+    return pd.DataFrame({"row_id": range(len(rows)), "text": [f"{label} {i}" for label, i in rows], "label": [label for label, _ in rows]})
 
 
 def test_split_is_stratified_complete_and_seeded():

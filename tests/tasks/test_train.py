@@ -57,7 +57,13 @@ def test_fine_tune_saves_label_names_and_config(prefect_server, make_config, toy
 def test_resume_skips_and_removes_a_checkpoint_killed_mid_save_or_damaged(tmp_path):
     from tasks.train import last_complete_checkpoint, write_checkpoint_manifest
 
-    for step, state in ((20, '{"global_step": 20}'), (40, '{"global_step": 40}'), (60, None), (80, '{"global_st'), (100, '{"global_step": 100}')):
+    for step, state in (
+        (20, '{"global_step": 20}'),
+        (40, '{"global_step": 40}'),
+        (60, None),
+        (80, '{"global_st'),
+        (100, '{"global_step": 100}'),
+    ):
         folder = tmp_path / f"checkpoint-{step}"
         folder.mkdir()
         (folder / "model.safetensors").write_bytes(b"weights" * 100)

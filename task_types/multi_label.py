@@ -255,11 +255,14 @@ class MultiLabel(TaskType):
         }
 
     def loss_weights(self, encoded: list, spec: dict, setting) -> list[float] | None:
-        """pos_weight per label: balanced = negatives / positives in training (at most 10); none and auto: unweighted
-        (the per-label thresholds tuned on validation already move each decision to where F1 peaks)."""
+        """pos_weight per label, negatives / positives in training (at most 10), for auto and balanced; none: unweighted.
+
+        Unweighted, a model with many rare labels settled at their base rates (the loss stuck at the prior's entropy,
+        validation f1_micro 0.29 on the disaster messages); with pos_weight the same setup learned (0.56 on a smaller
+        sample): bench/README.md."""
         if isinstance(setting, dict):
             return weights_by_label(setting, spec["labels"])
-        if setting != "balanced":
+        if setting == "none":
             return None
         y = np.asarray(encoded, dtype=np.float64)
         positives = y.sum(axis=0)

@@ -35,35 +35,36 @@ from tasks.report import report_data
 from tasks.split import split_data
 
 
+def prepare_data(cfg: FinetuneConfig, io: dict) -> dict:
+    """The data steps every run and every sweep shares (called inside a flow): ingest -> clean -> split -> tokenize
+    -> report -> baseline, by step name."""
+    raw = ingest_data.with_options(**io)(cfg.data, cfg.cache, cfg.task)
+    clean = clean_data(raw, cfg.data, cfg.cache, cfg.task)
+    split = split_data(clean, cfg.data, cfg.cache, cfg.seed, cfg.task)
+    # Tokenizing imports transformers (seconds): a run that stops on its data never pays for it.
+    from tasks.tokenize import tokenize_data
+
+    tokens = tokenize_data(split, cfg.model, cfg.train.max_length, cfg.cache, cfg.task, cfg.train.long_text)
+    report = report_data(raw, clean, split, tokens, cfg.cache)
+    baseline = fit_baseline(split, cfg.cache, cfg.task)
+    return {"ingest": raw, "clean": clean, "split": split, "tokenize": tokens, "report": report, "baseline": baseline}
+
+
 @flow(name="finetune")
 def finetune(cfg: FinetuneConfig) -> dict:
     """Ingest -> clean -> split -> tokenize -> report -> baseline -> fine-tune -> evaluate -> log -> register and gate."""
     # The model steps import torch and transformers (several seconds): a run that stops on its data never pays for them.
     from tasks.evaluate import evaluate_model
-    from tasks.tokenize import tokenize_data
     from tasks.train import fine_tune
 
     started = time.perf_counter()
     io = {"retries": cfg.runtime.io_retries, "retry_delay_seconds": cfg.runtime.retry_delays()}
     with tracking_run(cfg, flow_run.get_id()) as run_id:
-        raw = ingest_data.with_options(**io)(cfg.data, cfg.cache, cfg.task)
-        clean = clean_data(raw, cfg.data, cfg.cache, cfg.task)
-        split = split_data(clean, cfg.data, cfg.cache, cfg.seed, cfg.task)
-        tokens = tokenize_data(split, cfg.model, cfg.train.max_length, cfg.cache, cfg.task, cfg.train.long_text)
-        report = report_data(raw, clean, split, tokens, cfg.cache)
-        baseline = fit_baseline(split, cfg.cache, cfg.task)
+        data = prepare_data(cfg, io)
+        tokens, split, baseline = data["tokenize"], data["split"], data["baseline"]
         model = fine_tune(tokens, cfg.model, cfg.train, cfg.cache, cfg.seed, cfg.task, cfg.registry.compare_on)
         evaluation = evaluate_model(model, tokens, cfg.eval, cfg.train, cfg.cache)
-        steps = {
-            "ingest": raw,
-            "clean": clean,
-            "split": split,
-            "tokenize": tokens,
-            "report": report,
-            "baseline": baseline,
-            "fine_tune": model,
-            "evaluate": evaluation,
-        }
+        steps = {**data, "fine_tune": model, "evaluate": evaluation}
         logged = log_run.with_options(**io)(run_id, cfg.tracking, steps)
         registered = register_model.with_options(**io)(run_id, model, evaluation, split, cfg.registry, cfg.tracking, baseline)
     return summarize(run_id, cfg.task, {**steps, "log_run": logged, "register": registered}, time.perf_counter() - started)

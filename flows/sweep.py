@@ -25,18 +25,14 @@ from pathlib import Path
 from prefect import flow
 from prefect.runtime import flow_run
 
+from flows.finetune import prepare_data
 from flows.temporary_server import temporary_api
 from schemas.config import PROJECT_ROOT, FinetuneConfig, SweepConfig, describe_options, load_config
 from schemas.errors import ConfigError, FinetuneError
 from schemas.secrets import externalize_credentials, mask_text, mask_uri
-from tasks.baseline import fit_baseline
-from tasks.clean import clean_data
-from tasks.ingest import ingest_data
 from tasks.logs import quiet_user_errors, step_logger
 from tasks.preflight import check_tracking_store, check_writable_file
 from tasks.register import register_model, tracking_run
-from tasks.report import report_data
-from tasks.split import split_data
 
 RAY_INSTALL = "pip install prefect-ray==0.6.0 'ray[default]==2.60.0'"
 
@@ -53,13 +49,9 @@ def sweep(cfg: FinetuneConfig) -> dict:
     started = time.perf_counter()
     io = {"retries": cfg.runtime.io_retries, "retry_delay_seconds": cfg.runtime.retry_delays()}
     with tracking_run(cfg, flow_run.get_id()) as parent_id:
-        raw = ingest_data.with_options(**io)(cfg.data, cfg.cache, cfg.task)
-        clean = clean_data(raw, cfg.data, cfg.cache, cfg.task)
-        split = split_data(clean, cfg.data, cfg.cache, cfg.seed, cfg.task)
-        tokens = tokenize_data(split, cfg.model, cfg.train.max_length, cfg.cache, cfg.task, cfg.train.long_text)
-        report = report_data(raw, clean, split, tokens, cfg.cache)
-        baseline = fit_baseline(split, cfg.cache, cfg.task)
-        shared = {"ingest": raw, "clean": clean, "split": split, "report": report, "baseline": baseline}
+        data = prepare_data(cfg, io)
+        tokens, split, baseline = data["tokenize"], data["split"], data["baseline"]
+        shared = {name: result for name, result in data.items() if name != "tokenize"}
         metric = best_epoch_metric(cfg.task, cfg.registry.compare_on, split["target"])
         study = open_study(cfg, metric)
         trials = run_trials(study, cfg, parent_id, shared, metric)

@@ -179,6 +179,17 @@ class TaskType:
         raise NotImplementedError
 
 
+def label_head(spec: dict, problem_type: str) -> dict:
+    """A head with one output per label of spec["labels"], their names in the model config."""
+    labels = spec["labels"]
+    return {
+        "num_labels": len(labels),
+        "problem_type": problem_type,
+        "id2label": dict(enumerate(labels)),
+        "label2id": {label: i for i, label in enumerate(labels)},
+    }
+
+
 def scalar_metrics(metrics: dict) -> dict[str, float]:
     """The numbers of a metrics dict (per-class tables and matrices left out)."""
     return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool)}

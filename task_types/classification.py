@@ -18,7 +18,7 @@ from sklearn.metrics import (
 )
 
 from schemas.errors import DataError
-from task_types.base import IMBALANCE_RATIO, Gate, TaskType, fit_temperature, pyplot, weights_by_label
+from task_types.base import IMBALANCE_RATIO, Gate, TaskType, fit_temperature, label_head, pyplot, weights_by_label
 
 NUMERIC = r"[-+]?\d+(?:\.\d+)?"
 # The evaluation's confusion matrices hold classes**2 cells (in metrics.json, the run and the step results).
@@ -272,13 +272,7 @@ class Classification(TaskType):
         return [index[label] for label in labels]
 
     def head_config(self, spec: dict) -> dict:
-        labels = spec["labels"]
-        return {
-            "num_labels": len(labels),
-            "problem_type": self.problem_type,
-            "id2label": dict(enumerate(labels)),
-            "label2id": {label: i for i, label in enumerate(labels)},
-        }
+        return label_head(spec, self.problem_type)
 
     def outputs(self, logits: np.ndarray, spec: dict, decision: dict | None = None) -> np.ndarray:
         return softmax(logits, (decision or {}).get("temperature", 1.0))

@@ -18,7 +18,7 @@ import pandas as pd
 from sklearn.metrics import average_precision_score
 
 from schemas.errors import DataError
-from task_types.base import Gate, TaskType, fit_temperature, pyplot, weights_by_label
+from task_types.base import Gate, TaskType, fit_temperature, label_head, pyplot, weights_by_label
 
 MIN_POSITIVES_FOR_OWN_THRESHOLD = 5
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.025), 3)
@@ -220,13 +220,7 @@ class MultiLabel(TaskType):
         return rows
 
     def head_config(self, spec: dict) -> dict:
-        labels = spec["labels"]
-        return {
-            "num_labels": len(labels),
-            "problem_type": self.problem_type,
-            "id2label": dict(enumerate(labels)),
-            "label2id": {label: i for i, label in enumerate(labels)},
-        }
+        return label_head(spec, self.problem_type)
 
     def outputs(self, logits: np.ndarray, spec: dict, decision: dict | None = None) -> np.ndarray:
         return sigmoid(logits, (decision or {}).get("temperature", 1.0))

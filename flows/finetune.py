@@ -28,11 +28,13 @@ from schemas.secrets import externalize_credentials, mask_text, mask_uri
 from tasks.baseline import fit_baseline
 from tasks.clean import clean_data
 from tasks.ingest import ingest_data
+from tasks.log_run import log_run
 from tasks.logs import quiet_user_errors
 from tasks.preflight import check_tracking_store, check_writable_file
-from tasks.register import log_run, register_model, tracking_run
+from tasks.register import register_model
 from tasks.report import report_data
 from tasks.split import split_data
+from tasks.tracking import tracking_run
 
 
 def prepare_data(cfg: FinetuneConfig, io: dict) -> dict:

@@ -37,7 +37,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.temporary_server import temporary_api
-from schemas.config import DEFAULT_RETRIES, RegistryConfig, TrackingConfig, check_model_name
+from schemas.config import DEFAULT_RETRIES, EVAL_BATCH_SIZE, RegistryConfig, TrackingConfig, check_model_name
 from schemas.errors import ConfigError, DataError, FinetuneError, environment_fault, is_transient
 from schemas.secrets import externalize_credentials, mask_text, mask_uri
 from task_types import get_task_type
@@ -212,7 +212,7 @@ def load_model(model_uri: str, tracking_uri: str | None, trust_remote_code: bool
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from tasks.register import load_registered
+    from tasks.model_io import load_registered
 
     tracking_uri = TrackingConfig(uri=tracking_uri).resolved_uri()  # None: the URI is in MLFLOW_TRACKING_URI (it holds a secret)
     mlflow.set_tracking_uri(tracking_uri)
@@ -235,7 +235,7 @@ def predict(
     text_column: str | None = None,
     input_format: str = "auto",
     encoding: str = "utf-8",
-    batch_size: int = 128,
+    batch_size: int = EVAL_BATCH_SIZE,
     max_length: int = 512,
     trust_remote_code: bool = False,
     chunk_rows: int = PREDICT_CHUNK_ROWS,
@@ -328,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         help="input format (default: from the extension)",
     )
     parser.add_argument("--encoding", default="utf-8", help="text encoding of CSV/TSV/JSONL input (default: utf-8)")
-    parser.add_argument("--batch-size", type=int, default=128, help="texts per forward pass (default: 128)")
+    parser.add_argument("--batch-size", type=int, default=EVAL_BATCH_SIZE, help=f"texts per forward pass (default: {EVAL_BATCH_SIZE})")
     parser.add_argument("--max-length", type=int, default=512, help="tokens read per text (default: 512, capped by the model)")
     parser.add_argument(
         "--trust-remote-code",

@@ -27,7 +27,7 @@ def list_versions(tracking_uri: str, name: str, alias: str) -> list[str]:
     """One line per version: number, alias, gate and validation metrics."""
     from mlflow import MlflowClient
 
-    from tasks.registry import current_version
+    from tasks.aliases import current_version
 
     client = MlflowClient(tracking_uri, tracking_uri)
     champion = current_version(client, name, alias)
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument("--who", help="who is doing this (default: user@host)")
     args = parser.parse_args(argv)
 
-    from tasks import registry as moves
+    from tasks import aliases as moves
 
     who = getattr(args, "who", None) or moves.whoami()
     try:

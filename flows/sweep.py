@@ -32,7 +32,8 @@ from schemas.errors import ConfigError, FinetuneError
 from schemas.secrets import externalize_credentials, mask_text, mask_uri
 from tasks.logs import quiet_user_errors, step_logger
 from tasks.preflight import check_tracking_store, check_writable_file
-from tasks.register import register_model, tracking_run
+from tasks.register import register_model
+from tasks.tracking import tracking_run
 
 RAY_INSTALL = "pip install prefect-ray==0.6.0 'ray[default]==2.60.0'"
 

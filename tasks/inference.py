@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from transformers import DataCollatorWithPadding
 
+from schemas.config import EVAL_BATCH_SIZE
+
 INPUT_FEATURES = ("input_ids", "attention_mask", "token_type_ids")
 
 
@@ -54,7 +56,7 @@ def logits_for_texts(
     tokenizer,
     texts: list[str],
     max_length: int,
-    batch_size: int = 128,
+    batch_size: int = EVAL_BATCH_SIZE,
     device: str = "cpu",
     pairs: list[str] | None = None,
     chunk: bool = False,

@@ -17,8 +17,8 @@ from prefect import task
 from schemas.config import DEFAULT_RETRIES, FinetuneConfig, TrackingConfig, flatten
 from schemas.errors import is_transient
 from schemas.secrets import mask_text, mask_uri
+from tasks.log_run import log_run
 from tasks.logs import timed
-from tasks.register import log_run
 
 PARENT_TAG = "mlflow.parentRunId"  # MLflow's own nested-run tag: the UI folds children under their parent
 

@@ -12,7 +12,7 @@ from datasets.utils.logging import disable_progress_bar
 from prefect import task
 from transformers import AutoTokenizer
 
-from schemas.config import CacheConfig, ModelConfig, resolve_model_path
+from schemas.config import MAX_LENGTH, CacheConfig, ModelConfig, resolve_model_path
 from schemas.data import SPLITS
 from schemas.errors import ConfigError
 from task_types import get_task_type
@@ -133,7 +133,7 @@ def tokenize_data(
         frames = {name: pd.read_parquet(split["paths"][name]) for name in SPLITS}
         pairs = {name: frame["text_pair"].tolist() if "text_pair" in frame else None for name, frame in frames.items()}
         if task_type.word_level:  # words, in overlapping windows: nothing is truncated, whatever the length
-            length = 128 if max_length == "auto" else int(max_length)
+            length = MAX_LENGTH if max_length == "auto" else int(max_length)
             why, mode, mode_why = (
                 f"train.max_length={max_length}: {length} tokens per window",
                 "windows",

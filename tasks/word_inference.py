@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from transformers import DataCollatorWithPadding
 
+from schemas.config import EVAL_BATCH_SIZE
 from task_types.classification import softmax
 from task_types.tagging import encode_sentences, join_words, merge_windows, split_words
 from task_types.token_classification import parse_list
@@ -57,7 +58,7 @@ def scored_split(model, tokenizer, dataset, spec: dict, batch_size: int, device:
 
 
 def word_probabilities(
-    model, tokenizer, sentences: list[list[str]], max_length: int, batch_size: int = 128, device: str = "cpu"
+    model, tokenizer, sentences: list[list[str]], max_length: int, batch_size: int = EVAL_BATCH_SIZE, device: str = "cpu"
 ) -> list[np.ndarray]:
     """Tag probabilities (words x tags) for each sentence of words, windowed like training."""
     empty = np.zeros((0, model.config.num_labels), dtype=np.float32)
@@ -97,7 +98,7 @@ def rows_to_words(values: list, pre_tokenized: bool = False) -> list[dict]:
 
 
 def tag_outputs(
-    model, tokenizer, values: list, max_length: int, batch_size: int = 128, device: str = "cpu", pre_tokenized: bool = False
+    model, tokenizer, values: list, max_length: int, batch_size: int = EVAL_BATCH_SIZE, device: str = "cpu", pre_tokenized: bool = False
 ) -> list[dict]:
     """What the token-classification type's predict_columns reads: per row its words, offsets and tag probabilities."""
     rows = rows_to_words(values, pre_tokenized)

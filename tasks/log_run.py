@@ -1,0 +1,89 @@
+"""The log_run step: row counts, metrics, learning curves, artifacts and dataset lineage of every step, on the flow's run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mlflow import MlflowClient
+from mlflow.entities import Metric, RunTag
+from prefect import task
+
+from schemas.config import DEFAULT_RETRIES, TrackingConfig
+from schemas.errors import is_transient
+from schemas.secrets import mask_uri
+from tasks.logs import timed
+from tasks.run_metrics import history_metrics, metric_values
+
+
+def split_datasets(split: dict, source: str) -> list:
+    """The train/validation/test splits as MLflow dataset inputs (the UI's Datasets column): name, source and a content
+    digest (the split step's key, which fingerprints the data and how it was split), one context tag per split."""
+    import pandas as pd
+    from mlflow.data.pandas_dataset import from_pandas
+    from mlflow.entities import DatasetInput, InputTag
+
+    inputs = []
+    for name, path in split["paths"].items():
+        frame = pd.read_parquet(path)
+        dataset = from_pandas(
+            frame, source=mask_uri(str(source)) or path, targets="label", name=f"{name}", digest=split["key"][:8] + name[:2]
+        )
+        inputs.append(
+            DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", {"train": "training"}.get(name, name))])
+        )
+    return inputs
+
+
+@task(name="log_run", **DEFAULT_RETRIES, retry_condition_fn=is_transient)
+@timed
+def log_run(run_id: str, tracking: TrackingConfig, steps: dict) -> dict:
+    """Log row counts, metrics, learning curves and artifacts of every step to the run.
+
+    Args:
+        run_id: the flow's MLflow run.
+        tracking: where MLflow lives.
+        steps: results of ingest, clean, split, tokenize, fine_tune and evaluate by name.
+    """
+    client = MlflowClient(tracking.resolved_uri(), tracking.resolved_uri())
+    clean, split, tokens, model, evaluation = (steps[k] for k in ("clean", "split", "tokenize", "fine_tune", "evaluate"))
+    values = {
+        "rows_in": clean["rows_in"],
+        "rows_kept": clean["rows_kept"],
+        "rows_quarantined": clean["rows_quarantined"],
+        **{f"rows_quarantined_{reason}": n for reason, n in clean["quarantine_reasons"].items()},
+        **{f"rows_{name}": part["rows"] for name, part in split["splits"].items()},
+        "texts_truncated": sum(s["truncated"] for s in tokens["lengths"].values()),
+        "train_seconds": model["train_seconds"] or 0.0,
+        "train_samples_per_second": model["train_samples_per_second"] or 0.0,
+        "epochs_run": model["epochs_run"] or 0.0,
+    }
+    for split_name, metrics in evaluation["metrics"].items():
+        values.update(metric_values(split_name, metrics))
+    for split_name, metrics in steps["baseline"]["metrics"].items():
+        values.update({f"baseline_{k}": v for k, v in metric_values(split_name, metrics).items()})
+    points = [Metric(k, float(v), 0, 0) for k, v in values.items()] + history_metrics(model["history"])
+    for start in range(0, len(points), 500):
+        client.log_batch(run_id, metrics=points[start : start + 500])
+    client.log_batch(
+        run_id,
+        tags=[
+            RunTag("task", model["task"]),
+            RunTag("device", model["device"]),
+            RunTag("precision", model["precision"]),
+            RunTag("labels", json.dumps(model["labels"])),
+            RunTag("data_fingerprint", split["key"]),
+            RunTag("resumed_from_checkpoint", str(model["resumed_from"] or "")),
+            RunTag("loss_weights", json.dumps(model.get("loss_weights"))),
+            RunTag("epochs_chosen", str(model.get("epochs_why", ""))[:5000]),
+        ],
+    )
+    for artifact in sorted(Path(evaluation["artifacts"]).glob("*")):
+        if artifact.name != "manifest.json":
+            client.log_artifact(run_id, str(artifact), "evaluation")
+    client.log_artifact(run_id, clean["quarantine"], "data")
+    for name in ("data_report.json", "data_report.md", "token_lengths.png"):
+        client.log_artifact(run_id, str(Path(steps["report"]["path"]) / name), "data")
+    client.log_dict(run_id, {k: {kk: vv for kk, vv in v.items() if kk != "history"} for k, v in steps.items()}, "data/steps.json")
+    client.log_inputs(run_id, datasets=split_datasets(split, steps["ingest"].get("source", "")))
+    return {"metrics_logged": len(points)}

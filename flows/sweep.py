@@ -48,7 +48,7 @@ def sweep(cfg: FinetuneConfig) -> dict:
     from tasks.train import best_epoch_metric, fine_tune
 
     started = time.perf_counter()
-    io = {"retries": cfg.runtime.io_retries, "retry_delay_seconds": cfg.runtime.retry_delays()}
+    io = cfg.runtime.retry_options()
     with tracking_run(cfg, flow_run.get_id()) as parent_id:
         data = prepare_data(cfg, io)
         tokens, split, baseline = data["tokenize"], data["split"], data["baseline"]

@@ -269,9 +269,13 @@ class RuntimeConfig(_Section):
     def retry_delays(self) -> list[float]:
         return [self.io_retry_delay_seconds * 2**attempt for attempt in range(self.io_retries)]
 
+    def retry_options(self) -> dict:
+        """Prefect task options for this retry policy (`task(**options)` or `.with_options(**options)`)."""
+        return {"retries": self.io_retries, "retry_delay_seconds": self.retry_delays()}
+
 
 # The retry policy the I/O tasks are declared with; the flow applies the run's own config on top (with_options).
-DEFAULT_RETRIES = {"retries": RuntimeConfig().io_retries, "retry_delay_seconds": RuntimeConfig().retry_delays()}
+DEFAULT_RETRIES = RuntimeConfig().retry_options()
 
 
 class ScheduleConfig(_Section):
@@ -501,11 +505,16 @@ def flatten(cfg: BaseModel) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m schemas.config tracking.uri|cache.dir`: print a resolved default (the Makefile asks here, so a
-    path is defined once)."""
+    """`python -m schemas.config tracking.uri|cache.dir|schedule.cron|schedule.timezone`: print a resolved default
+    (the Makefile asks here, so a path or a schedule is defined once)."""
     import sys
 
-    resolved = {"tracking.uri": lambda: TrackingConfig().resolved_uri(), "cache.dir": lambda: str(CacheConfig().resolved_dir())}
+    resolved = {
+        "tracking.uri": lambda: TrackingConfig().resolved_uri(),
+        "cache.dir": lambda: str(CacheConfig().resolved_dir()),
+        "schedule.cron": lambda: ScheduleConfig().cron,
+        "schedule.timezone": lambda: ScheduleConfig().timezone,
+    }
     key = (argv if argv is not None else sys.argv[1:])[0]
     if key not in resolved:
         raise SystemExit(f"unknown key '{key}': choose from {sorted(resolved)}")

@@ -18,7 +18,7 @@ from pathlib import Path
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from schemas.config import PROJECT_ROOT
+from schemas.config import CacheConfig
 from schemas.errors import ConfigError
 from tasks.cache import file_lock
 
@@ -28,7 +28,7 @@ def promotion_lock_path(tracking_uri: str, model_name: str) -> Path:
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in model_name)
     if tracking_uri.startswith("sqlite:///"):
         return Path(tracking_uri.removeprefix("sqlite:///")).parent / f".promote-{safe}.lock"
-    return PROJECT_ROOT / ".cache" / "locks" / f"promote-{safe}.lock"
+    return CacheConfig().resolved_dir() / "locks" / f"promote-{safe}.lock"
 
 
 @contextlib.contextmanager

@@ -25,7 +25,7 @@ from transformers import (
 )
 from transformers.trainer_callback import PrinterCallback
 
-from schemas.config import CacheConfig, ModelConfig, TrainConfig, resolve_model_path
+from schemas.config import PROJECT_ROOT, CacheConfig, ModelConfig, TrainConfig, resolve_model_path
 from schemas.errors import ConfigError
 from task_types import get_task_type
 from task_types.base import LOWER_IS_BETTER
@@ -394,7 +394,7 @@ def train_distributed(
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     threads = max(1, (os.cpu_count() or 1) // train.nproc)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(PROJECT_ROOT)}
     cmd = [
         sys.executable,
         "-m",

@@ -123,6 +123,10 @@ class TaskType:
         """Keyword arguments for AutoModelForSequenceClassification: outputs, loss, label names."""
         raise NotImplementedError
 
+    def initial_bias(self, encoded: list, weights: list[float] | None) -> list[float] | None:
+        """Starting values of the head's output biases (None: the library's zeros)."""
+        return None
+
     def outputs(self, logits: np.ndarray, spec: dict, decision: dict | None = None) -> np.ndarray:
         """Raw logits to what metrics and predict use (probabilities, values); decision may hold a temperature."""
         raise NotImplementedError

@@ -263,6 +263,16 @@ class MultiLabel(TaskType):
         ratio = np.where(positives > 0, (len(y) - positives) / np.maximum(positives, 1), 1.0)  # no positives: nothing to weigh
         return np.clip(ratio, 1.0, 10.0).round(4).tolist()
 
+    def initial_bias(self, encoded: list, weights: list[float] | None) -> list[float] | None:
+        """Each label's output starts at its training base rate (as the weighted loss sees it), not at 0.5.
+
+        From 0.5 for every label, the first steps' largest gradient only pushes the many negatives down, through
+        the pretrained encoder as well; starting at the prior, training spends its steps on telling texts apart."""
+        y = np.asarray(encoded, dtype=np.float64)
+        rate = np.clip(y.mean(axis=0), 1e-4, 1 - 1e-4)
+        odds = rate / (1 - rate) * (np.asarray(weights) if weights is not None else 1.0)
+        return np.log(odds).round(6).tolist()
+
     def training_metrics(self, logits: np.ndarray, label_ids: np.ndarray, spec: dict) -> dict:
         # At 0.5 (logit 0): thresholds are tuned once, on the chosen model.
         metrics = multi_label_metrics(

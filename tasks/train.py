@@ -132,6 +132,19 @@ MIN_OPTIMIZER_STEPS = 900  # train.epochs=auto: what 3 epochs of the default job
 MAX_AUTO_EPOCHS = 20
 
 
+def set_output_bias(model: torch.nn.Module, bias: list[float] | None) -> bool:
+    """Set the bias of the head's output layer (the last Linear of model.classifier with one output per value)."""
+    if bias is None:
+        return False
+    head = getattr(model, "classifier", None)
+    layers = [m for m in head.modules() if isinstance(m, torch.nn.Linear)] if isinstance(head, torch.nn.Module) else []
+    if not layers or layers[-1].bias is None or layers[-1].out_features != len(bias):
+        return False  # a head of another shape keeps its library init
+    with torch.no_grad():
+        layers[-1].bias.copy_(torch.tensor(bias, dtype=layers[-1].bias.dtype))
+    return True
+
+
 def choose_epochs(requested, train_rows: int, batch_size: int, world_size: int = 1) -> tuple[float, str]:
     """(epochs, why): an explicit number as given; auto enough for MIN_OPTIMIZER_STEPS, between 1 and MAX_AUTO_EPOCHS."""
     if requested != "auto":
@@ -296,6 +309,7 @@ def train_model(
     if not interactive():
         callbacks.append(_ReadableLog())
     weights = task_type.loss_weights(train_set["labels"], spec, train.class_weights)
+    set_output_bias(model, task_type.initial_bias(train_set["labels"], weights))
     epochs, epochs_why = choose_epochs(train.epochs, len(train_set), train.batch_size, train.nproc)
     step_logger().info("fine_tune: %s", epochs_why)
     weighted = {"loss_weights": weights, "problem_type": task_type.problem_type} if weights is not None else {}

@@ -101,3 +101,28 @@ def test_a_truncated_checkpoint_falls_back_to_the_previous_good_one(prefect_serv
     result = train_model(tokens, cfg.model, cfg.train, cfg.seed, tmp_path / "again", checkpoints)
     assert result["resumed_from"] == saved[0].name
     assert result["epochs_run"] == pytest.approx(2)
+
+
+def test_a_multi_label_head_starts_at_each_labels_base_rate():
+    import numpy as np
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from task_types import get_task_type
+    from tasks.train import set_output_bias
+
+    encoded = [[1, 0, 0], [1, 1, 0], [1, 0, 0], [0, 0, 0]]  # rates 3/4, 1/4, 0 (clipped to 1e-4)
+    bias = get_task_type("multi_label").initial_bias(encoded, None)
+    assert bias == pytest.approx([np.log(3), np.log(1 / 3), np.log(1e-4 / (1 - 1e-4))], abs=1e-5)
+    weighted = get_task_type("multi_label").initial_bias(encoded, [1.0, 3.0, 10.0])  # the odds the weighted loss sees
+    assert weighted[1] == pytest.approx(0.0, abs=1e-6)
+    assert get_task_type("classification").initial_bias([0, 1], None) is None
+
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(
+        BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, num_labels=3)
+    )
+    assert set_output_bias(model, bias)
+    assert model.classifier.bias.tolist() == pytest.approx(bias, abs=1e-5)
+    assert not set_output_bias(model, [0.0, 0.0])  # a head of another width keeps its init
+    assert not set_output_bias(model, None)

@@ -38,6 +38,9 @@ from tasks.split import split_frame, stratified_sample  # noqa: E402
 from tasks.tokenize import encode  # noqa: E402
 from tasks.train import train_model  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peak import cpu_flags, peak  # noqa: E402
+
 
 def load_rows(train_rows: int, heldout_rows: int, seed: int):
     """Seeded train / small validation / held-out rows from the embedded corpus."""
@@ -63,6 +66,15 @@ def heldout_accuracy(model, tokenizer, frame, max_length: int) -> float:
     encoded, _ = encode(tokenizer, frame["text"].tolist(), max_length)
     logits = predict_logits(model, tokenizer, encoded, 128, "cpu", bf16=False)
     return classification_metrics(frame["label_id"].to_numpy(), logits.argmax(1))["accuracy"]
+
+
+def training_flops_per_example(model, mean_tokens: float) -> float:
+    """FLOPs of one training example: 6 x trainable non-embedding parameters per real token (forward + backward),
+    plus attention's two sequence-by-sequence products per layer (QK^T and AV: 4 x length x hidden a token forward, x3)."""
+    params = sum(p.numel() for name, p in model.named_parameters() if p.requires_grad and "embeddings" not in name)
+    config = model.config
+    attention = 12 * config.num_hidden_layers * mean_tokens * config.hidden_size
+    return mean_tokens * (6 * params + attention)
 
 
 def run_baseline(model_path, tokenizer, train, labels, cfg: TrainConfig, seed: int, out: Path):
@@ -103,6 +115,9 @@ def main() -> None:
     )
     args = parser.parse_args()
 
+    print(f"CPU: {cpu_flags()}")
+    limit = peak(seconds=2.0)
+    print(f"matmul peak with {limit['threads']} threads: fp32 {limit['fp32']:.1f} GFLOP/s, bf16 {limit['bf16']:.1f} GFLOP/s")
     model_path = resolve_model_path(args.model)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     train, validation, heldout = load_rows(args.train_rows, args.heldout_rows, args.seed)
@@ -134,6 +149,15 @@ def main() -> None:
 
         ours_ex_s, ours_acc, meta = ours(cfg, "ours")
         result.update(ours_ex_s=round(ours_ex_s, 2), ours_acc=round(ours_acc, 4), ours_precision=meta["precision"])
+        mean_tokens = sum(len(ids) for ids in encode(tokenizer, train["text"].tolist(), cfg.max_length)[0]["input_ids"]) / len(train)
+        flops = training_flops_per_example(AutoModelForSequenceClassification.from_pretrained(tmp / "ours" / "model"), mean_tokens)
+        achieved = ours_ex_s * flops / 1e9
+        bar = limit["bf16" if meta["precision"] == "bf16" else "fp32"]
+        result.update(achieved_gflops=round(achieved, 1), peak_gflops=bar, peak_fraction=round(achieved / bar, 3))
+        print(
+            f"ours: {mean_tokens:.1f} real tokens/example, {flops / 1e9:.2f} GFLOP/example: {achieved:.1f} GFLOP/s achieved = "
+            f"{result['peak_fraction']:.0%} of the {meta['precision']} matmul peak ({bar:.1f} GFLOP/s)"
+        )
         print(
             f"ours ({meta['device']}/{meta['precision']}, per-batch padding, length-grouped, incl. per-epoch validation and checkpoint): "
             f"{ours_ex_s:6.1f} examples/s, held-out accuracy {result['ours_acc']:.4f}"
@@ -154,7 +178,17 @@ def main() -> None:
         )
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     print(f"peak RSS {result['peak_rss_mb']:.0f} MB")
-    keys = ("baseline_ex_s", "ours_ex_s", "ratio", "baseline_acc", "ours_acc", "ours_precision", "peak_rss_mb")
+    keys = (
+        "baseline_ex_s",
+        "ours_ex_s",
+        "ratio",
+        "baseline_acc",
+        "ours_acc",
+        "ours_precision",
+        "peak_gflops",
+        "peak_fraction",
+        "peak_rss_mb",
+    )
     print(json.dumps({**{k: result.get(k) for k in keys}, **{k: v for k, v in result.items() if k.startswith("variant_")}}))
 
 

@@ -26,7 +26,7 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from flows.finetune import prepare_data
-from flows.sweep_runners import task_runner
+from flows.sweep_runners import check_runner, task_runner
 from flows.temporary_server import temporary_api
 from schemas.config import FinetuneConfig, SweepConfig, describe_options, load_config
 from schemas.errors import FinetuneError
@@ -92,7 +92,7 @@ def run_trials(study, cfg: FinetuneConfig, parent_id: str, shared: dict, metric:
     """Ask K trials, run them at once on the flow's task runner, log each as a child run and tell the study; until done."""
     import optuna
 
-    from flows.sweep_runners import ray_resources, trial_cpus
+    from flows.sweep_runners import trial_cpus, trial_resources
     from flows.sweep_study import count_trials, suggest, trial_config
     from flows.sweep_tracking import log_trial
     from flows.sweep_trials import run_trial
@@ -123,7 +123,7 @@ def run_trials(study, cfg: FinetuneConfig, parent_id: str, shared: dict, metric:
             len(batch),
             "; ".join(json.dumps(p) for _, p, *_ in batch),
         )
-        with ray_resources(sweep_cfg):
+        with trial_resources(sweep_cfg):
             futures = [run_trial.submit(t.number, trial_cfg, shared["split"], pruning, threads) for t, _, trial_cfg, pruning in batch]
         for (trial, params, trial_cfg, _), future in zip(batch, futures):
             try:
@@ -310,9 +310,9 @@ def main(argv: list[str] | None = None) -> int:
         check_tracking_store(cfg.tracking.resolved_uri())
         if args.summary_json:
             check_writable_file(args.summary_json, "--summary-json")
-        runner = task_runner(cfg.sweep)
-        with temporary_api():
-            summary = sweep.with_options(task_runner=runner)(cfg)
+        check_runner(cfg.sweep)
+        with temporary_api():  # before the runner is made: Ray workers are told this API
+            summary = run_sweep(cfg)
     except (FinetuneError, ValidationError) as err:
         print(f"error: {mask_text(_one_line(err))}", file=sys.stderr)
         return 2

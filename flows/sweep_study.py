@@ -1,20 +1,15 @@
-"""Sweep: the Optuna side of flows/sweep.py.
+"""The sweep's Optuna study: the search space, each trial's config, the study's name, storage and sampler.
 
 The study lives in an RDB storage (sqlite beside the MLflow store by default), so a killed sweep
 resumes: finished trials are kept, trials that were running are failed and asked again with the
-same parameters. A trial is a Prefect task that runs the normal steps with its overrides; every
-step before fine-tune is a cache hit it shares with the other trials.
+same parameters.
 """
 
 from __future__ import annotations
 
 import copy
-import os
-import time
 from pathlib import Path
 from typing import Any
-
-from prefect import task
 
 from schemas.config import FinetuneConfig, SweepConfig, SweepRange, _set_path
 from schemas.errors import ConfigError
@@ -100,13 +95,6 @@ def direction(metric: str) -> str:
     return "minimize" if metric in LOWER_IS_BETTER else "maximize"
 
 
-def trial_cpus(sweep: SweepConfig, cores: int | None = None) -> int:
-    """Torch threads per trial: sweep.trial_cpus, else an equal share of this machine's cores."""
-    if sweep.trial_cpus:
-        return max(1, int(sweep.trial_cpus))
-    return max(1, (cores or os.cpu_count() or 1) // sweep.parallel)
-
-
 def state_name(state) -> str:
     import optuna
 
@@ -171,90 +159,3 @@ def open_study(cfg: FinetuneConfig, metric: str):
     study.set_user_attr("metric", metric)
     study.set_user_attr("storage", storage)
     return study
-
-
-# -------------------------------------------------------------------------------------------------------------- inside a trial
-
-
-class PruneOnEpoch:
-    """A TrainerCallback (built lazily) that reports the validation metric after each evaluation and prunes."""
-
-    @staticmethod
-    def build(pruning: dict):
-        import optuna
-        from transformers import TrainerCallback
-
-        class _Prune(TrainerCallback):
-            def __init__(self):
-                study = optuna.load_study(
-                    study_name=pruning["study"],
-                    storage=pruning["storage"],
-                    pruner=optuna.pruners.MedianPruner(n_startup_trials=pruning["startup"], n_warmup_steps=0),
-                )
-                self.trial = optuna.trial.Trial(study, pruning["trial_id"])
-
-            def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-                value = (metrics or {}).get(f"eval_{pruning['metric']}")
-                if value is None or not state.is_world_process_zero:
-                    return
-                step = max(1, round(state.epoch or 0))
-                self.trial.report(float(value), step)
-                # Never at the last evaluation: the trial is finished, its model is kept.
-                if state.global_step < state.max_steps and self.trial.should_prune():
-                    raise optuna.TrialPruned(f"validation {pruning['metric']} {value:.4f} after epoch {step} is below the median")
-
-        return _Prune()
-
-
-@task(name="trial", task_run_name="trial-{number}")
-def run_trial(number: int, cfg: FinetuneConfig, split: dict, pruning: dict | None, threads: int) -> dict:
-    """One trial: tokenize (cached, shared), fine-tune and evaluate with the trial's config.
-
-    Args:
-        number: the Optuna trial number.
-        cfg: the trial's config (base config with its values set).
-        split: the split step's result, shared by every trial.
-        pruning: where the study lives and which trial this is, for the pruning callback (None: no pruning).
-        threads: torch threads for this trial.
-    Returns:
-        state (completed|pruned), the tokenize, fine_tune and evaluate results, the validation value, start time.
-    """
-    import optuna
-    import torch
-
-    from tasks.evaluate import evaluate_model
-    from tasks.tokenize import tokenize_data
-    from tasks.train import fine_tune
-
-    torch.set_num_threads(threads)
-    started = time.time()
-    tokens = tokenize_data(split, cfg.model, cfg.train.max_length, cfg.cache, cfg.task, cfg.train.long_text)
-    try:
-        model = fine_tune(tokens, cfg.model, cfg.train, cfg.cache, cfg.seed, cfg.task, cfg.registry.compare_on, pruning=pruning)
-    except optuna.TrialPruned as err:
-        return {"number": number, "state": "pruned", "reason": str(err), "tokens": tokens, "started": started, "ended": time.time()}
-    evaluation = evaluate_model(model, tokens, cfg.eval, cfg.train, cfg.cache)
-    return {
-        "number": number,
-        "state": "completed",
-        "tokens": tokens,
-        "fine_tune": model,
-        "evaluate": evaluation,
-        "started": started,
-        "ended": time.time(),
-    }
-
-
-def worker_init(threads: int, project_root: str) -> None:
-    """Run once in each local worker process: the project importable, its environment, the thread share."""
-    import sys
-
-    if project_root not in sys.path:
-        sys.path.insert(0, project_root)
-    from tasks import env
-
-    env.apply()
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    import torch
-
-    torch.set_num_threads(threads)

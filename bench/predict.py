@@ -1,7 +1,14 @@
-"""Batch prediction at scale: rows/s and peak RSS of `flows/predict.py` on 100,000 and 1,000,000 short rows.
+"""Batch prediction: ours vs `transformers.pipeline` on the same model and rows, and rows/s + peak RSS at scale.
 
-    python bench/predict.py [--rows 100000 1000000] [--model URI --tracking-uri URI]
+    python bench/predict.py [--vs-pipeline 4000] [--rows 100000 1000000] [--model URI --tracking-uri URI]
 
+Part 1 (--vs-pipeline N; 0 skips it): the embedded MiniLM with a fresh two-label head, N real review texts of
+the default corpus. Ours is the predict flow's own per-chunk function (`flows.predict.predict_frame`: length-sorted
+batches, inference_mode); the baseline is `transformers.pipeline("text-classification", ...)` called as its docs
+show (one text at a time), and again with batch_size=32. Both in this process, one after the other; the labels
+of all runs are compared (they must agree: same model).
+
+Part 2:
 Without --model it logs a tiny random BERT (2 layers, width 32, the real MiniLM tokenizer) to a
 temporary MLflow store, so the figures show the pipeline around the model (read, tokenize,
 predict, write) rather than the model's own speed. Each size runs in a fresh process (the
@@ -72,6 +79,59 @@ def write_input(path: Path, rows: int) -> None:
             out.write(f"{i},{words[i % 8]} {words[(i * 7 + 3) % 8]} film number {i}\n")
 
 
+def versus_pipeline(rows: int) -> dict:
+    """rows/s of ours and of transformers.pipeline on the same model (MiniLM, fresh head) and the same real texts."""
+    import torch
+    import transformers
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from flows.predict import predict_frame
+    from schemas.config import EVAL_BATCH_SIZE, MAX_LENGTH, DataConfig, ModelConfig, resolve_model_path
+    from tasks.clean import clean_frame
+    from tasks.inference import model_task
+    from tasks.ingest import read_source
+
+    raw, _ = read_source(DataConfig())
+    frame = clean_frame(raw)[0].head(rows)[["text"]].reset_index(drop=True)
+    texts = frame["text"].tolist()
+    path = resolve_model_path(ModelConfig().name_or_path)
+    torch.manual_seed(0)
+    labels = {0: "neg", 1: "pos"}
+    model = AutoModelForSequenceClassification.from_pretrained(
+        path, num_labels=2, id2label=labels, label2id={v: k for k, v in labels.items()}
+    )
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model.config.finetune_flow = {"task": "classification", "target": {"labels": ["neg", "pos"]}, "decision": {}, "max_length": MAX_LENGTH}
+    info = model_task(model.config)
+    mean_tokens = sum(len(ids) for ids in tokenizer(texts)["input_ids"]) / len(texts)
+    print(
+        f"vs pipeline: MiniLM (fresh 2-label head), {len(texts):,} review texts, {mean_tokens:.1f} tokens on average, {torch.get_num_threads()} threads"
+    )
+
+    def timed(fn):
+        started = time.perf_counter()
+        out = fn()
+        return len(texts) / (time.perf_counter() - started), out
+
+    ours_s, ours = timed(lambda: predict_frame(frame, ("text", None), model, tokenizer, info, MAX_LENGTH, EVAL_BATCH_SIZE))
+    pipe = transformers.pipeline("text-classification", model=model, tokenizer=tokenizer, device="cpu")
+    pipe_s, piped = timed(lambda: pipe(texts, truncation=True, max_length=MAX_LENGTH))
+    batched_s, batched = timed(lambda: pipe(texts, truncation=True, max_length=MAX_LENGTH, batch_size=32))
+    agree = sum(a == b["label"] for a, b in zip(ours["predicted_label"], piped)) / len(texts)
+    agree_batched = sum(a["label"] == b["label"] for a, b in zip(piped, batched)) / len(texts)
+    print(f"  ours (predict_frame)                 {ours_s:8.1f} rows/s")
+    print(f"  transformers.pipeline, one at a time {pipe_s:8.1f} rows/s   ours is {ours_s / pipe_s:.2f}x (target >= 5x)")
+    print(f"  transformers.pipeline, batch_size=32 {batched_s:8.1f} rows/s   ours is {ours_s / batched_s:.2f}x")
+    print(f"  labels agree: ours vs pipeline {agree:.2%}, pipeline batched vs one at a time {agree_batched:.2%}")
+    return {
+        "ours_rows_s": round(ours_s, 1),
+        "pipeline_rows_s": round(pipe_s, 1),
+        "ratio": round(ours_s / pipe_s, 2),
+        "pipeline_batch32_rows_s": round(batched_s, 1),
+        "agreement": round(agree, 4),
+    }
+
+
 def child(args) -> None:
     """One predict run in this process; prints rows/s and this process's peak RSS as JSON."""
     from tasks import env
@@ -87,7 +147,8 @@ def child(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--vs-pipeline", type=int, default=4000, metavar="N", help="rows for ours vs transformers.pipeline (0: skip)")
+    parser.add_argument("--rows", type=int, nargs="*", default=[100_000, 1_000_000], help="sizes for the scale runs (none: skip)")
     parser.add_argument("--model", help="model URI to predict with (default: a tiny random BERT logged here)")
     parser.add_argument("--tracking-uri", help="MLflow store holding --model")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -99,6 +160,10 @@ def main() -> None:
     from tasks import env
 
     env.apply()
+    versus = versus_pipeline(args.vs_pipeline) if args.vs_pipeline else {}
+    if not args.rows:
+        print(json.dumps(versus))
+        return
     with tempfile.TemporaryDirectory(prefix="bench-predict-") as tmp:
         workdir = Path(tmp)
         model, tracking = (args.model, args.tracking_uri) if args.model else tiny_model(workdir)
@@ -147,7 +212,11 @@ def main() -> None:
             print(
                 f"peak RSS at {results[-1]['rows']:,} rows is {ratio:.2f}x that at {results[0]['rows']:,} ({'flat' if ratio <= 1.2 else 'NOT flat'}: target <= 1.2x)"
             )
-        print(json.dumps({"results": results}))
+        rss = {
+            f"rss_{r['rows'] // 1000}k_mb" if r["rows"] < 1_000_000 else f"rss_{r['rows'] // 1_000_000}m_mb": r["peak_rss_mb"]
+            for r in results
+        }
+        print(json.dumps({**versus, **rss, "results": results}))
 
 
 if __name__ == "__main__":

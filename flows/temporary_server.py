@@ -79,8 +79,26 @@ def temporary_api() -> Iterator[str | None]:
         return
     server = _server_class()()
     server.start()
+    # The settings context reaches this thread only. Threads Prefect starts with a context of their own (a sweep's
+    # task submission, their log workers) see the process-global settings, and worker processes the environment:
+    # without the URL in both, each started a temporary server of its own, and at exit the process waited over a
+    # minute on logs sent to this one after it had stopped.
+    from prefect.context import refresh_global_settings_context
+
+    os.environ["PREFECT_API_URL"] = server.api_url
+    refresh_global_settings_context()  # what a thread that has no settings context of its own sees
     try:
         with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
             yield server.api_url
     finally:
+        _send_pending_logs()
+        os.environ.pop("PREFECT_API_URL", None)
+        refresh_global_settings_context()
         server.stop()
+
+
+def _send_pending_logs() -> None:
+    """Send the run logs still queued for the API while it is up (at most a few seconds)."""
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=5)

@@ -2,7 +2,7 @@ from tasks.report import build_report, report_markdown
 from tasks.results import CleanResult, IngestResult, SplitResult, TokenizeResult
 
 
-def _steps(split_target=None, windows=None):
+def _steps(split_target=None, windows=None, clean_facts=None):
     raw = IngestResult(
         path="rows.parquet",
         key="i",
@@ -22,6 +22,7 @@ def _steps(split_target=None, windows=None):
         rows_quarantined=2,
         quarantine_reasons={"duplicate": 1, "null_text": 1},
         quarantine="q.csv",
+        task_facts=clean_facts or {},
     )
     split = SplitResult(
         paths={},
@@ -69,3 +70,10 @@ def test_the_report_names_labels_never_seen_in_training_and_chunked_texts():
     text = report_markdown(report)
     assert "**Labels with no positive example in training** (the model cannot learn them): `b`" in text
     assert "train: 2 of 6 texts needed windows; 7 windows in all" in text
+
+
+def test_the_report_of_tagged_words_says_how_many_tags_were_repaired():
+    target = {"labels": ["B-PER", "I-PER", "O"], "scheme": "IOB2", "entity_types": ["PER"]}
+    report = build_report(*_steps(target, clean_facts={"tag_scheme": "IOB2", "tags_repaired": 3, "sentences_repaired": 2}))
+    assert report["tagging"]["scheme"] == "IOB2" and (report["tagging"]["tags_repaired"], report["tagging"]["sentences_repaired"]) == (3, 2)
+    assert "tags repaired (data.tag_repair=fix): 3 in 2 sentences" in report_markdown(report)

@@ -83,16 +83,16 @@ def child_ours(path: str, cache: str) -> dict:
     t_clean = time.perf_counter()
     split = split_data.fn(clean, data, cache_cfg, 42)
     done = time.perf_counter()
-    assert clean["rows_in"] == clean["rows_kept"] + clean["rows_quarantined"] == raw["rows_out"]
+    assert clean.rows_in == clean.rows_kept + clean.rows_quarantined == raw.rows_out
     return {
         "seconds": done - started,
-        "rows": raw["rows_read"],
+        "rows": raw.rows_read,
         "ingest_s": t_ingest - started,
         "clean_s": t_clean - t_ingest,
         "split_s": done - t_clean,
-        "kept": clean["rows_kept"],
-        "quarantined": clean["quarantine_reasons"],
-        "splits": {k: v["rows"] for k, v in split["splits"].items()},
+        "kept": clean.rows_kept,
+        "quarantined": clean.quarantine_reasons,
+        "splits": split.sizes,
     }
 
 

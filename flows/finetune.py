@@ -33,13 +33,14 @@ from tasks.logs import quiet_user_errors
 from tasks.preflight import check_tracking_store, check_writable_file
 from tasks.register import register_model
 from tasks.report import report_data
+from tasks.results import DataSteps, LogRunResult, RegisterResult, RunSteps
 from tasks.split import split_data
 from tasks.tracking import tracking_run
 
 
-def prepare_data(cfg: FinetuneConfig, io: dict) -> dict:
+def prepare_data(cfg: FinetuneConfig, io: dict) -> DataSteps:
     """The data steps every run and every sweep shares (called inside a flow): ingest -> clean -> split -> tokenize
-    -> report -> baseline, by step name."""
+    -> report -> baseline."""
     raw = ingest_data.with_options(**io)(cfg.data, cfg.cache, cfg.task)
     clean = clean_data(raw, cfg.data, cfg.cache, cfg.task)
     split = split_data(clean, cfg.data, cfg.cache, cfg.seed, cfg.task)
@@ -49,7 +50,7 @@ def prepare_data(cfg: FinetuneConfig, io: dict) -> dict:
     tokens = tokenize_data(split, cfg.model, cfg.train.max_length, cfg.cache, cfg.task, cfg.train.long_text)
     report = report_data(raw, clean, split, tokens, cfg.cache)
     baseline = fit_baseline(split, cfg.cache, cfg.task)
-    return {"ingest": raw, "clean": clean, "split": split, "tokenize": tokens, "report": report, "baseline": baseline}
+    return DataSteps(ingest=raw, clean=clean, split=split, tokenize=tokens, report=report, baseline=baseline)
 
 
 @flow(name="finetune")
@@ -63,46 +64,49 @@ def finetune(cfg: FinetuneConfig) -> dict:
     io = cfg.runtime.retry_options()
     with tracking_run(cfg, flow_run.get_id()) as run_id:
         data = prepare_data(cfg, io)
-        tokens, split, baseline = data["tokenize"], data["split"], data["baseline"]
-        model = fine_tune(tokens, cfg.model, cfg.train, cfg.cache, cfg.seed, cfg.task, cfg.registry.compare_on)
-        evaluation = evaluate_model(model, tokens, cfg.eval, cfg.train, cfg.cache)
-        steps = {**data, "fine_tune": model, "evaluate": evaluation}
+        model = fine_tune(data.tokenize, cfg.model, cfg.train, cfg.cache, cfg.seed, cfg.task, cfg.registry.compare_on)
+        evaluation = evaluate_model(model, data.tokenize, cfg.eval, cfg.train, cfg.cache)
+        steps = RunSteps(**data.by_name(), fine_tune=model, evaluate=evaluation)
         logged = log_run.with_options(**io)(run_id, cfg.tracking, steps)
-        registered = register_model.with_options(**io)(run_id, model, evaluation, split, cfg.registry, cfg.tracking, baseline)
-    return summarize(run_id, cfg.task, {**steps, "log_run": logged, "register": registered}, time.perf_counter() - started)
+        registered = register_model.with_options(**io)(run_id, model, evaluation, data.split, cfg.registry, cfg.tracking, data.baseline)
+    return summarize(run_id, cfg.task, steps, logged, registered, time.perf_counter() - started)
 
 
-def summarize(run_id: str, task: str, steps: dict, wall_seconds: float) -> dict:
+def summarize(run_id: str, task: str, steps: RunSteps, logged: LogRunResult, registered: RegisterResult, wall_seconds: float) -> dict:
     """The run's one-object summary (the --summary-json contract)."""
     from task_types.base import scalar_metrics
 
-    raw, clean, evaluation = steps["ingest"], steps["clean"], steps["evaluate"]
-    registered = {k: v for k, v in steps["register"].items() if k != "seconds"}
-    val, test = (scalar_metrics(evaluation["metrics"].get(split, {})) for split in ("validation", "test"))
+    clean, baseline_metrics = steps.clean, steps.baseline.metrics
+    val, test = (scalar_metrics(steps.evaluate.metrics.get(split, {})) for split in ("validation", "test"))
+    cached = steps.by_name()
     return {
         "run_id": run_id,
         "task": task,
-        **registered,
+        **registered.outcome(),
         "val_metrics": val,
         "test_metrics": test or None,
-        "baseline_val_metrics": steps["baseline"]["metrics"]["validation"],
-        "baseline_test_metrics": steps["baseline"]["metrics"]["test"],
-        "baseline_verdict": baseline_verdict(task, val, steps["baseline"]["metrics"]["validation"], steps["split"]["target"]),
+        "baseline_val_metrics": baseline_metrics["validation"],
+        "baseline_test_metrics": baseline_metrics["test"],
+        "baseline_verdict": baseline_verdict(task, val, baseline_metrics["validation"], steps.split.target),
         "val_accuracy": val.get("accuracy"),
         "val_f1": val.get("f1_macro") if task == "classification" else None,
         "test_accuracy": test.get("accuracy"),
         "test_f1": test.get("f1_macro") if task == "classification" else None,
-        "rows_in": clean["rows_in"],
-        "rows_kept": clean["rows_kept"],
-        "rows_quarantined": clean["rows_quarantined"],
-        "quarantine_file": clean["quarantine"] if clean["rows_quarantined"] else None,
-        "rows_not_data": raw.get("rows_not_data", 0),
-        "quarantine_reasons": clean["quarantine_reasons"],
-        "texts_truncated": steps["report"]["texts_truncated"],
-        "data_report": str(Path(steps["report"]["path"]) / "data_report.md"),
-        "reused_steps": [name for name, result in steps.items() if result.get("reused")],
-        "resumed_from": steps["fine_tune"].get("resumed_from"),
-        "step_seconds": {name: result.get("seconds") for name, result in steps.items()},
+        "rows_in": clean.rows_in,
+        "rows_kept": clean.rows_kept,
+        "rows_quarantined": clean.rows_quarantined,
+        "quarantine_file": clean.quarantine if clean.rows_quarantined else None,
+        "rows_not_data": steps.ingest.rows_not_data,
+        "quarantine_reasons": clean.quarantine_reasons,
+        "texts_truncated": steps.report.texts_truncated,
+        "data_report": str(Path(steps.report.path) / "data_report.md"),
+        "reused_steps": [name for name, result in cached.items() if result.reused],
+        "resumed_from": steps.fine_tune.resumed_from,
+        "step_seconds": {
+            **{name: result.seconds for name, result in cached.items()},
+            "log_run": logged.seconds,
+            "register": registered.seconds,
+        },
         "wall_seconds": round(wall_seconds, 2),
     }
 

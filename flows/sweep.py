@@ -34,6 +34,7 @@ from schemas.secrets import externalize_credentials, mask_text, mask_uri
 from tasks.logs import quiet_user_errors, step_logger
 from tasks.preflight import check_tracking_store, check_writable_file
 from tasks.register import register_model
+from tasks.results import RegisterResult
 from tasks.tracking import tracking_run
 
 
@@ -50,9 +51,9 @@ def sweep(cfg: FinetuneConfig) -> dict:
     io = cfg.runtime.retry_options()
     with tracking_run(cfg, flow_run.get_id()) as parent_id:
         data = prepare_data(cfg, io)
-        tokens, split, baseline = data["tokenize"], data["split"], data["baseline"]
-        shared = {name: result for name, result in data.items() if name != "tokenize"}
-        metric = best_epoch_metric(cfg.task, cfg.registry.compare_on, split["target"])
+        tokens, split, baseline = data.tokenize, data.split, data.baseline
+        shared = {name: result for name, result in data.by_name().items() if name != "tokenize"}
+        metric = best_epoch_metric(cfg.task, cfg.registry.compare_on, split.target)
         study = open_study(cfg, metric)
         trials = run_trials(study, cfg, parent_id, shared, metric)
         rows, best, counts = study_rows(study, cfg.sweep)
@@ -150,8 +151,8 @@ def run_trials(study, cfg: FinetuneConfig, parent_id: str, shared: dict, metric:
                     "number": trial.number,
                     "state": result["state"],
                     "child_run_id": child,
-                    "tokenize_reused": result.get("tokens", {}).get("reused"),
-                    "seconds": {k: result[k].get("seconds") for k in ("tokens", "fine_tune", "evaluate") if k in result},
+                    "tokenize_reused": result["tokens"].reused if "tokens" in result else None,
+                    "seconds": {k: result[k].seconds for k in ("tokens", "fine_tune", "evaluate") if k in result},
                 }
             )
     return results
@@ -171,7 +172,7 @@ def grid_limit(sweep_cfg: SweepConfig) -> int:
 def scalar(result: dict, metric: str) -> float | None:
     if result["state"] != "completed":
         return None
-    value = result["evaluate"]["metrics"]["validation"].get(metric)
+    value = result["evaluate"].metrics["validation"].get(metric)
     return float(value) if isinstance(value, (int, float)) else None
 
 
@@ -222,11 +223,10 @@ def run_sweep(cfg: FinetuneConfig) -> dict:
 
 
 def summarize(
-    parent_id: str, best: dict, counts: dict, registered: dict, steps: dict, trials: list[dict], study: str, wall_seconds: float
+    parent_id: str, best: dict, counts: dict, registered: RegisterResult, steps: dict, trials: list[dict], study: str, wall_seconds: float
 ) -> dict:
     """The sweep's one-object summary (the --summary-json contract)."""
-    registered = {k: v for k, v in registered.items() if k != "seconds"}
-    builds = [not steps["tokenize"].get("reused")] + [t["tokenize_reused"] is False for t in trials]
+    builds = [not steps["tokenize"].reused] + [t["tokenize_reused"] is False for t in trials]
     return {
         "parent_run_id": parent_id,
         "best_run_id": best["run_id"],
@@ -234,7 +234,7 @@ def summarize(
         "best_params": best["params"],
         "best_value": best["value"],
         "trials": counts,
-        **registered,
+        **registered.outcome(),
         "study": study,
         "trials_run_now": [{k: t[k] for k in ("number", "state", "child_run_id", "tokenize_reused")} for t in trials],
         "tokenize_builds": sum(builds),

@@ -19,6 +19,7 @@ from schemas.errors import is_transient
 from schemas.secrets import mask_text, mask_uri
 from tasks.log_run import log_run
 from tasks.logs import timed
+from tasks.results import LogSweepResult, RegisterResult, RunSteps
 
 PARENT_TAG = "mlflow.parentRunId"  # MLflow's own nested-run tag: the UI folds children under their parent
 
@@ -60,7 +61,7 @@ def log_trial(parent_run_id: str, trial: dict, cfg: FinetuneConfig, shared: dict
     per_epoch = [Metric(curve, float(v), 0, int(step)) for step, v in sorted(intermediate.items(), key=lambda kv: int(kv[0]))]
     client.log_batch(child, metrics=[*per_epoch, Metric("trial_number", float(trial["number"]), 0, 0)])
     if trial["state"] == "completed":
-        log_run.fn(child, tracking, {**shared, "tokenize": trial["tokens"], "fine_tune": trial["fine_tune"], "evaluate": trial["evaluate"]})
+        log_run.fn(child, tracking, RunSteps(**shared, tokenize=trial["tokens"], fine_tune=trial["fine_tune"], evaluate=trial["evaluate"]))
     elif trial["state"] == "failed":
         client.set_tag(child, "failure", mask_text(str(trial.get("error", "")))[:5000])
     else:
@@ -125,7 +126,7 @@ def trials_table(rows: list[dict], keys: list[str], metric: str) -> str:
 @timed
 def log_sweep(
     parent_run_id: str, rows: list[dict], best: dict | None, space: dict, metric: str, counts: dict, study: dict, tracking: TrackingConfig
-) -> dict:
+) -> LogSweepResult:
     """Log the sweep on its parent run: the search space, the trials table, the parallel-coordinates plot, the best trial.
 
     Args:
@@ -162,15 +163,15 @@ def log_sweep(
         plot = Path(tmp) / "parallel_coordinates.png"
         parallel_coordinates(rows, keys, metric, plot)
         client.log_artifact(parent_run_id, str(plot), "sweep")
-    return {"trials_logged": len(rows)}
+    return LogSweepResult(trials_logged=len(rows))
 
 
 @task(name="note_sweep", **DEFAULT_RETRIES, retry_condition_fn=is_transient)
-def note_sweep(registered: dict, parent_run_id: str, best: dict, metric: str, tracking: TrackingConfig) -> dict:
+def note_sweep(registered: RegisterResult, parent_run_id: str, best: dict, metric: str, tracking: TrackingConfig) -> dict:
     """Say on the registered version (card and tags) that it is a sweep's best trial, with a link to the sweep's run."""
     uri = tracking.resolved_uri()
     client = MlflowClient(uri, uri)
-    name, version = registered["model_name"], str(registered["model_version"])
+    name, version = registered.model_name, str(registered.model_version)
     parent = client.get_run(parent_run_id)
     link = f"#/experiments/{parent.info.experiment_id}/runs/{parent_run_id}"
     tags = {

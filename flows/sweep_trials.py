@@ -11,10 +11,11 @@ import time
 from prefect import task
 
 from schemas.config import FinetuneConfig
+from tasks.results import SplitResult
 
 
 @task(name="trial", task_run_name="trial-{number}")
-def run_trial(number: int, cfg: FinetuneConfig, split: dict, pruning: dict | None, threads: int) -> dict:
+def run_trial(number: int, cfg: FinetuneConfig, split: SplitResult, pruning: dict | None, threads: int) -> dict:
     """One trial: tokenize (cached, shared), fine-tune and evaluate with the trial's config.
 
     Args:

@@ -19,6 +19,7 @@ from task_types import get_task_type
 from task_types.base import scalar_metrics, tfidf_features
 from tasks.cache import build_step, fingerprint
 from tasks.logs import step_logger, timed
+from tasks.results import BaselineResult, SplitResult
 
 
 def baseline_metrics(task: str, parts: dict[str, pd.DataFrame], spec: dict) -> dict[str, dict[str, float]]:
@@ -33,7 +34,7 @@ def baseline_metrics(task: str, parts: dict[str, pd.DataFrame], spec: dict) -> d
 
 @task(name="baseline")
 @timed
-def fit_baseline(split: dict, cache: CacheConfig, task: str = "classification") -> dict:
+def fit_baseline(split: SplitResult, cache: CacheConfig, task: str = "classification") -> BaselineResult:
     """Fit and score the classical baseline on the split, cached by the split's key.
 
     Args:
@@ -44,17 +45,18 @@ def fit_baseline(split: dict, cache: CacheConfig, task: str = "classification") 
         the baseline's metrics on validation and test, the key and whether it was re-used.
     """
     logger = step_logger()
-    key = fingerprint("baseline", 1, split["key"], task)
+    key = fingerprint("baseline", 1, split.key, task)
 
     def make(folder: Path) -> dict:
-        parts = {name: pd.read_parquet(split["paths"][name]) for name in SPLITS}
-        metrics = baseline_metrics(task, parts, split["target"])
+        parts = {name: pd.read_parquet(split.paths[name]) for name in SPLITS}
+        metrics = baseline_metrics(task, parts, split.target)
         (folder / "baseline.json").write_text(json.dumps(metrics, indent=1))
         return {"metrics": metrics}
 
     entry = build_step(cache, "baseline", key, make)
+    result = BaselineResult.from_manifest(entry.meta, key=key, reused=entry.reused)
     headline = get_task_type(task).headline
-    for name, metrics in entry.meta["metrics"].items():
+    for name, metrics in result.metrics.items():
         logger.info(
             "baseline %s (%s): %s%s",
             name,
@@ -62,4 +64,4 @@ def fit_baseline(split: dict, cache: CacheConfig, task: str = "classification") 
             ", ".join(f"{m} {metrics[m]:.4f}" for m in headline if m in metrics),
             " (cached)" if entry.reused else "",
         )
-    return {"metrics": entry.meta["metrics"], "key": key, "reused": entry.reused}
+    return result

@@ -12,10 +12,11 @@ from task_types import get_task_type
 from task_types.base import scalar_metrics
 from task_types.classification import score_by_name
 from tasks.model_io import load_registered
+from tasks.results import SplitResult
 
 
 def rescore_champion(
-    tracking_uri: str, name: str, champion, split: dict, metric: str, batch_size: int, trust_remote_code: bool = False
+    tracking_uri: str, name: str, champion, split: SplitResult, metric: str, batch_size: int, trust_remote_code: bool = False
 ) -> float:
     """The champion's compare-on metric on the candidate's validation split, matched by label name (ids may differ)."""
     import pandas as pd
@@ -28,7 +29,7 @@ def rescore_champion(
     )
     info = model_task(model.config)
     task_type = get_task_type(info["task"])
-    frame = pd.read_parquet(split["paths"]["validation"])
+    frame = pd.read_parquet(split.paths["validation"])
     max_length = int(info.get("max_length") or champion.tags.get("max_length") or tokenizer.model_max_length)
     if task_type.word_level:  # the candidate's validation words, tagged by the champion
         from tasks.word_inference import word_probabilities
@@ -50,7 +51,7 @@ def rescore_champion(
     outputs = task_type.outputs(logits, info["target"], info["decision"])
     if info["task"] == "classification":
         names = [info["target"]["labels"][i] for i in outputs.argmax(axis=1)]
-        return score_by_name(frame["label"].astype(str).tolist(), names, split["labels"])[metric]
+        return score_by_name(frame["label"].astype(str).tolist(), names, split.labels)[metric]
     # The candidate's targets in the champion's encoding: labels the champion does not know are never predicted.
     truth = task_type.truth_from_labels(frame["label"], info["target"])
     return scalar_metrics(task_type.score(truth, outputs, info["target"], info["decision"]))[metric]
@@ -62,7 +63,7 @@ def champion_for_gate(
     task: str,
     metric: str,
     current,
-    split: dict,
+    split: SplitResult,
     batch_size: int,
     trust_remote_code: bool = False,
 ) -> tuple[dict | None, list[str], bool]:
@@ -81,11 +82,11 @@ def champion_for_gate(
         )
     own = float(current.tags.get(f"val_{metric}", "nan"))
     theirs = current.tags.get("data_fingerprint", "")
-    if theirs == split["key"] and own == own:
+    if theirs == split.key and own == own:
         return {"version": current.version, "value": own}, [], True
     rescored = rescore_champion(tracking_uri, registry.model_name, current, split, metric, batch_size, trust_remote_code)
     note = (
-        f"champion v{current.version} was trained on different data (data fingerprint {theirs[:12] or 'unknown'} != {split['key'][:12]}): "
+        f"champion v{current.version} was trained on different data (data fingerprint {theirs[:12] or 'unknown'} != {split.key[:12]}): "
         f"re-evaluated on this run's validation split, {metric} {rescored:.4f} (it had {own:.4f} on its own)"
     )
     return {"version": current.version, "value": rescored}, [note], True

@@ -15,6 +15,7 @@ from schemas.errors import DataError
 from task_types import get_task_type
 from tasks.cache import build_step, fingerprint
 from tasks.logs import step_logger, timed
+from tasks.results import CleanResult, IngestResult
 
 # An ASCII text _normalise would change: two whitespace characters in a row, whitespace other than a space
 # (str.split() also splits on \x1c-\x1f), or a space at either end.
@@ -166,7 +167,7 @@ def check_usable(kept: pd.DataFrame, quarantine: pd.DataFrame, data: DataConfig,
 
 @task(name="clean")
 @timed
-def clean_data(raw: dict, data: DataConfig, cache: CacheConfig, task: str = "classification") -> dict:
+def clean_data(raw: IngestResult, data: DataConfig, cache: CacheConfig, task: str = "classification") -> CleanResult:
     """Normalise and validate the raw rows; write kept rows and the quarantine.
 
     Args:
@@ -181,10 +182,10 @@ def clean_data(raw: dict, data: DataConfig, cache: CacheConfig, task: str = "cla
     options = {"task": task, "separator": data.label_separator, "indicators": data.indicator_values} if task != "classification" else {}
     if task == "token_classification":
         options["tag_repair"] = data.tag_repair
-    key = fingerprint("clean", raw["key"], SCHEMA_VERSION, data.labels, *([options] if options else []))
+    key = fingerprint("clean", raw.key, SCHEMA_VERSION, data.labels, *([options] if options else []))
 
     def make(folder: Path) -> dict:
-        raw_frame = pd.read_parquet(raw["path"])
+        raw_frame = pd.read_parquet(raw.path)
         kept, quarantine = clean_frame(raw_frame, data, task)
         check_usable(kept, quarantine, data, task)
         task_type = get_task_type(task)
@@ -200,21 +201,17 @@ def clean_data(raw: dict, data: DataConfig, cache: CacheConfig, task: str = "cla
         }
 
     entry = build_step(cache, "clean", key, make)
-    meta = entry.meta
+    result = CleanResult.from_manifest(
+        entry.meta, path=str(entry.path / "clean.parquet"), quarantine=str(entry.path / "quarantine.csv"), key=key, reused=entry.reused
+    )
     logger.info(
         "clean: %d in = %d kept + %d quarantined %s%s",
-        meta["rows_in"],
-        meta["rows_kept"],
-        meta["rows_quarantined"],
-        meta["quarantine_reasons"] or "",
+        result.rows_in,
+        result.rows_kept,
+        result.rows_quarantined,
+        result.quarantine_reasons or "",
         " (cached)" if entry.reused else "",
     )
-    if meta["rows_quarantined"]:
-        logger.info("quarantined rows with reasons: %s", entry.path / "quarantine.csv")
-    return {
-        "path": str(entry.path / "clean.parquet"),
-        "quarantine": str(entry.path / "quarantine.csv"),
-        "key": key,
-        "reused": entry.reused,
-        **meta,
-    }
+    if result.rows_quarantined:
+        logger.info("quarantined rows with reasons: %s", result.quarantine)
+    return result

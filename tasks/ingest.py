@@ -25,6 +25,7 @@ from schemas.data import RawFrame
 from schemas.errors import DataError, is_transient
 from tasks.cache import build_step, file_sha256, fingerprint, tree_sha256
 from tasks.logs import step_logger, timed
+from tasks.results import IngestResult
 
 FORMATS = {
     ".csv": "csv",
@@ -488,7 +489,7 @@ def source_fingerprint(source: Path | str, fmt: str) -> str:
 
 @task(name="ingest", **DEFAULT_RETRIES, retry_condition_fn=is_transient)
 @timed
-def ingest_data(data: DataConfig, cache: CacheConfig, task: str = "classification") -> dict:
+def ingest_data(data: DataConfig, cache: CacheConfig, task: str = "classification") -> IngestResult:
     """Read the source into `rows.parquet` under the cache, keyed by its bytes and reader options.
 
     Args:
@@ -542,18 +543,18 @@ def ingest_data(data: DataConfig, cache: CacheConfig, task: str = "classificatio
         return {**totals, "source": str(source), "format": fmt}
 
     entry = build_step(cache, "ingest", key, make)
-    meta = entry.meta
+    result = IngestResult.from_manifest(entry.meta, path=str(entry.path / "rows.parquet"), key=key, reused=entry.reused)
     logger.info(
         "ingest %s (%s): %d rows read, %d handed on%s%s%s",
         Path(str(source)).name,
         fmt,
-        meta["rows_read"],
-        meta["rows_out"],
-        f", {meta['rows_not_data']} left out as {meta.get('not_data_why', 'not data')}" if meta["rows_not_data"] else "",
-        f", {meta['rows_undecodable']} with bytes that are not {data.encoding} (the clean step quarantines them; "
+        result.rows_read,
+        result.rows_out,
+        f", {result.rows_not_data} left out as {result.not_data_why or 'not data'}" if result.rows_not_data else "",
+        f", {result.rows_undecodable} with bytes that are not {data.encoding} (the clean step quarantines them; "
         "if the file is in another encoding, set data.encoding)"
-        if meta.get("rows_undecodable")
+        if result.rows_undecodable
         else "",
         " (cached)" if entry.reused else "",
     )
-    return {"path": str(entry.path / "rows.parquet"), "key": key, "reused": entry.reused, **meta}
+    return result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 from mlflow import MlflowClient
@@ -13,10 +14,11 @@ from schemas.config import DEFAULT_RETRIES, TrackingConfig
 from schemas.errors import is_transient
 from schemas.secrets import mask_uri
 from tasks.logs import timed
+from tasks.results import LogRunResult, RunSteps, SplitResult
 from tasks.run_metrics import history_metrics, metric_values
 
 
-def split_datasets(split: dict, source: str) -> list:
+def split_datasets(split: SplitResult, source: str) -> list:
     """The train/validation/test splits as MLflow dataset inputs (the UI's Datasets column): name, source and a content
     digest (the split step's key, which fingerprints the data and how it was split), one context tag per split."""
     import pandas as pd
@@ -24,11 +26,9 @@ def split_datasets(split: dict, source: str) -> list:
     from mlflow.entities import DatasetInput, InputTag
 
     inputs = []
-    for name, path in split["paths"].items():
+    for name, path in split.paths.items():
         frame = pd.read_parquet(path)
-        dataset = from_pandas(
-            frame, source=mask_uri(str(source)) or path, targets="label", name=f"{name}", digest=split["key"][:8] + name[:2]
-        )
+        dataset = from_pandas(frame, source=mask_uri(str(source)) or path, targets="label", name=f"{name}", digest=split.key[:8] + name[:2])
         inputs.append(
             DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", {"train": "training"}.get(name, name))])
         )
@@ -37,53 +37,56 @@ def split_datasets(split: dict, source: str) -> list:
 
 @task(name="log_run", **DEFAULT_RETRIES, retry_condition_fn=is_transient)
 @timed
-def log_run(run_id: str, tracking: TrackingConfig, steps: dict) -> dict:
+def log_run(run_id: str, tracking: TrackingConfig, steps: RunSteps) -> LogRunResult:
     """Log row counts, metrics, learning curves and artifacts of every step to the run.
 
     Args:
         run_id: the flow's MLflow run.
         tracking: where MLflow lives.
-        steps: results of ingest, clean, split, tokenize, fine_tune and evaluate by name.
+        steps: the results of ingest, clean, split, tokenize, report, baseline, fine_tune and evaluate.
+    Returns:
+        how many metric points were logged.
     """
     client = MlflowClient(tracking.resolved_uri(), tracking.resolved_uri())
-    clean, split, tokens, model, evaluation = (steps[k] for k in ("clean", "split", "tokenize", "fine_tune", "evaluate"))
+    clean, split, tokens, model, evaluation = steps.clean, steps.split, steps.tokenize, steps.fine_tune, steps.evaluate
     values = {
-        "rows_in": clean["rows_in"],
-        "rows_kept": clean["rows_kept"],
-        "rows_quarantined": clean["rows_quarantined"],
-        **{f"rows_quarantined_{reason}": n for reason, n in clean["quarantine_reasons"].items()},
-        **{f"rows_{name}": part["rows"] for name, part in split["splits"].items()},
-        "texts_truncated": sum(s["truncated"] for s in tokens["lengths"].values()),
-        "train_seconds": model["train_seconds"] or 0.0,
-        "train_samples_per_second": model["train_samples_per_second"] or 0.0,
-        "epochs_run": model["epochs_run"] or 0.0,
+        "rows_in": clean.rows_in,
+        "rows_kept": clean.rows_kept,
+        "rows_quarantined": clean.rows_quarantined,
+        **{f"rows_quarantined_{reason}": n for reason, n in clean.quarantine_reasons.items()},
+        **{f"rows_{name}": rows for name, rows in split.sizes.items()},
+        "texts_truncated": tokens.texts_truncated,
+        "train_seconds": model.train_seconds or 0.0,
+        "train_samples_per_second": model.train_samples_per_second or 0.0,
+        "epochs_run": model.epochs_run or 0.0,
     }
-    for split_name, metrics in evaluation["metrics"].items():
+    for split_name, metrics in evaluation.metrics.items():
         values.update(metric_values(split_name, metrics))
-    for split_name, metrics in steps["baseline"]["metrics"].items():
+    for split_name, metrics in steps.baseline.metrics.items():
         values.update({f"baseline_{k}": v for k, v in metric_values(split_name, metrics).items()})
-    points = [Metric(k, float(v), 0, 0) for k, v in values.items()] + history_metrics(model["history"])
+    points = [Metric(k, float(v), 0, 0) for k, v in values.items()] + history_metrics(model.history)
     for start in range(0, len(points), 500):
         client.log_batch(run_id, metrics=points[start : start + 500])
     client.log_batch(
         run_id,
         tags=[
-            RunTag("task", model["task"]),
-            RunTag("device", model["device"]),
-            RunTag("precision", model["precision"]),
-            RunTag("labels", json.dumps(model["labels"])),
-            RunTag("data_fingerprint", split["key"]),
-            RunTag("resumed_from_checkpoint", str(model["resumed_from"] or "")),
-            RunTag("loss_weights", json.dumps(model.get("loss_weights"))),
-            RunTag("epochs_chosen", str(model.get("epochs_why", ""))[:5000]),
+            RunTag("task", model.task),
+            RunTag("device", model.device),
+            RunTag("precision", model.precision),
+            RunTag("labels", json.dumps(model.labels)),
+            RunTag("data_fingerprint", split.key),
+            RunTag("resumed_from_checkpoint", str(model.resumed_from or "")),
+            RunTag("loss_weights", json.dumps(model.loss_weights)),
+            RunTag("epochs_chosen", model.epochs_why[:5000]),
         ],
     )
-    for artifact in sorted(Path(evaluation["artifacts"]).glob("*")):
+    for artifact in sorted(Path(evaluation.artifacts).glob("*")):
         if artifact.name != "manifest.json":
             client.log_artifact(run_id, str(artifact), "evaluation")
-    client.log_artifact(run_id, clean["quarantine"], "data")
+    client.log_artifact(run_id, clean.quarantine, "data")
     for name in ("data_report.json", "data_report.md", "token_lengths.png"):
-        client.log_artifact(run_id, str(Path(steps["report"]["path"]) / name), "data")
-    client.log_dict(run_id, {k: {kk: vv for kk, vv in v.items() if kk != "history"} for k, v in steps.items()}, "data/steps.json")
-    client.log_inputs(run_id, datasets=split_datasets(split, steps["ingest"].get("source", "")))
-    return {"metrics_logged": len(points)}
+        client.log_artifact(run_id, str(Path(steps.report.path) / name), "data")
+    results = {name: {k: v for k, v in asdict(result).items() if k != "history"} for name, result in steps.by_name().items()}
+    client.log_dict(run_id, results, "data/steps.json")
+    client.log_inputs(run_id, datasets=split_datasets(split, steps.ingest.source))
+    return LogRunResult(metrics_logged=len(points))

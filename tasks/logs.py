@@ -36,7 +36,8 @@ def quiet_user_errors() -> None:
 
 
 def timed(fn):
-    """Add the step body's wall time as `seconds` to the result dict it returns."""
+    """Set the step body's wall time as `seconds` on the result (a tasks.results dataclass) it returns."""
+    import dataclasses
     import functools
     import time
 
@@ -44,7 +45,7 @@ def timed(fn):
     def wrapper(*args, **kwargs):
         started = time.perf_counter()
         result = fn(*args, **kwargs)
-        return {**result, "seconds": round(time.perf_counter() - started, 3)}
+        return dataclasses.replace(result, seconds=round(time.perf_counter() - started, 3))
 
     return wrapper
 

@@ -10,6 +10,7 @@ from schemas.config import TrackingConfig
 from schemas.secrets import mask_uri
 from task_types import get_task_type
 from task_types.base import scalar_metrics
+from tasks.results import BaselineResult, EvaluationResult, SplitResult, TrainResult
 from tasks.run_metrics import SPLIT_PREFIX
 from tasks.tracking import git_revision
 
@@ -88,32 +89,32 @@ def metrics_markdown(name: str, version, promoted: bool, reasons: list[str], met
 
 
 def version_facts(
-    client: MlflowClient, run_id: str, model: dict, evaluation: dict, split: dict, tracking: TrackingConfig
+    client: MlflowClient, run_id: str, model: TrainResult, evaluation: EvaluationResult, split: SplitResult, tracking: TrackingConfig
 ) -> dict[str, str]:
     """Tags every version carries: task, inputs and outputs, metrics, fingerprints, code revision and where its run lives."""
     run = client.get_run(run_id)
     link = f"#/experiments/{run.info.experiment_id}/runs/{run_id}"
-    task_type = get_task_type(model["task"])
+    task_type = get_task_type(model.task)
     pair = run.data.params.get("data.text_pair_column", "None")
     tags = {
-        "task": model["task"],
+        "task": model.task,
         "inputs": "text, text_pair" if pair not in ("None", "") else "text",
-        "outputs": ", ".join(task_type.empty_columns(split["target"]))[:5000],
-        "train_key": model["key"],
-        "data_fingerprint": split["key"],
+        "outputs": ", ".join(task_type.empty_columns(split.target))[:5000],
+        "train_key": model.key,
+        "data_fingerprint": split.key,
         "config_fingerprint": run.data.tags.get("config_fingerprint", ""),
         "git_revision": run.data.tags.get("git_revision", git_revision()),
         "run_id": run_id,
         "run_link": link,
         "tracking_uri": mask_uri(tracking.resolved_uri()),
-        "labels": json.dumps(model["labels"])[:5000],
+        "labels": json.dumps(model.labels)[:5000],
         "base_model": run.data.params.get("model.name_or_path", ""),
         "data_source": run.data.params.get("data.path", ""),
-        "max_length": str(model.get("max_length") or run.data.params.get("train.max_length", "")),
+        "max_length": str(model.max_length or run.data.params.get("train.max_length", "")),
     }
-    if evaluation["decision"]:
-        tags["decision"] = json.dumps(evaluation["decision"])[:5000]
-    for split_name, metrics in evaluation["metrics"].items():
+    if evaluation.decision:
+        tags["decision"] = json.dumps(evaluation.decision)[:5000]
+    for split_name, metrics in evaluation.metrics.items():
         prefix = SPLIT_PREFIX[split_name]
         tags.update({f"{prefix}_{n}": f"{v:.6f}" for n, v in scalar_metrics(metrics).items()})
     return tags
@@ -122,13 +123,13 @@ def version_facts(
 def card_facts(
     client: MlflowClient,
     version,
-    model: dict,
-    evaluation: dict,
-    split: dict,
+    model: TrainResult,
+    evaluation: EvaluationResult,
+    split: SplitResult,
     promoted: bool,
     reasons: list[str],
     alias: str,
-    baseline: dict | None = None,
+    baseline: BaselineResult | None = None,
 ) -> dict:
     tags = client.get_model_version(version.name, str(version.version)).tags
     return {
@@ -139,20 +140,20 @@ def card_facts(
         "alias": alias,
         "reasons": reasons,
         "base_model": tags.get("base_model", ""),
-        "labels": model["labels"],
-        "task": model["task"],
-        "target": split["target"],
-        "decision": evaluation["decision"],
-        "baseline": baseline["metrics"] if baseline else None,
-        "training": f"device {model['device']}, precision {model['precision']}, {model.get('epochs_run') or '?'} epochs, "
-        + (f"loss weights {model['loss_weights']}" if model.get("loss_weights") else "unweighted loss"),
+        "labels": model.labels,
+        "task": model.task,
+        "target": split.target,
+        "decision": evaluation.decision,
+        "baseline": baseline.metrics if baseline else None,
+        "training": f"device {model.device}, precision {model.precision}, {model.epochs_run or '?'} epochs, "
+        + (f"loss weights {model.loss_weights}" if model.loss_weights else "unweighted loss"),
         "data_source": tags.get("data_source", ""),
-        "data_fingerprint": split["key"],
+        "data_fingerprint": split.key,
         "config_fingerprint": tags.get("config_fingerprint", ""),
-        "sizes": {name: part["rows"] for name, part in split["splits"].items()},
+        "sizes": split.sizes,
         "git_revision": tags.get("git_revision", ""),
         "run_id": tags.get("run_id", ""),
-        "metrics": evaluation["metrics"],
+        "metrics": evaluation.metrics,
         "max_length": tags.get("max_length", "?"),
-        "long_text": model.get("long_text", "truncate"),
+        "long_text": model.long_text,
     }

@@ -23,6 +23,7 @@ from tasks.gate import Decision, policy_for, should_promote
 from tasks.logs import publish_markdown, step_logger, timed
 from tasks.model_card import card_facts, metrics_markdown, model_card, version_facts
 from tasks.model_io import log_model
+from tasks.results import BaselineResult, EvaluationResult, RegisterResult, SplitResult, TrainResult
 
 
 def _version_for_key(client: MlflowClient, name: str, key: str):
@@ -34,13 +35,13 @@ def _version_for_key(client: MlflowClient, name: str, key: str):
 @timed
 def register_model(
     run_id: str,
-    model: dict,
-    evaluation: dict,
-    split: dict,
+    model: TrainResult,
+    evaluation: EvaluationResult,
+    split: SplitResult,
     registry: RegistryConfig,
     tracking: TrackingConfig,
-    baseline: dict | None = None,
-) -> dict:
+    baseline: BaselineResult | None = None,
+) -> RegisterResult:
     """Log and register the model as a version, tag it, apply the gate, and move the alias if every gate passed.
 
     Args:
@@ -58,22 +59,22 @@ def register_model(
     uri = tracking.resolved_uri()
     client = MlflowClient(uri, uri)
     name, alias = registry.model_name, registry.alias
-    task_type = get_task_type(model["task"]).for_target(split["target"])
+    task_type = get_task_type(model.task).for_target(split.target)
     policy = policy_for(task_type, registry)
-    candidate = scalar_metrics(evaluation["metrics"]["validation"])
+    candidate = scalar_metrics(evaluation.metrics["validation"])
     notes: list[str] = []
-    version = _version_for_key(client, name, model["key"])
+    version = _version_for_key(client, name, model.key)
     if version is None:
         params = client.get_run(run_id).data.params
         columns = {
             name: None if value in (None, "None") or value.startswith("[") else value  # a joined list names no one column
             for name, value in (("text_column", params.get("data.text_column")), ("text_pair_column", params.get("data.text_pair_column")))
         }
-        logged = log_model(run_id, model["path"], evaluation["decision"], columns, params.get("model.name_or_path", ""))
-        version = mlflow.register_model(logged, name, tags={"train_key": model["key"]})
+        logged = log_model(run_id, model.path, evaluation.decision, columns, params.get("model.name_or_path", ""))
+        version = mlflow.register_model(logged, name, tags={"train_key": model.key})
     elif version.run_id != run_id:
         # Same data, base model, training config and seed as a registered version: nothing new to register.
-        notes.append(f"identical to v{version.version} (same training key {model['key']}): no new version registered")
+        notes.append(f"identical to v{version.version} (same training key {model.key}): no new version registered")
     # else: a retry of this very run after a partial failure re-uses the version it already made.
     if not notes:
         for key, value in version_facts(client, run_id, model, evaluation, split, tracking).items():
@@ -83,11 +84,11 @@ def register_model(
         current = current_version(client, name, alias)
         if notes and current is not None and str(current.version) == str(version.version):
             logger.info("register: %s; it is @%s already", notes[0], alias)
-            return {"model_name": name, "model_version": int(version.version), "promoted": False, "alias": alias, "reasons": notes}
+            return RegisterResult(model_name=name, model_version=int(version.version), promoted=False, alias=alias, reasons=notes)
         champion, rescored, comparable = champion_for_gate(
-            uri, registry, model["task"], policy.compare_on, current, split, EVAL_BATCH_SIZE, bool(model.get("trust_remote_code"))
+            uri, registry, model.task, policy.compare_on, current, split, EVAL_BATCH_SIZE, model.trust_remote_code
         )
-        decision = should_promote(candidate, champion, policy, baseline["metrics"]["validation"] if baseline else None)
+        decision = should_promote(candidate, champion, policy, baseline.metrics["validation"] if baseline else None)
         if not comparable:
             decision = Decision(False, [r for r in decision.reasons if r != "no current champion"])
         reasons = notes + rescored + decision.reasons
@@ -103,7 +104,7 @@ def register_model(
 
     publish_markdown(
         "gate-decision",
-        metrics_markdown(name, version.version, decision.promote, reasons, evaluation["metrics"], alias, task_type.headline),
+        metrics_markdown(name, version.version, decision.promote, reasons, evaluation.metrics, alias, task_type.headline),
         f"{name} v{version.version}: {'promoted' if decision.promote else 'not promoted'}",
     )
     logger.info(
@@ -113,10 +114,10 @@ def register_model(
         f"promoted to @{alias}" if decision.promote else "not promoted",
         "; ".join(reasons),
     )
-    return {
-        "model_name": name,
-        "model_version": int(version.version),
-        "promoted": decision.promote,
-        "alias": alias if decision.promote else None,
-        "reasons": reasons,
-    }
+    return RegisterResult(
+        model_name=name,
+        model_version=int(version.version),
+        promoted=decision.promote,
+        alias=alias if decision.promote else None,
+        reasons=reasons,
+    )

@@ -17,51 +17,52 @@ from schemas.config import CacheConfig
 from schemas.data import SPLITS
 from tasks.cache import build_step, fingerprint
 from tasks.logs import publish_markdown, step_logger, timed
+from tasks.results import CleanResult, IngestResult, ReportResult, SplitResult, TokenizeResult
 
 
-def build_report(raw: dict, clean: dict, split: dict, tokens: dict) -> dict:
+def build_report(raw: IngestResult, clean: CleanResult, split: SplitResult, tokens: TokenizeResult) -> dict:
     """The report as one JSON-able dict (pure: counts come from the steps' results)."""
-    reasons = clean["quarantine_reasons"]
+    reasons = clean.quarantine_reasons
     return {
-        "source": raw.get("source"),
-        "not_data_why": raw.get("not_data_why"),
+        "source": raw.source,
+        "not_data_why": raw.not_data_why,
         "rows": {
-            "read": raw["rows_read"],
-            "not_data": raw.get("rows_not_data", 0),
-            "undecodable": raw.get("rows_undecodable", 0),
-            "clean_in": clean["rows_in"],
-            "kept": clean["rows_kept"],
-            "quarantined": clean["rows_quarantined"],
-            "not_sampled": split.get("rows_not_sampled", 0),
-            **{f"in_{name}": part["rows"] for name, part in split["splits"].items()},
+            "read": raw.rows_read,
+            "not_data": raw.rows_not_data,
+            "undecodable": raw.rows_undecodable,
+            "clean_in": clean.rows_in,
+            "kept": clean.rows_kept,
+            "quarantined": clean.rows_quarantined,
+            "not_sampled": split.rows_not_sampled,
+            **{f"in_{name}": rows for name, rows in split.sizes.items()},
         },
         "quarantined_by_reason": reasons,
         "duplicates_dropped": reasons.get("duplicate", 0),
-        "labels": split["labels"],
-        "class_balance": {name: part["per_class"] for name, part in split["splits"].items() if "per_class" in part},
-        "empty_label_sets": {name: part["empty_label_sets"] for name, part in split["splits"].items() if "empty_label_sets" in part},
-        "labels_without_train_positives": split["target"].get("no_train_positives", []),
-        "target_stats": {name: part["target"] for name, part in split["splits"].items() if "target" in part},
-        "text_pair": bool(tokens.get("text_pair")),
-        "max_length": tokens["max_length"],
-        "long_text": tokens.get("long_text", "truncate"),
-        "windows": tokens.get("windows", {}),
-        "tokens": tokens["lengths"],
-        "quarantine_file": clean["quarantine"] if clean["rows_quarantined"] else None,
-        **({"tagging": tagging_facts(clean, split, tokens)} if "scheme" in split["target"] else {}),
+        "labels": split.labels,
+        "class_balance": {name: part["per_class"] for name, part in split.splits.items() if "per_class" in part},
+        "empty_label_sets": {name: part["empty_label_sets"] for name, part in split.splits.items() if "empty_label_sets" in part},
+        "labels_without_train_positives": split.target.get("no_train_positives", []),
+        "target_stats": {name: part["target"] for name, part in split.splits.items() if "target" in part},
+        "text_pair": tokens.text_pair,
+        "max_length": tokens.max_length,
+        "long_text": tokens.long_text,
+        "windows": tokens.windows,
+        "tokens": tokens.lengths,
+        "quarantine_file": clean.quarantine if clean.rows_quarantined else None,
+        **({"tagging": tagging_facts(clean, split, tokens)} if "scheme" in split.target else {}),
     }
 
 
-def tagging_facts(clean: dict, split: dict, tokens: dict) -> dict:
+def tagging_facts(clean: CleanResult, split: SplitResult, tokens: TokenizeResult) -> dict:
     """token_classification: the detected tag scheme, tags repaired, words per split and sentences that needed windows."""
     return {
-        "scheme": split["target"]["scheme"],
-        "entity_types": split["target"].get("entity_types", []),
-        "tags_repaired": clean.get("tags_repaired", 0),
-        "sentences_repaired": clean.get("sentences_repaired", 0),
-        "words": {name: part.get("words", 0) for name, part in split["splits"].items()},
-        "sentences_windowed": {name: s.get("windowed", 0) for name, s in tokens["lengths"].items()},
-        "windows": {name: s.get("windows", 0) for name, s in tokens["lengths"].items()},
+        "scheme": split.target["scheme"],
+        "entity_types": split.target.get("entity_types", []),
+        "tags_repaired": clean.task_facts.get("tags_repaired", 0),
+        "sentences_repaired": clean.task_facts.get("sentences_repaired", 0),
+        "words": {name: part.get("words", 0) for name, part in split.splits.items()},
+        "sentences_windowed": {name: s.get("windowed", 0) for name, s in tokens.lengths.items()},
+        "windows": {name: s.get("windows", 0) for name, s in tokens.lengths.items()},
     }
 
 
@@ -177,27 +178,27 @@ def plot_lengths(length_files: dict[str, str], max_length: int, path: Path) -> N
 
 @task(name="report")
 @timed
-def report_data(raw: dict, clean: dict, split: dict, tokens: dict, cache: CacheConfig) -> dict:
+def report_data(raw: IngestResult, clean: CleanResult, split: SplitResult, tokens: TokenizeResult, cache: CacheConfig) -> ReportResult:
     """Write data_report.json, data_report.md and token_lengths.png; publish the markdown to Prefect.
 
     Args:
         raw, clean, split, tokens: the data steps' results.
         cache: where step outputs live.
     Returns:
-        the report folder and the report itself.
+        the report folder, its key and how many texts were longer than max_length.
     """
     logger = step_logger()
-    key = fingerprint("report", 3, raw["key"], clean["key"], split["key"], tokens["key"])
+    key = fingerprint("report", 3, raw.key, clean.key, split.key, tokens.key)
 
     def make(folder: Path) -> dict:
         report = build_report(raw, clean, split, tokens)
         (folder / "data_report.json").write_text(json.dumps(report, indent=1))
         (folder / "data_report.md").write_text(report_markdown(report))
-        plot_lengths(tokens["length_files"], tokens["max_length"], folder / "token_lengths.png")
+        plot_lengths(tokens.length_files, tokens.max_length, folder / "token_lengths.png")
         return report
 
     entry = build_step(cache, "report", key, make)
     publish_markdown("data-report", report_markdown(entry.meta), "rows, quarantine, class balance, token lengths")
-    truncated = sum(s["truncated"] for s in entry.meta["tokens"].values())
-    logger.info("report: %s (%d texts truncated at %d tokens)", entry.path / "data_report.md", truncated, entry.meta["max_length"])
-    return {"path": str(entry.path), "key": key, "reused": entry.reused, "texts_truncated": truncated}
+    result = ReportResult(path=str(entry.path), key=key, reused=entry.reused, texts_truncated=tokens.texts_truncated)
+    logger.info("report: %s (%d texts truncated at %d tokens)", entry.path / "data_report.md", result.texts_truncated, tokens.max_length)
+    return result

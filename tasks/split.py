@@ -16,6 +16,7 @@ from task_types import get_task_type
 from task_types.base import merge_small_strata
 from tasks.cache import build_step, fingerprint
 from tasks.logs import step_logger, timed
+from tasks.results import CleanResult, SplitResult
 
 MIN_PER_CLASS = 3  # one row each for train, validation and test
 
@@ -101,7 +102,7 @@ def given_split(frame: pd.DataFrame, column: str) -> dict[str, pd.DataFrame]:
 
 @task(name="split")
 @timed
-def split_data(clean: dict, data: DataConfig, cache: CacheConfig, seed: int, task: str = "classification") -> dict:
+def split_data(clean: CleanResult, data: DataConfig, cache: CacheConfig, seed: int, task: str = "classification") -> SplitResult:
     """Sample (data.max_rows) and split the clean rows; fix the target encoding (label order, scaling).
 
     Args:
@@ -116,10 +117,10 @@ def split_data(clean: dict, data: DataConfig, cache: CacheConfig, seed: int, tas
     logger = step_logger()
     task_type = get_task_type(task)
     given = {"task": task, "split_column": data.split_column} if task != "classification" or data.split_column is not None else {}
-    key = fingerprint("split", clean["key"], data.val_ratio, data.test_ratio, data.max_rows, data.labels, seed, *([given] if given else []))
+    key = fingerprint("split", clean.key, data.val_ratio, data.test_ratio, data.max_rows, data.labels, seed, *([given] if given else []))
 
     def make(folder: Path) -> dict:
-        frame = pd.read_parquet(clean["path"])
+        frame = pd.read_parquet(clean.path)
         CleanFrame.validate(frame)
         keys = strata_of(frame, task_type)
         sampled = stratified_sample(frame, data.max_rows, seed, keys)
@@ -145,14 +146,14 @@ def split_data(clean: dict, data: DataConfig, cache: CacheConfig, seed: int, tas
         }
 
     entry = build_step(cache, "split", key, make)
-    sizes = {name: entry.meta["splits"][name]["rows"] for name in SPLITS}
+    paths = {name: str(entry.path / f"{name}.parquet") for name in SPLITS}
+    result = SplitResult.from_manifest(entry.meta, paths=paths, key=key, reused=entry.reused)
     logger.info(
         "split: %d rows -> %s%s, labels %s%s",
-        entry.meta["rows_in"],
-        sizes,
-        f" ({entry.meta['rows_not_sampled']} left out by data.max_rows)" if entry.meta["rows_not_sampled"] else "",
-        entry.meta["labels"],
+        result.rows_in,
+        {name: result.sizes[name] for name in SPLITS},
+        f" ({result.rows_not_sampled} left out by data.max_rows)" if result.rows_not_sampled else "",
+        result.labels,
         " (cached)" if entry.reused else "",
     )
-    paths = {name: str(entry.path / f"{name}.parquet") for name in SPLITS}
-    return {"paths": paths, "key": key, "reused": entry.reused, **entry.meta}
+    return result

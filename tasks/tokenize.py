@@ -18,6 +18,7 @@ from schemas.errors import ConfigError
 from task_types import get_task_type
 from tasks.cache import build_step, fingerprint, model_fingerprint
 from tasks.logs import step_logger, timed
+from tasks.results import SplitResult, TokenizeResult
 
 TOKENIZER_FILES = [
     "tokenizer.json",
@@ -101,8 +102,13 @@ def length_stats(lengths: np.ndarray, max_length: int) -> dict:
 @task(name="tokenize")
 @timed
 def tokenize_data(
-    split: dict, model: ModelConfig, max_length: int | str, cache: CacheConfig, task: str = "classification", long_text: str = "truncate"
-) -> dict:
+    split: SplitResult,
+    model: ModelConfig,
+    max_length: int | str,
+    cache: CacheConfig,
+    task: str = "classification",
+    long_text: str = "truncate",
+) -> TokenizeResult:
     """Tokenize each split and encode its targets; the entry is keyed by the split, tokenizer files and max_length.
 
     Args:
@@ -121,7 +127,7 @@ def tokenize_data(
     key = fingerprint(
         "tokenize",
         2,
-        split["key"],
+        split.key,
         model_fingerprint(tokenizer_path, TOKENIZER_FILES),
         max_length,
         *([long_text] if long_text != "truncate" else []),
@@ -130,7 +136,7 @@ def tokenize_data(
     def make(folder: Path) -> dict:
         tokenizer = load_tokenizer(model)
         disable_progress_bar()  # one bar per tiny shard write is noise in the run log
-        frames = {name: pd.read_parquet(split["paths"][name]) for name in SPLITS}
+        frames = {name: pd.read_parquet(split.paths[name]) for name in SPLITS}
         pairs = {name: frame["text_pair"].tolist() if "text_pair" in frame else None for name, frame in frames.items()}
         if task_type.word_level:  # words, in overlapping windows: nothing is truncated, whatever the length
             length = MAX_LENGTH if max_length == "auto" else int(max_length)
@@ -148,10 +154,10 @@ def tokenize_data(
         for name, frame in frames.items():
             windowed = {}
             if task_type.word_level:
-                columns, lengths, windowed = task_type.tokenize(tokenizer, frame, split["target"], length)
+                columns, lengths, windowed = task_type.tokenize(tokenizer, frame, split.target, length)
             else:
                 encoded, lengths = encode(tokenizer, frame["text"].tolist(), length, pairs[name])
-                targets, row_ids = task_type.encode(frame["label"], split["target"]), frame["row_id"].tolist()
+                targets, row_ids = task_type.encode(frame["label"], split.target), frame["row_id"].tolist()
                 columns = {**encoded, "labels": targets, "row_id": row_ids}
                 if mode == "chunk":  # one row per window; `document` says which text each came from
                     encoded, documents = encode_windows(tokenizer, frame["text"].tolist(), length)
@@ -176,25 +182,23 @@ def tokenize_data(
         }
 
     entry = build_step(cache, "tokenize", key, make)
-    truncated = sum(s["truncated"] for s in entry.meta["lengths"].values())
+    result = TokenizeResult.from_manifest(
+        entry.meta,
+        paths={name: str(entry.path / name) for name in SPLITS},
+        length_files={name: str(entry.path / f"{name}_lengths.npy") for name in SPLITS},
+        labels=split.labels,
+        target=split.target,
+        key=key,
+        reused=entry.reused,
+    )
     logger.info(
         "tokenize: max_length %d (%s); %s; train p50 %.0f / p95 %.0f tokens, %d texts longer than max_length%s",
-        entry.meta["max_length"],
-        entry.meta.get("max_length_why", "as set"),
-        entry.meta.get("long_text_why", "truncate"),
-        entry.meta["lengths"]["train"]["p50"],
-        entry.meta["lengths"]["train"]["p95"],
-        truncated,
+        result.max_length,
+        result.max_length_why,
+        result.long_text_why,
+        result.lengths["train"]["p50"],
+        result.lengths["train"]["p95"],
+        result.texts_truncated,
         " (cached)" if entry.reused else "",
     )
-    paths = {name: str(entry.path / name) for name in SPLITS}
-    lengths = {name: str(entry.path / f"{name}_lengths.npy") for name in SPLITS}
-    return {
-        "paths": paths,
-        "length_files": lengths,
-        "key": key,
-        "reused": entry.reused,
-        "labels": split["labels"],
-        "target": split["target"],
-        **entry.meta,
-    }
+    return result

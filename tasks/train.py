@@ -33,6 +33,7 @@ from tasks.cache import build_step, file_sha256, fingerprint, model_fingerprint
 from tasks.layers import OFF as LAYER_OPTIONS_OFF
 from tasks.layers import freeze_bottom, layer_decay_optimizer
 from tasks.logs import step_logger, timed
+from tasks.results import TokenizeResult, TrainResult
 
 
 def choose_device(requested: str, cuda_available: bool) -> str:
@@ -266,7 +267,7 @@ def last_complete_checkpoint(checkpoints: Path) -> str | None:
 
 
 def train_model(
-    tokens: dict,
+    tokens: TokenizeResult,
     model_cfg: ModelConfig,
     train: TrainConfig,
     seed: int,
@@ -276,10 +277,10 @@ def train_model(
     compare_on: str | None = None,
     extra_callbacks: list | None = None,
 ) -> dict:
-    """Train and save the best model into folder/model; returns the training history."""
+    """Train and save the best model into folder/model; returns what the cache manifest records (device, epochs, history)."""
     device = choose_device(train.device, torch.cuda.is_available())
     precision = choose_precision(train.precision, device, device == "cuda" and torch.cuda.is_bf16_supported(), cpu_has_fast_bf16())
-    task_type, spec = get_task_type(task), tokens["target"]
+    task_type, spec = get_task_type(task), tokens.target
     best_metric = best_epoch_metric(task, compare_on, spec)
     path = resolve_model_path(model_cfg.name_or_path)
     set_seed(seed)  # before the model is built: the head's init depends on it
@@ -294,14 +295,14 @@ def train_model(
         "task": task,
         "target": spec,
         "decision": {},
-        "text_pair": bool(tokens.get("text_pair")),
-        "max_length": tokens.get("max_length"),
-        "long_text": tokens.get("long_text", "truncate"),
+        "text_pair": tokens.text_pair,
+        "max_length": tokens.max_length,
+        "long_text": tokens.long_text,
     }
     tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True, trust_remote_code=model_cfg.trust_remote_code)
     # Windows of a chunked text train as rows of their own; evaluation during training scores windows too.
     bookkeeping = ["row_id", "document"]
-    train_set, val_set = (load_from_disk(tokens["paths"][name]) for name in ("train", "validation"))
+    train_set, val_set = (load_from_disk(tokens.paths[name]) for name in ("train", "validation"))
     train_set = train_set.remove_columns([c for c in bookkeeping if c in train_set.column_names])
     val_set = val_set.remove_columns([c for c in bookkeeping if c in val_set.column_names])
     callbacks = [EarlyStoppingCallback(train.early_stopping_patience)] if train.early_stopping_patience else []
@@ -369,7 +370,7 @@ def train_model(
 
 
 def train_distributed(
-    tokens: dict,
+    tokens: TokenizeResult,
     model_cfg: ModelConfig,
     train: TrainConfig,
     seed: int,
@@ -382,6 +383,7 @@ def train_distributed(
 
     Runs `python -m torch.distributed.run` from this venv; each rank gets an equal share of the CPU threads.
     """
+    import dataclasses
     import os
     import socket
     import subprocess
@@ -392,7 +394,7 @@ def train_distributed(
     job.write_text(
         json.dumps(
             {
-                "tokens": tokens,
+                "tokens": dataclasses.asdict(tokens),
                 "model": model_cfg.model_dump(),
                 "train": train.model_dump(),
                 "seed": seed,
@@ -439,7 +441,7 @@ def train_distributed(
 @task(name="fine_tune")
 @timed
 def fine_tune(
-    tokens: dict,
+    tokens: TokenizeResult,
     model: ModelConfig,
     train: TrainConfig,
     cache: CacheConfig,
@@ -447,7 +449,7 @@ def fine_tune(
     task: str = "classification",
     compare_on: str | None = None,
     pruning: dict | None = None,
-) -> dict:
+) -> TrainResult:
     """Fine-tune the model on the tokenized train split, selecting the best epoch on validation.
 
     Args:
@@ -468,10 +470,10 @@ def fine_tune(
     settings = train.model_dump(exclude={"eval_batch_size"} | ({"nproc"} if train.nproc == 1 else set()))
     # likewise the layer-wise options while they are off
     settings = {k: v for k, v in settings.items() if k not in LAYER_OPTIONS_OFF or v != LAYER_OPTIONS_OFF[k]}
-    best_metric = best_epoch_metric(task, compare_on, tokens["target"])
+    best_metric = best_epoch_metric(task, compare_on, tokens.target)
     selection = {"task": task, "best_metric": best_metric} if (task, best_metric) != ("classification", "f1_macro") else None
     key = fingerprint(
-        "train", tokens["key"], model_fingerprint(base), settings, model.trust_remote_code, seed, *([selection] if selection else [])
+        "train", tokens.key, model_fingerprint(base), settings, model.trust_remote_code, seed, *([selection] if selection else [])
     )
     checkpoints = cache.resolved_dir() / "checkpoints" / key
     if cache.refresh:
@@ -492,25 +494,25 @@ def fine_tune(
 
     entry = build_step(cache, "train", key, make)
     shutil.rmtree(checkpoints, ignore_errors=True)
-    meta = entry.meta
+    result = TrainResult.from_manifest(
+        entry.meta,
+        path=str(entry.path / "model"),
+        key=key,
+        reused=entry.reused,
+        labels=tokens.labels,
+        task=task,
+        max_length=tokens.max_length,
+        long_text=tokens.long_text,
+        trust_remote_code=model.trust_remote_code,
+    )
     logger.info(
         "fine_tune: %s/%s, %.1f epochs, best validation %s %.4f%s%s",
-        meta["device"],
-        meta["precision"],
-        meta["epochs_run"] or 0,
-        meta["best_metric_name"],
-        meta["best_val_metric"] if meta["best_val_metric"] is not None else float("nan"),
-        f", resumed from {meta['resumed_from']}" if meta["resumed_from"] else "",
+        result.device,
+        result.precision,
+        result.epochs_run or 0,
+        result.best_metric_name,
+        result.best_val_metric if result.best_val_metric is not None else float("nan"),
+        f", resumed from {result.resumed_from}" if result.resumed_from else "",
         " (cached)" if entry.reused else "",
     )
-    return {
-        "path": str(entry.path / "model"),
-        "key": key,
-        "reused": entry.reused,
-        "labels": tokens["labels"],
-        "task": task,
-        "max_length": tokens["max_length"],
-        "long_text": tokens.get("long_text", "truncate"),
-        "trust_remote_code": model.trust_remote_code,
-        **meta,
-    }
+    return result

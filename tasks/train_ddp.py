@@ -19,11 +19,12 @@ def main(job_path: str) -> None:
 
     env.apply()
     from schemas.config import ModelConfig, TrainConfig
+    from tasks.results import TokenizeResult
     from tasks.train import train_model
 
     job = json.loads(Path(job_path).read_text())
     result = train_model(
-        job["tokens"],
+        TokenizeResult(**job["tokens"]),
         ModelConfig(**job["model"]),
         TrainConfig(**job["train"]),
         job["seed"],

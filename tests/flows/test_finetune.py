@@ -14,13 +14,20 @@ from mlflow import MlflowClient
 from flows.finetune import finetune, format_summary
 from tests.conftest import toy_frame
 
-SUMMARY_KEYS = {
+# The --summary-json contract, key for key and in order: scripts and benches read it.
+SUMMARY_KEYS = [
     "run_id",
+    "task",
     "model_name",
     "model_version",
     "promoted",
     "alias",
     "reasons",
+    "val_metrics",
+    "test_metrics",
+    "baseline_val_metrics",
+    "baseline_test_metrics",
+    "baseline_verdict",
     "val_accuracy",
     "val_f1",
     "test_accuracy",
@@ -28,8 +35,17 @@ SUMMARY_KEYS = {
     "rows_in",
     "rows_kept",
     "rows_quarantined",
+    "quarantine_file",
+    "rows_not_data",
+    "quarantine_reasons",
+    "texts_truncated",
+    "data_report",
+    "reused_steps",
+    "resumed_from",
+    "step_seconds",
     "wall_seconds",
-}
+]
+STEPS = ["ingest", "clean", "split", "tokenize", "report", "baseline", "fine_tune", "evaluate", "log_run", "register"]
 
 
 @pytest.fixture
@@ -46,9 +62,14 @@ def messy_csv(tmp_path):
 def test_gate_passes_registers_and_promotes(prefect_server, make_config, messy_csv):
     cfg = make_config(data={"path": str(messy_csv)}, train={"epochs": 2})
     summary = finetune(cfg)
-    assert SUMMARY_KEYS <= set(summary)
+    assert list(summary) == SUMMARY_KEYS and json.loads(json.dumps(summary)) == summary  # plain JSON values only
+    assert list(summary["step_seconds"]) == STEPS and all(isinstance(s, float) for s in summary["step_seconds"].values())
     assert (summary["rows_in"], summary["rows_kept"], summary["rows_quarantined"]) == (85, 80, 5)
     assert summary["promoted"] and summary["alias"] == "champion" and summary["model_version"] == 1
+    assert summary["task"] == "classification" and summary["val_f1"] == summary["val_metrics"]["f1_macro"]
+    assert summary["quarantine_reasons"] == {"null_text": 1, "empty_text": 1, "duplicate": 1, "conflicting_labels": 2}
+    assert summary["quarantine_file"].endswith("quarantine.csv") and summary["data_report"].endswith("data_report.md")
+    assert (summary["rows_not_data"], summary["texts_truncated"], summary["reused_steps"], summary["resumed_from"]) == (0, 0, [], None)
 
     client = MlflowClient(cfg.tracking.resolved_uri(), cfg.tracking.resolved_uri())
     run = client.get_run(summary["run_id"])

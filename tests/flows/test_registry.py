@@ -18,6 +18,7 @@ from flows.predict import predict
 from flows.ui_check import check_ui, mlflow_server
 from schemas.config import FinetuneConfig, RegistryConfig, TrackingConfig
 from tasks.register import register_model
+from tasks.results import EvaluationResult, SplitResult, TrainResult
 from tests.conftest import toy_frame
 
 
@@ -226,14 +227,36 @@ def _candidate(client, uri, name, f1, key):
         client.create_registered_model(name)
     client.create_model_version(name, f"runs:/{run.info.run_id}/model", run.info.run_id, tags={"train_key": key})
     metrics = {"accuracy": f1, "f1_macro": f1, "f1_weighted": f1, "roc_auc": f1, "pr_auc": f1, "ece": 0.1}
-    model = {"key": key, "labels": ["neg", "pos"], "device": "cpu", "precision": "fp32", "epochs_run": 1, "task": "classification"}
-    split = {
-        "key": "same-data",
-        "labels": ["neg", "pos"],
-        "target": {"labels": ["neg", "pos"]},
-        "splits": {"train": {"rows": 8}, "validation": {"rows": 1}, "test": {"rows": 1}},
-    }
-    return run.info.run_id, model, {"metrics": {"validation": metrics}, "decision": {}}, split
+    model = TrainResult(
+        path="model",
+        key=key,
+        reused=False,
+        task="classification",
+        labels=["neg", "pos"],
+        max_length=32,
+        device="cpu",
+        precision="fp32",
+        resumed_from=None,
+        train_seconds=1.0,
+        train_samples_per_second=8.0,
+        epochs_run=1.0,
+        best_metric_name="f1_macro",
+        best_val_metric=f1,
+        history=[],
+    )
+    evaluation = EvaluationResult(
+        key=f"eval-{key}", reused=False, task="classification", metrics={"validation": metrics}, decision={}, artifacts="evaluation"
+    )
+    split = SplitResult(
+        paths={},
+        key="same-data",
+        reused=False,
+        rows_in=10,
+        labels=["neg", "pos"],
+        target={"labels": ["neg", "pos"]},
+        splits={"train": {"rows": 8}, "validation": {"rows": 1}, "test": {"rows": 1}},
+    )
+    return run.info.run_id, model, evaluation, split
 
 
 def _gate(uri, name, run_id, model, evaluation, split, **registry):
@@ -265,15 +288,15 @@ def test_two_promotions_at_once_are_serialised(tmp_path, monkeypatch, new_store)
         t.join(60)
     assert set(results) == {"better", "worse"}
     # Whoever went second compared itself with the first: only one saw no champion, and the better one holds it.
-    assert sum("no current champion" in r["reasons"] for r in results.values()) == 1
-    assert results["better"]["promoted"]
-    assert str(client.get_model_version_by_alias("race", "champion").version) == str(results["better"]["model_version"])
+    assert sum("no current champion" in r.reasons for r in results.values()) == 1
+    assert results["better"].promoted
+    assert str(client.get_model_version_by_alias("race", "champion").version) == str(results["better"].model_version)
 
 
 def test_a_crash_between_register_and_alias_keeps_the_old_champion(tmp_path, monkeypatch, new_store):
     uri = new_store(tmp_path)
     client = _client(uri)
-    assert _gate(uri, "crash", *_candidate(client, uri, "crash", 0.80, "old"))["promoted"]
+    assert _gate(uri, "crash", *_candidate(client, uri, "crash", 0.80, "old")).promoted
     newer = _candidate(client, uri, "crash", 0.95, "new")
 
     def crash(self, *args, **kwargs):
@@ -290,7 +313,7 @@ def test_a_crash_between_register_and_alias_keeps_the_old_champion(tmp_path, mon
 
     monkeypatch.undo()  # the retry of the same run finishes the promotion, with the same version
     retried = _gate(uri, "crash", *newer)
-    assert retried["promoted"] and retried["model_version"] == 2
+    assert retried.promoted and retried.model_version == 2
     assert str(client.get_model_version_by_alias("crash", "champion").version) == "2"
     assert len(client.search_model_versions("name='crash'")) == 2
 

@@ -12,7 +12,25 @@ from flows.sweep_study import study_name
 from schemas.config import load_config
 
 SPACE = {"train.learning_rate": {"low": 1e-4, "high": 3e-3, "log": True}, "train.freeze_layers": [0, 1]}
-SUMMARY_KEYS = {"parent_run_id", "best_run_id", "trials", "model_name", "model_version", "promoted", "reasons"}
+# The --summary-json contract, key for key and in order.
+SUMMARY_KEYS = [
+    "parent_run_id",
+    "best_run_id",
+    "best_trial",
+    "best_params",
+    "best_value",
+    "trials",
+    "model_name",
+    "model_version",
+    "promoted",
+    "alias",
+    "reasons",
+    "study",
+    "trials_run_now",
+    "tokenize_builds",
+    "trial_step_seconds",
+    "wall_seconds",
+]
 
 
 def test_cli_flags_become_overrides_and_the_study_name_ignores_where_it_runs():
@@ -56,7 +74,9 @@ def test_sweep_of_four_trials_two_at_once(prefect_server, make_config, toy_csv, 
 
 def check_sweep_of_four(summary: dict, cfg) -> None:
     """One parent run, four completed child runs, tokenize built once, one version from the best trial through the gate."""
-    assert SUMMARY_KEYS <= set(summary)
+    assert list(summary) == SUMMARY_KEYS and json.loads(json.dumps(summary)) == summary  # plain JSON values only
+    assert [list(t) for t in summary["trial_step_seconds"]] == [["tokens", "fine_tune", "evaluate"]] * 4
+    assert all(isinstance(s, float) for t in summary["trial_step_seconds"] for s in t.values())
     assert summary["trials"] == {"completed": 4, "pruned": 0, "failed": 0}
     # tokenize is built once (by the sweep's shared steps), every trial re-uses it
     assert summary["tokenize_builds"] == 1 and all(t["tokenize_reused"] for t in summary["trials_run_now"])

@@ -5,6 +5,7 @@ import pytest
 from schemas.config import CacheConfig, DataConfig
 from schemas.errors import DataError
 from tasks.clean import check_usable, clean_data, clean_frame
+from tasks.results import IngestResult
 
 
 def _raw(texts, labels):
@@ -64,9 +65,11 @@ def test_clean_task_writes_quarantine_file(tmp_path):
     raw = _raw(["a", "b", None, "c", "d"], ["x", "y", "x", "x", "y"])
     path = tmp_path / "raw.parquet"
     raw.to_parquet(path)
-    result = clean_data.fn({"path": str(path), "key": "k"}, DataConfig(), CacheConfig(dir=str(tmp_path / "c")))
-    assert (result["rows_in"], result["rows_kept"], result["rows_quarantined"]) == (5, 4, 1)
-    assert pd.read_csv(result["quarantine"])["reason"].tolist() == ["null_text"]
+    raw_result = IngestResult(path=str(path), key="k", reused=False, rows_read=5, rows_out=5)
+    result = clean_data.fn(raw_result, DataConfig(), CacheConfig(dir=str(tmp_path / "c")))
+    assert (result.rows_in, result.rows_kept, result.rows_quarantined) == (5, 4, 1)
+    assert result.quarantine_reasons == {"null_text": 1} and result.task_facts == {}
+    assert pd.read_csv(result.quarantine)["reason"].tolist() == ["null_text"]
 
 
 def test_mixed_label_types_quarantine_the_minority_kind():

@@ -83,11 +83,11 @@ def test_ingest_task_caches_by_content(toy_csv, tmp_path):
     cache = CacheConfig(dir=str(tmp_path / "cache"))
     first = ingest_data.fn(DataConfig(path=str(toy_csv)), cache)
     second = ingest_data.fn(DataConfig(path=str(toy_csv)), cache)
-    assert (first["reused"], second["reused"]) == (False, True)
-    assert first["key"] == second["key"]
+    assert (first.reused, second.reused) == (False, True)
+    assert first.key == second.key
     toy_csv.write_text(toy_csv.read_text().replace("film 1,", "film one,", 1))
     third = ingest_data.fn(DataConfig(path=str(toy_csv)), cache)
-    assert third["key"] != first["key"] and not third["reused"]
+    assert third.key != first.key and not third.reused
 
 
 def test_json_array_and_bom_utf8(tmp_path):
@@ -199,8 +199,8 @@ def test_ingest_task_writes_every_row_it_reads(tmp_path):
     path = tmp_path / "rows.csv"
     path.write_bytes(b"text,label\nok,a\ncaf\xe9,b\n,a\n")
     result = ingest_data.fn(DataConfig(path=str(path)), CacheConfig(dir=str(tmp_path / "cache")))
-    stored = pd.read_parquet(result["path"])
-    assert result["rows_read"] == result["rows_out"] == len(stored) == 3
+    stored = pd.read_parquet(result.path)
+    assert result.rows_read == result.rows_out == len(stored) == 3 and result.rows_undecodable == 1
     assert stored["problem"].tolist()[1] == "undecodable_bytes" and pd.isna(stored["text"].iloc[2])
 
 

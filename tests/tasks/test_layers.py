@@ -101,6 +101,6 @@ def test_fine_tune_with_both_options_trains_and_keys_apart(prefect_server, make_
     plain = fine_tune.fn(tokens, cfg.model, cfg.train, cfg.cache, cfg.seed)
     layered = cfg.train.model_copy(update={"freeze_layers": 1, "layer_lr_decay": 0.8})
     result = fine_tune.fn(tokens, cfg.model, layered, cfg.cache, cfg.seed)
-    assert result["key"] != plain["key"] and result["frozen_parameters"] > 0 and plain["frozen_parameters"] == 0
-    rates = [e["learning_rate"] for e in result["history"] if "learning_rate" in e]
+    assert result.key != plain.key and result.frozen_parameters > 0 and plain.frozen_parameters == 0
+    rates = [e["learning_rate"] for e in result.history if "learning_rate" in e]
     assert rates and max(rates) <= cfg.train.learning_rate

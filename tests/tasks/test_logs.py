@@ -2,11 +2,12 @@ import logging
 
 from schemas.errors import DataError
 from tasks.logs import _UserErrorsWithoutTrace, timed
+from tasks.results import LogRunResult
 
 
-def test_timed_adds_the_body_seconds_to_the_result():
-    result = timed(lambda: {"rows": 3})()
-    assert result["rows"] == 3 and result["seconds"] >= 0
+def test_timed_sets_the_body_seconds_on_the_result():
+    result = timed(lambda: LogRunResult(metrics_logged=3))()
+    assert result.metrics_logged == 3 and result.seconds >= 0
 
 
 def test_a_user_error_is_logged_without_its_trace_and_a_bug_with_it():

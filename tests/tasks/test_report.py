@@ -1,32 +1,55 @@
 from tasks.report import build_report, report_markdown
+from tasks.results import CleanResult, IngestResult, SplitResult, TokenizeResult
 
 
-def _steps(split_target=None, windows=None):
-    raw = {"source": "data.csv", "rows_read": 12, "rows_not_data": 2, "not_data_why": "plot summaries", "rows_undecodable": 0}
-    clean = {
-        "rows_in": 10,
-        "rows_kept": 8,
-        "rows_quarantined": 2,
-        "quarantine_reasons": {"duplicate": 1, "null_text": 1},
-        "quarantine": "q.csv",
-    }
-    split = {
-        "labels": ["neg", "pos"],
-        "target": split_target or {"labels": ["neg", "pos"]},
-        "rows_not_sampled": 0,
-        "splits": {
+def _steps(split_target=None, windows=None, clean_facts=None):
+    raw = IngestResult(
+        path="rows.parquet",
+        key="i",
+        reused=False,
+        source="data.csv",
+        rows_read=12,
+        rows_out=10,
+        rows_not_data=2,
+        not_data_why="plot summaries",
+    )
+    clean = CleanResult(
+        path="clean.parquet",
+        key="c",
+        reused=False,
+        rows_in=10,
+        rows_kept=8,
+        rows_quarantined=2,
+        quarantine_reasons={"duplicate": 1, "null_text": 1},
+        quarantine="q.csv",
+        task_facts=clean_facts or {},
+    )
+    split = SplitResult(
+        paths={},
+        key="s",
+        reused=False,
+        rows_in=8,
+        labels=["neg", "pos"],
+        target=split_target or {"labels": ["neg", "pos"]},
+        splits={
             "train": {"rows": 6, "per_class": {"neg": 3, "pos": 3}},
             "validation": {"rows": 1, "per_class": {"pos": 1}},
             "test": {"rows": 1, "per_class": {"neg": 1}},
         },
-    }
+    )
     stats = {"p50": 5.0, "p95": 9.0, "max": 12, "truncated": 1, "fraction_truncated": 0.1}
-    tokens = {
-        "max_length": 8,
-        "lengths": {name: stats for name in ("train", "validation", "test")},
-        "long_text": "chunk" if windows else "truncate",
-        "windows": windows or {},
-    }
+    tokens = TokenizeResult(
+        paths={},
+        length_files={},
+        key="t",
+        reused=False,
+        labels=split.labels,
+        target=split.target,
+        max_length=8,
+        lengths={name: stats for name in ("train", "validation", "test")},
+        long_text="chunk" if windows else "truncate",
+        windows=windows or {},
+    )
     return raw, clean, split, tokens
 
 
@@ -47,3 +70,10 @@ def test_the_report_names_labels_never_seen_in_training_and_chunked_texts():
     text = report_markdown(report)
     assert "**Labels with no positive example in training** (the model cannot learn them): `b`" in text
     assert "train: 2 of 6 texts needed windows; 7 windows in all" in text
+
+
+def test_the_report_of_tagged_words_says_how_many_tags_were_repaired():
+    target = {"labels": ["B-PER", "I-PER", "O"], "scheme": "IOB2", "entity_types": ["PER"]}
+    report = build_report(*_steps(target, clean_facts={"tag_scheme": "IOB2", "tags_repaired": 3, "sentences_repaired": 2}))
+    assert report["tagging"]["scheme"] == "IOB2" and (report["tagging"]["tags_repaired"], report["tagging"]["sentences_repaired"]) == (3, 2)
+    assert "tags repaired (data.tag_repair=fix): 3 in 2 sentences" in report_markdown(report)

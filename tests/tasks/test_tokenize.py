@@ -4,6 +4,7 @@ from datasets import load_from_disk
 from transformers import AutoTokenizer
 
 from schemas.config import CacheConfig, ModelConfig
+from tasks.results import SplitResult
 from tasks.tokenize import encode, length_stats, tokenize_data
 
 
@@ -26,7 +27,10 @@ def _split(tmp_path):
         frame = pd.DataFrame({"row_id": [0, 1], "text": ["good film", "bad " * 40], "label": ["pos", "neg"], "label_id": [1, 0]})
         paths[name] = str(tmp_path / f"{name}.parquet")
         frame.to_parquet(paths[name])
-    return {"paths": paths, "key": "split-key", "labels": ["neg", "pos"], "target": {"labels": ["neg", "pos"]}}
+    splits = {name: {"rows": 2} for name in paths}
+    return SplitResult(
+        paths=paths, key="split-key", reused=False, rows_in=6, labels=["neg", "pos"], target={"labels": ["neg", "pos"]}, splits=splits
+    )
 
 
 def test_tokenize_cached_by_split_tokenizer_and_max_length(tmp_path, tiny_model_dir):
@@ -35,10 +39,10 @@ def test_tokenize_cached_by_split_tokenizer_and_max_length(tmp_path, tiny_model_
     first = tokenize_data.fn(split, model, 16, cache)  # long_text defaults to truncate for direct callers
     again = tokenize_data.fn(split, model, 16, cache)
     longer = tokenize_data.fn(split, model, 64, cache)
-    assert again["reused"] and again["key"] == first["key"]
-    assert not longer["reused"] and longer["key"] != first["key"]
-    assert first["lengths"]["train"]["truncated"] == 1
-    dataset = load_from_disk(first["paths"]["train"])
+    assert again.reused and again.key == first.key
+    assert not longer.reused and longer.key != first.key
+    assert first.lengths["train"]["truncated"] == 1 and first.texts_truncated == 3
+    dataset = load_from_disk(first.paths["train"])
     assert dataset["labels"] == [1, 0] and max(len(x) for x in dataset["input_ids"]) == 16
 
 
@@ -65,7 +69,7 @@ def test_a_long_text_becomes_overlapping_windows_and_one_prediction(tiny_model_d
 def test_tokenize_chunked_keeps_every_window_with_its_document(tmp_path, tiny_model_dir):
     split, cache = _split(tmp_path), CacheConfig(dir=str(tmp_path / "c"))
     result = tokenize_data.fn(split, ModelConfig(name_or_path=str(tiny_model_dir)), 16, cache, "classification", "chunk")
-    dataset = load_from_disk(result["paths"]["train"])
-    assert result["long_text"] == "chunk" and result["windows"]["train"]["documents_chunked"] == 1
+    dataset = load_from_disk(result.paths["train"])
+    assert result.long_text == "chunk" and result.windows["train"]["documents_chunked"] == 1
     assert dataset["document"][0] == 0 and set(dataset["document"][1:]) == {1}
     assert dataset["labels"] == [1] + [0] * (len(dataset) - 1)  # every window carries its text's label

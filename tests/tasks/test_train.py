@@ -43,15 +43,15 @@ def test_fine_tune_saves_label_names_and_config(prefect_server, make_config, toy
     split = split_data.fn(clean_data.fn(raw, cfg.data, cfg.cache), cfg.data, cfg.cache, cfg.seed)
     tokens = tokenize_data.fn(split, cfg.model, cfg.train.max_length, cfg.cache)
     result = fine_tune.fn(tokens, cfg.model, cfg.train, cfg.cache, cfg.seed)
-    config = AutoConfig.from_pretrained(result["path"])
+    config = AutoConfig.from_pretrained(result.path)
     assert config.id2label == {0: "neg", 1: "pos"}
-    assert result["device"] == "cpu" and result["precision"] == "fp32"
-    assert result["epochs_run"] == pytest.approx(2)
-    assert any("eval_f1_macro" in entry for entry in result["history"])
-    saved = json.loads((Path(result["path"]).parent / "training_config.json").read_text())
+    assert result.device == "cpu" and result.precision == "fp32" and result.labels == ["neg", "pos"]
+    assert result.epochs_run == pytest.approx(2)
+    assert any("eval_f1_macro" in entry for entry in result.history)
+    saved = json.loads((Path(result.path).parent / "training_config.json").read_text())
     assert saved["seed"] == cfg.seed and saved["target"] == {"labels": ["neg", "pos"]}
     again = fine_tune.fn(tokens, cfg.model, cfg.train, cfg.cache, cfg.seed)
-    assert again["reused"] and again["path"] == result["path"]
+    assert again.reused and again.path == result.path
 
 
 def test_resume_skips_and_removes_a_checkpoint_killed_mid_save_or_damaged(tmp_path):

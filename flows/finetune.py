@@ -64,11 +64,11 @@ def finetune(cfg: FinetuneConfig) -> dict:
     io = cfg.runtime.retry_options()
     with tracking_run(cfg, flow_run.get_id()) as run_id:
         data = prepare_data(cfg, io)
-        model = fine_tune(data.tokenize, cfg.model, cfg.train, cfg.cache, cfg.seed, cfg.task, cfg.registry.compare_on)
-        evaluation = evaluate_model(model, data.tokenize, cfg.eval, cfg.train, cfg.cache)
-        steps = RunSteps(**data.by_name(), fine_tune=model, evaluate=evaluation)
+        trained = fine_tune(data.tokenize, cfg.model, cfg.train, cfg.cache, cfg.seed, cfg.task, cfg.registry.compare_on)
+        evaluation = evaluate_model(trained, data.tokenize, cfg.eval, cfg.train, cfg.cache)
+        steps = RunSteps(**data.by_name(), fine_tune=trained, evaluate=evaluation)
         logged = log_run.with_options(**io)(run_id, cfg.tracking, steps)
-        registered = register_model.with_options(**io)(run_id, model, evaluation, data.split, cfg.registry, cfg.tracking, data.baseline)
+        registered = register_model.with_options(**io)(run_id, trained, evaluation, data.split, cfg.registry, cfg.tracking, data.baseline)
     return summarize(run_id, cfg.task, steps, logged, registered, time.perf_counter() - started)
 
 

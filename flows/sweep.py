@@ -71,9 +71,9 @@ def sweep(cfg: FinetuneConfig) -> dict:
             raise FinetuneError(f"no trial of the sweep completed ({counts}): nothing to register; see the child runs' failure tags")
         winner = best_config(cfg, best)
         best_tokens = tokenize_data(split, winner.model, winner.train.max_length, winner.cache, winner.task, winner.train.long_text)
-        model = fine_tune(best_tokens, winner.model, winner.train, winner.cache, winner.seed, winner.task, winner.registry.compare_on)
-        evaluation = evaluate_model(model, best_tokens, winner.eval, winner.train, winner.cache)
-        registered = register_model.with_options(**io)(best["run_id"], model, evaluation, split, cfg.registry, cfg.tracking, baseline)
+        trained = fine_tune(best_tokens, winner.model, winner.train, winner.cache, winner.seed, winner.task, winner.registry.compare_on)
+        evaluation = evaluate_model(trained, best_tokens, winner.eval, winner.train, winner.cache)
+        registered = register_model.with_options(**io)(best["run_id"], trained, evaluation, split, cfg.registry, cfg.tracking, baseline)
         noted = note_sweep.with_options(**io)(registered, parent_id, best, metric, cfg.tracking)
     return summarize(
         parent_id,

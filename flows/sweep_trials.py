@@ -38,15 +38,15 @@ def run_trial(number: int, cfg: FinetuneConfig, split: SplitResult, pruning: dic
     started = time.time()
     tokens = tokenize_data(split, cfg.model, cfg.train.max_length, cfg.cache, cfg.task, cfg.train.long_text)
     try:
-        model = fine_tune(tokens, cfg.model, cfg.train, cfg.cache, cfg.seed, cfg.task, cfg.registry.compare_on, pruning=pruning)
+        trained = fine_tune(tokens, cfg.model, cfg.train, cfg.cache, cfg.seed, cfg.task, cfg.registry.compare_on, pruning=pruning)
     except optuna.TrialPruned as err:
         return {"number": number, "state": "pruned", "reason": str(err), "tokens": tokens, "started": started, "ended": time.time()}
-    evaluation = evaluate_model(model, tokens, cfg.eval, cfg.train, cfg.cache)
+    evaluation = evaluate_model(trained, tokens, cfg.eval, cfg.train, cfg.cache)
     return {
         "number": number,
         "state": "completed",
         "tokens": tokens,
-        "fine_tune": model,
+        "fine_tune": trained,
         "evaluate": evaluation,
         "started": started,
         "ended": time.time(),

@@ -27,12 +27,12 @@ REPORT_VERSION = 7  # bump when the metrics or plots change, so cached evaluatio
 @task(name="evaluate")
 @timed
 def evaluate_model(
-    model: TrainResult, tokens: TokenizeResult, eval_cfg: EvalConfig, train: TrainConfig, cache: CacheConfig
+    trained: TrainResult, tokens: TokenizeResult, eval_cfg: EvalConfig, train: TrainConfig, cache: CacheConfig
 ) -> EvaluationResult:
     """Score the fine-tuned model on the configured splits; write metrics JSON and plots.
 
     Args:
-        model: the fine-tune step's result (saved model path, task, device, precision).
+        trained: the fine-tune step's result (saved model path, task, device, precision).
         tokens: the tokenize step's result (tokenized splits and the target spec).
         eval_cfg: which splits to evaluate.
         train: batch size for inference.
@@ -41,22 +41,24 @@ def evaluate_model(
         metrics per split, the output rule tuned on validation (`decision`) and the folder holding the artifacts.
     """
     logger = step_logger()
-    task_type, spec = get_task_type(model.task), tokens.target
-    key = fingerprint("evaluate", REPORT_VERSION, model.key, tokens.key, eval_cfg.splits)
+    task_type, spec = get_task_type(trained.task), tokens.target
+    key = fingerprint("evaluate", REPORT_VERSION, trained.key, tokens.key, eval_cfg.splits)
 
     def make(folder: Path) -> dict:
-        net = task_type.model_class().from_pretrained(model.path)
-        tokenizer = AutoTokenizer.from_pretrained(model.path)
+        net = task_type.model_class().from_pretrained(trained.path)
+        tokenizer = AutoTokenizer.from_pretrained(trained.path)
         scored = {}
         for split in sorted(set(eval_cfg.splits) | {"validation"}, key=["validation", "test"].index):
             dataset = load_from_disk(tokens.paths[split])
             if task_type.word_level:  # one row per window: outputs per word, merged back per sentence
                 from tasks.word_inference import scored_split
 
-                scored[split] = scored_split(net, tokenizer, dataset, spec, train.eval_batch_size, model.device, model.precision == "bf16")
+                scored[split] = scored_split(
+                    net, tokenizer, dataset, spec, train.eval_batch_size, trained.device, trained.precision == "bf16"
+                )
                 continue
             columns = {k: dataset[k] for k in INPUT_FEATURES if k in dataset.column_names}
-            logits = predict_logits(net, tokenizer, columns, train.eval_batch_size, model.device, model.precision == "bf16")
+            logits = predict_logits(net, tokenizer, columns, train.eval_batch_size, trained.device, trained.precision == "bf16")
             labels = dataset["labels"]
             if "document" in dataset.column_names:  # chunked texts: one prediction per text, from all its windows
                 documents = np.asarray(dataset["document"])
@@ -74,7 +76,7 @@ def evaluate_model(
         return {"metrics": results, "decision": decision}
 
     entry = build_step(cache, "evaluate", key, make)
-    result = EvaluationResult.from_manifest(entry.meta, task=model.task, artifacts=str(entry.path), key=key, reused=entry.reused)
+    result = EvaluationResult.from_manifest(entry.meta, task=trained.task, artifacts=str(entry.path), key=key, reused=entry.reused)
     for split, metrics in result.metrics.items():
         figures = scalar_metrics(metrics)
         logger.info("evaluate %s: %s", split, ", ".join(f"{name} {figures[name]:.4f}" for name in task_type.headline if name in figures))

@@ -89,28 +89,28 @@ def metrics_markdown(name: str, version, promoted: bool, reasons: list[str], met
 
 
 def version_facts(
-    client: MlflowClient, run_id: str, model: TrainResult, evaluation: EvaluationResult, split: SplitResult, tracking: TrackingConfig
+    client: MlflowClient, run_id: str, trained: TrainResult, evaluation: EvaluationResult, split: SplitResult, tracking: TrackingConfig
 ) -> dict[str, str]:
     """Tags every version carries: task, inputs and outputs, metrics, fingerprints, code revision and where its run lives."""
     run = client.get_run(run_id)
     link = f"#/experiments/{run.info.experiment_id}/runs/{run_id}"
-    task_type = get_task_type(model.task)
+    task_type = get_task_type(trained.task)
     pair = run.data.params.get("data.text_pair_column", "None")
     tags = {
-        "task": model.task,
+        "task": trained.task,
         "inputs": "text, text_pair" if pair not in ("None", "") else "text",
         "outputs": ", ".join(task_type.empty_columns(split.target))[:5000],
-        "train_key": model.key,
+        "train_key": trained.key,
         "data_fingerprint": split.key,
         "config_fingerprint": run.data.tags.get("config_fingerprint", ""),
         "git_revision": run.data.tags.get("git_revision", git_revision()),
         "run_id": run_id,
         "run_link": link,
         "tracking_uri": mask_uri(tracking.resolved_uri()),
-        "labels": json.dumps(model.labels)[:5000],
+        "labels": json.dumps(trained.labels)[:5000],
         "base_model": run.data.params.get("model.name_or_path", ""),
         "data_source": run.data.params.get("data.path", ""),
-        "max_length": str(model.max_length or run.data.params.get("train.max_length", "")),
+        "max_length": str(trained.max_length or run.data.params.get("train.max_length", "")),
     }
     if evaluation.decision:
         tags["decision"] = json.dumps(evaluation.decision)[:5000]
@@ -123,7 +123,7 @@ def version_facts(
 def card_facts(
     client: MlflowClient,
     version,
-    model: TrainResult,
+    trained: TrainResult,
     evaluation: EvaluationResult,
     split: SplitResult,
     promoted: bool,
@@ -140,13 +140,13 @@ def card_facts(
         "alias": alias,
         "reasons": reasons,
         "base_model": tags.get("base_model", ""),
-        "labels": model.labels,
-        "task": model.task,
+        "labels": trained.labels,
+        "task": trained.task,
         "target": split.target,
         "decision": evaluation.decision,
         "baseline": baseline.metrics if baseline else None,
-        "training": f"device {model.device}, precision {model.precision}, {model.epochs_run or '?'} epochs, "
-        + (f"loss weights {model.loss_weights}" if model.loss_weights else "unweighted loss"),
+        "training": f"device {trained.device}, precision {trained.precision}, {trained.epochs_run or '?'} epochs, "
+        + (f"loss weights {trained.loss_weights}" if trained.loss_weights else "unweighted loss"),
         "data_source": tags.get("data_source", ""),
         "data_fingerprint": split.key,
         "config_fingerprint": tags.get("config_fingerprint", ""),
@@ -155,5 +155,5 @@ def card_facts(
         "run_id": tags.get("run_id", ""),
         "metrics": evaluation.metrics,
         "max_length": tags.get("max_length", "?"),
-        "long_text": model.long_text,
+        "long_text": trained.long_text,
     }

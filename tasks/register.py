@@ -35,7 +35,7 @@ def _version_for_key(client: MlflowClient, name: str, key: str):
 @timed
 def register_model(
     run_id: str,
-    model: TrainResult,
+    trained: TrainResult,
     evaluation: EvaluationResult,
     split: SplitResult,
     registry: RegistryConfig,
@@ -46,7 +46,7 @@ def register_model(
 
     Args:
         run_id: the flow's MLflow run.
-        model: the fine-tune step's result.
+        trained: the fine-tune step's result.
         evaluation: the evaluate step's result.
         split: the split step's result (data fingerprint, label set, validation rows for re-scoring a champion).
         registry: model name, gates and alias.
@@ -59,25 +59,25 @@ def register_model(
     uri = tracking.resolved_uri()
     client = MlflowClient(uri, uri)
     name, alias = registry.model_name, registry.alias
-    task_type = get_task_type(model.task).for_target(split.target)
+    task_type = get_task_type(trained.task).for_target(split.target)
     policy = policy_for(task_type, registry)
     candidate = scalar_metrics(evaluation.metrics["validation"])
     notes: list[str] = []
-    version = _version_for_key(client, name, model.key)
+    version = _version_for_key(client, name, trained.key)
     if version is None:
         params = client.get_run(run_id).data.params
         columns = {
             name: None if value in (None, "None") or value.startswith("[") else value  # a joined list names no one column
             for name, value in (("text_column", params.get("data.text_column")), ("text_pair_column", params.get("data.text_pair_column")))
         }
-        logged = log_model(run_id, model.path, evaluation.decision, columns, params.get("model.name_or_path", ""))
-        version = mlflow.register_model(logged, name, tags={"train_key": model.key})
+        logged = log_model(run_id, trained.path, evaluation.decision, columns, params.get("model.name_or_path", ""))
+        version = mlflow.register_model(logged, name, tags={"train_key": trained.key})
     elif version.run_id != run_id:
         # Same data, base model, training config and seed as a registered version: nothing new to register.
-        notes.append(f"identical to v{version.version} (same training key {model.key}): no new version registered")
+        notes.append(f"identical to v{version.version} (same training key {trained.key}): no new version registered")
     # else: a retry of this very run after a partial failure re-uses the version it already made.
     if not notes:
-        for key, value in version_facts(client, run_id, model, evaluation, split, tracking).items():
+        for key, value in version_facts(client, run_id, trained, evaluation, split, tracking).items():
             client.set_model_version_tag(name, str(version.version), key, value)
 
     with promotion_lock(uri, name):
@@ -86,7 +86,7 @@ def register_model(
             logger.info("register: %s; it is @%s already", notes[0], alias)
             return RegisterResult(model_name=name, model_version=int(version.version), promoted=False, alias=alias, reasons=notes)
         champion, rescored, comparable = champion_for_gate(
-            uri, registry, model.task, policy.compare_on, current, split, EVAL_BATCH_SIZE, model.trust_remote_code
+            uri, registry, trained.task, policy.compare_on, current, split, EVAL_BATCH_SIZE, trained.trust_remote_code
         )
         decision = should_promote(candidate, champion, policy, baseline.metrics["validation"] if baseline else None)
         if not comparable:
@@ -96,7 +96,7 @@ def register_model(
         gate.update({f"gate_reason_{i + 1}": reason[:5000] for i, reason in enumerate(reasons)})
         for key, value in gate.items():
             client.set_model_version_tag(name, str(version.version), key, value)
-        card = model_card(card_facts(client, version, model, evaluation, split, decision.promote, reasons, alias, baseline))
+        card = model_card(card_facts(client, version, trained, evaluation, split, decision.promote, reasons, alias, baseline))
         client.update_model_version(name, str(version.version), description=card)
         client.log_text(run_id, card, "model_card.md")
         if decision.promote:

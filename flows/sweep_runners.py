@@ -47,11 +47,12 @@ def ray_init_kwargs(sweep_cfg: SweepConfig, environ: Mapping[str, str], api_url:
 
     Ray workers are fresh processes (on a cluster, on other machines): they get the offline and
     no-telemetry variables as this process has them (values the user exported win), this checkout
-    in front of their own path and this run's Prefect API.
+    in front of their own path, and on a local Ray this run's Prefect API (a cluster's workers keep their own
+    PREFECT_API_URL, set on the cluster: a URL of this machine would point at their own pod).
     """
     env_vars = {key: environ.get(key, value) for key, value in OFFLINE.items()}
     env_vars["PYTHONPATH"] = f"{PROJECT_ROOT}{os.pathsep}${{PYTHONPATH}}"  # Ray puts the worker's own path in ${...}
-    if api_url:
+    if api_url and not sweep_cfg.ray_address:  # a cluster's workers reach the team's server (set there), not this machine's
         env_vars["PREFECT_API_URL"] = api_url
     kwargs = {"runtime_env": {"env_vars": env_vars}}
     if sweep_cfg.ray_address:

@@ -37,6 +37,7 @@ class TaskType:
     name: str = ""
     title: str = ""  # one line for the model card and --help
     problem_type: str = ""  # transformers' config.problem_type: picks the head's loss
+    training_revision = 1  # bump when the type changes how it trains (a new head start, loss): the fine-tune cache key follows
     compare_on: str = ""  # default registry.compare_on: picks the best epoch and beats the champion
     headline: tuple[str, ...] = ()  # the metrics a person reads first (summary, card, gate artifact)
     metric_names: tuple[str, ...] = ()  # every validation metric a gate or registry.compare_on may name

@@ -141,6 +141,7 @@ class MultiLabel(TaskType):
     name = "multi_label"
     title = "multi-label text classification"
     problem_type = "multi_label_classification"
+    training_revision = 2  # 2: the head starts at each label's base rate (initial_bias)
     compare_on = "f1_micro"
     headline = ("f1_micro", "f1_macro", "subset_accuracy", "hamming_loss", "pr_auc_micro")
     metric_names = (*headline, "ece")

@@ -48,7 +48,7 @@ def log_run(run_id: str, tracking: TrackingConfig, steps: RunSteps) -> LogRunRes
         how many metric points were logged.
     """
     client = MlflowClient(tracking.resolved_uri(), tracking.resolved_uri())
-    clean, split, tokens, model, evaluation = steps.clean, steps.split, steps.tokenize, steps.fine_tune, steps.evaluate
+    clean, split, tokens, trained, evaluation = steps.clean, steps.split, steps.tokenize, steps.fine_tune, steps.evaluate
     values = {
         "rows_in": clean.rows_in,
         "rows_kept": clean.rows_kept,
@@ -56,28 +56,28 @@ def log_run(run_id: str, tracking: TrackingConfig, steps: RunSteps) -> LogRunRes
         **{f"rows_quarantined_{reason}": n for reason, n in clean.quarantine_reasons.items()},
         **{f"rows_{name}": rows for name, rows in split.sizes.items()},
         "texts_truncated": tokens.texts_truncated,
-        "train_seconds": model.train_seconds or 0.0,
-        "train_samples_per_second": model.train_samples_per_second or 0.0,
-        "epochs_run": model.epochs_run or 0.0,
+        "train_seconds": trained.train_seconds or 0.0,
+        "train_samples_per_second": trained.train_samples_per_second or 0.0,
+        "epochs_run": trained.epochs_run or 0.0,
     }
     for split_name, metrics in evaluation.metrics.items():
         values.update(metric_values(split_name, metrics))
     for split_name, metrics in steps.baseline.metrics.items():
         values.update({f"baseline_{k}": v for k, v in metric_values(split_name, metrics).items()})
-    points = [Metric(k, float(v), 0, 0) for k, v in values.items()] + history_metrics(model.history)
+    points = [Metric(k, float(v), 0, 0) for k, v in values.items()] + history_metrics(trained.history)
     for start in range(0, len(points), 500):
         client.log_batch(run_id, metrics=points[start : start + 500])
     client.log_batch(
         run_id,
         tags=[
-            RunTag("task", model.task),
-            RunTag("device", model.device),
-            RunTag("precision", model.precision),
-            RunTag("labels", json.dumps(model.labels)),
+            RunTag("task", trained.task),
+            RunTag("device", trained.device),
+            RunTag("precision", trained.precision),
+            RunTag("labels", json.dumps(trained.labels)),
             RunTag("data_fingerprint", split.key),
-            RunTag("resumed_from_checkpoint", str(model.resumed_from or "")),
-            RunTag("loss_weights", json.dumps(model.loss_weights)),
-            RunTag("epochs_chosen", model.epochs_why[:5000]),
+            RunTag("resumed_from_checkpoint", str(trained.resumed_from or "")),
+            RunTag("loss_weights", json.dumps(trained.loss_weights)),
+            RunTag("epochs_chosen", trained.epochs_why[:5000]),
         ],
     )
     for artifact in sorted(Path(evaluation.artifacts).glob("*")):

@@ -17,9 +17,6 @@ from tasks.tracking import git_revision
 
 def model_card(facts: dict) -> str:
     """The version's model card (markdown): what it is, what it was trained on, how it scored, and its limits."""
-    from task_types import get_task_type
-    from task_types.base import scalar_metrics
-
     task_type = get_task_type(facts.get("task", "classification")).for_target(facts.get("target") or {})
     headline = task_type.headline
     rows = [(split, m) for split, m in facts["metrics"].items()]

@@ -472,6 +472,9 @@ def fine_tune(
     settings = {k: v for k, v in settings.items() if k not in LAYER_OPTIONS_OFF or v != LAYER_OPTIONS_OFF[k]}
     best_metric = best_epoch_metric(task, compare_on, tokens.target)
     selection = {"task": task, "best_metric": best_metric} if (task, best_metric) != ("classification", "f1_macro") else None
+    revision = get_task_type(task).training_revision  # a change in how the type trains: its cached models are not re-used
+    if revision != 1:
+        selection = {**(selection or {}), "training_revision": revision}
     key = fingerprint(
         "train", tokens.key, model_fingerprint(base), settings, model.trust_remote_code, seed, *([selection] if selection else [])
     )

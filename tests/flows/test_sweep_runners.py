@@ -46,6 +46,7 @@ def test_a_local_ray_gets_the_trials_cpus_and_every_worker_the_projects_environm
     assert "num_gpus" not in ray_init_kwargs(gpus, {}, None)  # Ray counts the machine's GPUs itself
 
     cluster = load_config(None, ["sweep.runner=ray", "sweep.ray_address=ray://head:10001", "sweep.trial_gpus=1"]).sweep
-    kwargs = ray_init_kwargs(cluster, {}, None)
+    kwargs = ray_init_kwargs(cluster, {}, "http://127.0.0.1:4200/api")
     assert set(kwargs) == {"runtime_env"}  # a cluster has its own size; the driver only brings the environment
+    # this machine's loopback API would be the worker pod's own: cluster workers keep the URL set on the cluster
     assert "PREFECT_API_URL" not in kwargs["runtime_env"]["env_vars"]

@@ -6,9 +6,10 @@ Each mode is a real `python flows/sweep.py` process on the embedded defaults (Mi
 Tomatoes) with data.max_rows=ROWS, in a cold cache and MLflow store of its own (the same seed asks
 the same trials, so a shared cache would hand the second mode trained models). Time outside
 fine-tune/evaluate = the flow's wall time minus the trials' fine-tune + evaluate seconds (divided by
-K when K run at once: an estimate, since trials of a batch do not end together); it holds the shared
-steps, tokenize re-use, MLflow logging of every trial, the sweep's artifacts and registering the best
-(target: <= 5%). The last line is JSON.
+K when K run at once: the sweep keeps K trials running and starts the next as one ends, so only the
+last trial's tail runs with a worker idle); it holds the shared steps, worker start-up, tokenize
+re-use, MLflow logging of every trial, the sweep's artifacts and registering the best (target: <= 5%).
+The last line is JSON.
 """
 
 from __future__ import annotations

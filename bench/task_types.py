@@ -1,6 +1,6 @@
 """Each non-default task type on its real example data against the run's own TF-IDF baseline.
 
-    python bench/task_types.py [--only multi_label,regression,pairs] [--max-rows N]
+    python bench/task_types.py [--only multi_label,regression,pairs] [--max-rows N] [key=value ...]
 
 For every example (examples/*.yaml, data fetched by examples/prepare_data.py) it runs the real flow
 (`python flows/finetune.py --config ...`) into a scratch MLflow store and cache. Every run fits the
@@ -58,13 +58,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default=",".join(EXAMPLES), help="comma-separated examples to run (default: all)")
     parser.add_argument("--max-rows", type=int, help="override data.max_rows of every example")
+    parser.add_argument("overrides", nargs="*", help="further config overrides for every run, e.g. train.epochs=3")
     args = parser.parse_args()
     prepare(ROOT / ".cache" / "example-data")
     results = []
     with tempfile.TemporaryDirectory(prefix="ff-bench-tasks-") as tmp:
         for name in args.only.split(","):
             config, metric = EXAMPLES[name]
-            overrides = ["--config", config, *([f"data.max_rows={args.max_rows}"] if args.max_rows else [])]
+            overrides = ["--config", config, *([f"data.max_rows={args.max_rows}"] if args.max_rows else []), *args.overrides]
             results.append(compare(name, run_flow(Path(tmp), *overrides), metric))
             print(report_line(results[-1]), flush=True)
     print(json.dumps({r["dataset"]: {k: r[k] for k in ("metric", "model", "baseline", "beats", "flow_seconds")} for r in results}))

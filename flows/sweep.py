@@ -40,7 +40,7 @@ from tasks.tracking import tracking_run
 
 @flow(name="sweep")
 def sweep(cfg: FinetuneConfig) -> dict:
-    """Shared steps once -> trials in batches of K (tokenize re-used, fine-tune + evaluate each) -> log the sweep -> register the best."""
+    """Shared steps once -> K trials at a time (tokenize re-used, fine-tune + evaluate each) -> log the sweep -> register the best."""
     from flows.sweep_study import open_study
     from flows.sweep_tracking import log_sweep, note_sweep
     from tasks.evaluate import evaluate_model
@@ -50,7 +50,10 @@ def sweep(cfg: FinetuneConfig) -> dict:
     started = time.perf_counter()
     io = cfg.runtime.retry_options()
     with tracking_run(cfg, flow_run.get_id()) as parent_id:
+        warming = warm_workers(cfg.sweep)
         data = prepare_data(cfg, io)
+        for future in warming:
+            future.wait()
         tokens, split, baseline = data.tokenize, data.split, data.baseline
         shared = {name: result for name, result in data.by_name().items() if name != "tokenize"}
         metric = best_epoch_metric(cfg.task, cfg.registry.compare_on, split.target)
@@ -91,71 +94,90 @@ def sweep(cfg: FinetuneConfig) -> dict:
 
 
 def run_trials(study, cfg: FinetuneConfig, parent_id: str, shared: dict, metric: str) -> list[dict]:
-    """Ask K trials, run them at once on the flow's task runner, log each as a child run and tell the study; until done."""
-    import optuna
+    """Keep K trials running on the flow's task runner: as each ends, log it as a child run, tell the study and
+    start the next, so no worker waits for the slowest trial of a batch or for the logging; until done."""
+    from prefect.futures import as_completed
 
     from flows.sweep_runners import trial_cpus, trial_resources
     from flows.sweep_study import count_trials, suggest, trial_config
-    from flows.sweep_tracking import log_trial
     from flows.sweep_trials import run_trial
 
     logger, sweep_cfg, results = step_logger(), cfg.sweep, []
     threads, target = trial_cpus(sweep_cfg), grid_limit(sweep_cfg)
-    while (left := target - sum(count_trials(study.get_trials(deepcopy=False)).values())) > 0:
-        batch = []
-        for _ in range(min(sweep_cfg.parallel, left)):
-            trial = study.ask()
-            params = suggest(trial, sweep_cfg.space)
-            pruning = (
-                {
-                    "study": study.study_name,
-                    "storage": study_storage(study),
-                    "trial_id": trial._trial_id,
-                    "metric": metric,
-                    "startup": sweep_cfg.prune_after_trials,
-                }
-                if sweep_cfg.pruning
-                else None
-            )
-            batch.append((trial, params, trial_config(cfg, params), pruning))
-        logger.info(
-            "sweep: trials %s of %d, %d at once: %s",
-            ", ".join(str(t.number) for t, *_ in batch),
-            sweep_cfg.trials,
-            len(batch),
-            "; ".join(json.dumps(p) for _, p, *_ in batch),
+    running: dict = {}  # future -> (trial, params, trial config)
+
+    def start_next() -> None:
+        trial = study.ask()
+        params = suggest(trial, sweep_cfg.space)
+        pruning = (
+            {
+                "study": study.study_name,
+                "storage": study_storage(study),
+                "trial_id": trial._trial_id,
+                "metric": metric,
+                "startup": sweep_cfg.prune_after_trials,
+            }
+            if sweep_cfg.pruning
+            else None
         )
+        trial_cfg = trial_config(cfg, params)
+        logger.info("sweep: trial %d starts (%d running, target %d trials): %s", trial.number, len(running) + 1, target, json.dumps(params))
         with trial_resources(sweep_cfg):
-            futures = [run_trial.submit(t.number, trial_cfg, shared["split"], pruning, threads) for t, _, trial_cfg, pruning in batch]
-        for (trial, params, trial_cfg, _), future in zip(batch, futures):
-            try:
-                result = future.result()
-            except Exception as err:  # a failed trial is recorded (FAILED child run, FAIL in the study); the sweep goes on
-                result = {"number": trial.number, "state": "failed", "error": f"{type(err).__name__}: {err}"}
-            value = scalar(result, metric)
-            if result["state"] == "completed" and value is None:
-                result = {**result, "state": "failed", "error": f"the evaluation has no validation {metric} to compare trials on"}
-            record = {**result, "params": params, "metric": metric}
-            intermediate = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number).intermediate_values
-            child = log_trial(parent_id, record, trial_cfg, shared, {str(k): v for k, v in intermediate.items()}, cfg.tracking)
-            trial.set_user_attr("mlflow_run_id", child)
-            state = {"completed": optuna.trial.TrialState.COMPLETE, "pruned": optuna.trial.TrialState.PRUNED}.get(
-                result["state"], optuna.trial.TrialState.FAIL
-            )
-            study.tell(trial, value if result["state"] == "completed" else None, state=state)
-            logger.info(
-                "sweep: trial %d %s%s", trial.number, result["state"], f", validation {metric} {value:.4f}" if value is not None else ""
-            )
-            results.append(
-                {
-                    "number": trial.number,
-                    "state": result["state"],
-                    "child_run_id": child,
-                    "tokenize_reused": result["tokens"].reused if "tokens" in result else None,
-                    "seconds": {k: result[k].seconds for k in ("tokens", "fine_tune", "evaluate") if k in result},
-                }
-            )
+            running[run_trial.submit(trial.number, trial_cfg, shared["split"], pruning, threads)] = (trial, params, trial_cfg)
+
+    to_start = target - sum(count_trials(study.get_trials(deepcopy=False)).values())  # trials of an earlier, killed run count
+    while to_start > 0 and len(running) < sweep_cfg.parallel:
+        start_next()
+        to_start -= 1
+    while running:
+        future = next(as_completed(list(running)))
+        trial, params, trial_cfg = running.pop(future)
+        if to_start > 0:
+            start_next()  # before this one is logged: the worker it freed starts at once
+            to_start -= 1
+        results.append(finish_trial(study, trial, params, trial_cfg, future, parent_id, shared, metric, cfg))
     return results
+
+
+def finish_trial(study, trial, params: dict, trial_cfg: FinetuneConfig, future, parent_id: str, shared: dict, metric: str, cfg) -> dict:
+    """Log one ended trial as a child run and tell the study its value (a failed trial is recorded, not raised)."""
+    import optuna
+
+    from flows.sweep_tracking import log_trial
+
+    try:
+        result = future.result()
+    except Exception as err:  # a failed trial is recorded (FAILED child run, FAIL in the study); the sweep goes on
+        result = {"number": trial.number, "state": "failed", "error": f"{type(err).__name__}: {err}"}
+    value = scalar(result, metric)
+    if result["state"] == "completed" and value is None:
+        result = {**result, "state": "failed", "error": f"the evaluation has no validation {metric} to compare trials on"}
+    record = {**result, "params": params, "metric": metric}
+    intermediate = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number).intermediate_values
+    child = log_trial(parent_id, record, trial_cfg, shared, {str(k): v for k, v in intermediate.items()}, cfg.tracking)
+    trial.set_user_attr("mlflow_run_id", child)
+    state = {"completed": optuna.trial.TrialState.COMPLETE, "pruned": optuna.trial.TrialState.PRUNED}.get(
+        result["state"], optuna.trial.TrialState.FAIL
+    )
+    study.tell(trial, value if result["state"] == "completed" else None, state=state)
+    step_logger().info("sweep: trial %d %s%s", trial.number, result["state"], f", validation {metric} {value:.4f}" if value is not None else "")
+    return {
+        "number": trial.number,
+        "state": result["state"],
+        "child_run_id": child,
+        "tokenize_reused": result["tokens"].reused if "tokens" in result else None,
+        "seconds": {k: result[k].seconds for k in ("tokens", "fine_tune", "evaluate") if k in result},
+    }
+
+
+def warm_workers(sweep_cfg: SweepConfig) -> list:
+    """One warm-up task per local worker process, submitted before the shared steps run (nothing for one trial at a
+    time, which runs in this process, or for Ray, whose workers outlive a task)."""
+    from flows.sweep_trials import warm_up
+
+    if sweep_cfg.runner != "local" or sweep_cfg.parallel == 1:
+        return []
+    return [warm_up.submit() for _ in range(sweep_cfg.parallel)]
 
 
 def grid_limit(sweep_cfg: SweepConfig) -> int:

@@ -51,3 +51,15 @@ def run_trial(number: int, cfg: FinetuneConfig, split: SplitResult, pruning: dic
         "started": started,
         "ended": time.time(),
     }
+
+
+@task(name="warm-up")
+def warm_up() -> None:
+    """Import what a trial needs in a fresh worker process while the sweep prepares its data, so the first
+    trials do not pay for it (local worker processes start cold; the imports take seconds)."""
+    import datasets  # noqa: F401
+    import transformers  # noqa: F401
+
+    import tasks.evaluate  # noqa: F401
+    import tasks.tokenize  # noqa: F401
+    import tasks.train  # noqa: F401

@@ -160,7 +160,9 @@ def finish_trial(study, trial, params: dict, trial_cfg: FinetuneConfig, future, 
         result["state"], optuna.trial.TrialState.FAIL
     )
     study.tell(trial, value if result["state"] == "completed" else None, state=state)
-    step_logger().info("sweep: trial %d %s%s", trial.number, result["state"], f", validation {metric} {value:.4f}" if value is not None else "")
+    step_logger().info(
+        "sweep: trial %d %s%s", trial.number, result["state"], f", validation {metric} {value:.4f}" if value is not None else ""
+    )
     return {
         "number": trial.number,
         "state": result["state"],

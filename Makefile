@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup run test format test-slow test-all ui ui-check predict versions promote rollback clean-cache cache-report lock bench-cache bench-overhead bench-data bench-throughput bench-tasks bench-quality examples-data \
+.PHONY: setup run test format test-slow test-all ui ui-check predict export versions promote rollback clean-cache cache-report lock bench-cache bench-overhead bench-data bench-throughput bench-tasks bench-quality examples-data \
         prefect-server prefect-pool prefect-deploy prefect-worker prefect-trigger prefect-stop schedule-up
 
 $(STAMP): requirements.lock requirements-embedded.txt pyproject.toml
@@ -59,6 +59,9 @@ ui-check: setup  ## start a real mlflow server over mlruns/ and check the champi
 
 predict: setup  ## label a file with the champion: make predict IN=texts.csv OUT=labelled.csv [ARGS="--version 3"]
 	$(BIN)/python flows/predict.py $(IN) $(OUT) $(ARGS)
+
+export: setup  ## write the champion as ONNX (+ int8) for serving into exports/: make export [ARGS="--version 3 --quantize none --out DIR"]
+	$(BIN)/python flows/export.py $(ARGS)
 
 versions: setup  ## list registered versions with their gate, metrics and the champion
 	$(BIN)/python -m flows.registry list $(ARGS)

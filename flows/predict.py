@@ -1,6 +1,7 @@
 """finetune-flow predict: score a file of texts with a registered model (default: the champion).
 
     python flows/predict.py INPUT OUTPUT [--model models:/NAME@champion] [--text-column text] [--text-pair-column COL]
+                            [--runtime torch|onnx] [--quantize int8|none]
 
 INPUT is CSV/TSV/JSONL/JSON/Parquet; OUTPUT (same choice, from its extension) gets every
 input column plus what the model's task type predicts:
@@ -37,7 +38,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.temporary_server import temporary_api
-from schemas.config import DEFAULT_RETRIES, EVAL_BATCH_SIZE, RegistryConfig, TrackingConfig, check_model_name
+from schemas.config import DEFAULT_RETRIES, EVAL_BATCH_SIZE, CacheConfig, RegistryConfig, TrackingConfig, check_model_name
 from schemas.errors import ConfigError, DataError, FinetuneError, environment_fault, is_transient
 from schemas.secrets import externalize_credentials, mask_text, mask_uri
 from task_types import get_task_type
@@ -241,6 +242,9 @@ def predict(
     chunk_rows: int = PREDICT_CHUNK_ROWS,
     text_pair_column: str | None = None,
     pre_tokenized: bool = False,
+    runtime: str = "torch",
+    quantize: str = "int8",
+    cache_dir: str | None = None,
 ) -> dict:
     """Read the input in chunks, predict every non-empty text (or pair) with the model, write input + predictions chunk by chunk."""
     from tasks.inference import model_task
@@ -260,6 +264,8 @@ def predict(
     check_writable_file(output_path, "the output file")
     model, tokenizer = load_model(model_uri, tracking_uri, trust_remote_code)
     info = model_task(model.config)
+    if runtime == "onnx":
+        model = onnx_runtime_model(model, tokenizer, quantize, CacheConfig(dir=cache_dir).resolved_dir())
     columns = input_columns(info, text_column, text_pair_column)
     for column, flag in zip(columns, ("--text-column", "--text-pair-column")):
         if column is not None and column not in first.columns:
@@ -282,6 +288,7 @@ def predict(
         "rows_in": rows_in,
         "rows_predicted": predicted,
         "rows_not_predicted": rows_in - predicted,
+        "runtime": runtime if runtime == "torch" else f"onnx ({quantize})",
         "output": str(output_path),
         "seconds": round(time.perf_counter() - started, 2),
     }
@@ -293,6 +300,15 @@ def predict(
         output_path,
     )
     return summary
+
+
+def onnx_runtime_model(model, tokenizer, quantize: str, cache_dir: Path):
+    """The model as an onnxruntime session (exported once per model and quantization, cached under cache_dir/onnx)."""
+    from tasks.onnx_export import OnnxModel, cached_export
+
+    path = cached_export(model, tokenizer, cache_dir, quantize)
+    step_logger().info("predict: onnxruntime on %s", path)
+    return OnnxModel(path, model.config)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -335,6 +351,20 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="allow a model whose files carry their own Python code (auto_map) to run it; off: such a model is refused",
     )
+    parser.add_argument(
+        "--runtime",
+        choices=["torch", "onnx"],
+        default="torch",
+        help="torch (default), or onnx: the model exported to ONNX (as make export does; cached under .cache/onnx) "
+        "and run by onnxruntime on the CPU",
+    )
+    parser.add_argument(
+        "--quantize",
+        choices=["int8", "none"],
+        default="int8",
+        help="with --runtime onnx: int8 (default: dynamic int8 quantization, faster, predictions agree with torch on "
+        "nearly every row; bench/onnx.py measures both) or none (fp32)",
+    )
     parser.add_argument("--tracking-uri", default=tracking.resolved_uri(), help="MLflow store (default: the project's mlruns/mlflow.db)")
     args = parser.parse_args(argv)
     quiet_user_errors()
@@ -357,6 +387,8 @@ def main(argv: list[str] | None = None) -> int:
                 args.trust_remote_code,
                 text_pair_column=args.text_pair_column,
                 pre_tokenized=args.pre_tokenized,
+                runtime=args.runtime,
+                quantize=args.quantize,
             )
     except FinetuneError as err:
         print(f"error: {mask_text(str(err))}", file=sys.stderr)
@@ -372,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{summary['rows_in']} rows in = {summary['rows_predicted']} predicted + {summary['rows_not_predicted']} not predicted (empty text)"
     )
-    print(f"model   {mask_text(summary['model_uri'])}\noutput  {summary['output']}")
+    print(f"model   {mask_text(summary['model_uri'])} ({summary['runtime']})\noutput  {summary['output']}")
     return 0
 
 

@@ -333,3 +333,38 @@ def test_registry_cli_checks_names_before_querying(tmp_path, new_store, args, ru
     assert done.returncode == 2 and "Traceback" not in done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and rule in errors[0], done.stderr[-500:]
+
+
+def test_export_writes_onnx_and_predict_runs_it_like_the_torch_model(store, tmp_path, cli_env):
+    out = tmp_path / "export"
+    cmd = [sys.executable, "flows/export.py", "--name", "tiny", "--tracking-uri", store["uri"], "--out", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=cli_env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert {"model.onnx", "model.int8.onnx", "config.json", "export.json", "tokenizer.json"} <= {p.name for p in out.iterdir()}
+    assert json.loads((out / "export.json").read_text())["inputs"][:2] == ["input_ids", "attention_mask"]
+    assert str(out / "model.int8.onnx") in done.stdout
+    missing = subprocess.run([*cmd[:-4], "--version", "9", "--tracking-uri", store["uri"]], capture_output=True, text=True, env=cli_env)
+    assert missing.returncode == 2 and missing.stderr.startswith("error: cannot load models:/tiny/9") and "Traceback" not in missing.stderr
+
+    texts = ["great superb moving film", "awful dull boring film", "", "brilliant fun charming but long and a bit slow", "meh"]
+    source = tmp_path / "in.csv"
+    pd.DataFrame({"text": texts}).to_csv(source, index=False)
+    runs = {}
+    for runtime, quantize in (("torch", "int8"), ("onnx", "none"), ("onnx", "int8")):
+        target = tmp_path / f"{runtime}-{quantize}.csv"
+        summary = predict(
+            str(source),
+            str(target),
+            "models:/tiny@champion",
+            store["uri"],
+            runtime=runtime,
+            quantize=quantize,
+            cache_dir=str(tmp_path / "cache"),
+        )
+        assert summary["rows_predicted"] == 4 and summary["runtime"] == ("torch" if runtime == "torch" else f"onnx ({quantize})")
+        runs[(runtime, quantize)] = pd.read_csv(target)
+    torch_out, fp32, int8 = runs[("torch", "int8")], runs[("onnx", "none")], runs[("onnx", "int8")]
+    assert (fp32["proba_pos"] - torch_out["proba_pos"]).abs().max() < 1e-4  # the same network
+    assert fp32["predicted_label"].tolist()[:2] == torch_out["predicted_label"].tolist()[:2]
+    assert (int8["proba_pos"] - torch_out["proba_pos"]).abs().max() < 0.05  # int8 weights: close, not equal
+    assert len(list((tmp_path / "cache" / "onnx").iterdir())) == 1  # one export per model, both quantizations in it

@@ -1,0 +1,104 @@
+"""finetune-flow export: write a registered model (default: the champion) as ONNX for serving.
+
+    python flows/export.py [--out DIR] [--quantize int8|none] [--model models:/NAME@champion | --name N --alias A | --version V]
+
+DIR (default exports/NAME-vVERSION) gets model.onnx (fp32), model.int8.onnx (with --quantize int8, the default:
+onnxruntime's dynamic int8 quantization), the tokenizer, config.json (task, label names, output rule) and
+export.json. Inputs: input_ids, attention_mask (and token_type_ids where the model has them), int64, any batch
+size and length; output: logits. `python flows/predict.py IN OUT --runtime onnx` runs the same export.
+"""
+
+from __future__ import annotations
+
+import sys
+
+if __package__ in (None, ""):
+    from pathlib import Path as _Path
+
+    sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))
+    from tasks import env as _env
+
+    _env.apply()
+
+import argparse
+from pathlib import Path
+
+from schemas.config import PROJECT_ROOT, RegistryConfig, TrackingConfig, check_model_name
+from schemas.errors import ConfigError, FinetuneError
+from schemas.secrets import externalize_credentials, mask_text, mask_uri
+from tasks.logs import quiet_user_errors
+
+
+def resolve_version(tracking_uri: str, model_uri: str) -> str:
+    """NAME-vVERSION of a models:/ URI (the default folder name); the URI's last part for other URIs."""
+    from mlflow import MlflowClient
+
+    if not model_uri.startswith("models:/"):
+        return model_uri.rstrip("/").rsplit("/", 1)[-1]
+    ref = model_uri[len("models:/") :]
+    client = MlflowClient(tracking_uri, tracking_uri)
+    if "@" in ref:
+        name, alias = ref.split("@", 1)
+        return f"{name}-v{client.get_model_version_by_alias(name, alias).version}"
+    name, version = ref.rsplit("/", 1)
+    return f"{name}-v{version}"
+
+
+def export(model_uri: str, tracking_uri: str, out: str | None, quantize: str, trust_remote_code: bool = False) -> Path:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from tasks.model_io import load_registered
+    from tasks.onnx_export import export_onnx
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    try:
+        folder = Path(out) if out else PROJECT_ROOT / "exports" / resolve_version(tracking_uri, model_uri)
+        model, tokenizer = load_registered(model_uri, trust_remote_code, "pass --trust-remote-code")
+    except MlflowException as err:
+        raise ConfigError(
+            f"cannot load {model_uri} from {mask_uri(tracking_uri)}: {mask_text(str(err).splitlines()[0])}; "
+            "set --model, --name/--alias or --version (python -m flows.registry list shows them)"
+        ) from None
+    return export_onnx(model, tokenizer, folder, quantize)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from flows.predict import resolve_model_uri
+
+    registry, tracking = RegistryConfig(), TrackingConfig()
+    parser = argparse.ArgumentParser(
+        prog="python flows/export.py",
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n".join(__doc__.splitlines()[1:]),
+    )
+    parser.add_argument("--out", help="folder to write (default: exports/NAME-vVERSION in the project)")
+    parser.add_argument(
+        "--quantize", choices=["int8", "none"], default="int8", help="int8 (default): also write model.int8.onnx; none: fp32 only"
+    )
+    parser.add_argument("--model", help="full model URI (models:/NAME@ALIAS, models:/NAME/VERSION); overrides --name/--alias/--version")
+    parser.add_argument("--name", default=registry.model_name, help=f"registered model name (default: {registry.model_name})")
+    parser.add_argument("--alias", default=registry.alias, help=f"alias to export (default: {registry.alias})")
+    parser.add_argument("--version", type=int, help="a registered version number instead of the alias")
+    parser.add_argument(
+        "--trust-remote-code", action="store_true", help="allow a model whose files carry their own Python code (auto_map) to run it"
+    )
+    parser.add_argument("--tracking-uri", default=tracking.resolved_uri(), help="MLflow store (default: the project's mlruns/mlflow.db)")
+    args = parser.parse_args(argv)
+    quiet_user_errors()
+    uri = resolve_model_uri(args.model, args.name, args.alias, args.version)
+    try:
+        if not args.model:
+            check_model_name(args.name)
+        path = export(uri, externalize_credentials(args.tracking_uri), args.out, args.quantize, args.trust_remote_code)
+    except FinetuneError as err:
+        print(f"error: {mask_text(str(err))}", file=sys.stderr)
+        return 2
+    print(f"model   {mask_text(uri)}\nonnx    {path}\nrun it  python flows/predict.py IN OUT --model {mask_text(uri)} --runtime onnx")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

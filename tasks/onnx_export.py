@@ -1,0 +1,109 @@
+"""The fine-tuned model as ONNX for serving: exported with torch.onnx, optionally quantized to int8 (onnxruntime's
+dynamic quantization: int8 weights, activations quantized per batch), and run by onnxruntime as a drop-in for the
+torch model in batch inference (tasks/inference.py calls `model(**batch).logits` on either)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import warnings
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+from task_types import get_task_type
+from tasks.inference import INPUT_FEATURES, model_task
+
+ONNX_OPSET = 17
+QUANTIZE_CHOICES = ("int8", "none")
+ONNX_FILES = {"none": "model.onnx", "int8": "model.int8.onnx"}
+
+
+def weights_digest(model) -> str:
+    """A short digest of the model's weights: which export in the cache belongs to which model."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def export_onnx(model, tokenizer, folder: Path, quantize: str = "int8") -> Path:
+    """Write model.onnx (fp32; dynamic batch and sequence axes), model.int8.onnx when quantize=int8, the tokenizer and
+    the config (with the task, output rule and label names) into folder; returns the file predict should run."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    if quantize not in QUANTIZE_CHOICES:
+        raise ValueError(f"quantize={quantize!r}: choose one of {list(QUANTIZE_CHOICES)}")
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = folder / "model.onnx.partial"
+    sample = tokenizer(["an example text to trace the model with", "another one"], padding=True, return_tensors="pt")
+    names = [n for n in INPUT_FEATURES if n in sample]
+    word_level = get_task_type(model_task(model.config)["task"]).word_level  # a tag per token: logits have a sequence axis
+    logits_axes = {0: "batch", 1: "sequence"} if word_level else {0: "batch"}
+    model = model.float().eval()
+    with warnings.catch_warnings(), torch.inference_mode():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes: not the user's concern
+        torch.onnx.export(
+            model,
+            (),
+            str(partial),
+            kwargs={n: sample[n] for n in names},
+            input_names=names,
+            output_names=["logits"],
+            dynamic_axes={**{n: {0: "batch", 1: "sequence"} for n in names}, "logits": logits_axes},
+            opset_version=ONNX_OPSET,
+            dynamo=False,
+        )
+    partial.replace(folder / ONNX_FILES["none"])
+    if quantize == "int8":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            quantize_dynamic(folder / ONNX_FILES["none"], folder / "model.int8.onnx.partial", weight_type=QuantType.QInt8)
+        (folder / "model.int8.onnx.partial").replace(folder / ONNX_FILES["int8"])
+    model.config.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    (folder / "export.json").write_text(
+        json.dumps({"opset": ONNX_OPSET, "inputs": names, "quantize": quantize, "file": ONNX_FILES[quantize]}, indent=1)
+    )
+    return folder / ONNX_FILES[quantize]
+
+
+def cached_export(model, tokenizer, cache_dir: Path, quantize: str) -> Path:
+    """The model's ONNX file under cache_dir/onnx/<weights digest>, exported on first use."""
+    folder = Path(cache_dir) / "onnx" / weights_digest(model)
+    target = folder / ONNX_FILES[quantize]
+    if not target.is_file() or not (folder / "export.json").is_file():
+        shutil.rmtree(folder, ignore_errors=True)
+        export_onnx(model, tokenizer, folder, quantize)
+    return target
+
+
+class OnnxModel:
+    """An onnxruntime session that batch inference can call like the torch model: model(**batch).logits."""
+
+    def __init__(self, path: Path, config, threads: int | None = None):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.inputs = {i.name for i in self.session.get_inputs()}
+        self.config = config
+
+    def to(self, device: str) -> OnnxModel:
+        if device != "cpu":
+            raise ValueError("--runtime onnx runs on the CPU (onnxruntime's CPU provider)")
+        return self
+
+    def eval(self) -> OnnxModel:
+        return self
+
+    def __call__(self, **batch) -> SimpleNamespace:
+        feeds = {k: np.asarray(v.cpu().numpy(), dtype=np.int64) for k, v in batch.items() if k in self.inputs}
+        (logits,) = self.session.run(["logits"], feeds)
+        return SimpleNamespace(logits=torch.from_numpy(logits))

@@ -163,8 +163,9 @@ class TrainConfig(_Section):
     class_weights: Literal["auto", "none", "balanced"] | dict[str, float] = Field(
         "auto",
         description="loss weights against class imbalance: auto weighs classes by inverse frequency when the largest "
-        "is more than 3x the smallest (classification) and sets pos_weight = negatives/positives per label, at most 10 "
-        "(multi_label); balanced always weighs; none; or {label: weight}",
+        "is more than 3x the smallest (classification; multi_label trains unweighted, its head starting at each label's "
+        "base rate); balanced always weighs (multi_label: pos_weight = negatives/positives per label, at most 10); "
+        "none; or {label: weight}",
     )
     early_stopping_patience: int = Field(
         2, ge=0, description="evaluations without a gain in the task's compare-on metric (registry.compare_on) before stopping; 0 disables"

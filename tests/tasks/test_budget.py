@@ -41,7 +41,7 @@ def test_class_weights_auto_only_when_imbalanced_and_by_name():
         classes.loss_weights([0, 1], spec, {"c": 2.0})
     labels = get_task_type("multi_label")
     assert labels.loss_weights([[1.0, 0.0]] * 2 + [[0.0, 0.0]] * 8, spec, "balanced") == [4.0, 1.0]
-    assert labels.loss_weights([[1.0, 0.0]] * 2 + [[0.0, 0.0]] * 8, spec, "auto") == [4.0, 1.0]  # multi-label auto weighs too
+    assert labels.loss_weights([[1.0, 0.0]] * 2 + [[0.0, 0.0]] * 8, spec, "auto") is None  # the head starts at the base rates instead
     assert labels.loss_weights([[1.0, 0.0]] * 10, spec, "none") is None
     with pytest.raises(ConfigError, match="task=regression takes auto or none"):
         get_task_type("regression").loss_weights([0.1], {}, "balanced")

@@ -1,5 +1,5 @@
-"""Layer-wise training options: freeze the bottom of the encoder (train.freeze_layers) and decay the
-learning rate layer by layer from the head down (train.layer_lr_decay).
+"""Layer-wise training options: freeze the bottom of the encoder (train.freeze_layers) or the word embeddings
+alone (train.freeze_embeddings), and decay the learning rate layer by layer from the head down (train.layer_lr_decay).
 
 Depth counts from the input: the embeddings are depth 0, encoder layer i is depth i + 1, and
 everything above the encoder (pooler, head) is depth L + 1, where L is the number of layers.
@@ -13,7 +13,7 @@ from torch import nn
 from schemas.errors import ConfigError
 
 # Both options are off at these values: the fine-tune key leaves them out then, so older cache entries stay valid.
-OFF = {"freeze_layers": 0, "layer_lr_decay": 1.0}
+OFF = {"freeze_layers": 0, "layer_lr_decay": 1.0, "freeze_embeddings": False}
 
 # Trainer.get_decay_parameter_names: no weight decay on biases and norm weights.
 _NO_DECAY = (r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)")
@@ -54,6 +54,16 @@ def freeze_bottom(model: nn.Module, n_layers: int) -> list[str]:
     for name in frozen:
         params[name].requires_grad_(False)
     return frozen
+
+
+def freeze_word_embeddings(model: nn.Module, freeze: bool) -> list[str]:
+    """Freeze the word-embedding matrix alone (train.freeze_embeddings): no gradient and no optimizer update for
+    it (in MiniLM-L6 half of all parameters); position and type embeddings and every layer still learn."""
+    if not freeze:
+        return []
+    weight = model.get_input_embeddings().weight
+    weight.requires_grad_(False)
+    return [name for name, param in model.named_parameters() if param is weight]
 
 
 def _decays(name: str) -> bool:

@@ -31,7 +31,7 @@ from task_types import get_task_type
 from task_types.base import LOWER_IS_BETTER
 from tasks.cache import build_step, file_sha256, fingerprint, model_fingerprint
 from tasks.layers import OFF as LAYER_OPTIONS_OFF
-from tasks.layers import freeze_bottom, layer_decay_optimizer
+from tasks.layers import freeze_bottom, freeze_word_embeddings, layer_decay_optimizer
 from tasks.logs import step_logger, timed
 from tasks.results import TokenizeResult, TrainResult
 
@@ -290,6 +290,7 @@ def train_model(
         trust_remote_code=model_cfg.trust_remote_code,
     )
     frozen = freeze_bottom(model, train.freeze_layers)
+    frozen += [name for name in freeze_word_embeddings(model, train.freeze_embeddings) if name not in frozen]
     # What predict and the registry need to use the model travels in its config.json.
     model.config.finetune_flow = {
         "task": task,

@@ -6,7 +6,7 @@ from transformers import AutoModelForSequenceClassification, TrainingArguments
 
 from schemas.config import TrainConfig
 from schemas.errors import ConfigError
-from tasks.layers import freeze_bottom, layer_decay_optimizer, layer_param_groups, parameter_depths
+from tasks.layers import freeze_bottom, freeze_word_embeddings, layer_decay_optimizer, layer_param_groups, parameter_depths
 
 
 @pytest.fixture
@@ -50,6 +50,14 @@ def test_freeze_zero_is_off_and_too_many_layers_is_a_config_error(tiny):
         freeze_bottom(tiny, 3)
 
 
+def test_freeze_embeddings_stops_only_the_word_embedding_matrix(tiny):
+    assert freeze_word_embeddings(tiny, False) == []
+    assert freeze_word_embeddings(tiny, True) == ["bert.embeddings.word_embeddings.weight"]
+    grads = _grads_after_one_step(tiny)
+    assert [name for name, has_grad in grads.items() if not has_grad] == ["bert.embeddings.word_embeddings.weight"]
+    assert grads["bert.embeddings.position_embeddings.weight"] and grads["bert.encoder.layer.0.attention.self.query.weight"]
+
+
 def test_layer_lr_decay_gives_each_depth_its_rate(tiny):
     groups = layer_param_groups(tiny, learning_rate=1e-3, weight_decay=0.01, decay=0.5)
     rate = {}
@@ -80,7 +88,7 @@ def test_frozen_parameters_stay_out_of_the_optimizer(tiny, tmp_path):
 
 
 def test_options_are_off_by_default_and_validated():
-    assert TrainConfig().freeze_layers == 0 and TrainConfig().layer_lr_decay == 1.0
+    assert TrainConfig().freeze_layers == 0 and TrainConfig().layer_lr_decay == 1.0 and TrainConfig().freeze_embeddings is False
     with pytest.raises(ValueError):
         TrainConfig(layer_lr_decay=1.5)
     with pytest.raises(ValueError):

@@ -59,7 +59,7 @@ def main() -> None:
     parser.add_argument("--only", default=",".join(EXAMPLES), help="comma-separated examples to run (default: all)")
     parser.add_argument("--max-rows", type=int, help="override data.max_rows of every example")
     parser.add_argument("overrides", nargs="*", help="further config overrides for every run, e.g. train.epochs=3")
-    args = parser.parse_args()
+    args = parser.parse_intermixed_args()
     prepare(ROOT / ".cache" / "example-data")
     results = []
     with tempfile.TemporaryDirectory(prefix="ff-bench-tasks-") as tmp:

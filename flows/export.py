@@ -24,7 +24,7 @@ import argparse
 from pathlib import Path
 
 from schemas.config import PROJECT_ROOT, RegistryConfig, TrackingConfig, check_model_name
-from schemas.errors import ConfigError, FinetuneError
+from schemas.errors import ConfigError, FinetuneError, environment_fault
 from schemas.secrets import externalize_credentials, mask_text, mask_uri
 from tasks.logs import quiet_user_errors
 
@@ -40,6 +40,8 @@ def resolve_version(tracking_uri: str, model_uri: str) -> str:
     if "@" in ref:
         name, alias = ref.split("@", 1)
         return f"{name}-v{client.get_model_version_by_alias(name, alias).version}"
+    if "/" not in ref:
+        raise ConfigError(f"--model {model_uri} names no version or alias: use models:/NAME/VERSION or models:/NAME@ALIAS")
     name, version = ref.rsplit("/", 1)
     return f"{name}-v{version}"
 
@@ -55,6 +57,8 @@ def export(model_uri: str, tracking_uri: str, out: str | None, quantize: str, tr
     mlflow.set_registry_uri(tracking_uri)
     try:
         folder = Path(out) if out else PROJECT_ROOT / "exports" / resolve_version(tracking_uri, model_uri)
+        if folder.exists() and not folder.is_dir():
+            raise ConfigError(f"--out {folder} is a file: name a folder")
         model, tokenizer = load_registered(model_uri, trust_remote_code, "pass --trust-remote-code")
     except MlflowException as err:
         raise ConfigError(
@@ -96,7 +100,17 @@ def main(argv: list[str] | None = None) -> int:
     except FinetuneError as err:
         print(f"error: {mask_text(str(err))}", file=sys.stderr)
         return 2
-    print(f"model   {mask_text(uri)}\nonnx    {path}\nrun it  python flows/predict.py IN OUT --model {mask_text(uri)} --runtime onnx")
+    except OSError as err:
+        if environment_fault(err) is None:
+            print(f"error: cannot write the export: {mask_text(str(err))}", file=sys.stderr)
+            return 2
+        print(f"error: {mask_text(environment_fault(err))}: a disk is full or read-only; choose another --out", file=sys.stderr)
+        return 1
+    quantize = "" if args.quantize == "int8" else " --quantize none"
+    print(
+        f"model   {mask_text(uri)}\nonnx    {path}\n"
+        f"predict python flows/predict.py IN OUT --model {mask_text(uri)} --runtime onnx{quantize}   (exports it again into .cache/onnx)"
+    )
     return 0
 
 

@@ -361,12 +361,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quantize",
         choices=["int8", "none"],
-        default="int8",
         help="with --runtime onnx: int8 (default: dynamic int8 quantization, faster, predictions agree with torch on "
         "nearly every row; bench/onnx.py measures both) or none (fp32)",
     )
     parser.add_argument("--tracking-uri", default=tracking.resolved_uri(), help="MLflow store (default: the project's mlruns/mlflow.db)")
     args = parser.parse_args(argv)
+    if args.quantize and args.runtime != "onnx":
+        parser.error("--quantize applies to --runtime onnx only")
     quiet_user_errors()
     uri = resolve_model_uri(args.model, args.name, args.alias, args.version)
     tracking_uri = externalize_credentials(args.tracking_uri)  # the flow's parameters are stored: no secret in them
@@ -388,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
                 text_pair_column=args.text_pair_column,
                 pre_tokenized=args.pre_tokenized,
                 runtime=args.runtime,
-                quantize=args.quantize,
+                quantize=args.quantize or "int8",
             )
     except FinetuneError as err:
         print(f"error: {mask_text(str(err))}", file=sys.stderr)

@@ -95,7 +95,7 @@ def sweep(cfg: FinetuneConfig) -> dict:
 
 def run_trials(study, cfg: FinetuneConfig, parent_id: str, shared: dict, metric: str) -> list[dict]:
     """Keep K trials running on the flow's task runner: as each ends, log it as a child run, tell the study and
-    start the next, so no worker waits for the slowest trial of a batch or for the logging; until done."""
+    start the next, so no worker waits for the slowest trial of a batch; until done."""
     from prefect.futures import as_completed
 
     from flows.sweep_runners import trial_cpus, trial_resources
@@ -132,10 +132,11 @@ def run_trials(study, cfg: FinetuneConfig, parent_id: str, shared: dict, metric:
     while running:
         future = next(as_completed(list(running)))
         trial, params, trial_cfg = running.pop(future)
-        if to_start > 0:
-            start_next()  # before this one is logged: the worker it freed starts at once
-            to_start -= 1
+        # Told before the next is asked (logging takes well under a second): the sampler learns from every result.
         results.append(finish_trial(study, trial, params, trial_cfg, future, parent_id, shared, metric, cfg))
+        if to_start > 0:
+            start_next()
+            to_start -= 1
     return results
 
 

@@ -125,7 +125,7 @@ def _sampler(sweep: SweepConfig, seed: int):
         return optuna.samplers.GridSampler(grid_space(sweep.space), seed=seed)
     if sweep.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    # constant_liar: trials asked together (a batch of K) are not all sent to the same promising spot.
+    # constant_liar: trials running at once (K) are not all sent to the same promising spot.
     return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
 
 

@@ -321,7 +321,7 @@ class SweepConfig(_Section):
     )
     trials: int = Field(8, ge=1, le=10000, description="trials in the study (a resumed study counts those already finished)")
     parallel: int = Field(
-        1, ge=1, le=256, description="trials asked, run and told together (K at once; each gets 1/K of the CPU threads locally)"
+        1, ge=1, le=256, description="trials running at once (the next starts as one ends; each gets 1/K of the CPU threads locally)"
     )
     sampler: Literal["tpe", "random", "grid"] = Field(
         "tpe", description="Optuna sampler, seeded with the config's seed; grid needs choices or stepped ranges"

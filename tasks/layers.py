@@ -61,7 +61,10 @@ def freeze_word_embeddings(model: nn.Module, freeze: bool) -> list[str]:
     it (in MiniLM-L6 half of all parameters); position and type embeddings and every layer still learn."""
     if not freeze:
         return []
-    weight = model.get_input_embeddings().weight
+    try:
+        weight = model.get_input_embeddings().weight
+    except (NotImplementedError, AttributeError):
+        raise ConfigError(f"train.freeze_embeddings needs a model with input embeddings; {type(model).__name__} has none") from None
     weight.requires_grad_(False)
     return [name for name, param in model.named_parameters() if param is weight]
 

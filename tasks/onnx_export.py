@@ -14,34 +14,57 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
+from schemas.errors import ConfigError
 from task_types import get_task_type
 from tasks.inference import INPUT_FEATURES, model_task
 
 ONNX_OPSET = 17
+EXPORT_REVISION = 1  # bump when the export changes: cached exports are keyed by it
 QUANTIZE_CHOICES = ("int8", "none")
 ONNX_FILES = {"none": "model.onnx", "int8": "model.int8.onnx"}
 
 
 def weights_digest(model) -> str:
     """A short digest of the model's weights: which export in the cache belongs to which model."""
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(f"opset {ONNX_OPSET} revision {EXPORT_REVISION}".encode())
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()[:16]
 
 
 def export_onnx(model, tokenizer, folder: Path, quantize: str = "int8") -> Path:
     """Write model.onnx (fp32; dynamic batch and sequence axes), model.int8.onnx when quantize=int8, the tokenizer and
-    the config (with the task, output rule and label names) into folder; returns the file predict should run."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
+    the config (with the task, output rule and label names) into folder; returns the file predict should run.
+    A model the exporter cannot trace is a ConfigError naming why."""
     if quantize not in QUANTIZE_CHOICES:
         raise ValueError(f"quantize={quantize!r}: choose one of {list(QUANTIZE_CHOICES)}")
     folder.mkdir(parents=True, exist_ok=True)
+    for stale in ONNX_FILES.values():  # an earlier export's files must not sit beside this model's
+        (folder / stale).unlink(missing_ok=True)
+    try:
+        _export(model, tokenizer, folder, quantize)
+    except (RuntimeError, ValueError, TypeError, NotImplementedError, AttributeError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ConfigError(f"cannot export {type(model).__name__} to ONNX: {first[:300]}; predict with --runtime torch") from None
+    model.config.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    (folder / "export.json").write_text(
+        json.dumps({"opset": ONNX_OPSET, "inputs": _input_names(tokenizer), "quantize": quantize, "file": ONNX_FILES[quantize]}, indent=1)
+    )
+    return folder / ONNX_FILES[quantize]
+
+
+def _input_names(tokenizer) -> list[str]:
+    return [n for n in INPUT_FEATURES if n in tokenizer.model_input_names]
+
+
+def _export(model, tokenizer, folder: Path, quantize: str) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
     partial = folder / "model.onnx.partial"
     sample = tokenizer(["an example text to trace the model with", "another one"], padding=True, return_tensors="pt")
-    names = [n for n in INPUT_FEATURES if n in sample]
+    names = [n for n in _input_names(tokenizer) if n in sample]
     word_level = get_task_type(model_task(model.config)["task"]).word_level  # a tag per token: logits have a sequence axis
     logits_axes = {0: "batch", 1: "sequence"} if word_level else {0: "batch"}
     model = model.float().eval()
@@ -59,27 +82,42 @@ def export_onnx(model, tokenizer, folder: Path, quantize: str = "int8") -> Path:
             dynamo=False,
         )
     partial.replace(folder / ONNX_FILES["none"])
+    check_against_torch(model, tokenizer, folder / ONNX_FILES["none"], names)
     if quantize == "int8":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             quantize_dynamic(folder / ONNX_FILES["none"], folder / "model.int8.onnx.partial", weight_type=QuantType.QInt8)
         (folder / "model.int8.onnx.partial").replace(folder / ONNX_FILES["int8"])
-    model.config.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    (folder / "export.json").write_text(
-        json.dumps({"opset": ONNX_OPSET, "inputs": names, "quantize": quantize, "file": ONNX_FILES[quantize]}, indent=1)
-    )
-    return folder / ONNX_FILES[quantize]
+
+
+def check_against_torch(model, tokenizer, path: Path, names: list[str]) -> None:
+    """The fp32 export on a batch of another size and length than the trace's must give the torch model's logits
+    (a shape the tracer fixed into the graph would not)."""
+    texts = ["a third text, longer than both texts the export was traced with, to vary the length", "short", "two words"]
+    batch = tokenizer(texts, padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        expected = model(**{n: batch[n] for n in names}).logits.float().numpy()
+    got = OnnxModel(path, model.config)(**{n: batch[n] for n in names}).logits.numpy()
+    if got.shape != expected.shape or not np.allclose(got, expected, atol=1e-3):
+        raise RuntimeError(f"the ONNX graph disagrees with the torch model on a new batch shape {tuple(batch['input_ids'].shape)}")
 
 
 def cached_export(model, tokenizer, cache_dir: Path, quantize: str) -> Path:
-    """The model's ONNX file under cache_dir/onnx/<weights digest>, exported on first use."""
-    folder = Path(cache_dir) / "onnx" / weights_digest(model)
-    target = folder / ONNX_FILES[quantize]
-    if not target.is_file() or not (folder / "export.json").is_file():
-        shutil.rmtree(folder, ignore_errors=True)
-        export_onnx(model, tokenizer, folder, quantize)
-    return target
+    """The model's ONNX file under cache_dir/onnx/<weights digest>: exported (fp32 and int8 both) on first use,
+    into a scratch folder renamed into place under a lock, so concurrent predicts neither race nor see half a folder."""
+    from filelock import FileLock
+
+    root = Path(cache_dir) / "onnx"
+    folder = root / weights_digest(model)
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder) + ".lock"):
+        if not (folder / "export.json").is_file():
+            scratch = root / f".{folder.name}.partial"
+            shutil.rmtree(scratch, ignore_errors=True)
+            export_onnx(model, tokenizer, scratch, "int8")
+            shutil.rmtree(folder, ignore_errors=True)
+            scratch.rename(folder)
+    return folder / ONNX_FILES[quantize]
 
 
 class OnnxModel:

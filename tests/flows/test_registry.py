@@ -345,6 +345,10 @@ def test_export_writes_onnx_and_predict_runs_it_like_the_torch_model(store, tmp_
     assert str(out / "model.int8.onnx") in done.stdout
     missing = subprocess.run([*cmd[:-4], "--version", "9", "--tracking-uri", store["uri"]], capture_output=True, text=True, env=cli_env)
     assert missing.returncode == 2 and missing.stderr.startswith("error: cannot load models:/tiny/9") and "Traceback" not in missing.stderr
+    no_version = subprocess.run(
+        [*cmd[:2], "--model", "models:/tiny", "--tracking-uri", store["uri"]], capture_output=True, text=True, env=cli_env
+    )
+    assert no_version.returncode == 2 and no_version.stderr.startswith("error: --model models:/tiny names no version or alias")
 
     texts = ["great superb moving film", "awful dull boring film", "", "brilliant fun charming but long and a bit slow", "meh"]
     source = tmp_path / "in.csv"
@@ -367,4 +371,5 @@ def test_export_writes_onnx_and_predict_runs_it_like_the_torch_model(store, tmp_
     assert (fp32["proba_pos"] - torch_out["proba_pos"]).abs().max() < 1e-4  # the same network
     assert fp32["predicted_label"].tolist()[:2] == torch_out["predicted_label"].tolist()[:2]
     assert (int8["proba_pos"] - torch_out["proba_pos"]).abs().max() < 0.05  # int8 weights: close, not equal
-    assert len(list((tmp_path / "cache" / "onnx").iterdir())) == 1  # one export per model, both quantizations in it
+    exports = [p for p in (tmp_path / "cache" / "onnx").iterdir() if p.is_dir()]
+    assert len(exports) == 1 and {"model.onnx", "model.int8.onnx"} <= {p.name for p in exports[0].iterdir()}  # one per model

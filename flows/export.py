@@ -23,7 +23,7 @@ if __package__ in (None, ""):
 import argparse
 from pathlib import Path
 
-from schemas.config import PROJECT_ROOT, RegistryConfig, TrackingConfig, check_model_name
+from schemas.config import PROJECT_ROOT, TrackingConfig, check_model_name
 from schemas.errors import ConfigError, FinetuneError, environment_fault
 from schemas.secrets import externalize_credentials, mask_text, mask_uri
 from tasks.logs import quiet_user_errors
@@ -69,9 +69,9 @@ def export(model_uri: str, tracking_uri: str, out: str | None, quantize: str, tr
 
 
 def main(argv: list[str] | None = None) -> int:
-    from flows.predict import resolve_model_uri
+    from flows.predict import add_model_arguments, resolve_model_uri
 
-    registry, tracking = RegistryConfig(), TrackingConfig()
+    tracking = TrackingConfig()
     parser = argparse.ArgumentParser(
         prog="python flows/export.py",
         description=__doc__.splitlines()[0],
@@ -82,10 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quantize", choices=["int8", "none"], default="int8", help="int8 (default): also write model.int8.onnx; none: fp32 only"
     )
-    parser.add_argument("--model", help="full model URI (models:/NAME@ALIAS, models:/NAME/VERSION); overrides --name/--alias/--version")
-    parser.add_argument("--name", default=registry.model_name, help=f"registered model name (default: {registry.model_name})")
-    parser.add_argument("--alias", default=registry.alias, help=f"alias to export (default: {registry.alias})")
-    parser.add_argument("--version", type=int, help="a registered version number instead of the alias")
+    add_model_arguments(parser, "export")
     parser.add_argument(
         "--trust-remote-code", action="store_true", help="allow a model whose files carry their own Python code (auto_map) to run it"
     )

@@ -311,8 +311,19 @@ def onnx_runtime_model(model, tokenizer, quantize: str, cache_dir: Path):
     return OnnxModel(path, model.config)
 
 
+def add_model_arguments(parser: argparse.ArgumentParser, use: str = "use") -> None:
+    """--model / --name / --alias / --version: which registered model (predict and export share them)."""
+    registry = RegistryConfig()
+    parser.add_argument(
+        "--model", help="full model URI (models:/NAME@ALIAS, models:/NAME/VERSION, runs:/...); overrides --name/--alias/--version"
+    )
+    parser.add_argument("--name", default=registry.model_name, help=f"registered model name (default: {registry.model_name})")
+    parser.add_argument("--alias", default=registry.alias, help=f"alias to {use} (default: {registry.alias})")
+    parser.add_argument("--version", type=int, help="a registered version number instead of the alias")
+
+
 def main(argv: list[str] | None = None) -> int:
-    registry, tracking = RegistryConfig(), TrackingConfig()
+    tracking = TrackingConfig()
     parser = argparse.ArgumentParser(
         prog="python flows/predict.py",
         description=__doc__.splitlines()[0],
@@ -321,12 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("input", help="file of texts: CSV/TSV/JSONL/JSON/Parquet")
     parser.add_argument("output", help="where to write input columns + predictions; format from the extension")
-    parser.add_argument(
-        "--model", help="full model URI (models:/NAME@ALIAS, models:/NAME/VERSION, runs:/...); overrides --name/--alias/--version"
-    )
-    parser.add_argument("--name", default=registry.model_name, help=f"registered model name (default: {registry.model_name})")
-    parser.add_argument("--alias", default=registry.alias, help=f"alias to use (default: {registry.alias})")
-    parser.add_argument("--version", type=int, help="a registered version number instead of the alias")
+    add_model_arguments(parser)
     parser.add_argument("--text-column", help="input column holding the text (default: the column the model was trained on, else text)")
     parser.add_argument(
         "--text-pair-column",

@@ -4,7 +4,8 @@
 
 Part 1 (--vs-pipeline N; 0 skips it): the embedded MiniLM with a fresh two-label head, N real review texts of
 the default corpus. Ours is the predict flow's own per-chunk function (`flows.predict.predict_frame`: length-sorted
-batches, inference_mode); the baseline is `transformers.pipeline("text-classification", ...)` called as its docs
+batches, inference_mode, bf16 autocast on a CPU with native bf16 as `flows/predict.py` does by default, and again in
+fp32); the baseline is `transformers.pipeline("text-classification", ...)` called as its docs
 show (one text at a time), and again with batch_size=32. Both in this process, one after the other; the labels
 of all runs are compared (they must agree: same model).
 
@@ -85,7 +86,7 @@ def versus_pipeline(rows: int) -> dict:
     import transformers
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from flows.predict import predict_frame
+    from flows.predict import predict_frame, use_bf16
     from schemas.config import EVAL_BATCH_SIZE, MAX_LENGTH, DataConfig, ModelConfig, resolve_model_path
     from tasks.clean import clean_frame
     from tasks.inference import model_task
@@ -113,22 +114,31 @@ def versus_pipeline(rows: int) -> dict:
         out = fn()
         return len(texts) / (time.perf_counter() - started), out
 
-    ours_s, ours = timed(lambda: predict_frame(frame, ("text", None), model, tokenizer, info, MAX_LENGTH, EVAL_BATCH_SIZE))
+    bf16 = use_bf16("auto")  # what flows/predict.py does by default: bf16 on a CPU with native bf16
+    ours_s, ours = timed(lambda: predict_frame(frame, ("text", None), model, tokenizer, info, MAX_LENGTH, EVAL_BATCH_SIZE, bf16=bf16))
+    fp32_s, fp32 = timed(lambda: predict_frame(frame, ("text", None), model, tokenizer, info, MAX_LENGTH, EVAL_BATCH_SIZE))
     pipe = transformers.pipeline("text-classification", model=model, tokenizer=tokenizer, device="cpu")
     pipe_s, piped = timed(lambda: pipe(texts, truncation=True, max_length=MAX_LENGTH))
     batched_s, batched = timed(lambda: pipe(texts, truncation=True, max_length=MAX_LENGTH, batch_size=32))
     agree = sum(a == b["label"] for a, b in zip(ours["predicted_label"], piped)) / len(texts)
+    agree_fp32 = sum(a == b["label"] for a, b in zip(fp32["predicted_label"], piped)) / len(texts)
     agree_batched = sum(a["label"] == b["label"] for a, b in zip(piped, batched)) / len(texts)
-    print(f"  ours (predict_frame)                 {ours_s:8.1f} rows/s")
+    print(f"  ours (predict_frame, {'bf16' if bf16 else 'fp32'}, the default) {ours_s:8.1f} rows/s")
+    print(f"  ours (predict_frame, fp32)           {fp32_s:8.1f} rows/s")
     print(f"  transformers.pipeline, one at a time {pipe_s:8.1f} rows/s   ours is {ours_s / pipe_s:.2f}x (target >= 5x)")
     print(f"  transformers.pipeline, batch_size=32 {batched_s:8.1f} rows/s   ours is {ours_s / batched_s:.2f}x")
-    print(f"  labels agree: ours vs pipeline {agree:.2%}, pipeline batched vs one at a time {agree_batched:.2%}")
+    print(
+        f"  labels agree: ours vs pipeline {agree:.2%} (ours in fp32: {agree_fp32:.2%}), "
+        f"pipeline batched vs one at a time {agree_batched:.2%}"
+    )
     return {
         "ours_rows_s": round(ours_s, 1),
         "pipeline_rows_s": round(pipe_s, 1),
         "ratio": round(ours_s / pipe_s, 2),
         "pipeline_batch32_rows_s": round(batched_s, 1),
         "agreement": round(agree, 4),
+        "ours_precision": "bf16" if bf16 else "fp32",
+        "ours_fp32_rows_s": round(fp32_s, 1),
     }
 
 

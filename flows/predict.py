@@ -170,6 +170,7 @@ def predict_frame(
     max_length: int,
     batch_size: int,
     pre_tokenized: bool = False,
+    bf16: bool = False,
 ) -> pd.DataFrame:
     """One chunk of the input plus its predictions; rows with empty text (or pair text) get none and say why in predict_error."""
 
@@ -199,7 +200,7 @@ def predict_frame(
         chunk = info.get("long_text") == "chunk"  # windows as in training
         length = int(info.get("max_length") or max_length) if chunk else max_length
         logits = logits_for_texts(
-            model, tokenizer, chosen, length, batch_size, pairs=chosen_pairs, chunk=chunk, how=task_type.window_aggregate
+            model, tokenizer, chosen, length, batch_size, pairs=chosen_pairs, chunk=chunk, how=task_type.window_aggregate, bf16=bf16
         )
         outputs = task_type.outputs(logits, info["target"], info["decision"])
     out = with_predictions(frame, outputs, info, frame.index[usable])
@@ -245,6 +246,7 @@ def predict(
     runtime: str = "torch",
     quantize: str = "int8",
     cache_dir: str | None = None,
+    precision: str = "auto",
 ) -> dict:
     """Read the input in chunks, predict every non-empty text (or pair) with the model, write input + predictions chunk by chunk."""
     from tasks.inference import model_task
@@ -266,6 +268,7 @@ def predict(
     info = model_task(model.config)
     if runtime == "onnx":
         model = onnx_runtime_model(model, tokenizer, quantize, CacheConfig(dir=cache_dir).resolved_dir())
+    bf16 = runtime == "torch" and use_bf16(precision)
     columns = input_columns(info, text_column, text_pair_column)
     for column, flag in zip(columns, ("--text-column", "--text-pair-column")):
         if column is not None and column not in first.columns:
@@ -274,7 +277,7 @@ def predict(
     try:
         for frame in itertools.chain([first], chunks):
             out = predict_frame(
-                frame, columns, model, tokenizer, info, min(max_length, tokenizer.model_max_length), batch_size, pre_tokenized
+                frame, columns, model, tokenizer, info, min(max_length, tokenizer.model_max_length), batch_size, pre_tokenized, bf16
             )
             writer.write(out)
             rows_in, predicted = rows_in + len(out), predicted + int(out["predict_error"].isna().sum())
@@ -288,7 +291,7 @@ def predict(
         "rows_in": rows_in,
         "rows_predicted": predicted,
         "rows_not_predicted": rows_in - predicted,
-        "runtime": runtime if runtime == "torch" else f"onnx ({quantize})",
+        "runtime": f"torch ({'bf16' if bf16 else 'fp32'})" if runtime == "torch" else f"onnx ({quantize})",
         "output": str(output_path),
         "seconds": round(time.perf_counter() - started, 2),
     }
@@ -300,6 +303,13 @@ def predict(
         output_path,
     )
     return summary
+
+
+def use_bf16(precision: str) -> bool:
+    """bf16 autocast for the torch runtime: asked for, or auto on a CPU that multiplies bf16 natively (as evaluation does)."""
+    from tasks.train import cpu_has_fast_bf16
+
+    return precision == "bf16" or (precision == "auto" and cpu_has_fast_bf16())
 
 
 def onnx_runtime_model(model, tokenizer, quantize: str, cache_dir: Path):
@@ -358,6 +368,13 @@ def main(argv: list[str] | None = None) -> int:
         help="allow a model whose files carry their own Python code (auto_map) to run it; off: such a model is refused",
     )
     parser.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        default="auto",
+        help="torch runtime: auto (default) uses bf16 on a CPU with native bf16 (AVX512-BF16 or AMX), as evaluation "
+        "does, else fp32; labels agree with fp32 on nearly every row (bench/predict.py)",
+    )
+    parser.add_argument(
         "--runtime",
         choices=["torch", "onnx"],
         default="torch",
@@ -368,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
         "--quantize",
         choices=["int8", "none"],
         help="with --runtime onnx: int8 (default: dynamic int8 quantization, faster, predictions agree with torch on "
-        "nearly every row; bench/onnx.py measures both) or none (fp32)",
+        "nearly every row; bench/serving.py measures both) or none (fp32)",
     )
     parser.add_argument("--tracking-uri", default=tracking.resolved_uri(), help="MLflow store (default: the project's mlruns/mlflow.db)")
     args = parser.parse_args(argv)
@@ -396,6 +413,7 @@ def main(argv: list[str] | None = None) -> int:
                 pre_tokenized=args.pre_tokenized,
                 runtime=args.runtime,
                 quantize=args.quantize or "int8",
+                precision=args.precision,
             )
     except FinetuneError as err:
         print(f"error: {mask_text(str(err))}", file=sys.stderr)

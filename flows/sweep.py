@@ -47,7 +47,7 @@ def sweep(cfg: FinetuneConfig) -> dict:
     from tasks.tokenize import tokenize_data
     from tasks.train import best_epoch_metric, fine_tune
 
-    started = time.perf_counter()
+    started, started_at = time.perf_counter(), time.time()
     io = cfg.runtime.retry_options()
     with tracking_run(cfg, flow_run.get_id()) as parent_id:
         warming = warm_workers(cfg.sweep)
@@ -87,6 +87,7 @@ def sweep(cfg: FinetuneConfig) -> dict:
         trials,
         study.study_name,
         time.perf_counter() - started,
+        started_at,
     )
 
 
@@ -164,12 +165,17 @@ def finish_trial(study, trial, params: dict, trial_cfg: FinetuneConfig, future, 
     step_logger().info(
         "sweep: trial %d %s%s", trial.number, result["state"], f", validation {metric} {value:.4f}" if value is not None else ""
     )
+    span = None
+    if "ended" in result:  # fine-tune + evaluate end the trial; a pruned one ends in fine-tune (its start is the trial's)
+        busy = sum(result[k].seconds or 0 for k in ("fine_tune", "evaluate") if k in result)
+        span = (result["ended"] - busy if "fine_tune" in result else result["started"], result["ended"])
     return {
         "number": trial.number,
         "state": result["state"],
         "child_run_id": child,
         "tokenize_reused": result["tokens"].reused if "tokens" in result else None,
         "seconds": {k: result[k].seconds for k in ("tokens", "fine_tune", "evaluate") if k in result},
+        "span": span,
     }
 
 
@@ -248,7 +254,15 @@ def run_sweep(cfg: FinetuneConfig) -> dict:
 
 
 def summarize(
-    parent_id: str, best: dict, counts: dict, registered: RegisterResult, steps: dict, trials: list[dict], study: str, wall_seconds: float
+    parent_id: str,
+    best: dict,
+    counts: dict,
+    registered: RegisterResult,
+    steps: dict,
+    trials: list[dict],
+    study: str,
+    wall_seconds: float,
+    started_at: float,
 ) -> dict:
     """The sweep's one-object summary (the --summary-json contract)."""
     builds = [not steps["tokenize"].reused] + [t["tokenize_reused"] is False for t in trials]
@@ -264,6 +278,8 @@ def summarize(
         "trials_run_now": [{k: t[k] for k in ("number", "state", "child_run_id", "tokenize_reused")} for t in trials],
         "tokenize_builds": sum(builds),
         "trial_step_seconds": [t["seconds"] for t in trials],
+        # When each trial's fine-tune + evaluate ran, in seconds from the flow's start (None: it failed to start).
+        "trial_spans": [[round(t["span"][0] - started_at, 2), round(t["span"][1] - started_at, 2)] if t["span"] else None for t in trials],
         "wall_seconds": round(wall_seconds, 2),
     }
 

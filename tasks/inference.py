@@ -61,6 +61,7 @@ def logits_for_texts(
     pairs: list[str] | None = None,
     chunk: bool = False,
     how: str = "mean",
+    bf16: bool = False,
 ) -> np.ndarray:
     """Raw logits for raw texts (or text pairs), truncated like training, in the order given; with chunk, each
     text is read in overlapping windows (as in training) and the windows' logits are joined per text."""
@@ -69,14 +70,14 @@ def logits_for_texts(
             list(texts), truncation=True, max_length=max_length, stride=max(1, max_length // 4), return_overflowing_tokens=True
         )
         documents = encoded.pop("overflow_to_sample_mapping")
-        return per_document(predict_logits(model, tokenizer, dict(encoded), batch_size, device), documents, how)
+        return per_document(predict_logits(model, tokenizer, dict(encoded), batch_size, device, bf16), documents, how)
     encoded = tokenizer(
         list(texts),
         None if pairs is None else list(pairs),
         truncation="longest_first" if pairs is not None else True,
         max_length=max_length,
     )
-    return predict_logits(model, tokenizer, dict(encoded), batch_size, device)
+    return predict_logits(model, tokenizer, dict(encoded), batch_size, device, bf16)
 
 
 def model_task(config) -> dict:

@@ -364,8 +364,9 @@ def test_export_writes_onnx_and_predict_runs_it_like_the_torch_model(store, tmp_
             runtime=runtime,
             quantize=quantize,
             cache_dir=str(tmp_path / "cache"),
+            precision="fp32",
         )
-        assert summary["rows_predicted"] == 4 and summary["runtime"] == ("torch" if runtime == "torch" else f"onnx ({quantize})")
+        assert summary["rows_predicted"] == 4 and summary["runtime"] == ("torch (fp32)" if runtime == "torch" else f"onnx ({quantize})")
         runs[(runtime, quantize)] = pd.read_csv(target)
     torch_out, fp32, int8 = runs[("torch", "int8")], runs[("onnx", "none")], runs[("onnx", "int8")]
     assert (fp32["proba_pos"] - torch_out["proba_pos"]).abs().max() < 1e-4  # the same network

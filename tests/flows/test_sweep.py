@@ -29,6 +29,7 @@ SUMMARY_KEYS = [
     "trials_run_now",
     "tokenize_builds",
     "trial_step_seconds",
+    "trial_spans",
     "wall_seconds",
 ]
 
@@ -77,6 +78,9 @@ def check_sweep_of_four(summary: dict, cfg) -> None:
     assert list(summary) == SUMMARY_KEYS and json.loads(json.dumps(summary)) == summary  # plain JSON values only
     assert [list(t) for t in summary["trial_step_seconds"]] == [["tokens", "fine_tune", "evaluate"]] * 4
     assert all(isinstance(s, float) for t in summary["trial_step_seconds"] for s in t.values())
+    spans = summary["trial_spans"]
+    assert len(spans) == 4 and all(0 < start < end < summary["wall_seconds"] for start, end in spans)
+    assert all(e - s >= t["fine_tune"] for (s, e), t in zip(spans, summary["trial_step_seconds"]))
     assert summary["trials"] == {"completed": 4, "pruned": 0, "failed": 0}
     # tokenize is built once (by the sweep's shared steps), every trial re-uses it
     assert summary["tokenize_builds"] == 1 and all(t["tokenize_reused"] for t in summary["trials_run_now"])

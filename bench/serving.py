@@ -1,6 +1,6 @@
 """ONNX for serving: the torch model vs its ONNX export (fp32 and dynamic int8) on the same unseen rows.
 
-    .venv/bin/python bench/onnx.py [--train-rows 4000] [--rows 4000]
+    .venv/bin/python bench/serving.py [--train-rows 4000] [--rows 4000]
 
 Fine-tunes the default model on a sample of the embedded reviews (the real flow, `data.max_rows=TRAIN_ROWS
 train.epochs=1`, into a scratch store), then predicts ROWS reviews the run never saw with the predict flow's own

@@ -5,7 +5,8 @@
 Fine-tunes the default model on a sample of the embedded reviews (the real flow, `data.max_rows=TRAIN_ROWS
 train.epochs=1`, into a scratch store), then predicts ROWS reviews the run never saw with the predict flow's own
 per-chunk function (`flows.predict.predict_frame`) on three runtimes, one after the other in this process:
-torch (as `flows/predict.py` runs it), onnxruntime fp32 and onnxruntime int8 (what `make export` writes and
+torch in fp32, torch under bf16 autocast (on a CPU with native bf16: `flows/predict.py`'s default there),
+onnxruntime fp32 and onnxruntime int8 (what `make export` writes and
 `flows/predict.py --runtime onnx` runs). Prints rows/s, the ratio to torch, the share of rows whose predicted
 label agrees with torch (target for int8: >= 99%) and each runtime's accuracy on the true labels; the last line is JSON.
 """
@@ -50,7 +51,7 @@ def main() -> None:
     import mlflow
     import torch
 
-    from flows.predict import predict_frame
+    from flows.predict import predict_frame, use_bf16
     from schemas.config import EVAL_BATCH_SIZE, MAX_LENGTH
     from tasks.inference import model_task
     from tasks.model_io import load_registered
@@ -68,20 +69,21 @@ def main() -> None:
         started = time.perf_counter()
         export_onnx(model, tokenizer, workdir / "onnx", "int8")
         export_s = time.perf_counter() - started
-        runtimes = {
-            "torch": model,
-            "onnx_fp32": OnnxModel(workdir / "onnx" / "model.onnx", model.config, torch.get_num_threads()),
-            "onnx_int8": OnnxModel(workdir / "onnx" / "model.int8.onnx", model.config, torch.get_num_threads()),
+        runtimes = {  # name: (model, bf16 autocast)
+            "torch": (model, False),
+            **({"torch_bf16": (model, True)} if use_bf16("auto") else {}),  # predict's default on a CPU with native bf16
+            "onnx_fp32": (OnnxModel(workdir / "onnx" / "model.onnx", model.config, torch.get_num_threads()), False),
+            "onnx_int8": (OnnxModel(workdir / "onnx" / "model.int8.onnx", model.config, torch.get_num_threads()), False),
         }
         print(
             f"MiniLM-L6 fine-tuned on {args.train_rows:,} sampled reviews (1 epoch; test accuracy {summary['test_accuracy']:.4f}); "
             f"{len(frame):,} unseen reviews, {torch.get_num_threads()} threads; export + int8 quantization took {export_s:.1f} s"
         )
         results, labels = {}, {}
-        for name, runtime in runtimes.items():
-            predict_frame(frame.head(64), ("text", None), runtime, tokenizer, info, MAX_LENGTH, EVAL_BATCH_SIZE)  # warm-up
+        for name, (runtime, bf16) in runtimes.items():
+            predict_frame(frame.head(64), ("text", None), runtime, tokenizer, info, MAX_LENGTH, EVAL_BATCH_SIZE, bf16=bf16)  # warm-up
             started = time.perf_counter()
-            out = predict_frame(frame, ("text", None), runtime, tokenizer, info, MAX_LENGTH, EVAL_BATCH_SIZE)
+            out = predict_frame(frame, ("text", None), runtime, tokenizer, info, MAX_LENGTH, EVAL_BATCH_SIZE, bf16=bf16)
             seconds = time.perf_counter() - started
             labels[name] = out["predicted_label"].tolist()
             results[name] = {

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from schemas.config import PROJECT_ROOT, TrackingConfig, check_model_name
 from schemas.errors import ConfigError, FinetuneError, environment_fault
-from schemas.secrets import externalize_credentials, mask_text, mask_uri
+from schemas.secrets import externalize_credentials, mask_text
 from tasks.logs import quiet_user_errors
 
 
@@ -40,31 +40,20 @@ def resolve_version(tracking_uri: str, model_uri: str) -> str:
     if "@" in ref:
         name, alias = ref.split("@", 1)
         return f"{name}-v{client.get_model_version_by_alias(name, alias).version}"
-    if "/" not in ref:
-        raise ConfigError(f"--model {model_uri} names no version or alias: use models:/NAME/VERSION or models:/NAME@ALIAS")
     name, version = ref.rsplit("/", 1)
     return f"{name}-v{version}"
 
 
 def export(model_uri: str, tracking_uri: str, out: str | None, quantize: str, trust_remote_code: bool = False) -> Path:
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    from tasks.model_io import load_registered
+    from flows.predict import load_model
     from tasks.onnx_export import export_onnx
 
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
-    try:
-        folder = Path(out) if out else PROJECT_ROOT / "exports" / resolve_version(tracking_uri, model_uri)
-        if folder.exists() and not folder.is_dir():
-            raise ConfigError(f"--out {folder} is a file: name a folder")
-        model, tokenizer = load_registered(model_uri, trust_remote_code, "pass --trust-remote-code")
-    except MlflowException as err:
-        raise ConfigError(
-            f"cannot load {model_uri} from {mask_uri(tracking_uri)}: {mask_text(str(err).splitlines()[0])}; "
-            "set --model, --name/--alias or --version (python -m flows.registry list shows them)"
-        ) from None
+    if model_uri.startswith("models:/") and "@" not in model_uri and "/" not in model_uri[len("models:/") :]:
+        raise ConfigError(f"--model {model_uri} names no version or alias: use models:/NAME/VERSION or models:/NAME@ALIAS")
+    if out and Path(out).exists() and not Path(out).is_dir():
+        raise ConfigError(f"--out {out} is a file: name a folder")
+    model, tokenizer = load_model.fn(model_uri, tracking_uri, trust_remote_code)  # predict's loader: same checks and errors
+    folder = Path(out) if out else PROJECT_ROOT / "exports" / resolve_version(tracking_uri, model_uri)
     return export_onnx(model, tokenizer, folder, quantize)
 
 

@@ -307,7 +307,7 @@ def predict(
 
 def use_bf16(precision: str) -> bool:
     """bf16 autocast for the torch runtime: asked for, or auto on a CPU that multiplies bf16 natively (as evaluation does)."""
-    from tasks.train import cpu_has_fast_bf16
+    from tasks.inference import cpu_has_fast_bf16
 
     return precision == "bf16" or (precision == "auto" and cpu_has_fast_bf16())
 

@@ -30,6 +30,7 @@ from schemas.errors import ConfigError
 from task_types import get_task_type
 from task_types.base import LOWER_IS_BETTER
 from tasks.cache import build_step, file_sha256, fingerprint, model_fingerprint
+from tasks.inference import cpu_has_fast_bf16
 from tasks.layers import OFF as LAYER_OPTIONS_OFF
 from tasks.layers import freeze_bottom, freeze_word_embeddings, layer_decay_optimizer
 from tasks.logs import step_logger, timed
@@ -43,17 +44,6 @@ def choose_device(requested: str, cuda_available: bool) -> str:
     if requested == "auto":
         return "cuda" if cuda_available else "cpu"
     return requested
-
-
-def cpu_has_fast_bf16(cpuinfo: str | None = None) -> bool:
-    """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX); without it bf16 is ~100x slower."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return False
-    flags = set(cpuinfo.split())
-    return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
 def choose_precision(requested: str, device: str, cuda_bf16: bool, cpu_bf16: bool = False) -> str:

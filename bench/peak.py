@@ -23,7 +23,7 @@ env.apply()
 
 import torch  # noqa: E402
 
-from tasks.train import cpu_has_fast_bf16  # noqa: E402
+from tasks.inference import cpu_has_fast_bf16  # noqa: E402
 
 SHAPES = {"square 2048": (2048, 2048, 2048), "model 960x384@384x1536": (960, 384, 1536)}
 
@@ -56,6 +56,34 @@ def peak(seconds: float = 3.0) -> dict:
     }
 
 
+def gpu_matmul_tflops(n: int = 8192, dtype: torch.dtype = torch.bfloat16, repeats: int = 20) -> float:
+    """Median TFLOP/s of an n x n x n product on the current GPU (random data, CUDA events, after warm-up)."""
+    a, b = torch.randn(n, n, device="cuda", dtype=dtype), torch.randn(n, n, device="cuda", dtype=dtype)
+    for _ in range(3):
+        a @ b
+    times = []
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        a @ b
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / 1e3)
+    times.sort()
+    return 2 * n**3 / times[len(times) // 2] / 1e12
+
+
+def gpu_peak() -> dict:
+    """{"bf16": GFLOP/s, "fp32": GFLOP/s (tf32 matmuls, as training sets them), "name": ...} of the current GPU, now."""
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        fp32 = gpu_matmul_tflops(dtype=torch.float32)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+    return {"name": torch.cuda.get_device_name(), "bf16": round(gpu_matmul_tflops() * 1e3, 1), "fp32": round(fp32 * 1e3, 1)}
+
+
 def cpu_flags() -> str:
     """The CPU's model name and its flags that decide the peak (avx2, avx512f, avx512_bf16, amx_*)."""
     try:
@@ -73,6 +101,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="time per shape and precision (best repeat kept)")
     args = parser.parse_args()
     print(f"CPU: {cpu_flags()}; torch {torch.__version__}, {torch.get_num_threads()} threads")
+    if torch.cuda.is_available():
+        gpu = gpu_peak()
+        print(f"GPU {gpu['name']}: bf16 {gpu['bf16'] / 1e3:.1f} TFLOP/s, tf32 {gpu['fp32'] / 1e3:.1f} TFLOP/s (8192^3 products, median)")
     result = peak(args.seconds)
     for precision in ("fp32", "bf16"):
         shapes = "  ".join(f"{name} {value:7.1f}" for name, value in result["shapes"][precision].items())

@@ -1,12 +1,18 @@
 """Training throughput: the run_glue recipe vs our fine-tune step, same model, rows, steps and seed.
 
     .venv/bin/python bench/throughput.py [--train-rows 2000] [--heldout-rows 1000] [--model PATH] [--random-init]
+        [--config bert-base] [--device auto|cpu|cuda] [--batch-size 32] [--join K] [--variant KEY=VALUE ...]
 
 (a) baseline: HF Trainer as run_glue.py configures it (every text padded to max_length=128, fp32);
 (b) ours: tasks.train.train_model exactly as the flow runs it with its defaults (per-batch
 padding, length-grouped batches, precision=auto, evaluation each epoch, best checkpoint kept).
 Both train one epoch with the same batch size and learning rate and are scored by the same
-length-sorted inference on the same held-out rows. The last line is JSON.
+length-sorted inference on the same held-out rows. Two speeds are printed for each: end to end
+(ours includes the model load, the epoch's validation and its checkpoint; a lower bound) and the
+training loop alone (from the end of the first few steps to the end of the last, the same clock for
+both). On a GPU (--device auto picks one) the peak is the GPU's bf16 matmul rate. --config bert-base
+trains a randomly initialised BERT-base-size model (768 wide, 12 layers) and --join K makes each
+training text K reviews long: both for speed only, their accuracy means nothing. The last line is JSON.
 """
 
 from __future__ import annotations
@@ -27,7 +33,17 @@ env.apply()
 
 import torch  # noqa: E402
 from datasets import Dataset  # noqa: E402
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments, set_seed  # noqa: E402
+from transformers import (  # noqa: E402
+    AutoConfig,
+    AutoModel,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    BertConfig,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+    set_seed,
+)
 
 from schemas.config import DataConfig, ModelConfig, TrainConfig, resolve_model_path  # noqa: E402
 from task_types.classification import classification_metrics  # noqa: E402
@@ -37,10 +53,10 @@ from tasks.ingest import read_source  # noqa: E402
 from tasks.results import TokenizeResult  # noqa: E402
 from tasks.split import split_frame, stratified_sample  # noqa: E402
 from tasks.tokenize import encode  # noqa: E402
-from tasks.train import train_model  # noqa: E402
+from tasks.train import choose_device, train_model  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peak import cpu_flags, peak  # noqa: E402
+from peak import cpu_flags, gpu_peak, peak  # noqa: E402
 
 
 def load_rows(train_rows: int, heldout_rows: int, seed: int):
@@ -54,6 +70,115 @@ def load_rows(train_rows: int, heldout_rows: int, seed: int):
     return parts["train"].head(train_rows), parts["validation"], parts["test"].head(heldout_rows)
 
 
+def joined(frame, rows: int, k: int):
+    """`rows` training rows whose texts are k consecutive texts of `frame` (cycling): long inputs for a speed run."""
+    texts, n = frame["text"].tolist(), len(frame)
+    picked = frame.iloc[[i % n for i in range(rows)]].reset_index(drop=True)
+    return picked.assign(text=[" ".join(texts[(i * k + j) % n] for j in range(k)) for i in range(rows)])
+
+
+def random_model(model_path: str, config_name: str | None, folder: Path) -> str:
+    """A randomly initialised encoder (the --model's shape, or BERT-base's) saved with the --model's tokenizer."""
+    config = AutoConfig.from_pretrained(model_path)
+    if config_name == "bert-base":
+        config = BertConfig(
+            vocab_size=config.vocab_size, hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072
+        )
+    set_seed(0)
+    AutoModel.from_config(config).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(model_path).save_pretrained(folder)
+    return str(folder)
+
+
+class StepClock(TrainerCallback):
+    """The training loop alone: seconds from the end of step `skip` (warm-up left out) to the end of the last step.
+
+    Evaluation and checkpoints come after the last step of an epoch, so one epoch's figure holds neither."""
+
+    def __init__(self, skip: int = 5):
+        self.skip, self.started, self.ended, self.steps = skip, None, None, 0
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.skip or state.global_step == state.max_steps:
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()  # the step's kernels are done, not only launched
+            if state.global_step == self.skip:
+                self.started = time.perf_counter()
+            else:
+                self.ended, self.steps = time.perf_counter(), state.global_step - self.skip
+
+    def examples_per_second(self, rows: int, batch_size: int) -> float | None:
+        if self.started is None or self.ended is None:
+            return None
+        return min(self.steps * batch_size, rows - self.skip * batch_size) / (self.ended - self.started)
+
+
+# How the profiler's operators are grouped in the summary: the first group whose word is in the name wins.
+OP_GROUPS = (
+    ("optimizer", ("adam", "optimizer", "clip_grad", "foreach", "multi_tensor", "norm_")),
+    ("attention", ("scaled_dot_product", "attention", "softmax", "bmm", "baddbmm", "flash", "fmha")),
+    ("matmul", ("mm", "linear", "matmul", "gemm", "mkldnn", "onednn", "cutlass", "sm90", "cublas", "nvjet", "xmma")),
+    ("embedding", ("embedding",)),
+    ("norm / gelu / dropout", ("layer_norm", "gelu", "dropout", "native_layer_norm")),
+)
+
+
+class ProfileSteps(TrainerCallback):
+    """torch.profiler over `count` training steps after `start`: the costliest operators and the time by kind."""
+
+    def __init__(self, start: int = 10, count: int = 10):
+        self.start, self.count, self.profiler, self.began = start, count, None, 0.0
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if state.global_step == self.start and self.profiler is None:
+            activities = [torch.profiler.ProfilerActivity.CPU]
+            if torch.cuda.is_available():
+                activities.append(torch.profiler.ProfilerActivity.CUDA)
+                torch.cuda.synchronize()
+            self.profiler = torch.profiler.profile(activities=activities)
+            self.profiler.__enter__()
+            self.began = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.profiler is not None and state.global_step == self.start + self.count:
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            wall = time.perf_counter() - self.began
+            self.profiler.__exit__(None, None, None)
+            self.report(wall)
+
+    def report(self, wall: float) -> None:
+        events = list(self.profiler.key_averages())
+        gpu = torch.cuda.is_available()
+        if gpu:  # kernels carry the device time; the CPU operators that launched them, the host's
+            kernels = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA]
+            self_time = lambda e: e.self_device_time_total  # noqa: E731
+        else:
+            kernels, self_time = events, (lambda e: e.self_cpu_time_total)
+        busy = sum(self_time(e) for e in kernels) / 1e6
+        where = "GPU kernels" if gpu else "CPU operators"
+        print(
+            f"profile of {self.count} steps: {wall * 1e3 / self.count:.1f} ms/step wall, {busy * 1e3 / self.count:.1f} ms/step in {where}"
+        )
+        groups: dict[str, float] = {}
+        for e in kernels:
+            name = e.key.lower()
+            group = next((g for g, words in OP_GROUPS if any(w in name for w in words)), "other")
+            groups[group] = groups.get(group, 0.0) + self_time(e) / 1e6
+        for group, seconds in sorted(groups.items(), key=lambda kv: -kv[1]):
+            print(f"  {group:24s} {seconds * 1e3 / self.count:8.2f} ms/step  {seconds / wall:6.1%} of wall")
+        tables = [(f"top {where} by self time", kernels, self_time)]
+        if gpu:
+            launches = sum(e.count for e in kernels)
+            print(f"  {launches / self.count:.0f} kernels/step; the GPU is idle {max(0.0, 1 - busy / wall):.0%} of the wall time")
+            cpu_ops = [e for e in events if e.device_type == torch.autograd.DeviceType.CPU]
+            tables.append(("top CPU operators by self CPU time (the host side)", cpu_ops, lambda e: e.self_cpu_time_total))
+        for title, items, measure in tables:
+            print(f"  {title}:")
+            for e in sorted(items, key=measure, reverse=True)[:12]:
+                print(f"    {measure(e) / 1e3 / self.count:8.2f} ms/step  {e.count // self.count:5d}/step  {e.key[:90]}")
+
+
 def save_tokens(tokenizer, frames: dict, max_length: int, folder: Path) -> dict:
     paths = {}
     for name, frame in frames.items():
@@ -63,9 +188,9 @@ def save_tokens(tokenizer, frames: dict, max_length: int, folder: Path) -> dict:
     return paths
 
 
-def heldout_accuracy(model, tokenizer, frame, max_length: int) -> float:
+def heldout_accuracy(model, tokenizer, frame, max_length: int, device: str = "cpu") -> float:
     encoded, _ = encode(tokenizer, frame["text"].tolist(), max_length)
-    logits = predict_logits(model, tokenizer, encoded, 128, "cpu", bf16=False)
+    logits = predict_logits(model, tokenizer, encoded, 128, device, bf16=False)
     return classification_metrics(frame["label_id"].to_numpy(), logits.argmax(1))["accuracy"]
 
 
@@ -78,7 +203,7 @@ def training_flops_per_example(model, mean_tokens: float) -> float:
     return mean_tokens * (6 * params + attention)
 
 
-def run_baseline(model_path, tokenizer, train, labels, cfg: TrainConfig, seed: int, out: Path):
+def run_baseline(model_path, tokenizer, train, labels, cfg: TrainConfig, seed: int, out: Path, device: str, clock: StepClock):
     """The run_glue.py recipe: pad every text to max_length=128, fp32, default collator."""
     set_seed(seed)
     model = AutoModelForSequenceClassification.from_pretrained(model_path, num_labels=len(labels))
@@ -89,14 +214,14 @@ def run_baseline(model_path, tokenizer, train, labels, cfg: TrainConfig, seed: i
         per_device_train_batch_size=cfg.batch_size,
         learning_rate=cfg.learning_rate,
         num_train_epochs=1,
-        use_cpu=True,
+        use_cpu=device == "cpu",
         report_to="none",
         save_strategy="no",
         seed=seed,
         disable_tqdm=True,
     )
     started = time.perf_counter()
-    Trainer(model=model, args=args, train_dataset=dataset).train()
+    Trainer(model=model, args=args, train_dataset=dataset, callbacks=[clock]).train()
     return model, len(train) / (time.perf_counter() - started)
 
 
@@ -105,36 +230,67 @@ def main() -> None:
     parser.add_argument("--train-rows", type=int, default=2000)
     parser.add_argument("--heldout-rows", type=int, default=1000)
     parser.add_argument("--model", default=ModelConfig().name_or_path, help="model folder (default: embedded MiniLM)")
+    parser.add_argument("--random-init", action="store_true", help="the --model's shape with random weights (speed only)")
+    parser.add_argument("--config", choices=["bert-base"], help="a BERT-base-size model with random weights and the --model's tokenizer")
+    parser.add_argument(
+        "--device", choices=["auto", "cpu", "cuda"], default="auto", help="train.device for both (auto: a GPU when present)"
+    )
+    parser.add_argument("--batch-size", type=int, default=TrainConfig().batch_size, help="training batch size of both")
+    parser.add_argument("--join", type=int, default=1, metavar="K", help="each training text is K reviews joined (long inputs; speed only)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--skip-baseline", action="store_true", help="only measure ours")
+    parser.add_argument("--profile", action="store_true", help="torch.profiler over 10 of our training steps: where a step's time goes")
     parser.add_argument(
         "--variant",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="also train ours with this train.* option changed (e.g. compile=true, precision=bf16) and compare",
+        help="also train ours with these train.* options changed (e.g. compile=true, or dropout=0,freeze_embeddings=true) and compare",
     )
     args = parser.parse_args()
 
-    print(f"CPU: {cpu_flags()}")
-    limit = peak(seconds=2.0)
-    print(f"matmul peak with {limit['threads']} threads: fp32 {limit['fp32']:.1f} GFLOP/s, bf16 {limit['bf16']:.1f} GFLOP/s")
-    model_path = resolve_model_path(args.model)
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    train, validation, heldout = load_rows(args.train_rows, args.heldout_rows, args.seed)
+    cfg = TrainConfig(epochs=1, class_weights="none", device=args.device, batch_size=args.batch_size)
+    device = choose_device(cfg.device, torch.cuda.is_available())
+    print(f"CPU: {cpu_flags()}; torch {torch.__version__}")
+    if device == "cuda":
+        limit = gpu_peak()
+        print(f"GPU {limit['name']}: matmul peak bf16 {limit['bf16']:.0f} GFLOP/s, tf32 {limit['fp32']:.0f} GFLOP/s")
+    else:
+        limit = peak(seconds=2.0)
+        print(f"matmul peak with {limit['threads']} threads: fp32 {limit['fp32']:.1f} GFLOP/s, bf16 {limit['bf16']:.1f} GFLOP/s")
+    train, validation, heldout = load_rows(min(args.train_rows, 8000), args.heldout_rows, args.seed)
+    if args.join > 1 or args.train_rows > len(train):
+        train = joined(train, args.train_rows, args.join)
     labels = sorted(train["label"].unique())
-    cfg = TrainConfig(epochs=1, class_weights="none")
-    print(
-        f"model {args.model}; {len(train)} train rows, {len(validation)} validation, {len(heldout)} held-out; "
-        f"batch {cfg.batch_size}, lr {cfg.learning_rate}, 1 epoch; torch threads {torch.get_num_threads()}"
-    )
     with tempfile.TemporaryDirectory(prefix="bench-tp-") as tmp:
         tmp = Path(tmp)
-        result = {}
+        model_path = resolve_model_path(args.model)
+        if args.random_init or args.config:
+            model_path = random_model(model_path, args.config, tmp / "random-model")
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
+        print(
+            f"model {args.config or args.model}{' (random weights)' if model_path.startswith(str(tmp)) else ''} on {device}; "
+            f"{len(train)} train rows{f' of {args.join} reviews each' if args.join > 1 else ''}, {len(validation)} validation, "
+            f"{len(heldout)} held-out; batch {cfg.batch_size}, lr {cfg.learning_rate}, 1 epoch; torch threads {torch.get_num_threads()}"
+        )
+        result = {
+            "device": device,
+            "model": args.config or ("random " if args.random_init else "") + args.model,
+            "batch_size": cfg.batch_size,
+        }
         if not args.skip_baseline:
-            base_model, base_ex_s = run_baseline(model_path, tokenizer, train, labels, cfg, args.seed, tmp / "baseline")
-            result.update(baseline_ex_s=round(base_ex_s, 2), baseline_acc=round(heldout_accuracy(base_model, tokenizer, heldout, 128), 4))
-            print(f"baseline (pad to 128, fp32): {base_ex_s:6.1f} examples/s, held-out accuracy {result['baseline_acc']:.4f}")
+            clock = StepClock()
+            base_model, base_ex_s = run_baseline(model_path, tokenizer, train, labels, cfg, args.seed, tmp / "baseline", device, clock)
+            result.update(
+                baseline_ex_s=round(base_ex_s, 2),
+                baseline_loop_ex_s=round(clock.examples_per_second(len(train), cfg.batch_size), 2),
+                baseline_acc=round(heldout_accuracy(base_model, tokenizer, heldout, 128, device), 4),
+            )
+            print(
+                f"baseline (pad to 128, fp32): {base_ex_s:6.1f} examples/s end to end, {result['baseline_loop_ex_s']:6.1f} in the "
+                f"training loop; held-out accuracy {result['baseline_acc']:.4f}"
+            )
+            del base_model
         tokens = TokenizeResult(
             paths=save_tokens(tokenizer, {"train": train, "validation": validation}, cfg.max_length, tmp),
             length_files={},
@@ -146,59 +302,100 @@ def main() -> None:
             reused=False,
         )
 
-        def ours(train_cfg: TrainConfig, name: str) -> tuple[float, float, dict]:
+        def ours(train_cfg: TrainConfig, name: str) -> tuple[float, float, float, dict]:
+            clock = StepClock()
             started = time.perf_counter()
-            meta = train_model(tokens, ModelConfig(name_or_path=args.model), train_cfg, args.seed, tmp / name, tmp / f"ckpt-{name}")
+            meta = train_model(
+                tokens,
+                ModelConfig(name_or_path=model_path),
+                train_cfg,
+                args.seed,
+                tmp / name,
+                tmp / f"ckpt-{name}",
+                extra_callbacks=[clock, ProfileSteps()] if args.profile else [clock],
+            )
             ex_s = len(train) / (time.perf_counter() - started)
             model = AutoModelForSequenceClassification.from_pretrained(tmp / name / "model")
-            return ex_s, heldout_accuracy(model, tokenizer, heldout, train_cfg.max_length), meta
+            accuracy = heldout_accuracy(model, tokenizer, heldout, train_cfg.max_length, device)
+            return ex_s, clock.examples_per_second(len(train), train_cfg.batch_size), accuracy, meta
 
-        ours_ex_s, ours_acc, meta = ours(cfg, "ours")
-        result.update(ours_ex_s=round(ours_ex_s, 2), ours_acc=round(ours_acc, 4), ours_precision=meta["precision"])
+        ours_ex_s, loop_ex_s, ours_acc, meta = ours(cfg, "ours")
+        result.update(
+            ours_ex_s=round(ours_ex_s, 2), ours_loop_ex_s=round(loop_ex_s, 2), ours_acc=round(ours_acc, 4), ours_precision=meta["precision"]
+        )
         mean_tokens = sum(len(ids) for ids in encode(tokenizer, train["text"].tolist(), cfg.max_length)[0]["input_ids"]) / len(train)
         flops = training_flops_per_example(AutoModelForSequenceClassification.from_pretrained(tmp / "ours" / "model"), mean_tokens)
-        achieved = ours_ex_s * flops / 1e9
         bar = limit["bf16" if meta["precision"] == "bf16" else "fp32"]
-        result.update(achieved_gflops=round(achieved, 1), peak_gflops=bar, peak_fraction=round(achieved / bar, 3))
-        print(
-            f"ours: {mean_tokens:.1f} real tokens/example, {flops / 1e9:.2f} GFLOP/example: {achieved:.1f} GFLOP/s achieved end to end "
-            "(the timed span includes the model load, the epoch's validation and its checkpoint: a lower bound) = "
-            f"{result['peak_fraction']:.0%} of the {meta['precision']} matmul peak ({bar:.1f} GFLOP/s)"
+        result.update(
+            achieved_gflops=round(ours_ex_s * flops / 1e9, 1),
+            loop_gflops=round(loop_ex_s * flops / 1e9, 1),
+            peak_gflops=bar,
+            peak_fraction=round(ours_ex_s * flops / 1e9 / bar, 3),
+            loop_peak_fraction=round(loop_ex_s * flops / 1e9 / bar, 3),
+            tokens_per_example=round(mean_tokens, 1),
         )
         print(
-            f"ours ({meta['device']}/{meta['precision']}, per-batch padding, length-grouped, incl. per-epoch validation and checkpoint): "
-            f"{ours_ex_s:6.1f} examples/s, held-out accuracy {result['ours_acc']:.4f}"
+            f"ours: {mean_tokens:.1f} real tokens/example, {flops / 1e9:.2f} GFLOP/example: {result['achieved_gflops']:.1f} GFLOP/s end to end "
+            f"= {result['peak_fraction']:.1%} of the {meta['precision']} matmul peak ({bar:.1f} GFLOP/s); "
+            f"{result['loop_gflops']:.1f} GFLOP/s in the training loop = {result['loop_peak_fraction']:.1%}"
+        )
+        print(
+            f"ours ({meta['device']}/{meta['precision']}, per-batch padding, length-grouped): {ours_ex_s:6.1f} examples/s end to end "
+            f"(incl. model load, per-epoch validation and checkpoint), {loop_ex_s:6.1f} in the training loop; held-out accuracy {result['ours_acc']:.4f}"
         )
         for variant in args.variant:
-            key, _, value = variant.partition("=")
-            changed = TrainConfig.model_validate({**cfg.model_dump(), key: value})
-            ex_s, acc, meta = ours(changed, f"variant-{key}")
+            changes = dict(item.partition("=")[::2] for item in variant.split(","))
+            changed = TrainConfig.model_validate({**cfg.model_dump(), **changes})
+            key = "+".join(changes)
+            ex_s, v_loop, acc, meta = ours(changed, f"variant-{key}")
             print(
-                f"ours with train.{key}={value} ({meta['precision']}): {ex_s:6.1f} examples/s ({ex_s / ours_ex_s:.2f}x ours, "
-                f"time to train incl. any compilation), held-out accuracy {acc:.4f}"
+                f"ours with {', '.join(f'train.{k}={v}' for k, v in changes.items())} ({meta['precision']}): "
+                f"{ex_s:6.1f} examples/s end to end ({ex_s / ours_ex_s:.2f}x ours, "
+                f"incl. any compilation), {v_loop:6.1f} in the training loop ({v_loop / loop_ex_s:.2f}x); held-out accuracy {acc:.4f}"
             )
             result[f"variant_{key}_ex_s"] = round(ex_s, 2)
+            result[f"variant_{key}_loop_ex_s"] = round(v_loop, 2)
+            result[f"variant_{key}_acc"] = round(acc, 4)
     if "baseline_ex_s" in result:
         result["ratio"] = round(result["ours_ex_s"] / result["baseline_ex_s"], 2)
+        result["loop_ratio"] = round(result["ours_loop_ex_s"] / result["baseline_loop_ex_s"], 2)
         target = 8.0 if result["ours_precision"] == "bf16" else 6.0  # the issue's bar: 8x with native bf16, 6x without
         print(
-            f"ratio {result['ratio']:.2f}x (target >= {target:.0f} with {result['ours_precision']}), "
-            f"accuracy change {result['ours_acc'] - result['baseline_acc']:+.4f} (target >= -0.02)"
+            f"ratio {result['ratio']:.2f}x end to end, {result['loop_ratio']:.2f}x in the training loop (target >= {target:.0f} with "
+            f"{result['ours_precision']}), accuracy change {result['ours_acc'] - result['baseline_acc']:+.4f} (target >= -0.02)"
         )
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    if device == "cuda":
+        result["gpu_peak_memory_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     print(f"peak RSS {result['peak_rss_mb']:.0f} MB")
     keys = (
+        "device",
+        "model",
+        "batch_size",
         "baseline_ex_s",
         "ours_ex_s",
         "ratio",
+        "baseline_loop_ex_s",
+        "ours_loop_ex_s",
+        "loop_ratio",
         "baseline_acc",
         "ours_acc",
         "ours_precision",
+        "tokens_per_example",
         "peak_gflops",
         "peak_fraction",
+        "loop_peak_fraction",
         "peak_rss_mb",
+        "gpu_peak_memory_mb",
     )
-    print(json.dumps({**{k: result.get(k) for k in keys}, **{k: v for k, v in result.items() if k.startswith("variant_")}}))
+    print(
+        json.dumps(
+            {
+                **{k: result.get(k) for k in keys if k in result or not k.startswith("gpu")},
+                **{k: v for k, v in result.items() if k.startswith("variant_")},
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

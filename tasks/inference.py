@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import DataCollatorWithPadding
 
 from schemas.config import EVAL_BATCH_SIZE
@@ -27,6 +28,17 @@ def cpu_has_fast_bf16(cpuinfo: str | None = None) -> bool:
             return False
     flags = set(cpuinfo.split())
     return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+# Every attention kernel but cuDNN's. Per-batch padding gives nearly every batch a new length, and cuDNN plans each
+# new shape again on the host: on an H200 that took 140 ms of a 190 ms MiniLM training step (bench/README.md, GPU).
+# Flash and memory-efficient attention take any length at no host cost; CPUs have no cuDNN kernel to leave out.
+_ATTENTION_KERNELS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+
+
+def attention_kernels():
+    """A context in which scaled-dot-product attention never picks cuDNN's kernel (training and inference)."""
+    return sdpa_kernel(_ATTENTION_KERNELS)
 
 
 def length_order(lengths: list[int]) -> np.ndarray:
@@ -46,7 +58,7 @@ def predict_logits(model, tokenizer, columns: dict, batch_size: int, device: str
         idx = order[start : start + batch_size]
         batch = collate([{k: columns[k][i] for k in features} for i in idx])
         batch = {k: v.to(device) for k, v in batch.items()}
-        with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=bf16):
+        with attention_kernels(), torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=bf16):
             logits = model(**batch).logits
         out[idx] = logits.float().cpu().numpy()
     return out

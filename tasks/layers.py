@@ -1,5 +1,6 @@
 """Layer-wise training options: freeze the bottom of the encoder (train.freeze_layers) or the word embeddings
-alone (train.freeze_embeddings), and decay the learning rate layer by layer from the head down (train.layer_lr_decay).
+alone (train.freeze_embeddings), decay the learning rate layer by layer from the head down (train.layer_lr_decay),
+and set the model's dropout (train.dropout).
 
 Depth counts from the input: the embeddings are depth 0, encoder layer i is depth i + 1, and
 everything above the encoder (pooler, head) is depth L + 1, where L is the number of layers.
@@ -13,10 +14,26 @@ from torch import nn
 from schemas.errors import ConfigError
 
 # Both options are off at these values: the fine-tune key leaves them out then, so older cache entries stay valid.
-OFF = {"freeze_layers": 0, "layer_lr_decay": 1.0, "freeze_embeddings": False}
+OFF = {"freeze_layers": 0, "layer_lr_decay": 1.0, "freeze_embeddings": False, "dropout": None}
+
+# The dropout probabilities of the encoders transformers ships (BERT, RoBERTa, DeBERTa, ELECTRA: the first two;
+# DistilBERT: dropout, attention_dropout). A head's own classifier_dropout is left as the model sets it.
+DROPOUT_KEYS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout")
 
 # Trainer.get_decay_parameter_names: no weight decay on biases and norm weights.
 _NO_DECAY = (r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)")
+
+
+def dropout_overrides(config: dict, p: float | None) -> dict:
+    """The model-config keys that set dropout to p (train.dropout), for the keys this config has; {} when p is None."""
+    if p is None:
+        return {}
+    found = {key: p for key in DROPOUT_KEYS if isinstance(config.get(key), (int, float))}
+    if not found:
+        raise ConfigError(
+            f"train.dropout is set but the model's config names none of {', '.join(DROPOUT_KEYS)}: leave train.dropout unset for this model"
+        )
+    return found
 
 
 def encoder_parts(model: nn.Module) -> tuple[nn.Module, list[nn.Module]]:

@@ -18,6 +18,7 @@ from prefect import task
 from transformers import (
     AutoTokenizer,
     EarlyStoppingCallback,
+    PretrainedConfig,
     Trainer,
     TrainerCallback,
     TrainingArguments,
@@ -30,9 +31,9 @@ from schemas.errors import ConfigError
 from task_types import get_task_type
 from task_types.base import LOWER_IS_BETTER
 from tasks.cache import build_step, file_sha256, fingerprint, model_fingerprint
-from tasks.inference import cpu_has_fast_bf16
+from tasks.inference import attention_kernels, cpu_has_fast_bf16
 from tasks.layers import OFF as LAYER_OPTIONS_OFF
-from tasks.layers import freeze_bottom, freeze_word_embeddings, layer_decay_optimizer
+from tasks.layers import dropout_overrides, freeze_bottom, freeze_word_embeddings, layer_decay_optimizer
 from tasks.logs import step_logger, timed
 from tasks.results import TokenizeResult, TrainResult
 
@@ -274,9 +275,14 @@ def train_model(
     best_metric = best_epoch_metric(task, compare_on, spec)
     path = resolve_model_path(model_cfg.name_or_path)
     set_seed(seed)  # before the model is built: the head's init depends on it
+    dropout = dropout_overrides(PretrainedConfig.get_config_dict(path)[0], train.dropout) if train.dropout is not None else {}
     model = task_type.model_class().from_pretrained(
         path,
         **task_type.head_config(spec),
+        **dropout,
+        # On CPUs, SDPA's fused backward is slower than plain matmuls at these lengths (100 of 250 ms a MiniLM step
+        # with dropout 0; with dropout it falls back to the plain path anyway): train with the eager attention there.
+        **({"attn_implementation": "eager"} if device == "cpu" and not model_cfg.trust_remote_code else {}),
         trust_remote_code=model_cfg.trust_remote_code,
     )
     frozen = freeze_bottom(model, train.freeze_layers)
@@ -324,7 +330,8 @@ def train_model(
     if not interactive():
         trainer.remove_callback(PrinterCallback)  # it prints each log as a raw dict
     resume = last_complete_checkpoint(checkpoints)
-    result = trainer.train(resume_from_checkpoint=resume)
+    with attention_kernels():  # per-batch padding: a new length nearly every batch, which cuDNN's attention re-plans
+        result = trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(str(folder / "model"))  # the main process only, under DDP
     if trainer.is_world_process_zero():
         (folder / "training_config.json").write_text(

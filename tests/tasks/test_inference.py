@@ -1,6 +1,16 @@
 import numpy as np
+import torch
 
-from tasks.inference import length_order, model_task, per_document
+from tasks.inference import attention_kernels, length_order, model_task, per_document
+
+
+def test_attention_never_picks_cudnn_inside_and_is_restored_after():
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    with attention_kernels():
+        assert not torch.backends.cuda.cudnn_sdp_enabled()
+        assert torch.backends.cuda.flash_sdp_enabled() and torch.backends.cuda.mem_efficient_sdp_enabled()
+        assert torch.backends.cuda.math_sdp_enabled()
+    assert torch.backends.cuda.cudnn_sdp_enabled() == before
 
 
 def test_length_order_sorts_and_is_stable():

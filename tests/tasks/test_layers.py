@@ -2,11 +2,18 @@
 
 import pytest
 import torch
-from transformers import AutoModelForSequenceClassification, TrainingArguments
+from transformers import AutoConfig, AutoModelForSequenceClassification, TrainingArguments
 
 from schemas.config import TrainConfig
 from schemas.errors import ConfigError
-from tasks.layers import freeze_bottom, freeze_word_embeddings, layer_decay_optimizer, layer_param_groups, parameter_depths
+from tasks.layers import (
+    dropout_overrides,
+    freeze_bottom,
+    freeze_word_embeddings,
+    layer_decay_optimizer,
+    layer_param_groups,
+    parameter_depths,
+)
 
 
 @pytest.fixture
@@ -58,6 +65,20 @@ def test_freeze_embeddings_stops_only_the_word_embedding_matrix(tiny):
     assert grads["bert.embeddings.position_embeddings.weight"] and grads["bert.encoder.layer.0.attention.self.query.weight"]
 
 
+def test_dropout_sets_the_keys_each_architecture_has():
+    bert = {"hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1, "classifier_dropout": None}
+    assert dropout_overrides(bert, None) == {}
+    assert dropout_overrides(bert, 0.0) == {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+    assert dropout_overrides({"dropout": 0.1, "attention_dropout": 0.1, "seq_classif_dropout": 0.2}, 0.05) == {
+        "dropout": 0.05,
+        "attention_dropout": 0.05,
+    }
+    with pytest.raises(ConfigError, match="leave train.dropout unset"):
+        dropout_overrides({"hidden_size": 32}, 0.0)
+    with pytest.raises(ValueError):
+        TrainConfig(dropout=1.0)
+
+
 def test_layer_lr_decay_gives_each_depth_its_rate(tiny):
     groups = layer_param_groups(tiny, learning_rate=1e-3, weight_decay=0.01, decay=0.5)
     rate = {}
@@ -89,6 +110,7 @@ def test_frozen_parameters_stay_out_of_the_optimizer(tiny, tmp_path):
 
 def test_options_are_off_by_default_and_validated():
     assert TrainConfig().freeze_layers == 0 and TrainConfig().layer_lr_decay == 1.0 and TrainConfig().freeze_embeddings is False
+    assert TrainConfig().dropout is None
     with pytest.raises(ValueError):
         TrainConfig(layer_lr_decay=1.5)
     with pytest.raises(ValueError):
@@ -112,3 +134,7 @@ def test_fine_tune_with_both_options_trains_and_keys_apart(prefect_server, make_
     assert result.key != plain.key and result.frozen_parameters > 0 and plain.frozen_parameters == 0
     rates = [e["learning_rate"] for e in result.history if "learning_rate" in e]
     assert rates and max(rates) <= cfg.train.learning_rate
+    no_dropout = fine_tune.fn(tokens, cfg.model, cfg.train.model_copy(update={"dropout": 0.0}), cfg.cache, cfg.seed)
+    assert no_dropout.key not in (plain.key, result.key)
+    assert AutoConfig.from_pretrained(no_dropout.path).hidden_dropout_prob == 0.0
+    assert AutoConfig.from_pretrained(plain.path).hidden_dropout_prob == 0.1  # the model's own

@@ -110,7 +110,7 @@ def test_frozen_parameters_stay_out_of_the_optimizer(tiny, tmp_path):
 
 def test_options_are_off_by_default_and_validated():
     assert TrainConfig().freeze_layers == 0 and TrainConfig().layer_lr_decay == 1.0 and TrainConfig().freeze_embeddings is False
-    assert TrainConfig().dropout is None
+    assert TrainConfig().dropout == 0.0  # measured faster at equal accuracy; null keeps the model's own
     with pytest.raises(ValueError):
         TrainConfig(layer_lr_decay=1.5)
     with pytest.raises(ValueError):
@@ -134,7 +134,7 @@ def test_fine_tune_with_both_options_trains_and_keys_apart(prefect_server, make_
     assert result.key != plain.key and result.frozen_parameters > 0 and plain.frozen_parameters == 0
     rates = [e["learning_rate"] for e in result.history if "learning_rate" in e]
     assert rates and max(rates) <= cfg.train.learning_rate
-    no_dropout = fine_tune.fn(tokens, cfg.model, cfg.train.model_copy(update={"dropout": 0.0}), cfg.cache, cfg.seed)
-    assert no_dropout.key not in (plain.key, result.key)
-    assert AutoConfig.from_pretrained(no_dropout.path).hidden_dropout_prob == 0.0
-    assert AutoConfig.from_pretrained(plain.path).hidden_dropout_prob == 0.1  # the model's own
+    models_own = fine_tune.fn(tokens, cfg.model, cfg.train.model_copy(update={"dropout": None}), cfg.cache, cfg.seed)
+    assert models_own.key not in (plain.key, result.key)
+    assert AutoConfig.from_pretrained(models_own.path).hidden_dropout_prob == 0.1  # the tiny BERT's own
+    assert AutoConfig.from_pretrained(plain.path).hidden_dropout_prob == 0.0  # the default

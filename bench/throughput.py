@@ -32,6 +32,7 @@ from tasks import env  # noqa: E402
 env.apply()
 
 import torch  # noqa: E402
+import yaml  # noqa: E402
 from datasets import Dataset  # noqa: E402
 from transformers import (  # noqa: E402
     AutoConfig,
@@ -344,7 +345,7 @@ def main() -> None:
             f"(incl. model load, per-epoch validation and checkpoint), {loop_ex_s:6.1f} in the training loop; held-out accuracy {result['ours_acc']:.4f}"
         )
         for variant in args.variant:
-            changes = dict(item.partition("=")[::2] for item in variant.split(","))
+            changes = {k: yaml.safe_load(v) for k, v in (item.partition("=")[::2] for item in variant.split(","))}  # as config overrides
             changed = TrainConfig.model_validate({**cfg.model_dump(), **changes})
             key = "+".join(changes)
             ex_s, v_loop, acc, meta = ours(changed, f"variant-{key}")

@@ -1,9 +1,9 @@
 """ONNX for serving: the torch model vs its ONNX export (fp32 and dynamic int8) on the same unseen rows.
 
-    .venv/bin/python bench/serving.py [--train-rows 4000] [--rows 4000]
+    .venv/bin/python bench/serving.py [--train-rows 4000] [--rows 4000] [--epochs 1|auto]
 
 Fine-tunes the default model on a sample of the embedded reviews (the real flow, `data.max_rows=TRAIN_ROWS
-train.epochs=1`, into a scratch store), then predicts ROWS reviews the run never saw with the predict flow's own
+train.epochs=EPOCHS`, into a scratch store; `auto` trains as the default job does), then predicts ROWS reviews the run never saw with the predict flow's own
 per-chunk function (`flows.predict.predict_frame`) on three runtimes, one after the other in this process:
 torch in fp32, torch under bf16 autocast (on a CPU with native bf16: `flows/predict.py`'s default there),
 onnxruntime fp32 and onnxruntime int8 (what `make export` writes and
@@ -44,6 +44,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train-rows", type=int, default=4000, help="data.max_rows of the fine-tune (default 4000)")
     parser.add_argument("--rows", type=int, default=4000, help="unseen reviews to predict (default 4000)")
+    parser.add_argument("--epochs", default="1", help="train.epochs of the fine-tune: 1 (default, quick) or auto (as the default job)")
     args = parser.parse_args()
     from tasks import env
 
@@ -59,7 +60,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-onnx-") as tmp:
         workdir = Path(tmp)
-        summary = run_flow(workdir, f"data.max_rows={args.train_rows}", "train.epochs=1", "registry.promote=false")
+        summary = run_flow(workdir, f"data.max_rows={args.train_rows}", f"train.epochs={args.epochs}", "registry.promote=false")
         uri = f"sqlite:///{workdir / 'mlflow.db'}"
         mlflow.set_tracking_uri(uri)
         mlflow.set_registry_uri(uri)
@@ -76,7 +77,7 @@ def main() -> None:
             "onnx_int8": (OnnxModel(workdir / "onnx" / "model.int8.onnx", model.config, torch.get_num_threads()), False),
         }
         print(
-            f"MiniLM-L6 fine-tuned on {args.train_rows:,} sampled reviews (1 epoch; test accuracy {summary['test_accuracy']:.4f}); "
+            f"MiniLM-L6 fine-tuned on {args.train_rows:,} sampled reviews (train.epochs={args.epochs}; test accuracy {summary['test_accuracy']:.4f}); "
             f"{len(frame):,} unseen reviews, {torch.get_num_threads()} threads; export + int8 quantization took {export_s:.1f} s"
         )
         results, labels = {}, {}

@@ -92,26 +92,32 @@ def random_model(model_path: str, config_name: str | None, folder: Path) -> str:
 
 
 class StepClock(TrainerCallback):
-    """The training loop alone: seconds from the end of step `skip` (warm-up left out) to the end of the last step.
+    """The training loop alone: seconds from the start of the first step to the end of the last, every step counted
+    for both sides (length-grouped batches start with the longest, so leaving early steps out would favour ours).
 
     Evaluation and checkpoints come after the last step of an epoch, so one epoch's figure holds neither."""
 
-    def __init__(self, skip: int = 5):
-        self.skip, self.started, self.ended, self.steps = skip, None, None, 0
+    def __init__(self, device: str):
+        self.cuda, self.started, self.ended = device == "cuda", None, None
+
+    def _now(self) -> float:
+        if self.cuda:
+            torch.cuda.synchronize()  # the kernels are done, not only launched
+        return time.perf_counter()
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if self.started is None:
+            self.started = self._now()
 
     def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.skip or state.global_step == state.max_steps:
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()  # the step's kernels are done, not only launched
-            if state.global_step == self.skip:
-                self.started = time.perf_counter()
-            else:
-                self.ended, self.steps = time.perf_counter(), state.global_step - self.skip
+        if state.global_step == state.max_steps:
+            self.ended = self._now()
 
-    def examples_per_second(self, rows: int, batch_size: int) -> float | None:
+    def examples_per_second(self, rows: int) -> float:
+        """All of one epoch's rows over the loop's time."""
         if self.started is None or self.ended is None:
-            return None
-        return min(self.steps * batch_size, rows - self.skip * batch_size) / (self.ended - self.started)
+            raise RuntimeError("the training loop ran no step: nothing to time")
+        return rows / (self.ended - self.started)
 
 
 # How the profiler's operators are grouped in the summary: the first group whose word is in the name wins.
@@ -127,13 +133,13 @@ OP_GROUPS = (
 class ProfileSteps(TrainerCallback):
     """torch.profiler over `count` training steps after `start`: the costliest operators and the time by kind."""
 
-    def __init__(self, start: int = 10, count: int = 10):
-        self.start, self.count, self.profiler, self.began = start, count, None, 0.0
+    def __init__(self, device: str, start: int = 10, count: int = 10):
+        self.cuda, self.start, self.count, self.profiler, self.began, self.steps = device == "cuda", start, count, None, 0.0, 0
 
     def on_step_begin(self, args, state, control, **kwargs):
         if state.global_step == self.start and self.profiler is None:
             activities = [torch.profiler.ProfilerActivity.CPU]
-            if torch.cuda.is_available():
+            if self.cuda:
                 activities.append(torch.profiler.ProfilerActivity.CUDA)
                 torch.cuda.synchronize()
             self.profiler = torch.profiler.profile(activities=activities)
@@ -142,15 +148,23 @@ class ProfileSteps(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.profiler is not None and state.global_step == self.start + self.count:
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            wall = time.perf_counter() - self.began
-            self.profiler.__exit__(None, None, None)
-            self.report(wall)
+            self.finish(self.count)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.profiler is not None and self.steps == 0:  # fewer steps than start + count: report what ran
+            self.finish(max(1, state.global_step - self.start))
+
+    def finish(self, steps: int) -> None:
+        if self.cuda:
+            torch.cuda.synchronize()
+        wall = time.perf_counter() - self.began
+        self.profiler.__exit__(None, None, None)
+        self.steps = steps
+        self.report(wall)
 
     def report(self, wall: float) -> None:
         events = list(self.profiler.key_averages())
-        gpu = torch.cuda.is_available()
+        gpu, self.count = self.cuda, self.steps
         if gpu:  # kernels carry the device time; the CPU operators that launched them, the host's
             kernels = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA]
             self_time = lambda e: e.self_device_time_total  # noqa: E731
@@ -261,6 +275,7 @@ def main() -> None:
         print(f"matmul peak with {limit['threads']} threads: fp32 {limit['fp32']:.1f} GFLOP/s, bf16 {limit['bf16']:.1f} GFLOP/s")
     train, validation, heldout = load_rows(min(args.train_rows, 8000), args.heldout_rows, args.seed)
     if args.join > 1 or args.train_rows > len(train):
+        print(f"{args.train_rows} training rows made of {len(train)} reviews, {args.join} a text (cycled): for speed only")
         train = joined(train, args.train_rows, args.join)
     labels = sorted(train["label"].unique())
     with tempfile.TemporaryDirectory(prefix="bench-tp-") as tmp:
@@ -274,17 +289,20 @@ def main() -> None:
             f"{len(train)} train rows{f' of {args.join} reviews each' if args.join > 1 else ''}, {len(validation)} validation, "
             f"{len(heldout)} held-out; batch {cfg.batch_size}, lr {cfg.learning_rate}, 1 epoch; torch threads {torch.get_num_threads()}"
         )
+        if args.profile:
+            print("(profiled: the loop figures below include the profiler's own cost)")
         result = {
+            "profiled": args.profile,
             "device": device,
             "model": args.config or ("random " if args.random_init else "") + args.model,
             "batch_size": cfg.batch_size,
         }
         if not args.skip_baseline:
-            clock = StepClock()
+            clock = StepClock(device)
             base_model, base_ex_s = run_baseline(model_path, tokenizer, train, labels, cfg, args.seed, tmp / "baseline", device, clock)
             result.update(
                 baseline_ex_s=round(base_ex_s, 2),
-                baseline_loop_ex_s=round(clock.examples_per_second(len(train), cfg.batch_size), 2),
+                baseline_loop_ex_s=round(clock.examples_per_second(len(train)), 2),
                 baseline_acc=round(heldout_accuracy(base_model, tokenizer, heldout, 128, device), 4),
             )
             print(
@@ -304,7 +322,7 @@ def main() -> None:
         )
 
         def ours(train_cfg: TrainConfig, name: str) -> tuple[float, float, float, dict]:
-            clock = StepClock()
+            clock = StepClock(device)
             started = time.perf_counter()
             meta = train_model(
                 tokens,
@@ -313,12 +331,12 @@ def main() -> None:
                 args.seed,
                 tmp / name,
                 tmp / f"ckpt-{name}",
-                extra_callbacks=[clock, ProfileSteps()] if args.profile else [clock],
+                extra_callbacks=[clock, ProfileSteps(device)] if args.profile else [clock],
             )
             ex_s = len(train) / (time.perf_counter() - started)
             model = AutoModelForSequenceClassification.from_pretrained(tmp / name / "model")
             accuracy = heldout_accuracy(model, tokenizer, heldout, train_cfg.max_length, device)
-            return ex_s, clock.examples_per_second(len(train), train_cfg.batch_size), accuracy, meta
+            return ex_s, clock.examples_per_second(len(train)), accuracy, meta
 
         ours_ex_s, loop_ex_s, ours_acc, meta = ours(cfg, "ours")
         result.update(
@@ -344,11 +362,13 @@ def main() -> None:
             f"ours ({meta['device']}/{meta['precision']}, per-batch padding, length-grouped): {ours_ex_s:6.1f} examples/s end to end "
             f"(incl. model load, per-epoch validation and checkpoint), {loop_ex_s:6.1f} in the training loop; held-out accuracy {result['ours_acc']:.4f}"
         )
-        for variant in args.variant:
+        for index, variant in enumerate(args.variant):
             changes = {k: yaml.safe_load(v) for k, v in (item.partition("=")[::2] for item in variant.split(","))}  # as config overrides
             changed = TrainConfig.model_validate({**cfg.model_dump(), **changes})
             key = "+".join(changes)
-            ex_s, v_loop, acc, meta = ours(changed, f"variant-{key}")
+            if f"variant_{key}_ex_s" in result:  # the same options twice with other values: name them apart
+                key = "+".join(f"{k}={v}" for k, v in changes.items())
+            ex_s, v_loop, acc, meta = ours(changed, f"variant-{index}")
             print(
                 f"ours with {', '.join(f'train.{k}={v}' for k, v in changes.items())} ({meta['precision']}): "
                 f"{ex_s:6.1f} examples/s end to end ({ex_s / ours_ex_s:.2f}x ours, "
@@ -370,6 +390,7 @@ def main() -> None:
         result["gpu_peak_memory_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     print(f"peak RSS {result['peak_rss_mb']:.0f} MB")
     keys = (
+        "profiled",
         "device",
         "model",
         "batch_size",

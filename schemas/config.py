@@ -200,8 +200,8 @@ class TrainConfig(_Section):
         0.0,
         ge=0,
         lt=1,
-        description="the model's hidden and attention dropout during training; 0 (the default) trained 1.3x faster on a CPU "
-        "at equal or better accuracy than the model's own 0.1 (bench/README.md); null keeps the model's own",
+        description="the model's hidden and attention dropout during training; 0 (the default) trained 1.2-1.3x faster on a "
+        "CPU than the model's own 0.1, at accuracy within noise of it (bench/README.md); null keeps the model's own",
     )
     layer_lr_decay: float = Field(
         1.0,

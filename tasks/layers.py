@@ -16,24 +16,34 @@ from schemas.errors import ConfigError
 # Both options are off at these values: the fine-tune key leaves them out then, so older cache entries stay valid.
 OFF = {"freeze_layers": 0, "layer_lr_decay": 1.0, "freeze_embeddings": False, "dropout": None}
 
-# The dropout probabilities of the encoders transformers ships (BERT, RoBERTa, DeBERTa, ELECTRA: the first two;
-# DistilBERT: dropout, attention_dropout). A head's own classifier_dropout is left as the model sets it.
-DROPOUT_KEYS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "attention_dropout")
+# The dropout probabilities in transformers' model configs: BERT, RoBERTa, DeBERTa, ELECTRA (the first two), DistilBERT
+# (dropout, attention_dropout), ModernBERT (+ mlp_dropout, embedding_dropout), Funnel/Falcon/BLOOM (hidden_dropout),
+# T5 (dropout_rate), GPT-2 (*_pdrop). A head's own classifier_dropout is left as the model sets it; where a model leaves
+# it unset (BERT, RoBERTa, ELECTRA) the head uses hidden_dropout_prob, so it follows train.dropout too.
+DROPOUT_KEYS = (
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+    "dropout",
+    "attention_dropout",
+    "mlp_dropout",
+    "embedding_dropout",
+    "hidden_dropout",
+    "dropout_rate",
+    "resid_pdrop",
+    "embd_pdrop",
+    "attn_pdrop",
+)
 
 # Trainer.get_decay_parameter_names: no weight decay on biases and norm weights.
 _NO_DECAY = (r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)")
 
 
 def dropout_overrides(config: dict, p: float | None) -> dict:
-    """The model-config keys that set dropout to p (train.dropout), for the keys this config has; {} when p is None."""
+    """The model-config keys that set dropout to p (train.dropout), among those this config has with a number; {} when
+    p is None, or when the config names none of DROPOUT_KEYS (the caller says the model keeps its own dropout)."""
     if p is None:
         return {}
-    found = {key: p for key in DROPOUT_KEYS if isinstance(config.get(key), (int, float))}
-    if not found:
-        raise ConfigError(
-            f"train.dropout is set but the model's config names none of {', '.join(DROPOUT_KEYS)}: leave train.dropout unset for this model"
-        )
-    return found
+    return {key: p for key in DROPOUT_KEYS if isinstance(config.get(key), (int, float)) and not isinstance(config.get(key), bool)}
 
 
 def encoder_parts(model: nn.Module) -> tuple[nn.Module, list[nn.Module]]:

@@ -16,9 +16,9 @@ import torch
 from datasets import load_from_disk
 from prefect import task
 from transformers import (
+    AutoConfig,
     AutoTokenizer,
     EarlyStoppingCallback,
-    PretrainedConfig,
     Trainer,
     TrainerCallback,
     TrainingArguments,
@@ -32,8 +32,8 @@ from task_types import get_task_type
 from task_types.base import LOWER_IS_BETTER
 from tasks.cache import build_step, file_sha256, fingerprint, model_fingerprint
 from tasks.inference import attention_kernels, cpu_has_fast_bf16
+from tasks.layers import DROPOUT_KEYS, dropout_overrides, freeze_bottom, freeze_word_embeddings, layer_decay_optimizer
 from tasks.layers import OFF as LAYER_OPTIONS_OFF
-from tasks.layers import dropout_overrides, freeze_bottom, freeze_word_embeddings, layer_decay_optimizer
 from tasks.logs import step_logger, timed
 from tasks.results import TokenizeResult, TrainResult
 
@@ -275,7 +275,18 @@ def train_model(
     best_metric = best_epoch_metric(task, compare_on, spec)
     path = resolve_model_path(model_cfg.name_or_path)
     set_seed(seed)  # before the model is built: the head's init depends on it
-    dropout = dropout_overrides(PretrainedConfig.get_config_dict(path)[0], train.dropout) if train.dropout is not None else {}
+    dropout = {}
+    if train.dropout is not None:
+        dropout = dropout_overrides(
+            AutoConfig.from_pretrained(path, trust_remote_code=model_cfg.trust_remote_code).to_dict(), train.dropout
+        )
+        if not dropout:
+            step_logger().warning(
+                "fine_tune: train.dropout=%s, but this model's config names no dropout this knows (%s): it trains with its own; "
+                "set train.dropout=null to say so",
+                train.dropout,
+                ", ".join(DROPOUT_KEYS),
+            )
     model = task_type.model_class().from_pretrained(
         path,
         **task_type.head_config(spec),

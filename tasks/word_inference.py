@@ -14,7 +14,7 @@ from schemas.config import EVAL_BATCH_SIZE
 from task_types.classification import softmax
 from task_types.tagging import encode_sentences, join_words, merge_windows, split_words
 from task_types.token_classification import parse_list
-from tasks.inference import INPUT_FEATURES, length_order
+from tasks.inference import INPUT_FEATURES, attention_kernels, length_order
 
 
 @torch.inference_mode()
@@ -30,7 +30,7 @@ def window_logits(model, tokenizer, columns: dict, batch_size: int, device: str 
         idx = order[start : start + batch_size]
         batch = collate([{k: columns[k][i] for k in features} for i in idx])
         batch = {k: v.to(device) for k, v in batch.items()}
-        with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=bf16):
+        with attention_kernels(), torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=bf16):
             logits = model(**batch).logits.float().cpu().numpy()
         for j, i in enumerate(idx):
             out[i] = logits[j, : lengths[i]]

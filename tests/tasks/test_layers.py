@@ -73,8 +73,8 @@ def test_dropout_sets_the_keys_each_architecture_has():
         "dropout": 0.05,
         "attention_dropout": 0.05,
     }
-    with pytest.raises(ConfigError, match="leave train.dropout unset"):
-        dropout_overrides({"hidden_size": 32}, 0.0)
+    assert dropout_overrides({"hidden_size": 32}, 0.0) == {}  # none it knows: the model keeps its own (fine_tune warns)
+    assert dropout_overrides({"dropout_rate": 0.1, "classifier_dropout": None, "hidden_dropout": None}, 0.0) == {"dropout_rate": 0.0}
     with pytest.raises(ValueError):
         TrainConfig(dropout=1.0)
 

@@ -13,7 +13,7 @@ from torch import nn
 
 from schemas.errors import ConfigError
 
-# Both options are off at these values: the fine-tune key leaves them out then, so older cache entries stay valid.
+# These options are off at these values: the fine-tune key leaves them out then, so older cache entries stay valid.
 OFF = {"freeze_layers": 0, "layer_lr_decay": 1.0, "freeze_embeddings": False, "dropout": None}
 
 # The dropout probabilities in transformers' model configs: BERT, RoBERTa, DeBERTa, ELECTRA (the first two), DistilBERT

@@ -73,7 +73,7 @@ rollback: setup  ## move @champion back to the version it replaced: make rollbac
 	$(BIN)/python -m flows.registry rollback --why "$(WHY)" $(ARGS)
 
 cache-report: setup  ## size of each step's cache
-	$(BIN)/python -m tasks.cache
+	$(BIN)/python -m tasks.runtime.cache
 
 clean-cache: setup  ## delete every cached step output (cache.dir, by default .cache/)
 	rm -rf "$$($(BIN)/python -m schemas.config cache.dir)"

@@ -67,7 +67,7 @@ def child_baseline(path: str) -> dict:
 
 
 def child_ours(path: str, cache: str) -> dict:
-    from tasks import env
+    from tasks.runtime import env
 
     env.apply()
     from schemas.config import CacheConfig, DataConfig

@@ -17,13 +17,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tasks import env  # noqa: E402
+from tasks.runtime import env  # noqa: E402
 
 env.apply()
 
 import torch  # noqa: E402
 
-from tasks.inference import cpu_has_fast_bf16  # noqa: E402
+from task_types.inference import cpu_has_fast_bf16  # noqa: E402
 
 SHAPES = {"square 2048": (2048, 2048, 2048), "model 960x384@384x1536": (960, 384, 1536)}
 

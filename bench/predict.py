@@ -88,8 +88,8 @@ def versus_pipeline(rows: int) -> dict:
 
     from flows.predict import predict_frame, use_bf16
     from schemas.config import EVAL_BATCH_SIZE, MAX_LENGTH, DataConfig, ModelConfig, resolve_model_path
+    from task_types.inference import model_task
     from tasks.clean import clean_frame
-    from tasks.inference import model_task
     from tasks.ingest import read_source
 
     raw, _ = read_source(DataConfig())
@@ -144,7 +144,7 @@ def versus_pipeline(rows: int) -> dict:
 
 def child(args) -> None:
     """One predict run in this process; prints rows/s and this process's peak RSS as JSON."""
-    from tasks import env
+    from tasks.runtime import env
 
     env.apply()
     from flows.predict import main
@@ -167,7 +167,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         return child(args)
-    from tasks import env
+    from tasks.runtime import env
 
     env.apply()
     versus = versus_pipeline(args.vs_pipeline) if args.vs_pipeline else {}

@@ -46,7 +46,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=4000, help="unseen reviews to predict (default 4000)")
     parser.add_argument("--epochs", default="1", help="train.epochs of the fine-tune: 1 (default, quick) or auto (as the default job)")
     args = parser.parse_args()
-    from tasks import env
+    from tasks.runtime import env
 
     env.apply()
     import mlflow
@@ -54,9 +54,9 @@ def main() -> None:
 
     from flows.predict import predict_frame, use_bf16
     from schemas.config import EVAL_BATCH_SIZE, MAX_LENGTH
-    from tasks.inference import model_task
-    from tasks.model_io import load_registered
-    from tasks.onnx_export import OnnxModel, export_onnx
+    from task_types.inference import model_task
+    from tasks.serving.model_io import load_registered
+    from tasks.serving.onnx_export import OnnxModel, export_onnx
 
     with tempfile.TemporaryDirectory(prefix="bench-onnx-") as tmp:
         workdir = Path(tmp)

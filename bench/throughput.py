@@ -47,11 +47,11 @@ from transformers import (  # noqa: E402
 )
 
 from schemas.config import DataConfig, ModelConfig, TrainConfig, resolve_model_path  # noqa: E402
+from schemas.results import TokenizeResult  # noqa: E402
 from task_types.classification import classification_metrics  # noqa: E402
+from task_types.inference import predict_logits  # noqa: E402
 from tasks.clean import clean_frame  # noqa: E402
-from tasks.inference import predict_logits  # noqa: E402
 from tasks.ingest import read_source  # noqa: E402
-from tasks.results import TokenizeResult  # noqa: E402
 from tasks.split import split_frame, stratified_sample  # noqa: E402
 from tasks.tokenize import encode  # noqa: E402
 from tasks.train import choose_device, train_model  # noqa: E402

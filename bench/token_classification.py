@@ -33,8 +33,8 @@ import pandas as pd  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 
 from examples.prepare_data import prepare  # noqa: E402
-from task_types.tagging import repair_tags  # noqa: E402
 from task_types.token_classification import word_metrics  # noqa: E402
+from task_types.token_classification.tagging import repair_tags  # noqa: E402
 
 CONFIG = "examples/ner.yaml"
 MARGIN = 0.10

@@ -16,7 +16,7 @@ if __package__ in (None, ""):
     from pathlib import Path as _Path
 
     sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))
-    from tasks import env as _env
+    from tasks.runtime import env as _env
 
     _env.apply()
 
@@ -26,7 +26,7 @@ from pathlib import Path
 from schemas.config import PROJECT_ROOT, TrackingConfig, check_model_name
 from schemas.errors import ConfigError, FinetuneError, environment_fault
 from schemas.secrets import externalize_credentials, mask_text
-from tasks.logs import quiet_user_errors
+from tasks.runtime.logs import quiet_user_errors
 
 
 def resolve_version(tracking_uri: str, model_uri: str) -> str:
@@ -46,7 +46,7 @@ def resolve_version(tracking_uri: str, model_uri: str) -> str:
 
 def export(model_uri: str, tracking_uri: str, out: str | None, quantize: str, trust_remote_code: bool = False) -> Path:
     from flows.predict import load_model
-    from tasks.onnx_export import export_onnx
+    from tasks.serving.onnx_export import export_onnx
 
     if model_uri.startswith("models:/") and "@" not in model_uri and "/" not in model_uri[len("models:/") :]:
         raise ConfigError(f"--model {model_uri} names no version or alias: use models:/NAME/VERSION or models:/NAME@ALIAS")

@@ -9,7 +9,7 @@ import sys
 
 if __package__ in (None, ""):
     # Run as a script: the variables must be set before prefect, transformers or mlflow are imported.
-    from tasks import env as _env
+    from tasks.runtime import env as _env
 
     _env.apply()
 
@@ -24,18 +24,18 @@ from prefect.runtime import flow_run
 from flows.temporary_server import temporary_api
 from schemas.config import FinetuneConfig, describe_options, load_config
 from schemas.errors import FinetuneError, environment_fault
+from schemas.results import DataSteps, LogRunResult, RegisterResult, RunSteps
 from schemas.secrets import externalize_credentials, mask_text, mask_uri
 from tasks.baseline import fit_baseline
 from tasks.clean import clean_data
 from tasks.ingest import ingest_data
 from tasks.log_run import log_run
-from tasks.logs import quiet_user_errors
-from tasks.preflight import check_tracking_store, check_writable_file
 from tasks.register import register_model
 from tasks.report import report_data
-from tasks.results import DataSteps, LogRunResult, RegisterResult, RunSteps
+from tasks.runtime.logs import quiet_user_errors
+from tasks.runtime.preflight import check_tracking_store, check_writable_file
+from tasks.runtime.tracking import tracking_run
 from tasks.split import split_data
-from tasks.tracking import tracking_run
 
 
 def prepare_data(cfg: FinetuneConfig, io: dict) -> DataSteps:
@@ -114,7 +114,7 @@ def summarize(run_id: str, task: str, steps: RunSteps, logged: LogRunResult, reg
 def baseline_verdict(task: str, val: dict, baseline: dict, target: dict | None = None) -> str:
     """'beats the TF-IDF baseline by +0.041 f1_macro' or 'does NOT beat ...', on the task's compare-on metric."""
     from task_types import get_task_type
-    from tasks.gate import beats
+    from tasks.registry.gate import beats
 
     task_type = get_task_type(task).for_target(target or {})
     metric, name = task_type.compare_on, task_type.baseline_name

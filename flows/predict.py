@@ -21,7 +21,7 @@ from __future__ import annotations
 import sys
 
 if __package__ in (None, ""):
-    from tasks import env as _env
+    from tasks.runtime import env as _env
 
     _env.apply()
 
@@ -43,8 +43,8 @@ from schemas.errors import ConfigError, DataError, FinetuneError, environment_fa
 from schemas.secrets import externalize_credentials, mask_text, mask_uri
 from task_types import get_task_type
 from tasks.ingest import infer_format, iter_table
-from tasks.logs import quiet_user_errors, step_logger
-from tasks.preflight import check_writable_file
+from tasks.runtime.logs import quiet_user_errors, step_logger
+from tasks.runtime.preflight import check_writable_file
 
 
 def resolve_model_uri(model: str | None, name: str, alias: str, version: int | None) -> str:
@@ -174,8 +174,8 @@ def predict_frame(
 ) -> pd.DataFrame:
     """One chunk of the input plus its predictions; rows with empty text (or pair text) get none and say why in predict_error."""
 
+    from task_types.inference import logits_for_texts
     from tasks.clean import no_content
-    from tasks.inference import logits_for_texts
 
     task_type = get_task_type(info["task"])
 
@@ -192,7 +192,7 @@ def predict_frame(
     chosen_pairs = [p for p, ok in zip(pairs, usable) if ok] if pairs is not None else None
     outputs = None
     if chosen and task_type.word_level:  # words, tags and entity spans per row, windowed like training
-        from tasks.word_inference import tag_outputs
+        from task_types.token_classification.inference import tag_outputs
 
         values = [v for v, ok in zip(frame[columns[0]].tolist(), usable) if ok]
         outputs = tag_outputs(model, tokenizer, values, max_length, batch_size, pre_tokenized=pre_tokenized)
@@ -214,7 +214,7 @@ def load_model(model_uri: str, tracking_uri: str | None, trust_remote_code: bool
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from tasks.model_io import load_registered
+    from tasks.serving.model_io import load_registered
 
     tracking_uri = TrackingConfig(uri=tracking_uri).resolved_uri()  # None: the URI is in MLFLOW_TRACKING_URI (it holds a secret)
     mlflow.set_tracking_uri(tracking_uri)
@@ -249,7 +249,7 @@ def predict(
     precision: str = "auto",
 ) -> dict:
     """Read the input in chunks, predict every non-empty text (or pair) with the model, write input + predictions chunk by chunk."""
-    from tasks.inference import model_task
+    from task_types.inference import model_task
 
     logger = step_logger()
     started = time.perf_counter()
@@ -307,14 +307,14 @@ def predict(
 
 def use_bf16(precision: str) -> bool:
     """bf16 autocast for the torch runtime: asked for, or auto on a CPU that multiplies bf16 natively (as evaluation does)."""
-    from tasks.inference import cpu_has_fast_bf16
+    from task_types.inference import cpu_has_fast_bf16
 
     return precision == "bf16" or (precision == "auto" and cpu_has_fast_bf16())
 
 
 def onnx_runtime_model(model, tokenizer, quantize: str, cache_dir: Path):
     """The model as an onnxruntime session (exported once per model and quantization, cached under cache_dir/onnx)."""
-    from tasks.onnx_export import OnnxModel, cached_export
+    from tasks.serving.onnx_export import OnnxModel, cached_export
 
     path = cached_export(model, tokenizer, cache_dir, quantize)
     step_logger().info("predict: onnxruntime on %s", path)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
-from tasks import env
+from tasks.runtime import env
 
 
 def wait_healthy(seconds: float) -> int:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 
 if __package__ in (None, ""):
-    from tasks import env as _env
+    from tasks.runtime import env as _env
 
     _env.apply()
 
@@ -27,7 +27,7 @@ def list_versions(tracking_uri: str, name: str, alias: str) -> list[str]:
     """One line per version: number, alias, gate and validation metrics."""
     from mlflow import MlflowClient
 
-    from tasks.aliases import current_version
+    from tasks.registry.aliases import current_version
 
     client = MlflowClient(tracking_uri, tracking_uri)
     champion = current_version(client, name, alias)
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument("--who", help="who is doing this (default: user@host)")
     args = parser.parse_args(argv)
 
-    from tasks import aliases as moves
+    from tasks.registry import aliases as moves
 
     who = getattr(args, "who", None) or moves.whoami()
     try:

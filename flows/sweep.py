@@ -13,7 +13,7 @@ if __package__ in (None, ""):
     from pathlib import Path as _Path
 
     sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))
-    from tasks import env as _env
+    from tasks.runtime import env as _env
 
     _env.apply()
 
@@ -30,12 +30,12 @@ from flows.sweep_runners import check_runner, task_runner
 from flows.temporary_server import temporary_api
 from schemas.config import FinetuneConfig, SweepConfig, describe_options, load_config
 from schemas.errors import FinetuneError
+from schemas.results import RegisterResult
 from schemas.secrets import externalize_credentials, mask_text, mask_uri
-from tasks.logs import quiet_user_errors, step_logger
-from tasks.preflight import check_tracking_store, check_writable_file
 from tasks.register import register_model
-from tasks.results import RegisterResult
-from tasks.tracking import tracking_run
+from tasks.runtime.logs import quiet_user_errors, step_logger
+from tasks.runtime.preflight import check_tracking_store, check_writable_file
+from tasks.runtime.tracking import tracking_run
 
 
 @flow(name="sweep")

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 
 from schemas.config import PROJECT_ROOT, SweepConfig
 from schemas.errors import ConfigError
-from tasks.env import OFFLINE
+from tasks.runtime.env import OFFLINE
 
 RAY_INSTALL = "make setup-ray (or: pip install -c requirements.lock -r requirements-ray.lock)"
 
@@ -27,7 +27,7 @@ def worker_init(threads: int, project_root: str) -> None:
 
     if project_root not in sys.path:
         sys.path.insert(0, project_root)
-    from tasks import env
+    from tasks.runtime import env
 
     env.apply()
     os.environ["OMP_NUM_THREADS"] = str(threads)

@@ -13,8 +13,8 @@ from typing import Any
 
 from schemas.config import FinetuneConfig, SweepConfig, SweepRange, _set_path
 from schemas.errors import ConfigError
-from tasks.cache import fingerprint
-from tasks.logs import step_logger
+from tasks.runtime.cache import fingerprint
+from tasks.runtime.logs import step_logger
 
 # Optuna's states by the names the summary uses.
 COUNTED = ("completed", "pruned", "failed")

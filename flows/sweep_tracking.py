@@ -16,10 +16,10 @@ from prefect import task
 
 from schemas.config import DEFAULT_RETRIES, FinetuneConfig, TrackingConfig, flatten
 from schemas.errors import is_transient
+from schemas.results import LogSweepResult, RegisterResult, RunSteps
 from schemas.secrets import mask_text, mask_uri
 from tasks.log_run import log_run
-from tasks.logs import timed
-from tasks.results import LogSweepResult, RegisterResult, RunSteps
+from tasks.runtime.logs import timed
 
 PARENT_TAG = "mlflow.parentRunId"  # MLflow's own nested-run tag: the UI folds children under their parent
 

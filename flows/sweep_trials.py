@@ -11,7 +11,7 @@ import time
 from prefect import task
 
 from schemas.config import FinetuneConfig
-from tasks.results import SplitResult
+from schemas.results import SplitResult
 
 
 @task(name="trial", task_run_name="trial-{number}")

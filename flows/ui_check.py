@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 
 if __package__ in (None, ""):
-    from tasks import env as _env
+    from tasks.runtime import env as _env
 
     _env.apply()
 

@@ -15,11 +15,11 @@ from prefect import task
 
 from schemas.config import CacheConfig
 from schemas.data import SPLITS
+from schemas.results import BaselineResult, SplitResult
 from task_types import get_task_type
 from task_types.base import scalar_metrics, tfidf_features
-from tasks.cache import build_step, fingerprint
-from tasks.logs import step_logger, timed
-from tasks.results import BaselineResult, SplitResult
+from tasks.runtime.cache import build_step, fingerprint
+from tasks.runtime.logs import step_logger, timed
 
 
 def baseline_metrics(task: str, parts: dict[str, pd.DataFrame], spec: dict) -> dict[str, dict[str, float]]:

@@ -12,10 +12,10 @@ from prefect import task
 from schemas.config import CacheConfig, DataConfig
 from schemas.data import SCHEMA_VERSION, SPLIT_NAMES, CleanFrame, QuarantineFrame, RawFrame
 from schemas.errors import DataError
+from schemas.results import CleanResult, IngestResult
 from task_types import get_task_type
-from tasks.cache import build_step, fingerprint
-from tasks.logs import step_logger, timed
-from tasks.results import CleanResult, IngestResult
+from tasks.runtime.cache import build_step, fingerprint
+from tasks.runtime.logs import step_logger, timed
 
 # An ASCII text _normalise would change: two whitespace characters in a row, whitespace other than a space
 # (str.split() also splits on \x1c-\x1f), or a space at either end.

@@ -14,12 +14,12 @@ from prefect import task
 from transformers import AutoTokenizer
 
 from schemas.config import CacheConfig, EvalConfig, TrainConfig
+from schemas.results import EvaluationResult, TokenizeResult, TrainResult
 from task_types import get_task_type
 from task_types.base import scalar_metrics
-from tasks.cache import build_step, fingerprint
-from tasks.inference import INPUT_FEATURES, per_document, predict_logits
-from tasks.logs import step_logger, timed
-from tasks.results import EvaluationResult, TokenizeResult, TrainResult
+from task_types.inference import INPUT_FEATURES, per_document, predict_logits
+from tasks.runtime.cache import build_step, fingerprint
+from tasks.runtime.logs import step_logger, timed
 
 REPORT_VERSION = 7  # bump when the metrics or plots change, so cached evaluations are recomputed
 
@@ -51,7 +51,7 @@ def evaluate_model(
         for split in sorted(set(eval_cfg.splits) | {"validation"}, key=["validation", "test"].index):
             dataset = load_from_disk(tokens.paths[split])
             if task_type.word_level:  # one row per window: outputs per word, merged back per sentence
-                from tasks.word_inference import scored_split
+                from task_types.token_classification.inference import scored_split
 
                 scored[split] = scored_split(
                     net, tokenizer, dataset, spec, train.eval_batch_size, trained.device, trained.precision == "bf16"

@@ -23,9 +23,9 @@ from prefect import task
 from schemas.config import DEFAULT_DATA, DEFAULT_RETRIES, EMBEDDED_DATA, CacheConfig, DataConfig, embedded_path
 from schemas.data import RawFrame
 from schemas.errors import DataError, is_transient
-from tasks.cache import build_step, file_sha256, fingerprint, tree_sha256
-from tasks.logs import step_logger, timed
-from tasks.results import IngestResult
+from schemas.results import IngestResult
+from tasks.runtime.cache import build_step, file_sha256, fingerprint, tree_sha256
+from tasks.runtime.logs import step_logger, timed
 
 FORMATS = {
     ".csv": "csv",
@@ -452,7 +452,7 @@ def iter_source(data: DataConfig, chunk_rows: int | None = CHUNK_ROWS, task: str
         frames = iter([_read_folder(source, data.encoding)])
         data = data.model_copy(update={"text_column": "text", "label_column": "label"})
     elif fmt in ("conll", "conllu"):  # one row per sentence: the JSON lists of its words and tags
-        from tasks.conll import read_conll
+        from task_types.token_classification.conll import read_conll
 
         frames = iter([read_conll(source, fmt, _python_encoding(data.encoding), DECODE_ERRORS, data.token_column, data.tag_column)])
         data = data.model_copy(update={"text_column": "text", "label_column": "label"})

@@ -12,10 +12,10 @@ from prefect import task
 
 from schemas.config import DEFAULT_RETRIES, TrackingConfig
 from schemas.errors import is_transient
+from schemas.results import LogRunResult, RunSteps, SplitResult
 from schemas.secrets import mask_uri
-from tasks.logs import timed
-from tasks.results import LogRunResult, RunSteps, SplitResult
-from tasks.run_metrics import history_metrics, metric_values
+from tasks.runtime.logs import timed
+from tasks.runtime.metric_names import history_metrics, metric_values
 
 
 def split_datasets(split: SplitResult, source: str) -> list:

@@ -15,15 +15,15 @@ from prefect import task
 
 from schemas.config import DEFAULT_RETRIES, EVAL_BATCH_SIZE, RegistryConfig, TrackingConfig
 from schemas.errors import is_transient
+from schemas.results import BaselineResult, EvaluationResult, RegisterResult, SplitResult, TrainResult
 from task_types import get_task_type
 from task_types.base import scalar_metrics
-from tasks.aliases import current_version, move_alias, promotion_lock
-from tasks.champion import champion_for_gate
-from tasks.gate import Decision, policy_for, should_promote
-from tasks.logs import publish_markdown, step_logger, timed
-from tasks.model_card import card_facts, metrics_markdown, model_card, version_facts
-from tasks.model_io import log_model
-from tasks.results import BaselineResult, EvaluationResult, RegisterResult, SplitResult, TrainResult
+from tasks.registry.aliases import current_version, move_alias, promotion_lock
+from tasks.registry.champion import champion_for_gate
+from tasks.registry.gate import Decision, policy_for, should_promote
+from tasks.registry.model_card import card_facts, metrics_markdown, model_card, version_facts
+from tasks.runtime.logs import publish_markdown, step_logger, timed
+from tasks.serving.model_io import log_model
 
 
 def _version_for_key(client: MlflowClient, name: str, key: str):

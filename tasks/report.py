@@ -15,9 +15,9 @@ from prefect import task
 
 from schemas.config import CacheConfig
 from schemas.data import SPLITS
-from tasks.cache import build_step, fingerprint
-from tasks.logs import publish_markdown, step_logger, timed
-from tasks.results import CleanResult, IngestResult, ReportResult, SplitResult, TokenizeResult
+from schemas.results import CleanResult, IngestResult, ReportResult, SplitResult, TokenizeResult
+from tasks.runtime.cache import build_step, fingerprint
+from tasks.runtime.logs import publish_markdown, step_logger, timed
 
 
 def build_report(raw: IngestResult, clean: CleanResult, split: SplitResult, tokens: TokenizeResult) -> dict:

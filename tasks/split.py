@@ -12,11 +12,11 @@ from prefect import task
 from schemas.config import CacheConfig, DataConfig
 from schemas.data import SPLITS, CleanFrame, SplitFrame
 from schemas.errors import DataError
+from schemas.results import CleanResult, SplitResult
 from task_types import get_task_type
 from task_types.base import merge_small_strata
-from tasks.cache import build_step, fingerprint
-from tasks.logs import step_logger, timed
-from tasks.results import CleanResult, SplitResult
+from tasks.runtime.cache import build_step, fingerprint
+from tasks.runtime.logs import step_logger, timed
 
 MIN_PER_CLASS = 3  # one row each for train, validation and test
 

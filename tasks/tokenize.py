@@ -15,10 +15,10 @@ from transformers import AutoTokenizer
 from schemas.config import MAX_LENGTH, CacheConfig, ModelConfig, resolve_model_path
 from schemas.data import SPLITS
 from schemas.errors import ConfigError
+from schemas.results import SplitResult, TokenizeResult
 from task_types import get_task_type
-from tasks.cache import build_step, fingerprint, model_fingerprint
-from tasks.logs import step_logger, timed
-from tasks.results import SplitResult, TokenizeResult
+from tasks.runtime.cache import build_step, fingerprint, model_fingerprint
+from tasks.runtime.logs import step_logger, timed
 
 TOKENIZER_FILES = [
     "tokenizer.json",

@@ -28,14 +28,14 @@ from transformers.trainer_callback import PrinterCallback
 
 from schemas.config import PROJECT_ROOT, CacheConfig, ModelConfig, TrainConfig, resolve_model_path
 from schemas.errors import ConfigError
+from schemas.results import TokenizeResult, TrainResult
 from task_types import get_task_type
 from task_types.base import LOWER_IS_BETTER
-from tasks.cache import build_step, file_sha256, fingerprint, model_fingerprint
-from tasks.inference import attention_kernels, cpu_has_fast_bf16
-from tasks.layers import DROPOUT_KEYS, dropout_overrides, freeze_bottom, freeze_word_embeddings, layer_decay_optimizer
-from tasks.layers import OFF as LAYER_OPTIONS_OFF
-from tasks.logs import step_logger, timed
-from tasks.results import TokenizeResult, TrainResult
+from task_types.inference import attention_kernels, cpu_has_fast_bf16
+from tasks.runtime.cache import build_step, file_sha256, fingerprint, model_fingerprint
+from tasks.runtime.logs import step_logger, timed
+from tasks.training.layers import DROPOUT_KEYS, dropout_overrides, freeze_bottom, freeze_word_embeddings, layer_decay_optimizer
+from tasks.training.layers import OFF as LAYER_OPTIONS_OFF
 
 
 def choose_device(requested: str, cuda_available: bool) -> str:
@@ -433,7 +433,7 @@ def train_distributed(
         "--master_port",
         str(port),
         "-m",
-        "tasks.train_ddp",
+        "tasks.training.ddp",
         str(job),
     ]
     done = subprocess.run(cmd, env=env)
@@ -495,7 +495,7 @@ def fine_tune(
         run = train_distributed if train.nproc > 1 else train_model
         if pruning is None or train.nproc > 1:
             return run(tokens, model, train, seed, folder, checkpoints, task, compare_on)
-        from tasks.pruning import PruneOnEpoch
+        from tasks.training.pruning import PruneOnEpoch
 
         try:
             return run(tokens, model, train, seed, folder, checkpoints, task, compare_on, [PruneOnEpoch.build(pruning)])

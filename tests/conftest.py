@@ -7,7 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from tasks import env
+from tasks.runtime import env
 
 # Before anything imports prefect: its state lives in a throwaway folder during tests, even when
 # the caller (make) exported the project's PREFECT_HOME.

@@ -17,8 +17,8 @@ from flows.finetune import finetune
 from flows.predict import predict
 from flows.ui_check import check_ui, mlflow_server
 from schemas.config import FinetuneConfig, RegistryConfig, TrackingConfig
+from schemas.results import EvaluationResult, SplitResult, TrainResult
 from tasks.register import register_model
-from tasks.results import EvaluationResult, SplitResult, TrainResult
 from tests.conftest import toy_frame
 
 

@@ -7,7 +7,7 @@ import sys
 
 CHILD = """
 import json, os, threading
-from tasks import env
+from tasks.runtime import env
 env.apply()
 from flows.temporary_server import temporary_api
 from prefect.settings import get_current_settings

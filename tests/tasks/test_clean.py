@@ -4,8 +4,8 @@ import pytest
 
 from schemas.config import CacheConfig, DataConfig
 from schemas.errors import DataError
+from schemas.results import IngestResult
 from tasks.clean import check_usable, clean_data, clean_frame
-from tasks.results import IngestResult
 
 
 def _raw(texts, labels):

@@ -1,5 +1,5 @@
+from schemas.results import CleanResult, IngestResult, SplitResult, TokenizeResult
 from tasks.report import build_report, report_markdown
-from tasks.results import CleanResult, IngestResult, SplitResult, TokenizeResult
 
 
 def _steps(split_target=None, windows=None, clean_facts=None):

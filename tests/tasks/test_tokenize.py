@@ -4,7 +4,7 @@ from datasets import load_from_disk
 from transformers import AutoTokenizer
 
 from schemas.config import CacheConfig, ModelConfig
-from tasks.results import SplitResult
+from schemas.results import SplitResult
 from tasks.tokenize import encode, length_stats, tokenize_data
 
 
@@ -47,7 +47,7 @@ def test_tokenize_cached_by_split_tokenizer_and_max_length(tmp_path, tiny_model_
 
 
 def test_a_long_text_becomes_overlapping_windows_and_one_prediction(tiny_model_dir):
-    from tasks.inference import per_document
+    from task_types.inference import per_document
     from tasks.tokenize import choose_long_text, encode_windows
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)

@@ -7,12 +7,12 @@ import json
 from mlflow import MlflowClient
 
 from schemas.config import TrackingConfig
+from schemas.results import BaselineResult, EvaluationResult, SplitResult, TrainResult
 from schemas.secrets import mask_uri
 from task_types import get_task_type
 from task_types.base import scalar_metrics
-from tasks.results import BaselineResult, EvaluationResult, SplitResult, TrainResult
-from tasks.run_metrics import SPLIT_PREFIX
-from tasks.tracking import git_revision
+from tasks.runtime.metric_names import SPLIT_PREFIX
+from tasks.runtime.tracking import git_revision
 
 
 def model_card(facts: dict) -> str:

@@ -8,11 +8,11 @@ import json
 import mlflow
 
 from schemas.config import RegistryConfig
+from schemas.results import SplitResult
 from task_types import get_task_type
 from task_types.base import scalar_metrics
 from task_types.classification import score_by_name
-from tasks.model_io import load_registered
-from tasks.results import SplitResult
+from tasks.serving.model_io import load_registered
 
 
 def rescore_champion(
@@ -21,7 +21,7 @@ def rescore_champion(
     """The champion's compare-on metric on the candidate's validation split, matched by label name (ids may differ)."""
     import pandas as pd
 
-    from tasks.inference import logits_for_texts, model_task
+    from task_types.inference import logits_for_texts, model_task
 
     mlflow.set_registry_uri(tracking_uri)
     model, tokenizer = load_registered(
@@ -32,7 +32,7 @@ def rescore_champion(
     frame = pd.read_parquet(split.paths["validation"])
     max_length = int(info.get("max_length") or champion.tags.get("max_length") or tokenizer.model_max_length)
     if task_type.word_level:  # the candidate's validation words, tagged by the champion
-        from tasks.word_inference import word_probabilities
+        from task_types.token_classification.inference import word_probabilities
 
         outputs = word_probabilities(model, tokenizer, [json.loads(v) for v in frame["text"]], max_length, batch_size)
         truth = task_type.truth_from_labels(frame["label"], info["target"])

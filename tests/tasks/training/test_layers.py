@@ -6,7 +6,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, Trainin
 
 from schemas.config import TrainConfig
 from schemas.errors import ConfigError
-from tasks.layers import (
+from tasks.training.layers import (
     dropout_overrides,
     freeze_bottom,
     freeze_word_embeddings,

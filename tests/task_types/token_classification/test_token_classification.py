@@ -9,7 +9,10 @@ import pytest
 
 from schemas.config import DataConfig, FinetuneConfig
 from task_types import get_task_type
-from task_types.tagging import (
+from task_types.token_classification import entity_scores, word_metrics
+from task_types.token_classification.conll import parse_conll, parse_conllu
+from task_types.token_classification.inference import rows_to_words
+from task_types.token_classification.tagging import (
     IGNORE,
     IOB2,
     IOBES,
@@ -27,9 +30,6 @@ from task_types.tagging import (
     window_labels,
     window_starts,
 )
-from task_types.token_classification import entity_scores, word_metrics
-from tasks.conll import parse_conll, parse_conllu
-from tasks.word_inference import rows_to_words
 
 TYPE = get_task_type("token_classification")
 

@@ -16,7 +16,7 @@ import torch
 
 from schemas.errors import ConfigError
 from task_types import get_task_type
-from tasks.inference import INPUT_FEATURES, model_task
+from task_types.inference import INPUT_FEATURES, model_task
 
 ONNX_OPSET = 17
 EXPORT_REVISION = 1  # bump when the export changes: cached exports are keyed by it

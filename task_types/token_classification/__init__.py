@@ -23,7 +23,7 @@ from sklearn.metrics import confusion_matrix, f1_score
 from schemas.errors import DataError
 from task_types.base import Gate, TaskType, pyplot
 from task_types.classification import plot_confusion, softmax
-from task_types.tagging import (
+from task_types.token_classification.tagging import (
     IGNORE,
     IOB2,
     PLAIN,

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from tasks.cache import MANIFEST, StepCache, cache_report, fingerprint
+from tasks.runtime.cache import MANIFEST, StepCache, cache_report, fingerprint
 
 
 def test_fingerprint_is_stable_and_order_free():

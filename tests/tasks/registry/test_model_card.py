@@ -1,6 +1,6 @@
 """The model card (pure): what a reviewer reads on the registered version."""
 
-from tasks.model_card import model_card
+from tasks.registry.model_card import model_card
 
 
 def _facts(**extra):

@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from tasks.inference import attention_kernels, length_order, model_task, per_document
+from task_types.inference import attention_kernels, length_order, model_task, per_document
 
 
 def test_attention_never_picks_cudnn_inside_and_is_restored_after():

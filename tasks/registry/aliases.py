@@ -20,7 +20,7 @@ from mlflow.exceptions import MlflowException
 
 from schemas.config import CacheConfig
 from schemas.errors import ConfigError
-from tasks.cache import file_lock
+from tasks.runtime.cache import file_lock
 
 
 def promotion_lock_path(tracking_uri: str, model_name: str) -> Path:

@@ -11,7 +11,7 @@ import mlflow
 from schemas.config import resolve_model_path
 from schemas.secrets import mask_uri
 from task_types import get_task_type
-from tasks.safe_load import load_logged_model
+from tasks.serving.safe_load import load_logged_model
 
 
 def _with_decision(model_path: str, decision: dict, columns: dict, folder: Path) -> str:
@@ -63,7 +63,7 @@ def log_model(run_id: str, model_path: str, decision: dict, columns: dict, base_
     import torch
     import transformers
 
-    from tasks.inference import model_task
+    from task_types.inference import model_task
 
     requirements = [
         f"mlflow=={mlflow.__version__}",

@@ -19,7 +19,7 @@ def _study_with_good_trials(tmp_path, value: float = 0.9):
 def test_pruning_callback_reports_and_prunes_behind_the_median_but_never_at_the_end(tmp_path):
     from types import SimpleNamespace
 
-    from tasks.pruning import PruneOnEpoch
+    from tasks.training.pruning import PruneOnEpoch
 
     pruning, study, _ = _study_with_good_trials(tmp_path)
     last = SimpleNamespace(epoch=1.0, global_step=10, max_steps=10, is_world_process_zero=True)

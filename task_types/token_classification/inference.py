@@ -12,9 +12,9 @@ from transformers import DataCollatorWithPadding
 
 from schemas.config import EVAL_BATCH_SIZE
 from task_types.classification import softmax
-from task_types.tagging import encode_sentences, join_words, merge_windows, split_words
+from task_types.inference import INPUT_FEATURES, attention_kernels, length_order
 from task_types.token_classification import parse_list
-from tasks.inference import INPUT_FEATURES, attention_kernels, length_order
+from task_types.token_classification.tagging import encode_sentences, join_words, merge_windows, split_words
 
 
 @torch.inference_mode()

@@ -36,7 +36,7 @@ def quiet_user_errors() -> None:
 
 
 def timed(fn):
-    """Set the step body's wall time as `seconds` on the result (a tasks.results dataclass) it returns."""
+    """Set the step body's wall time as `seconds` on the result (a schemas.results dataclass) it returns."""
     import dataclasses
     import functools
     import time

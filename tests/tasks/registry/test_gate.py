@@ -2,7 +2,7 @@ import pytest
 
 from schemas.config import RegistryConfig
 from task_types import get_task_type
-from tasks.gate import policy_for, should_promote
+from tasks.registry.gate import policy_for, should_promote
 
 CLASSIFICATION = policy_for(get_task_type("classification"), RegistryConfig(min_accuracy=0.8, min_f1=0.8, min_delta=0.01))
 

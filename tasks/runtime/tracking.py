@@ -16,7 +16,7 @@ from mlflow.entities import Param
 
 from schemas.config import PROJECT_ROOT, FinetuneConfig, flatten
 from schemas.secrets import mask_text
-from tasks.cache import file_lock, fingerprint
+from tasks.runtime.cache import file_lock, fingerprint
 
 PIPELINE_TAG = "finetune_flow.pipeline"
 

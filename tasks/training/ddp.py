@@ -1,6 +1,6 @@
 """One rank of a distributed fine-tune, started by tasks.train.train_distributed:
 
-    python -m torch.distributed.run --nproc_per_node N -m tasks.train_ddp JOB.json
+    python -m torch.distributed.run --nproc_per_node N -m tasks.training.ddp JOB.json
 
 Every rank trains (HF Trainer wraps the model in DDP from torchrun's environment); rank 0
 writes the result the parent flow reads. Nothing here logs to MLflow or registers.
@@ -15,11 +15,11 @@ from pathlib import Path
 
 
 def main(job_path: str) -> None:
-    from tasks import env
+    from tasks.runtime import env
 
     env.apply()
     from schemas.config import ModelConfig, TrainConfig
-    from tasks.results import TokenizeResult
+    from schemas.results import TokenizeResult
     from tasks.train import train_model
 
     job = json.loads(Path(job_path).read_text())

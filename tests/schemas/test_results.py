@@ -5,7 +5,7 @@ import pickle
 
 import pytest
 
-from tasks.results import CleanResult, DataSteps, IngestResult, RegisterResult, RunSteps, TokenizeResult, TrainResult
+from schemas.results import CleanResult, DataSteps, IngestResult, RegisterResult, RunSteps, TokenizeResult, TrainResult
 
 TRAIN_META = {
     "device": "cpu",

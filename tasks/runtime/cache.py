@@ -152,7 +152,7 @@ def cache_report(root: Path) -> list[tuple[str, int, int]]:
 
 
 def main() -> None:
-    """`python -m tasks.cache`: print the size of each step's cache."""
+    """`python -m tasks.runtime.cache`: print the size of each step's cache."""
     from schemas.config import CacheConfig
 
     root = CacheConfig().resolved_dir()

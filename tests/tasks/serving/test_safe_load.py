@@ -3,7 +3,7 @@ import json
 import pytest
 
 from schemas.errors import ConfigError
-from tasks.safe_load import load_folder, remote_code_reasons
+from tasks.serving.safe_load import load_folder, remote_code_reasons
 
 
 def _logged(folder, config, tokenizer_config=None, model_class="BertForSequenceClassification"):

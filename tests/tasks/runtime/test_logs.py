@@ -1,8 +1,8 @@
 import logging
 
 from schemas.errors import DataError
-from tasks.logs import _UserErrorsWithoutTrace, timed
-from tasks.results import LogRunResult
+from schemas.results import LogRunResult
+from tasks.runtime.logs import _UserErrorsWithoutTrace, timed
 
 
 def test_timed_sets_the_body_seconds_on_the_result():

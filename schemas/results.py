@@ -3,7 +3,7 @@
 Results are small (paths, fingerprints, counts), so Prefect passes them between tasks as they are.
 A cached step's cache manifest stays the JSON dict its `make` wrote; `from_manifest` builds the result
 from it and keeps entries written before a field existed loadable (a missing field takes its default,
-a key no field names is left out). `tasks.logs.timed` sets `seconds`.
+a key no field names is left out). `tasks.runtime.logs.timed` sets `seconds`.
 
 Dicts remain only for data keyed by a name (split, metric, label, quarantine reason) and for what the
 task type or the Trainer shapes: the target spec, per-split counts and length statistics, the output rule,
@@ -22,7 +22,7 @@ R = TypeVar("R", bound="CachedStepResult")
 class StepResult:
     """Every step's result: the step body's wall time."""
 
-    seconds: float | None = None  # set by tasks.logs.timed; None where the body was called without it
+    seconds: float | None = None  # set by tasks.runtime.logs.timed; None where the body was called without it
 
 
 @dataclass(frozen=True, kw_only=True)

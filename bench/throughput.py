@@ -54,7 +54,7 @@ from tasks.clean import clean_frame  # noqa: E402
 from tasks.ingest import read_source  # noqa: E402
 from tasks.split import split_frame, stratified_sample  # noqa: E402
 from tasks.tokenize import encode  # noqa: E402
-from tasks.train import choose_device, train_model  # noqa: E402
+from tasks.training.recipe import choose_device, train_model  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peak import cpu_flags, gpu_peak, peak  # noqa: E402

@@ -23,20 +23,20 @@ if __package__ in (None, ""):
 import argparse
 from pathlib import Path
 
-from schemas.config import PROJECT_ROOT, TrackingConfig, check_model_name
+from schemas.config import PROJECT_ROOT, check_model_name
 from schemas.errors import ConfigError, FinetuneError, environment_fault
-from schemas.secrets import externalize_credentials, mask_text
+from schemas.secrets import mask_text
 from tasks.runtime.logs import quiet_user_errors
 
 
 def resolve_version(tracking_uri: str, model_uri: str) -> str:
     """NAME-vVERSION of a models:/ URI (the default folder name); the URI's last part for other URIs."""
-    from mlflow import MlflowClient
+    from tasks.runtime.tracking import tracking_client
 
     if not model_uri.startswith("models:/"):
         return model_uri.rstrip("/").rsplit("/", 1)[-1]
     ref = model_uri[len("models:/") :]
-    client = MlflowClient(tracking_uri, tracking_uri)
+    client = tracking_client(tracking_uri)
     if "@" in ref:
         name, alias = ref.split("@", 1)
         return f"{name}-v{client.get_model_version_by_alias(name, alias).version}"
@@ -58,9 +58,9 @@ def export(model_uri: str, tracking_uri: str, out: str | None, quantize: str, tr
 
 
 def main(argv: list[str] | None = None) -> int:
-    from flows.predict import add_model_arguments, resolve_model_uri
+    from flows.cli import add_model_arguments, add_tracking_argument, tracking_uri
+    from schemas.predict import model_uri
 
-    tracking = TrackingConfig()
     parser = argparse.ArgumentParser(
         prog="python flows/export.py",
         description=__doc__.splitlines()[0],
@@ -75,14 +75,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--trust-remote-code", action="store_true", help="allow a model whose files carry their own Python code (auto_map) to run it"
     )
-    parser.add_argument("--tracking-uri", default=tracking.resolved_uri(), help="MLflow store (default: the project's mlruns/mlflow.db)")
+    add_tracking_argument(parser)
     args = parser.parse_args(argv)
     quiet_user_errors()
-    uri = resolve_model_uri(args.model, args.name, args.alias, args.version)
+    uri = model_uri(args.model, args.name, args.alias, args.version)
     try:
         if not args.model:
             check_model_name(args.name)
-        path = export(uri, externalize_credentials(args.tracking_uri), args.out, args.quantize, args.trust_remote_code)
+        path = export(uri, tracking_uri(args.tracking_uri), args.out, args.quantize, args.trust_remote_code)
     except FinetuneError as err:
         print(f"error: {mask_text(str(err))}", file=sys.stderr)
         return 2

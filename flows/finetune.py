@@ -47,8 +47,8 @@ def prepare_data(cfg: FinetuneConfig, io: dict) -> DataSteps:
     # Tokenizing imports transformers (seconds): a run that stops on its data never pays for it.
     from tasks.tokenize import tokenize_data
 
-    tokens = tokenize_data(split, cfg.model, cfg.train.max_length, cfg.cache, cfg.task, cfg.train.long_text)
-    report = report_data(raw, clean, split, tokens, cfg.cache)
+    tokens = tokenize_data(split, cfg.model, cfg.train, cfg.cache, cfg.task)
+    report = report_data(raw, clean, split, tokens, cfg.cache, cfg.task)
     baseline = fit_baseline(split, cfg.cache, cfg.task)
     return DataSteps(ingest=raw, clean=clean, split=split, tokenize=tokens, report=report, baseline=baseline)
 
@@ -74,11 +74,13 @@ def finetune(cfg: FinetuneConfig) -> dict:
 
 def summarize(run_id: str, task: str, steps: RunSteps, logged: LogRunResult, registered: RegisterResult, wall_seconds: float) -> dict:
     """The run's one-object summary (the --summary-json contract)."""
+    from task_types import get_task_type
     from task_types.base import scalar_metrics
 
     clean, baseline_metrics = steps.clean, steps.baseline.metrics
     val, test = (scalar_metrics(steps.evaluate.metrics.get(split, {})) for split in ("validation", "test"))
     cached = steps.by_name()
+    legacy_f1 = get_task_type(task).summary_f1  # val_f1/test_f1 predate task types: set where the type names its F1
     return {
         "run_id": run_id,
         "task": task,
@@ -89,9 +91,9 @@ def summarize(run_id: str, task: str, steps: RunSteps, logged: LogRunResult, reg
         "baseline_test_metrics": baseline_metrics["test"],
         "baseline_verdict": baseline_verdict(task, val, baseline_metrics["validation"], steps.split.target),
         "val_accuracy": val.get("accuracy"),
-        "val_f1": val.get("f1_macro") if task == "classification" else None,
+        "val_f1": val.get(legacy_f1) if legacy_f1 else None,
         "test_accuracy": test.get("accuracy"),
-        "test_f1": test.get("f1_macro") if task == "classification" else None,
+        "test_f1": test.get(legacy_f1) if legacy_f1 else None,
         "rows_in": clean.rows_in,
         "rows_kept": clean.rows_kept,
         "rows_quarantined": clean.rows_quarantined,
@@ -132,7 +134,7 @@ def format_summary(summary: dict, tracking_uri: str) -> str:
     from task_types import get_task_type
 
     decision = f"promoted to @{summary['alias']}" if summary["promoted"] else "NOT promoted"
-    headline = get_task_type(summary["task"]).headline
+    headline = get_task_type(summary["task"]).headline  # the run's own type: for_target needs the target spec, not in the summary
 
     def figures(metrics: dict) -> str:
         return "   ".join(f"{name} {metrics[name]:.4f}" for name in headline if name in metrics)

@@ -1,7 +1,7 @@
-"""finetune-flow predict: score a file of texts with a registered model (default: the champion).
+"""finetune-flow predict: score a file of rows with a registered model (default: the champion).
 
-    python flows/predict.py INPUT OUTPUT [--model models:/NAME@champion] [--text-column text] [--text-pair-column COL]
-                            [--runtime torch|onnx] [--quantize int8|none]
+    python flows/predict.py INPUT OUTPUT [--model models:/NAME@champion | --name N --alias A | --version V]
+                            [--text-column text] [--text-pair-column COL] [--runtime torch|onnx] [--quantize int8|none]
 
 INPUT is CSV/TSV/JSONL/JSON/Parquet; OUTPUT (same choice, from its extension) gets every
 input column plus what the model's task type predicts:
@@ -12,8 +12,9 @@ input column plus what the model's task type predicts:
                   [{"type", "text", "start", "end", "score"}] with character offsets into the row's text. A text is
                   split into words on whitespace with punctuation at either end of a chunk split off; a list of
                   words (JSONL/Parquet lists, or JSON lists in CSV with --pre-tokenized) is used as given
-A model trained on text pairs reads both columns. Rows whose text is empty get no prediction and
-say why in `predict_error`; none is dropped.
+A model trained on text pairs reads both columns. Rows whose inputs are empty get no prediction and
+say why in `predict_error`; none is dropped. Input columns are never overwritten: an input column named
+like an output is refused unless --output-prefix gives the outputs other names.
 """
 
 from __future__ import annotations
@@ -32,41 +33,19 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
+from flows.cli import add_model_arguments, add_tracking_argument, tracking_uri
 from flows.temporary_server import temporary_api
-from schemas.config import DEFAULT_RETRIES, EVAL_BATCH_SIZE, CacheConfig, RegistryConfig, TrackingConfig, check_model_name
+from schemas.config import DEFAULT_RETRIES, EVAL_BATCH_SIZE, CacheConfig, TrackingConfig, check_model_name
 from schemas.errors import ConfigError, DataError, FinetuneError, environment_fault, is_transient
-from schemas.secrets import externalize_credentials, mask_text, mask_uri
-from task_types import get_task_type
-from tasks.ingest import infer_format, iter_table
+from schemas.predict import PredictConfig
+from schemas.secrets import mask_text, mask_uri
+from tasks.readers.tables import infer_format, iter_table
 from tasks.runtime.logs import quiet_user_errors, step_logger
 from tasks.runtime.preflight import check_writable_file
-
-
-def resolve_model_uri(model: str | None, name: str, alias: str, version: int | None) -> str:
-    """models:/NAME@ALIAS by default; a version or a full URI when given."""
-    if model:
-        return model
-    return f"models:/{name}/{version}" if version is not None else f"models:/{name}@{alias}"
-
-
-def with_predictions(frame: pd.DataFrame, outputs, info: dict, predicted_rows) -> pd.DataFrame:
-    """The input frame plus the task type's predict columns (empty where not predicted)."""
-    task_type = get_task_type(info["task"])
-    out = frame.copy()
-    for name in task_type.empty_columns(info["target"]):
-        out[name] = None if name in ("predicted_label", "predicted_labels", *task_type.string_columns) else float("nan")
-    if len(predicted_rows):
-        for name, values in task_type.predict_columns(outputs, info["target"], info["decision"]).items():
-            out.loc[predicted_rows, name] = values
-    return out
-
-
-PREDICT_CHUNK_ROWS = 10_000  # rows read, predicted and written at a time: memory stays flat in the input size
 
 
 def iter_input(source: Path, fmt: str, encoding: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
@@ -154,69 +133,16 @@ class TableWriter:
         self.partial.unlink(missing_ok=True)
 
 
-def input_columns(info: dict, text_column: str | None, text_pair_column: str | None) -> tuple[str, str | None]:
-    """The text column (and pair column for a model trained on pairs): as given, else the names the model was trained on."""
-    text = text_column or info.get("text_column") or "text"
-    pair = (text_pair_column or info.get("text_pair_column") or "text_pair") if info["text_pair"] else None
-    return text, pair
-
-
-def predict_frame(
-    frame: pd.DataFrame,
-    columns: tuple[str, str | None],
-    model,
-    tokenizer,
-    info: dict,
-    max_length: int,
-    batch_size: int,
-    pre_tokenized: bool = False,
-    bf16: bool = False,
-) -> pd.DataFrame:
-    """One chunk of the input plus its predictions; rows with empty text (or pair text) get none and say why in predict_error."""
-
-    from task_types.inference import logits_for_texts
-    from tasks.clean import no_content
-
-    task_type = get_task_type(info["task"])
-
-    def cells(column: str) -> list[str]:
-        return ["" if not isinstance(v, (list, tuple, np.ndarray)) and pd.isna(v) else str(v) for v in frame[column].tolist()]
-
-    texts = cells(columns[0])
-    pairs = cells(columns[1]) if columns[1] else None
-    # As training's empty_text: a text of only invisible characters is empty.
-    usable = ~no_content(pd.Series(texts, index=frame.index, dtype=object))
-    if pairs is not None:
-        usable &= ~no_content(pd.Series(pairs, index=frame.index, dtype=object))
-    chosen = [t for t, ok in zip(texts, usable) if ok]
-    chosen_pairs = [p for p, ok in zip(pairs, usable) if ok] if pairs is not None else None
-    outputs = None
-    if chosen and task_type.word_level:  # words, tags and entity spans per row, windowed like training
-        from task_types.token_classification.inference import tag_outputs
-
-        values = [v for v, ok in zip(frame[columns[0]].tolist(), usable) if ok]
-        outputs = tag_outputs(model, tokenizer, values, max_length, batch_size, pre_tokenized=pre_tokenized)
-    elif chosen:
-        chunk = info.get("long_text") == "chunk"  # windows as in training
-        length = int(info.get("max_length") or max_length) if chunk else max_length
-        logits = logits_for_texts(
-            model, tokenizer, chosen, length, batch_size, pairs=chosen_pairs, chunk=chunk, how=task_type.window_aggregate, bf16=bf16
-        )
-        outputs = task_type.outputs(logits, info["target"], info["decision"])
-    out = with_predictions(frame, outputs, info, frame.index[usable])
-    why = "null or empty text" + (" or text pair" if pairs is not None else "")
-    out["predict_error"] = usable.map(lambda ok: None if ok else why).astype(object)
-    return out
-
-
 @task(name="load_model", **DEFAULT_RETRIES, retry_condition_fn=is_transient, persist_result=False, cache_policy=NO_CACHE)
 def load_model(model_uri: str, tracking_uri: str | None, trust_remote_code: bool = False):
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    from tasks.runtime.tracking import check_reachable
     from tasks.serving.model_io import load_registered
 
     tracking_uri = TrackingConfig(uri=tracking_uri).resolved_uri()  # None: the URI is in MLFLOW_TRACKING_URI (it holds a secret)
+    check_reachable(tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     try:
@@ -229,78 +155,59 @@ def load_model(model_uri: str, tracking_uri: str | None, trust_remote_code: bool
 
 
 @flow(name="predict")
-def predict(
-    input_path: str,
-    output_path: str,
-    model_uri: str,
-    tracking_uri: str | None,
-    text_column: str | None = None,
-    input_format: str = "auto",
-    encoding: str = "utf-8",
-    batch_size: int = EVAL_BATCH_SIZE,
-    max_length: int = 512,
-    trust_remote_code: bool = False,
-    chunk_rows: int = PREDICT_CHUNK_ROWS,
-    text_pair_column: str | None = None,
-    pre_tokenized: bool = False,
-    runtime: str = "torch",
-    quantize: str = "int8",
-    cache_dir: str | None = None,
-    precision: str = "auto",
-) -> dict:
-    """Read the input in chunks, predict every non-empty text (or pair) with the model, write input + predictions chunk by chunk."""
-    from task_types.inference import model_task
+def predict(cfg: PredictConfig) -> dict:
+    """Read the input in chunks, answer every row with usable inputs, write input + predictions chunk by chunk."""
+    from tasks.serving.predictor import ERROR_COLUMN, PredictOptions, Predictor
 
     logger = step_logger()
     started = time.perf_counter()
-    source = Path(input_path)
+    source = Path(cfg.input)
     if not source.is_file():
-        raise DataError(f"input file '{input_path}' not found")
-    chunks = iter_input(source, infer_format(source, input_format, "--input-format"), encoding, chunk_rows)
+        raise DataError(f"input file '{cfg.input}' not found")
+    chunks = iter_input(source, infer_format(source, cfg.input_format, "--input-format"), cfg.encoding, cfg.chunk_rows)
     first = next(chunks)
-    if text_column is not None and text_column not in first.columns:
-        raise DataError(
-            f"column '{text_column}' not found in '{source.name}'; columns are {[str(c) for c in first.columns]}: set --text-column"
-        )
-    infer_format(Path(output_path), option="the output file's extension")
-    check_writable_file(output_path, "the output file")
-    model, tokenizer = load_model(model_uri, tracking_uri, trust_remote_code)
-    info = model_task(model.config)
-    if runtime == "onnx":
-        model = onnx_runtime_model(model, tokenizer, quantize, CacheConfig(dir=cache_dir).resolved_dir())
-    bf16 = runtime == "torch" and use_bf16(precision)
-    columns = input_columns(info, text_column, text_pair_column)
-    for column, flag in zip(columns, ("--text-column", "--text-pair-column")):
-        if column is not None and column not in first.columns:
-            raise DataError(f"column '{column}' not found in '{source.name}'; columns are {[str(c) for c in first.columns]}: set {flag}")
-    writer, rows_in, predicted = TableWriter(Path(output_path)), 0, 0
+    infer_format(Path(cfg.output), option="the output file's extension")
+    check_writable_file(cfg.output, "the output file")
+    model_uri = cfg.model_uri()
+    model, tokenizer = load_model(model_uri, cfg.tracking_uri, cfg.trust_remote_code)
+    options = PredictOptions(
+        columns=cfg.columns,
+        max_length=cfg.max_length,
+        batch_size=cfg.batch_size,
+        bf16=cfg.runtime == "torch" and use_bf16(cfg.precision),
+        pre_tokenized=cfg.pre_tokenized,
+        output_prefix=cfg.output_prefix,
+    )
+    predictor = Predictor(model, tokenizer, options)
+    predictor.check_columns(list(first.columns), f"'{source.name}'")
+    if cfg.runtime == "onnx":
+        predictor.model = onnx_runtime_model(model, tokenizer, cfg.quantize, CacheConfig(dir=cfg.cache_dir).resolved_dir())
+    writer, rows_in, predicted = TableWriter(Path(cfg.output)), 0, 0
     try:
         for frame in itertools.chain([first], chunks):
-            out = predict_frame(
-                frame, columns, model, tokenizer, info, min(max_length, tokenizer.model_max_length), batch_size, pre_tokenized, bf16
-            )
+            out = predictor.predict(frame)
             writer.write(out)
-            rows_in, predicted = rows_in + len(out), predicted + int(out["predict_error"].isna().sum())
+            rows_in, predicted = rows_in + len(out), predicted + int(out[cfg.output_prefix + ERROR_COLUMN].isna().sum())
     except BaseException:
         writer.discard()
         raise
     writer.close()
     summary = {
         "model_uri": model_uri,
-        "task": info["task"],
+        "task": predictor.info["task"],
         "rows_in": rows_in,
         "rows_predicted": predicted,
         "rows_not_predicted": rows_in - predicted,
-        "runtime": f"torch ({'bf16' if bf16 else 'fp32'})" if runtime == "torch" else f"onnx ({quantize})",
-        "output": str(output_path),
+        "runtime": f"torch ({'bf16' if options.bf16 else 'fp32'})" if cfg.runtime == "torch" else f"onnx ({cfg.quantize})",
+        "output": str(cfg.output),
         "seconds": round(time.perf_counter() - started, 2),
     }
     logger.info(
-        "predict: %d rows in = %d predicted + %d not predicted (empty text); wrote %s",
+        "predict: %d rows in = %d predicted + %d not predicted (empty inputs); wrote %s",
         summary["rows_in"],
         summary["rows_predicted"],
         summary["rows_not_predicted"],
-        output_path,
+        cfg.output,
     )
     return summary
 
@@ -321,26 +228,14 @@ def onnx_runtime_model(model, tokenizer, quantize: str, cache_dir: Path):
     return OnnxModel(path, model.config)
 
 
-def add_model_arguments(parser: argparse.ArgumentParser, use: str = "use") -> None:
-    """--model / --name / --alias / --version: which registered model (predict and export share them)."""
-    registry = RegistryConfig()
-    parser.add_argument(
-        "--model", help="full model URI (models:/NAME@ALIAS, models:/NAME/VERSION, runs:/...); overrides --name/--alias/--version"
-    )
-    parser.add_argument("--name", default=registry.model_name, help=f"registered model name (default: {registry.model_name})")
-    parser.add_argument("--alias", default=registry.alias, help=f"alias to {use} (default: {registry.alias})")
-    parser.add_argument("--version", type=int, help="a registered version number instead of the alias")
-
-
-def main(argv: list[str] | None = None) -> int:
-    tracking = TrackingConfig()
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python flows/predict.py",
         description=__doc__.splitlines()[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="\n".join(__doc__.splitlines()[1:]),
     )
-    parser.add_argument("input", help="file of texts: CSV/TSV/JSONL/JSON/Parquet")
+    parser.add_argument("input", help="file of rows: CSV/TSV/JSONL/JSON/Parquet")
     parser.add_argument("output", help="where to write input columns + predictions; format from the extension")
     add_model_arguments(parser)
     parser.add_argument("--text-column", help="input column holding the text (default: the column the model was trained on, else text)")
@@ -360,8 +255,13 @@ def main(argv: list[str] | None = None) -> int:
         help="input format (default: from the extension)",
     )
     parser.add_argument("--encoding", default="utf-8", help="text encoding of CSV/TSV/JSONL input (default: utf-8)")
-    parser.add_argument("--batch-size", type=int, default=EVAL_BATCH_SIZE, help=f"texts per forward pass (default: {EVAL_BATCH_SIZE})")
-    parser.add_argument("--max-length", type=int, default=512, help="tokens read per text (default: 512, capped by the model)")
+    parser.add_argument("--batch-size", type=int, default=EVAL_BATCH_SIZE, help=f"inputs per forward pass (default: {EVAL_BATCH_SIZE})")
+    parser.add_argument("--max-length", type=int, help="tokens read per input (default: as the model was trained, which evaluation used)")
+    parser.add_argument(
+        "--output-prefix",
+        default="",
+        help="prefix of the output columns, for an input that already has columns named like them (default: none; such an input is refused)",
+    )
     parser.add_argument(
         "--trust-remote-code",
         action="store_true",
@@ -387,34 +287,47 @@ def main(argv: list[str] | None = None) -> int:
         help="with --runtime onnx: int8 (default: dynamic int8 quantization, faster, predictions agree with torch on "
         "nearly every row; bench/serving.py measures both) or none (fp32)",
     )
-    parser.add_argument("--tracking-uri", default=tracking.resolved_uri(), help="MLflow store (default: the project's mlruns/mlflow.db)")
+    add_tracking_argument(parser)
+    return parser
+
+
+def config_from(args: argparse.Namespace) -> PredictConfig:
+    """The typed predict config from parsed arguments (credentials in --tracking-uri moved out first)."""
+    given = {"text": args.text_column, "text_pair": args.text_pair_column}
+    return PredictConfig(
+        input=args.input,
+        output=args.output,
+        model=args.model,
+        name=args.name,
+        alias=args.alias,
+        version=args.version,
+        tracking_uri=tracking_uri(args.tracking_uri),
+        columns={role: column for role, column in given.items() if column},
+        input_format=args.input_format,
+        encoding=args.encoding,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        trust_remote_code=args.trust_remote_code,
+        pre_tokenized=args.pre_tokenized,
+        runtime=args.runtime,
+        quantize=args.quantize or "int8",
+        precision=args.precision,
+        output_prefix=args.output_prefix,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.quantize and args.runtime != "onnx":
         parser.error("--quantize applies to --runtime onnx only")
     quiet_user_errors()
-    uri = resolve_model_uri(args.model, args.name, args.alias, args.version)
-    tracking_uri = externalize_credentials(args.tracking_uri)  # the flow's parameters are stored: no secret in them
     try:
         if not args.model:
             check_model_name(args.name)
+        cfg = config_from(args)
         with temporary_api():  # without PREFECT_API_URL: a temporary server that dies with this process
-            summary = predict(
-                args.input,
-                args.output,
-                uri,
-                tracking_uri,
-                args.text_column,
-                args.input_format,
-                args.encoding,
-                args.batch_size,
-                args.max_length,
-                args.trust_remote_code,
-                text_pair_column=args.text_pair_column,
-                pre_tokenized=args.pre_tokenized,
-                runtime=args.runtime,
-                quantize=args.quantize or "int8",
-                precision=args.precision,
-            )
+            summary = predict(cfg)
     except FinetuneError as err:
         print(f"error: {mask_text(str(err))}", file=sys.stderr)
         return 2
@@ -427,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     print(
-        f"{summary['rows_in']} rows in = {summary['rows_predicted']} predicted + {summary['rows_not_predicted']} not predicted (empty text)"
+        f"{summary['rows_in']} rows in = {summary['rows_predicted']} predicted + {summary['rows_not_predicted']} not predicted (empty inputs)"
     )
     print(f"model   {mask_text(summary['model_uri'])} ({summary['runtime']})\noutput  {summary['output']}")
     return 0

@@ -45,7 +45,8 @@ def sweep(cfg: FinetuneConfig) -> dict:
     from flows.sweep_tracking import log_sweep, note_sweep
     from tasks.evaluate import evaluate_model
     from tasks.tokenize import tokenize_data
-    from tasks.train import best_epoch_metric, fine_tune
+    from tasks.train import fine_tune
+    from tasks.training.recipe import best_epoch_metric
 
     started, started_at = time.perf_counter(), time.time()
     io = cfg.runtime.retry_options()
@@ -73,7 +74,7 @@ def sweep(cfg: FinetuneConfig) -> dict:
         if best is None:
             raise FinetuneError(f"no trial of the sweep completed ({counts}): nothing to register; see the child runs' failure tags")
         winner = best_config(cfg, best)
-        best_tokens = tokenize_data(split, winner.model, winner.train.max_length, winner.cache, winner.task, winner.train.long_text)
+        best_tokens = tokenize_data(split, winner.model, winner.train, winner.cache, winner.task)
         trained = fine_tune(best_tokens, winner.model, winner.train, winner.cache, winner.seed, winner.task, winner.registry.compare_on)
         evaluation = evaluate_model(trained, best_tokens, winner.eval, winner.train, winner.cache)
         registered = register_model.with_options(**io)(best["run_id"], trained, evaluation, split, cfg.registry, cfg.tracking, baseline)

@@ -10,7 +10,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from prefect import task
 
@@ -20,6 +19,7 @@ from schemas.results import LogSweepResult, RegisterResult, RunSteps
 from schemas.secrets import mask_text, mask_uri
 from tasks.log_run import log_run
 from tasks.runtime.logs import timed
+from tasks.runtime.tracking import tracking_client
 
 PARENT_TAG = "mlflow.parentRunId"  # MLflow's own nested-run tag: the UI folds children under their parent
 
@@ -42,7 +42,7 @@ def log_trial(parent_run_id: str, trial: dict, cfg: FinetuneConfig, shared: dict
         tracking: where MLflow lives.
     """
     uri = tracking.resolved_uri()
-    client = MlflowClient(uri, uri)
+    client = tracking_client(uri)
     parent = client.get_run(parent_run_id)
     tags = {
         PARENT_TAG: parent_run_id,
@@ -140,7 +140,7 @@ def log_sweep(
         tracking: where MLflow lives.
     """
     uri = tracking.resolved_uri()
-    client = MlflowClient(uri, uri)
+    client = tracking_client(uri)
     keys = list(space)
     client.log_batch(
         parent_run_id,
@@ -170,7 +170,7 @@ def log_sweep(
 def note_sweep(registered: RegisterResult, parent_run_id: str, best: dict, metric: str, tracking: TrackingConfig) -> dict:
     """Say on the registered version (card and tags) that it is a sweep's best trial, with a link to the sweep's run."""
     uri = tracking.resolved_uri()
-    client = MlflowClient(uri, uri)
+    client = tracking_client(uri)
     name, version = registered.model_name, str(registered.model_version)
     parent = client.get_run(parent_run_id)
     link = f"#/experiments/{parent.info.experiment_id}/runs/{parent_run_id}"

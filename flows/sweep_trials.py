@@ -36,7 +36,7 @@ def run_trial(number: int, cfg: FinetuneConfig, split: SplitResult, pruning: dic
 
     torch.set_num_threads(threads)
     started = time.time()
-    tokens = tokenize_data(split, cfg.model, cfg.train.max_length, cfg.cache, cfg.task, cfg.train.long_text)
+    tokens = tokenize_data(split, cfg.model, cfg.train, cfg.cache, cfg.task)
     try:
         trained = fine_tune(tokens, cfg.model, cfg.train, cfg.cache, cfg.seed, cfg.task, cfg.registry.compare_on, pruning=pruning)
     except optuna.TrialPruned as err:

@@ -31,7 +31,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from schemas.config import RegistryConfig, TrackingConfig
+from schemas.config import RegistryConfig
 
 EXPECTED_METRICS = ("val_accuracy", "val_f1_macro", "val_f1_weighted", "val_roc_auc", "val_ece", "test_accuracy", "test_f1_macro")
 EXPECTED_ARTIFACTS = (
@@ -148,13 +148,15 @@ def check_ui(url: str, name: str, alias: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    registry, tracking = RegistryConfig(), TrackingConfig()
+    from flows.cli import add_tracking_argument, tracking_uri
+
+    registry = RegistryConfig()
     parser = argparse.ArgumentParser(prog="python -m flows.ui_check", description=__doc__.splitlines()[0])
     parser.add_argument("--name", default=registry.model_name, help=f"registered model (default: {registry.model_name})")
     parser.add_argument("--alias", default=registry.alias, help=f"alias to look up (default: {registry.alias})")
-    parser.add_argument("--tracking-uri", default=tracking.resolved_uri(), help="MLflow store (default: the project's mlruns/mlflow.db)")
+    add_tracking_argument(parser)
     args = parser.parse_args(argv)
-    with mlflow_server(args.tracking_uri) as url:
+    with mlflow_server(tracking_uri(args.tracking_uri)) as url:
         try:
             found = check_ui(url, args.name, args.alias)
         except (AssertionError, urllib.error.HTTPError) as err:

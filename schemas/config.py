@@ -15,7 +15,10 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+# The one deliberate import from this lowest layer up into task_types: every task type declares its own config keys,
+# formats and names there, and the config composes them here, so a new type is one package and one registry entry.
 from schemas.errors import ConfigError
+from task_types import TASK_TYPES, reader_formats, task_options
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,14 +71,22 @@ def check_alias(alias: str) -> str:
     return alias
 
 
-class DataConfig(_Section):
-    path: str = Field(
+TABLE_FORMATS = ("auto", "csv", "tsv", "jsonl", "json", "parquet", "folder", "saved_dataset", "hub")
+DataFormat = Literal[TABLE_FORMATS + reader_formats()]  # type: ignore[valid-type]
+
+
+class _DataFields(_Section):
+    path: str | dict[Literal["train", "validation", "test"], str] = Field(
         DEFAULT_DATA,
         description="CSV/TSV/JSONL/JSON/Parquet file, a folder with one sub-folder of text files per label, a folder "
-        "written by datasets' save_to_disk, or hub:NAME[:CONFIG] for a hub dataset; default: the embedded Rotten Tomatoes reviews",
+        "written by datasets' save_to_disk, or hub:NAME[:CONFIG] for a hub dataset; or one file per split, "
+        "{train: FILE, validation: FILE, test: FILE} (validation and test optional: carved from train); "
+        "default: the embedded Rotten Tomatoes reviews",
     )
-    format: Literal["auto", "csv", "tsv", "jsonl", "json", "parquet", "folder", "saved_dataset", "hub", "conll", "conllu"] = Field(
-        "auto", description="input format; auto infers it from the extension (.conll/.conllu too), the folder's contents or the hub: prefix"
+    format: DataFormat = Field(  # type: ignore[valid-type]
+        "auto",
+        description="input format; auto infers it from the extension, the folder's contents or the hub: prefix; "
+        f"task types add their own: {', '.join(reader_formats())}",
     )
     header: bool = Field(True, description="CSV/TSV: the first line names the columns; false: columns are named by position 0, 1, ...")
     text_column: str | int | list[str | int] = Field(
@@ -89,27 +100,13 @@ class DataConfig(_Section):
     text_pair_column: str | int | None = Field(
         None, description="second text column: each row is encoded as the pair (text, text_pair) for any task type (e.g. NLI, similarity)"
     )
-    label_columns: list[str | int] | None = Field(
-        None, description="multi_label: one 0/1 indicator column per label, e.g. [food,water] (instead of data.label_column)"
-    )
-    label_separator: str | None = Field(
-        None, description="multi_label: the labels in data.label_column are one string split on this, e.g. ';' (else a JSON/Parquet list)"
-    )
-    indicator_values: Literal["strict", "positive"] = Field(
-        "strict", description="multi_label indicator columns: strict quarantines values other than 0/1; positive reads any number > 0 as 1"
-    )
-    token_column: int = Field(0, ge=0, description="token_classification, data.format=conll: position of the token (word) column")
-    tag_column: int | None = Field(
-        None,
-        description="token_classification, CoNLL: position of the tag column; default: the last column (conll), 3 = UPOS (conllu; 4 = XPOS)",
-    )
-    tag_repair: Literal["quarantine", "fix"] = Field(
-        "quarantine",
-        description="token_classification, BIO-style tags: an I-X that does not follow B-X/I-X quarantines its sentence "
-        "(invalid_tag_sequence), or fix turns it into B-X (counted in the data report)",
-    )
     split_column: str | int | None = Field(
         None, description="use the data's own split: a column with train/validation/test per row (instead of a seeded random split)"
+    )
+    group_column: str | int | None = Field(
+        None,
+        description="rows with the same value here always fall in the same split (e.g. an article or a user id), so "
+        "nothing of a group leaks from training into validation or test; question_answering groups by context by default",
     )
     encoding: str = Field(
         "utf-8", description="text encoding of CSV/TSV/JSONL/folder files (e.g. cp1252); rows with bytes it cannot decode are quarantined"
@@ -119,17 +116,20 @@ class DataConfig(_Section):
     val_ratio: float = Field(0.1, gt=0, lt=0.5, description="fraction of rows for validation (model selection and the gate)")
     test_ratio: float = Field(0.1, gt=0, lt=0.5, description="fraction of rows for the held-out test")
 
-    @model_validator(mode="after")
-    def _multi_label_shape(self) -> DataConfig:
-        if self.label_columns is not None and len(self.label_columns) < 1:
-            raise ValueError("data.label_columns needs at least one indicator column")
-        if self.label_columns is not None and self.label_separator is not None:
-            raise ValueError("set data.label_columns (indicator columns) or data.label_separator (one delimited column), not both")
-        return self
+    @field_validator("path")
+    @classmethod
+    def _train_file_given(cls, value):
+        if isinstance(value, dict) and "train" not in value:
+            raise ValueError("data.path as one file per split needs at least {train: FILE}")
+        return value
 
     def text_columns(self) -> list[str]:
         columns = self.text_column if isinstance(self.text_column, list) else [self.text_column]
         return [str(c) for c in columns]
+
+
+class DataConfig(*task_options("data"), _DataFields):  # the task types' own data keys (task_types/*: options)
+    """The data section: where the rows come from, which columns hold what, how they are split."""
 
 
 class ModelConfig(_Section):
@@ -137,7 +137,7 @@ class ModelConfig(_Section):
     trust_remote_code: bool = Field(False, description="allow model repos to run their own code (off: safer)")
 
 
-class TrainConfig(_Section):
+class _TrainFields(_Section):
     epochs: Annotated[float, Field(gt=0)] | Literal["auto"] = Field(
         "auto",
         description="training epochs (early stopping may end sooner); auto: enough passes for at least 900 optimizer "
@@ -213,8 +213,16 @@ class TrainConfig(_Section):
     )
 
 
-class EvalConfig(_Section):
+class _EvalFields(_Section):
     splits: list[Literal["validation", "test"]] = Field(["validation", "test"], description="splits evaluated and logged")
+
+
+class TrainConfig(*task_options("train"), _TrainFields):  # the task types' own training keys
+    """The training section: budget, optimiser, precision, device, layers."""
+
+
+class EvalConfig(*task_options("eval"), _EvalFields):  # the task types' own evaluation keys
+    """The evaluation section."""
 
 
 class RegistryConfig(_Section):
@@ -376,17 +384,17 @@ class SweepConfig(_Section):
         return value
 
 
-TaskName = Literal["classification", "multi_label", "regression", "token_classification"]
+DEFAULT_TASK = next(iter(TASK_TYPES))  # the first registered type, single-label classification, is the default task
+
+
+def _task_help() -> str:
+    return "; ".join(f"{name}: {t.help or t.title}" for name, t in TASK_TYPES.items()) + (
+        ". Sequence-level tasks take sentence pairs with data.text_pair_column"
+    )
 
 
 class FinetuneConfig(_Section):
-    task: TaskName = Field(
-        "classification",
-        description="classification: one label per text; multi_label: any number of labels per text "
-        "(a label list, delimited labels or indicator columns); regression: a number per text. Any of them takes "
-        "sentence pairs with data.text_pair_column. token_classification: a tag per word (NER in IOB2/IOBES, or POS), "
-        "from CoNLL/CoNLL-U files or list columns of tokens and tags",
-    )
+    task: str = Field(DEFAULT_TASK, description=_task_help())
     seed: int = Field(
         42, ge=0, le=2**32 - 1, description="one seed for sampling, splitting, model initialisation and data order (0 to 2**32-1)"
     )
@@ -417,11 +425,28 @@ class FinetuneConfig(_Section):
                 raise ValueError(f"sweep.sampler=grid needs choices or a stepped range: give '{key}' a list or a step")
         return self
 
+    @field_validator("task")
+    @classmethod
+    def _registered_task(cls, value: str) -> str:
+        if value not in TASK_TYPES:  # read at validation time: a task type registered at run time is taken too
+            raise ValueError(f"unknown task {value!r}: choose one of {sorted(TASK_TYPES)}")
+        return value
+
     @model_validator(mode="after")
     def _options_fit_the_task(self) -> FinetuneConfig:
-        from task_types import get_task_type
-
-        get_task_type(self.task).check_config(self)
+        task_type = TASK_TYPES[self.task]
+        for name, other in TASK_TYPES.items():
+            for section, mixin in other.options.items():
+                if name == self.task or mixin in task_type.options.values():
+                    continue
+                values = getattr(self, section)
+                changed = sorted(f"{section}.{key}" for key, field in mixin.model_fields.items() if getattr(values, key) != field.default)
+                if changed:
+                    raise ValueError(f"{', '.join(changed)} {'is' if len(changed) == 1 else 'are'} for task={name}, not task={self.task}")
+        owners = [name for name, t in TASK_TYPES.items() if self.data.format in t.formats]
+        if owners and self.data.format not in task_type.formats:
+            raise ValueError(f"data.format={self.data.format} is read by task={' or '.join(owners)}: set task={owners[0]}")
+        task_type.check_config(self)
         if self.train.long_text == "chunk" and self.data.text_pair_column is not None:
             raise ValueError(
                 "train.long_text=chunk splits single texts into windows: text pairs are truncated (longest_first); "

@@ -11,27 +11,14 @@ SCHEMA_VERSION = "3"
 # Reasons ingest can already give for a row (the rest are the clean step's).
 INGEST_REASONS = ("undecodable_bytes", "nul_byte")
 
-QUARANTINE_REASONS = (
-    "undecodable_bytes",
-    "nul_byte",
-    "mixed_label_type",
+# Reasons the clean step itself gives, whatever the task type; each type adds its own (task_types: quarantine_reasons()).
+CLEAN_REASONS = (
     "null_text",
     "empty_text",
     "null_text_pair",
     "empty_text_pair",
     "null_label",
-    "label_not_in_labels",
-    "malformed_label_list",
-    "bad_indicator_value",
-    "non_numeric_target",
-    "non_finite_target",
     "bad_split_value",
-    "malformed_token_list",
-    "empty_sentence",
-    "empty_token",
-    "empty_tag",
-    "token_tag_mismatch",
-    "invalid_tag_sequence",
     "conflicting_labels",
     "duplicate",
 )
@@ -61,6 +48,7 @@ class RawFrame(pa.DataFrameModel):
     text_pair: Series[str] | None = pa.Field(nullable=True)
     label: Series[str] = pa.Field(nullable=True)
     split: Series[str] | None = pa.Field(nullable=True)
+    group: Series[str] | None = pa.Field(nullable=True)
     problem: Series[str] | None = pa.Field(nullable=True, isin=list(INGEST_REASONS))
 
     class Config:
@@ -76,6 +64,7 @@ class CleanFrame(pa.DataFrameModel):
     text_pair: Series[str] | None = pa.Field(str_length={"min_value": 1})
     label: Series[str] = pa.Field(str_length={"min_value": 1})
     split: Series[str] | None = pa.Field(isin=["train", "validation", "test"])
+    group: Series[str] | None = pa.Field(nullable=True)
 
     @pa.dataframe_check
     def one_row_per_input(cls, frame) -> bool:
@@ -94,7 +83,7 @@ class QuarantineFrame(pa.DataFrameModel):
     text: Series[str] = pa.Field(nullable=True)
     text_pair: Series[str] | None = pa.Field(nullable=True)
     label: Series[str] = pa.Field(nullable=True)
-    reason: Series[str] = pa.Field(isin=list(QUARANTINE_REASONS))
+    reason: Series[str] = pa.Field(str_length={"min_value": 1})  # one of task_types.quarantine_reasons(): checked by clean
 
     class Config:
         strict = True
@@ -108,6 +97,7 @@ class SplitFrame(pa.DataFrameModel):
     text: Series[str] = pa.Field(str_length={"min_value": 1})
     text_pair: Series[str] | None = pa.Field(str_length={"min_value": 1})
     label: Series[str]
+    group: Series[str] | None = pa.Field(nullable=True)
 
     class Config:
         strict = True

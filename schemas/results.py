@@ -91,8 +91,10 @@ class SplitResult(CachedStepResult):
     # the task type's target spec (label order, scaling, tag scheme) and its label list ([] where it has none)
     target: dict[str, Any]
     labels: list[str]
-    # split name -> {"rows": n, and the task type's own counts: per_class, empty_label_sets, target, words}
+    # split name -> {"rows": n, "groups": n when grouped, and the task type's own counts: per_class, empty_label_sets, target, words}
     splits: dict[str, dict[str, Any]]
+    # what kept rows together in one split (data.group_column, or the task type's grouping), None when rows split freely
+    grouped_by: str | None = None
 
     @property
     def sizes(self) -> dict[str, int]:
@@ -104,9 +106,11 @@ class SplitResult(CachedStepResult):
 class TokenizeResult(CachedStepResult):
     """tokenize: the tokenized splits, the length they were cut to and why, and how long the texts were."""
 
-    # split name -> Arrow dataset folder; split name -> .npy of every text's full length in tokens
+    # split name -> Arrow dataset folder; split name -> .npy of every input's full length in tokens
     paths: dict[str, str]
     length_files: dict[str, str]
+    # split name -> the split's rows (Parquet) the Arrow data was made from (types whose evaluation reads the examples)
+    sources: dict[str, str] = field(default_factory=dict)
     # the split's target spec and labels, handed on to training
     labels: list[str]
     target: dict[str, Any]
@@ -120,6 +124,8 @@ class TokenizeResult(CachedStepResult):
     lengths: dict[str, dict[str, Any]]
     # split name -> chunked texts and their windows (train.long_text=chunk only)
     windows: dict[str, dict[str, int]] = field(default_factory=dict)
+    # the task type's own encoding figures (question answering: doc_stride)
+    encoding: dict[str, Any] = field(default_factory=dict)
 
     @property
     def texts_truncated(self) -> int:

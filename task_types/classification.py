@@ -6,19 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import (
-    PrecisionRecallDisplay,
-    RocCurveDisplay,
-    accuracy_score,
-    average_precision_score,
-    confusion_matrix,
-    f1_score,
-    precision_recall_fscore_support,
-    roc_auc_score,
-)
 
 from schemas.errors import DataError
-from task_types.base import IMBALANCE_RATIO, Gate, TaskType, fit_temperature, label_head, pyplot, weights_by_label
+from task_types.base import IMBALANCE_RATIO, Gate, Runner, fit_temperature, label_head, pyplot, scalar_metrics, weights_by_label
+from task_types.sequence import SequenceTask
 
 NUMERIC = r"[-+]?\d+(?:\.\d+)?"
 # The evaluation's confusion matrices hold classes**2 cells (in metrics.json, the run and the step results).
@@ -70,6 +61,8 @@ def ranking_metrics(y_true, proba) -> dict:
 
     A class absent from y_true has no curve; it is left out of the average (NaN when none is left).
     """
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
     y_true, proba = np.asarray(y_true), np.asarray(proba)
     if proba.shape[1] == 2:
         if len(np.unique(y_true)) < 2:
@@ -85,6 +78,8 @@ def ranking_metrics(y_true, proba) -> dict:
 
 def classification_metrics(y_true, y_pred, labels: list[str] | None = None, proba=None) -> dict:
     """Accuracy, macro/weighted F1; given label names a per-class report; given probabilities ROC/PR and ECE."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     metrics = {
         "accuracy": float(accuracy_score(y_true, y_pred)),
@@ -107,6 +102,8 @@ def classification_metrics(y_true, y_pred, labels: list[str] | None = None, prob
 
 def score_by_name(true_names: list[str], pred_names: list[str], labels: list[str]) -> dict:
     """Accuracy and F1 of predicted label names against true ones over `labels`; names outside it count as wrong."""
+    from sklearn.metrics import f1_score
+
     index = {name: i for i, name in enumerate(labels)}
     y_true = np.array([index[n] for n in true_names])
     y_pred = np.array([index.get(n, -1) for n in pred_names])
@@ -152,6 +149,8 @@ def plot_confusion(matrix: list[list[int]], labels: list[str], title: str, path:
 
 def plot_curves(y_true, proba, labels: list[str], split: str, folder: Path) -> list[Path]:
     """ROC and precision-recall curves (the positive class when binary, one-vs-rest otherwise) as PNGs."""
+    from sklearn.metrics import PrecisionRecallDisplay, RocCurveDisplay
+
     plt = pyplot()
     y_true, proba = np.asarray(y_true), np.asarray(proba)
     classes = [1] if len(labels) == 2 else range(len(labels))
@@ -212,9 +211,11 @@ def write_split_report(y_true, proba, labels: list[str], split: str, folder: Pat
     return metrics
 
 
-class Classification(TaskType):
+class Classification(SequenceTask):
     name = "classification"
     title = "single-label text classification"
+    help = "one label per text"
+    summary_f1 = "f1_macro"
     problem_type = "single_label_classification"
     compare_on = "f1_macro"
     headline = ("accuracy", "f1_macro", "f1_weighted", "roc_auc", "ece")
@@ -242,11 +243,6 @@ class Classification(TaskType):
                 raise DataError(f"data.labels names {missing} but no clean row has them; labels found: {found}")
         if len(found) < 2:
             raise DataError(f"only one class ({found[0]!r}) in the data: a classifier needs at least two labels")
-        if len(found) > MAX_CLASSES:
-            raise DataError(
-                f"{len(found)} classes in the data; at most {MAX_CLASSES} are supported: check data.label_column "
-                "(is it an id or free text?) or group rare labels"
-            )
         if len(found) > MAX_CLASSES:
             raise DataError(
                 f"{len(found)} classes in the data; at most {MAX_CLASSES} are supported: check data.label_column "
@@ -312,14 +308,20 @@ class Classification(TaskType):
             plot_reliability(truth, raw, outputs, decision["temperature"], split, folder / f"reliability_{split}.png")
         return metrics
 
-    def predict_columns(self, outputs: np.ndarray, spec: dict, decision: dict) -> dict[str, list]:
+    def predict_columns(self, outputs: np.ndarray, spec: dict, decision: dict, options: dict | None = None) -> dict[str, list]:
         labels = spec["labels"]
         columns = {"predicted_label": [labels[i] for i in outputs.argmax(axis=1)], "confidence": outputs.max(axis=1).tolist()}
         columns.update({f"proba_{label}": outputs[:, i].tolist() for i, label in enumerate(labels)})
         return columns
 
-    def empty_columns(self, spec: dict) -> list[str]:
-        return ["predicted_label", "confidence", *[f"proba_{label}" for label in spec["labels"]]]
+    def output_schema(self, spec: dict, options: dict | None = None) -> list[tuple[str, str]]:
+        return [("predicted_label", "string"), ("confidence", "double"), *[(f"proba_{label}", "double") for label in spec["labels"]]]
+
+    def rescore(self, model, tokenizer, frame: pd.DataFrame, info: dict, spec: dict, runner: Runner) -> dict:
+        """Matched by label name: the champion's label ids may differ from the candidate's."""
+        outputs = self.run_rows(model, tokenizer, self.rows_for_rescoring(frame), info, runner)
+        names = [info["target"]["labels"][i] for i in np.asarray(outputs).argmax(axis=1)]
+        return scalar_metrics(score_by_name(frame["label"].astype(str).tolist(), names, spec["labels"]))
 
     def card_section(self, spec: dict, decision: dict) -> str:
         labels = spec["labels"]
@@ -337,7 +339,7 @@ class Classification(TaskType):
     def card_limits(self) -> list[str]:
         return ['It always answers with one of the labels above; it cannot say "none of these".']
 
-    def baseline(self, features: dict, parts: dict[str, pd.DataFrame], spec: dict) -> dict[str, np.ndarray]:
+    def linear_baseline(self, features: dict, parts: dict[str, pd.DataFrame], spec: dict) -> dict[str, np.ndarray]:
         """Logistic regression on TF-IDF; classes absent from training get probability 0."""
         from sklearn.linear_model import LogisticRegression
 

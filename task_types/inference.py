@@ -1,20 +1,16 @@
-"""Batch inference shared by evaluation, champion re-scoring and batch prediction.
+"""Batched forward passes every task type runs its model with: evaluation, champion re-scoring and predict.
 
-Rows are fed in length-sorted batches (each batch pads little) under torch.inference_mode,
-with bf16 autocast where the hardware runs it fast; outputs come back in the caller's order.
-The model's task (type, target encoding, output rule) travels in its config as `finetune_flow`.
+Inputs are fed in length-sorted batches (each batch pads little) under torch.inference_mode, with bf16 autocast
+where asked; outputs come back in the caller's order. What a saved model was trained for (type, target encoding,
+output rule) travels in its config as `finetune_flow` (model_task).
 """
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch.nn.attention import SDPBackend, sdpa_kernel
-from transformers import DataCollatorWithPadding
-
-from schemas.config import EVAL_BATCH_SIZE
 
 INPUT_FEATURES = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -30,15 +26,15 @@ def cpu_has_fast_bf16(cpuinfo: str | None = None) -> bool:
     return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
-# Every attention kernel but cuDNN's. Per-batch padding gives nearly every batch a new length, and cuDNN plans each
-# new shape again on the host: on an H200 that took 140 ms of a 190 ms MiniLM training step (bench/README.md, GPU).
-# Flash and memory-efficient attention take any length at no host cost; CPUs have no cuDNN kernel to leave out.
-_ATTENTION_KERNELS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
-
-
 def attention_kernels():
-    """A context in which scaled-dot-product attention never picks cuDNN's kernel (training and inference)."""
-    return sdpa_kernel(_ATTENTION_KERNELS)
+    """A context in which scaled-dot-product attention never picks cuDNN's kernel (training and inference).
+
+    Per-batch padding gives nearly every batch a new length, and cuDNN plans each new shape again on the host: on an
+    H200 that took 140 ms of a 190 ms MiniLM training step (bench/README.md, GPU). Flash and memory-efficient attention
+    take any length at no host cost; CPUs have no cuDNN kernel to leave out."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
 
 
 def length_order(lengths: list[int]) -> np.ndarray:
@@ -46,21 +42,36 @@ def length_order(lengths: list[int]) -> np.ndarray:
     return np.argsort(np.asarray(lengths), kind="stable")
 
 
-@torch.inference_mode()
-def predict_logits(model, tokenizer, columns: dict, batch_size: int, device: str = "cpu", bf16: bool = False) -> np.ndarray:
-    """Raw logits (rows x outputs) for tokenized rows given as columns (input_ids, attention_mask, ...), in their order."""
-    model.to(device).eval()
+def forward_batches(model, tokenizer, columns: dict, runner, read) -> list:
+    """read(model output, batch indices, padded length) for each length-sorted batch of the tokenized inputs in columns
+    (input_ids, attention_mask, ...); the model runs under inference mode and, where the runner asks, bf16 autocast."""
+    import torch
+    from transformers import DataCollatorWithPadding
+
+    model.to(runner.device).eval()
     collate = DataCollatorWithPadding(tokenizer)
     features = [k for k in INPUT_FEATURES if k in columns]
     order = length_order([len(ids) for ids in columns["input_ids"]])
-    out = np.zeros((len(order), model.config.num_labels), dtype=np.float32)
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        batch = collate([{k: columns[k][i] for k in features} for i in idx])
-        batch = {k: v.to(device) for k, v in batch.items()}
-        with attention_kernels(), torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=bf16):
-            logits = model(**batch).logits
-        out[idx] = logits.float().cpu().numpy()
+    found = []
+    with torch.inference_mode():
+        for start in range(0, len(order), runner.batch_size):
+            idx = order[start : start + runner.batch_size]
+            batch = collate([{k: columns[k][i] for k in features} for i in idx])
+            batch = {k: v.to(runner.device) for k, v in batch.items()}
+            autocast = torch.autocast(device_type=runner.device, dtype=torch.bfloat16) if runner.bf16 else contextlib.nullcontext()
+            with attention_kernels(), autocast:
+                found.append(read(model(**batch), idx))
+    return found
+
+
+def predict_logits(model, tokenizer, columns: dict, runner) -> np.ndarray:
+    """Raw logits (inputs x outputs) for tokenized inputs given as columns, in their order."""
+    out = np.zeros((len(columns["input_ids"]), model.config.num_labels), dtype=np.float32)
+
+    def read(output, idx):
+        out[idx] = output.logits.float().cpu().numpy()
+
+    forward_batches(model, tokenizer, columns, runner, read)
     return out
 
 
@@ -76,42 +87,18 @@ def per_document(logits: np.ndarray, documents, how: str = "mean") -> np.ndarray
     return (out / np.bincount(documents, minlength=count)[:, None]).astype(np.float32)
 
 
-def logits_for_texts(
-    model,
-    tokenizer,
-    texts: list[str],
-    max_length: int,
-    batch_size: int = EVAL_BATCH_SIZE,
-    device: str = "cpu",
-    pairs: list[str] | None = None,
-    chunk: bool = False,
-    how: str = "mean",
-    bf16: bool = False,
-) -> np.ndarray:
-    """Raw logits for raw texts (or text pairs), truncated like training, in the order given; with chunk, each
-    text is read in overlapping windows (as in training) and the windows' logits are joined per text."""
-    if chunk and pairs is None:
-        encoded = tokenizer(
-            list(texts), truncation=True, max_length=max_length, stride=max(1, max_length // 4), return_overflowing_tokens=True
-        )
-        documents = encoded.pop("overflow_to_sample_mapping")
-        return per_document(predict_logits(model, tokenizer, dict(encoded), batch_size, device, bf16), documents, how)
-    encoded = tokenizer(
-        list(texts),
-        None if pairs is None else list(pairs),
-        truncation="longest_first" if pairs is not None else True,
-        max_length=max_length,
-    )
-    return predict_logits(model, tokenizer, dict(encoded), batch_size, device, bf16)
+LEGACY_TASK = "classification"  # models registered before task types existed carry no task: they are single-label classifiers
+
+
+def task_of(settings: dict) -> str:
+    """The task named in a saved model's config.json settings (LEGACY_TASK where it names none)."""
+    return (settings.get("finetune_flow") or {}).get("task") or LEGACY_TASK
 
 
 def model_task(config) -> dict:
-    """The task a saved model was trained for: {"task", "target", "decision", "text_pair", ...}.
-
-    Models registered before task types existed carry none: they are single-label classifiers.
-    """
+    """The task a saved model was trained for: {"task", "target", "decision", "text_pair", ...}."""
     info = dict(getattr(config, "finetune_flow", None) or {})
-    info.setdefault("task", "classification")
+    info.setdefault("task", LEGACY_TASK)
     info.setdefault("target", {"labels": [config.id2label[i] for i in range(config.num_labels)]})
     info.setdefault("decision", {})
     info.setdefault("text_pair", False)

@@ -12,15 +12,41 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import average_precision_score
+from pydantic import Field, model_validator
 
 from schemas.errors import DataError
-from task_types.base import Gate, TaskType, fit_temperature, label_head, pyplot, weights_by_label
+from task_types.base import Fields, Gate, Options, as_text, fit_temperature, is_nested, label_head, pyplot, weights_by_label
+from task_types.sequence import SequenceTask
 
 MIN_POSITIVES_FOR_OWN_THRESHOLD = 5
+
+
+class MultiLabelData(Options):
+    """task=multi_label's keys in the data section."""
+
+    label_columns: list[str | int] | None = Field(
+        None, description="multi_label: one 0/1 indicator column per label, e.g. [food,water] (instead of data.label_column)"
+    )
+    label_separator: str | None = Field(
+        None, description="multi_label: the labels in data.label_column are one string split on this, e.g. ';' (else a JSON/Parquet list)"
+    )
+    indicator_values: Literal["strict", "positive"] = Field(
+        "strict", description="multi_label indicator columns: strict quarantines values other than 0/1; positive reads any number > 0 as 1"
+    )
+
+    @model_validator(mode="after")
+    def _one_shape(self):
+        if self.label_columns is not None and len(self.label_columns) < 1:
+            raise ValueError("data.label_columns needs at least one indicator column")
+        if self.label_columns is not None and self.label_separator is not None:
+            raise ValueError("set data.label_columns (indicator columns) or data.label_separator (one delimited column), not both")
+        return self
+
+
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.025), 3)
 INDICATOR_TRUE, INDICATOR_FALSE = {"1", "1.0", "true", "True"}, {"0", "0.0", "false", "False"}
 
@@ -41,18 +67,18 @@ def label_calibration_error(truth: np.ndarray, proba: np.ndarray, bins: int = 15
 
 
 def parse_label_set(value: str, separator: str | None) -> list[str] | None:
-    """Label names in one target cell: a JSON list, else split on the separator, else one label; None if malformed."""
+    """Label names in one target cell: a JSON list of names, or with a separator the names it delimits; None if malformed
+    (a cell that is no list without a separator, a list holding lists, objects, nulls or booleans, broken JSON)."""
     text = value.strip()
-    if separator is None and text.startswith("["):
-        try:
-            parsed = json.loads(text)
-        except ValueError:
-            return None
-        if not isinstance(parsed, list) or any(isinstance(v, (list, dict)) or v is None for v in parsed):
-            return None
-        return [str(v).strip() for v in parsed if str(v).strip()]
-    parts = text.split(separator) if separator is not None else [text]
-    return [p.strip() for p in parts if p.strip()]
+    if separator is not None and not text.startswith("["):
+        return [p.strip() for p in text.split(separator) if p.strip()]
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(parsed, list) or any(isinstance(v, (list, dict, bool)) or v is None for v in parsed):
+        return None
+    return [str(v).strip() for v in parsed if str(v).strip()]
 
 
 def indicator_set(value: str, positive_any: bool) -> tuple[list[str] | None, str | None]:
@@ -116,6 +142,8 @@ def _f1(tp, fp, fn):
 def multi_label_metrics(truth: np.ndarray, proba: np.ndarray, thresholds, labels: list[str]) -> dict:
     """Micro/macro F1, subset accuracy, Hamming loss, micro PR-AUC and a per-label report, from per-label counts
     (so one label is still a multi-label problem, not sklearn's binary one)."""
+    from sklearn.metrics import average_precision_score
+
     truth = np.asarray(truth).astype(bool).reshape(len(truth), -1)
     proba = np.asarray(proba).reshape(len(truth), -1)
     predicted = proba >= np.asarray(thresholds)[None, :]
@@ -137,9 +165,10 @@ def multi_label_metrics(truth: np.ndarray, proba: np.ndarray, thresholds, labels
     return metrics
 
 
-class MultiLabel(TaskType):
+class MultiLabel(SequenceTask):
     name = "multi_label"
     title = "multi-label text classification"
+    help = "any number of labels per text (a label list, delimited labels or indicator columns)"
     problem_type = "multi_label_classification"
     training_revision = 3  # 2: the head starts at each label's base rate (initial_bias); 3: auto trains unweighted
     compare_on = "f1_micro"
@@ -148,6 +177,44 @@ class MultiLabel(TaskType):
     training_metric_names = ("f1_micro", "f1_macro", "subset_accuracy", "hamming_loss")
     reasons = ("malformed_label_list", "bad_indicator_value", "label_not_in_labels")
     window_aggregate = "max"  # a label found in any window of a long text applies to the text
+    options = {"data": MultiLabelData}
+
+    def check_config(self, cfg) -> None:
+        super().check_config(cfg)
+        data = cfg.data
+        named = [str(c) for c in data.text_columns()] + ([str(data.text_pair_column)] if data.text_pair_column is not None else [])
+        clash = sorted({str(c) for c in data.label_columns or []} & set(named))
+        if clash:
+            raise ValueError(f"data.label_columns names {clash}, also the text column: an input cannot be a label indicator")
+
+    # ---- ingest -----------------------------------------------------------------------------------
+    def fields(self, data) -> Fields:
+        base = super().fields(data)
+        if data.label_columns is None:
+            return base
+        return Fields(base.text, base.text_option, [str(c) for c in data.label_columns], "data.label_columns", base.text_pair)
+
+    def nested_fields(self) -> frozenset[str]:
+        return frozenset({"label"})
+
+    def raw_label(self, frame: pd.DataFrame, columns: list[str], data, source_name: str) -> pd.Series:
+        """Indicator columns as one JSON object {column: raw value} per row; a list cell (JSON/Parquet) as its JSON, every
+        item kept as it is so that clean can judge it; text cells as they are."""
+        if data.label_columns is not None:
+            cells = [as_text(frame[c]) for c in columns]
+            return pd.Series([json.dumps(dict(zip(columns, row))) for row in zip(*cells)], index=frame.index, dtype=object)
+        column = frame[columns[0]]
+        if column.dtype != object:
+            return as_text(column)
+
+        def one(v):
+            if is_nested(v):
+                return json.dumps(list(v.tolist() if isinstance(v, np.ndarray) else v), default=repr)
+            if isinstance(v, dict):
+                return json.dumps(v, default=repr)
+            return None if v is None or (isinstance(v, float) and pd.isna(v)) else str(v)
+
+        return column.map(one).astype(object)
 
     def default_gates(self, registry) -> list[Gate]:
         return [Gate("f1_micro", 0.5, "registry.gates")]
@@ -285,6 +352,11 @@ class MultiLabel(TaskType):
     def fit_decision(self, truth: np.ndarray, outputs: np.ndarray, spec: dict) -> dict:
         return tune_thresholds(truth, outputs)
 
+    def weighted_loss(self, logits, labels, weights):
+        import torch
+
+        return torch.nn.functional.binary_cross_entropy_with_logits(logits, labels.float(), pos_weight=weights)
+
     def thresholds(self, spec: dict, decision: dict) -> list[float]:
         return decision.get("thresholds") or [0.5] * len(spec["labels"])
 
@@ -315,15 +387,15 @@ class MultiLabel(TaskType):
         plot_label_f1(metrics["per_label"], split, folder / f"per_label_f1_{split}.png")
         return metrics
 
-    def predict_columns(self, outputs: np.ndarray, spec: dict, decision: dict) -> dict[str, list]:
+    def predict_columns(self, outputs: np.ndarray, spec: dict, decision: dict, options: dict | None = None) -> dict[str, list]:
         labels, thresholds = spec["labels"], np.asarray(self.thresholds(spec, decision))
         on = outputs >= thresholds[None, :]
         columns = {"predicted_labels": [json.dumps([labels[j] for j in np.flatnonzero(row)]) for row in on]}
         columns.update({f"proba_{label}": outputs[:, i].tolist() for i, label in enumerate(labels)})
         return columns
 
-    def empty_columns(self, spec: dict) -> list[str]:
-        return ["predicted_labels", *[f"proba_{label}" for label in spec["labels"]]]
+    def output_schema(self, spec: dict, options: dict | None = None) -> list[tuple[str, str]]:
+        return [("predicted_labels", "string"), *[(f"proba_{label}", "double") for label in spec["labels"]]]
 
     def card_section(self, spec: dict, decision: dict) -> str:
         labels, thresholds = spec["labels"], self.thresholds(spec, decision)
@@ -346,7 +418,7 @@ class MultiLabel(TaskType):
     def card_limits(self) -> list[str]:
         return ["Labels rare in training get thresholds tuned on few validation examples: their precision and recall are uncertain."]
 
-    def baseline(self, features: dict, parts: dict[str, pd.DataFrame], spec: dict) -> dict[str, np.ndarray]:
+    def linear_baseline(self, features: dict, parts: dict[str, pd.DataFrame], spec: dict) -> dict[str, np.ndarray]:
         """One-vs-rest logistic regression on TF-IDF; a label never positive in training gets probability 0."""
         from sklearn.linear_model import LogisticRegression
         from sklearn.multiclass import OneVsRestClassifier

@@ -11,17 +11,21 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.stats import pearsonr, spearmanr
-from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
 from schemas.errors import DataError
-from task_types.base import Gate, TaskType, merge_small_strata, pyplot
+from task_types.base import Gate, merge_small_strata, pyplot
+from task_types.sequence import SequenceTask
 
 QUANTILE_BINS = 10
+# Larger magnitudes overflow the standardisation (their square is infinite in float64): quarantined, not trained on.
+MAX_ABS_TARGET = 1e150
 
 
 def regression_metrics(truth, predicted) -> dict:
     """RMSE, MAE, R², Spearman and Pearson correlation (NaN where undefined, e.g. a constant column)."""
+    from scipy.stats import pearsonr, spearmanr
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
     truth, predicted = np.asarray(truth, dtype=np.float64), np.asarray(predicted, dtype=np.float64)
     if len(truth) < 2:
         return {"rmse": float("nan"), "mae": float("nan"), "r2": float("nan"), "spearman": float("nan"), "pearson": float("nan")}
@@ -35,15 +39,16 @@ def regression_metrics(truth, predicted) -> dict:
     }
 
 
-class Regression(TaskType):
+class Regression(SequenceTask):
     name = "regression"
     title = "text regression"
+    help = "a number per text"
     problem_type = "regression"
     compare_on = "spearman"
     headline = ("rmse", "mae", "r2", "spearman", "pearson")
     metric_names = headline
     training_metric_names = headline  # on the standardised scale: the ordering of epochs is the same
-    reasons = ("non_numeric_target", "non_finite_target")
+    reasons = ("non_numeric_target", "non_finite_target", "target_out_of_range")
 
     def default_gates(self, registry) -> list[Gate]:
         return [Gate("spearman", 0.3, "registry.gates"), Gate("r2", 0.0, "registry.gates")]
@@ -58,7 +63,9 @@ class Regression(TaskType):
         reason = pd.Series([None] * len(labels), index=labels.index, dtype=object)
         not_number = numbers.isna() & ~labels.str.strip().str.lower().isin(["nan", "-nan", "+nan"])
         reason[not_number] = "non_numeric_target"
-        reason[~not_number & ~np.isfinite(numbers.fillna(np.inf))] = "non_finite_target"
+        finite = np.isfinite(numbers.fillna(np.inf))
+        reason[~not_number & ~finite] = "non_finite_target"
+        reason[finite & (numbers.abs() >= MAX_ABS_TARGET)] = "target_out_of_range"
         canonical = numbers.map(repr).astype(object).where(reason.isna(), None)
         return canonical, reason
 
@@ -121,11 +128,11 @@ class Regression(TaskType):
         plot_regression(truth, outputs, split, folder)
         return metrics
 
-    def predict_columns(self, outputs: np.ndarray, spec: dict, decision: dict) -> dict[str, list]:
+    def predict_columns(self, outputs: np.ndarray, spec: dict, decision: dict, options: dict | None = None) -> dict[str, list]:
         return {"predicted_value": np.asarray(outputs, dtype=np.float64).tolist()}
 
-    def empty_columns(self, spec: dict) -> list[str]:
-        return ["predicted_value"]
+    def output_schema(self, spec: dict, options: dict | None = None) -> list[tuple[str, str]]:
+        return [("predicted_value", "double")]
 
     def card_section(self, spec: dict, decision: dict) -> str:
         return (
@@ -138,7 +145,7 @@ class Regression(TaskType):
     def card_limits(self) -> list[str]:
         return ["Predictions outside the range seen in training are extrapolations and rarely reliable."]
 
-    def baseline(self, features: dict, parts: dict[str, pd.DataFrame], spec: dict) -> dict[str, np.ndarray]:
+    def linear_baseline(self, features: dict, parts: dict[str, pd.DataFrame], spec: dict) -> dict[str, np.ndarray]:
         """Ridge regression on TF-IDF."""
         from sklearn.linear_model import Ridge
 

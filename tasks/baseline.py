@@ -1,5 +1,5 @@
-"""Baseline: the task type's classical model on the same split, in every run: TF-IDF + a linear model for
-sequence-level types, the most frequent tag per word for token classification.
+"""Baseline: the task type's classical model on the same split, in every run (TF-IDF + a linear model for the
+sequence-level types; each type names and fits its own).
 
 A fine-tuned transformer that loses to it is not worth its compute: the gate checks the model beats
 it (registry.beat_baseline), and the summary, MLflow and the model card show both side by side.
@@ -17,7 +17,7 @@ from schemas.config import CacheConfig
 from schemas.data import SPLITS
 from schemas.results import BaselineResult, SplitResult
 from task_types import get_task_type
-from task_types.base import scalar_metrics, tfidf_features
+from task_types.base import scalar_metrics
 from tasks.runtime.cache import build_step, fingerprint
 from tasks.runtime.logs import step_logger, timed
 
@@ -26,7 +26,7 @@ def baseline_metrics(task: str, parts: dict[str, pd.DataFrame], spec: dict) -> d
     """Fit the task type's baseline on parts["train"]; its metrics on validation and test (the output rule,
     e.g. multi-label thresholds, tuned on validation as for the model)."""
     task_type = get_task_type(task)
-    outputs = task_type.baseline(None if task_type.word_level else tfidf_features(parts), parts, spec)
+    outputs = task_type.baseline(parts, spec)
     truth = {name: task_type.truth_from_labels(part["label"], spec) for name, part in parts.items()}
     decision = task_type.fit_decision(truth["validation"], outputs["validation"], spec)
     return {name: scalar_metrics(task_type.score(truth[name], outputs[name], spec, decision)) for name in ("validation", "test")}
@@ -34,7 +34,7 @@ def baseline_metrics(task: str, parts: dict[str, pd.DataFrame], spec: dict) -> d
 
 @task(name="baseline")
 @timed
-def fit_baseline(split: SplitResult, cache: CacheConfig, task: str = "classification") -> BaselineResult:
+def fit_baseline(split: SplitResult, cache: CacheConfig, task: str) -> BaselineResult:
     """Fit and score the classical baseline on the split, cached by the split's key.
 
     Args:
@@ -45,7 +45,7 @@ def fit_baseline(split: SplitResult, cache: CacheConfig, task: str = "classifica
         the baseline's metrics on validation and test, the key and whether it was re-used.
     """
     logger = step_logger()
-    key = fingerprint("baseline", 1, split.key, task)
+    key = fingerprint("baseline", 2, split.key, task)
 
     def make(folder: Path) -> dict:
         parts = {name: pd.read_parquet(split.paths[name]) for name in SPLITS}
@@ -55,13 +55,13 @@ def fit_baseline(split: SplitResult, cache: CacheConfig, task: str = "classifica
 
     entry = build_step(cache, "baseline", key, make)
     result = BaselineResult.from_manifest(entry.meta, key=key, reused=entry.reused)
-    headline = get_task_type(task).headline
+    task_type = get_task_type(task).for_target(split.target)
     for name, metrics in result.metrics.items():
         logger.info(
             "baseline %s (%s): %s%s",
             name,
-            get_task_type(task).baseline_name,
-            ", ".join(f"{m} {metrics[m]:.4f}" for m in headline if m in metrics),
+            task_type.baseline_name,
+            ", ".join(f"{m} {metrics[m]:.4f}" for m in task_type.headline if m in metrics),
             " (cached)" if entry.reused else "",
         )
     return result

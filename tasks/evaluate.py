@@ -8,20 +8,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
+import pandas as pd
 from datasets import load_from_disk
 from prefect import task
-from transformers import AutoTokenizer
 
 from schemas.config import CacheConfig, EvalConfig, TrainConfig
 from schemas.results import EvaluationResult, TokenizeResult, TrainResult
 from task_types import get_task_type
-from task_types.base import scalar_metrics
-from task_types.inference import INPUT_FEATURES, per_document, predict_logits
+from task_types.base import Runner, scalar_metrics
 from tasks.runtime.cache import build_step, fingerprint
 from tasks.runtime.logs import step_logger, timed
 
-REPORT_VERSION = 7  # bump when the metrics or plots change, so cached evaluations are recomputed
+REPORT_VERSION = 8  # bump when the metrics or plots change, so cached evaluations are recomputed
 
 
 @task(name="evaluate")
@@ -33,42 +31,32 @@ def evaluate_model(
 
     Args:
         trained: the fine-tune step's result (saved model path, task, device, precision).
-        tokens: the tokenize step's result (tokenized splits and the target spec).
-        eval_cfg: which splits to evaluate.
+        tokens: the tokenize step's result (tokenized splits, the rows they came from and the target spec).
+        eval_cfg: which splits to evaluate (and the task type's own evaluation options).
         train: batch size for inference.
         cache: where step outputs live.
     Returns:
         metrics per split, the output rule tuned on validation (`decision`) and the folder holding the artifacts.
     """
+    from transformers import AutoTokenizer
+
     logger = step_logger()
-    task_type, spec = get_task_type(trained.task), tokens.target
-    key = fingerprint("evaluate", REPORT_VERSION, trained.key, tokens.key, eval_cfg.splits)
+    task_type, spec = get_task_type(trained.task).for_target(tokens.target), tokens.target
+    key = fingerprint("evaluate", REPORT_VERSION, trained.key, tokens.key, eval_cfg.model_dump(mode="json"))
+    runner = Runner(train.eval_batch_size, trained.device, trained.precision == "bf16")
+    settings = task_type.eval_settings(eval_cfg)
 
     def make(folder: Path) -> dict:
         net = task_type.model_class().from_pretrained(trained.path)
         tokenizer = AutoTokenizer.from_pretrained(trained.path)
         scored = {}
         for split in sorted(set(eval_cfg.splits) | {"validation"}, key=["validation", "test"].index):
-            dataset = load_from_disk(tokens.paths[split])
-            if task_type.word_level:  # one row per window: outputs per word, merged back per sentence
-                from task_types.token_classification.inference import scored_split
-
-                scored[split] = scored_split(
-                    net, tokenizer, dataset, spec, train.eval_batch_size, trained.device, trained.precision == "bf16"
-                )
-                continue
-            columns = {k: dataset[k] for k in INPUT_FEATURES if k in dataset.column_names}
-            logits = predict_logits(net, tokenizer, columns, train.eval_batch_size, trained.device, trained.precision == "bf16")
-            labels = dataset["labels"]
-            if "document" in dataset.column_names:  # chunked texts: one prediction per text, from all its windows
-                documents = np.asarray(dataset["document"])
-                logits = per_document(logits, documents, task_type.window_aggregate)
-                labels = [labels[i] for i in np.unique(documents, return_index=True)[1]]
-            scored[split] = (task_type.decode_truth(labels, spec), logits)
+            frame = pd.read_parquet(tokens.sources[split]) if tokens.sources else None
+            scored[split] = task_type.run_features(net, tokenizer, load_from_disk(tokens.paths[split]), frame, spec, runner, settings)
         # The output rule, fixed on validation: a temperature first, then thresholds on the calibrated outputs.
         calibration = task_type.calibrate(*scored["validation"], spec)
-        outputs = {split: task_type.outputs(logits, spec, calibration) for split, (_, logits) in scored.items()}
-        decision = {**calibration, **task_type.fit_decision(scored["validation"][0], outputs["validation"], spec)}
+        outputs = {split: task_type.outputs(raw, spec, calibration) for split, (_, raw) in scored.items()}
+        decision = {**settings, **calibration, **task_type.fit_decision(scored["validation"][0], outputs["validation"], spec)}
         results = {split: task_type.evaluate(scored[split][0], outputs[split], spec, decision, split, folder) for split in eval_cfg.splits}
         (folder / "metrics.json").write_text(json.dumps(results, indent=1))
         if decision:

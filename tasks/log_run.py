@@ -6,7 +6,6 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from mlflow import MlflowClient
 from mlflow.entities import Metric, RunTag
 from prefect import task
 
@@ -16,6 +15,7 @@ from schemas.results import LogRunResult, RunSteps, SplitResult
 from schemas.secrets import mask_uri
 from tasks.runtime.logs import timed
 from tasks.runtime.metric_names import history_metrics, metric_values
+from tasks.runtime.tracking import tracking_client
 
 
 def split_datasets(split: SplitResult, source: str) -> list:
@@ -47,7 +47,7 @@ def log_run(run_id: str, tracking: TrackingConfig, steps: RunSteps) -> LogRunRes
     Returns:
         how many metric points were logged.
     """
-    client = MlflowClient(tracking.resolved_uri(), tracking.resolved_uri())
+    client = tracking_client(tracking.resolved_uri())
     clean, split, tokens, trained, evaluation = steps.clean, steps.split, steps.tokenize, steps.fine_tune, steps.evaluate
     values = {
         "rows_in": clean.rows_in,

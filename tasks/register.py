@@ -20,9 +20,10 @@ from task_types import get_task_type
 from task_types.base import scalar_metrics
 from tasks.registry.aliases import current_version, move_alias, promotion_lock
 from tasks.registry.champion import champion_for_gate
-from tasks.registry.gate import Decision, policy_for, should_promote
+from tasks.registry.gate import Decision, no_holder, policy_for, should_promote
 from tasks.registry.model_card import card_facts, metrics_markdown, model_card, version_facts
 from tasks.runtime.logs import publish_markdown, step_logger, timed
+from tasks.runtime.tracking import tracking_client
 from tasks.serving.model_io import log_model
 
 
@@ -57,7 +58,7 @@ def register_model(
     """
     logger = step_logger()
     uri = tracking.resolved_uri()
-    client = MlflowClient(uri, uri)
+    client = tracking_client(uri)
     name, alias = registry.model_name, registry.alias
     task_type = get_task_type(trained.task).for_target(split.target)
     policy = policy_for(task_type, registry)
@@ -66,10 +67,7 @@ def register_model(
     version = _version_for_key(client, name, trained.key)
     if version is None:
         params = client.get_run(run_id).data.params
-        columns = {
-            name: None if value in (None, "None") or value.startswith("[") else value  # a joined list names no one column
-            for name, value in (("text_column", params.get("data.text_column")), ("text_pair_column", params.get("data.text_pair_column")))
-        }
+        columns = task_type.trained_inputs(params)
         logged = log_model(run_id, trained.path, evaluation.decision, columns, params.get("model.name_or_path", ""))
         version = mlflow.register_model(logged, name, tags={"train_key": trained.key})
     elif version.run_id != run_id:
@@ -90,7 +88,7 @@ def register_model(
         )
         decision = should_promote(candidate, champion, policy, baseline.metrics["validation"] if baseline else None)
         if not comparable:
-            decision = Decision(False, [r for r in decision.reasons if r != "no current champion"])
+            decision = Decision(False, [r for r in decision.reasons if r != no_holder(alias)])
         reasons = notes + rescored + decision.reasons
         gate = {"gate_passed": str(decision.promote).lower(), "gate_reasons": json.dumps(reasons)}
         gate.update({f"gate_reason_{i + 1}": reason[:5000] for i, reason in enumerate(reasons)})

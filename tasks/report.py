@@ -16,14 +16,16 @@ from prefect import task
 from schemas.config import CacheConfig
 from schemas.data import SPLITS
 from schemas.results import CleanResult, IngestResult, ReportResult, SplitResult, TokenizeResult
+from task_types import get_task_type
 from tasks.runtime.cache import build_step, fingerprint
 from tasks.runtime.logs import publish_markdown, step_logger, timed
 
 
-def build_report(raw: IngestResult, clean: CleanResult, split: SplitResult, tokens: TokenizeResult) -> dict:
-    """The report as one JSON-able dict (pure: counts come from the steps' results)."""
+def build_report(raw: IngestResult, clean: CleanResult, split: SplitResult, tokens: TokenizeResult, task: str) -> dict:
+    """The report as one JSON-able dict (pure: counts come from the steps' results; the task type adds its own facts)."""
     reasons = clean.quarantine_reasons
     return {
+        "task": task,
         "source": raw.source,
         "not_data_why": raw.not_data_why,
         "rows": {
@@ -43,26 +45,15 @@ def build_report(raw: IngestResult, clean: CleanResult, split: SplitResult, toke
         "empty_label_sets": {name: part["empty_label_sets"] for name, part in split.splits.items() if "empty_label_sets" in part},
         "labels_without_train_positives": split.target.get("no_train_positives", []),
         "target_stats": {name: part["target"] for name, part in split.splits.items() if "target" in part},
+        "grouped_by": split.grouped_by,
+        "groups": {name: part["groups"] for name, part in split.splits.items() if "groups" in part},
         "text_pair": tokens.text_pair,
         "max_length": tokens.max_length,
         "long_text": tokens.long_text,
         "windows": tokens.windows,
         "tokens": tokens.lengths,
         "quarantine_file": clean.quarantine if clean.rows_quarantined else None,
-        **({"tagging": tagging_facts(clean, split, tokens)} if "scheme" in split.target else {}),
-    }
-
-
-def tagging_facts(clean: CleanResult, split: SplitResult, tokens: TokenizeResult) -> dict:
-    """token_classification: the detected tag scheme, tags repaired, words per split and sentences that needed windows."""
-    return {
-        "scheme": split.target["scheme"],
-        "entity_types": split.target.get("entity_types", []),
-        "tags_repaired": clean.task_facts.get("tags_repaired", 0),
-        "sentences_repaired": clean.task_facts.get("sentences_repaired", 0),
-        "words": {name: part.get("words", 0) for name, part in split.splits.items()},
-        "sentences_windowed": {name: s.get("windowed", 0) for name, s in tokens.lengths.items()},
-        "windows": {name: s.get("windows", 0) for name, s in tokens.lengths.items()},
+        **get_task_type(task).report_facts(clean, split, tokens),
     }
 
 
@@ -99,17 +90,15 @@ def report_markdown(report: dict) -> str:
                 for name, w in report["windows"].items()
             ],
         ]
-    if report.get("tagging"):
-        t = report["tagging"]
+    if report.get("grouped_by"):
         lines += [
             "",
-            f"Tag scheme **{t['scheme']}**"
-            + (f" over entity types {', '.join(t['entity_types'])}" if t["entity_types"] else " (plain tags)")
-            + f"; tags repaired (data.tag_repair=fix): {t['tags_repaired']} in {t['sentences_repaired']} sentences; words per split "
-            + ", ".join(f"{k} {v}" for k, v in t["words"].items())
-            + "; sentences longer than max_length, read in overlapping windows "
-            "(nothing truncated): " + ", ".join(f"{k} {v}" for k, v in t["sentences_windowed"].items()) + ".",
+            f"Rows that share a group ({report['grouped_by']}) always fall in the same split; groups per split: "
+            + ", ".join(f"{name} {n}" for name, n in report["groups"].items())
+            + ".",
         ]
+    if report.get("task"):
+        lines += get_task_type(report["task"]).report_lines(report)
     if report["quarantine_file"]:
         lines += ["", f"Quarantined rows with their reason: `{report['quarantine_file']}`"]
     return "\n".join(lines) + "\n"
@@ -178,20 +167,23 @@ def plot_lengths(length_files: dict[str, str], max_length: int, path: Path) -> N
 
 @task(name="report")
 @timed
-def report_data(raw: IngestResult, clean: CleanResult, split: SplitResult, tokens: TokenizeResult, cache: CacheConfig) -> ReportResult:
+def report_data(
+    raw: IngestResult, clean: CleanResult, split: SplitResult, tokens: TokenizeResult, cache: CacheConfig, task: str
+) -> ReportResult:
     """Write data_report.json, data_report.md and token_lengths.png; publish the markdown to Prefect.
 
     Args:
         raw, clean, split, tokens: the data steps' results.
         cache: where step outputs live.
+        task: the task type, which adds its own facts (tag scheme, windows over contexts, ...).
     Returns:
         the report folder, its key and how many texts were longer than max_length.
     """
     logger = step_logger()
-    key = fingerprint("report", 3, raw.key, clean.key, split.key, tokens.key)
+    key = fingerprint("report", 4, raw.key, clean.key, split.key, tokens.key, task)
 
     def make(folder: Path) -> dict:
-        report = build_report(raw, clean, split, tokens)
+        report = build_report(raw, clean, split, tokens, task)
         (folder / "data_report.json").write_text(json.dumps(report, indent=1))
         (folder / "data_report.md").write_text(report_markdown(report))
         plot_lengths(tokens.length_files, tokens.max_length, folder / "token_lengths.png")

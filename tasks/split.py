@@ -1,4 +1,7 @@
-"""Split: a seeded, stratified train/validation/test split (optionally of a sample)."""
+"""Split: a seeded, stratified train/validation/test split (optionally of a sample), keeping groups together.
+
+Rows that share a group (data.group_column, or the task type's own key such as a question's context) always land in
+the same split, so nothing of a group leaks from training into validation or test."""
 
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from tasks.runtime.cache import build_step, fingerprint
 from tasks.runtime.logs import step_logger, timed
 
 MIN_PER_CLASS = 3  # one row each for train, validation and test
+SPLIT_VERSION = 2  # bump when how rows are split changes: cached splits are rebuilt
 
 
 def _check_class_sizes(keys: pd.Series) -> None:
@@ -68,11 +72,13 @@ def stratified_sample(frame: pd.DataFrame, max_rows: int | None, seed: int, keys
 
 
 def split_frame(
-    frame: pd.DataFrame, val_ratio: float, test_ratio: float, seed: int, keys: pd.Series | None = None
+    frame: pd.DataFrame, val_ratio: float, test_ratio: float, seed: int, keys: pd.Series | None = None, groups: pd.Series | None = None
 ) -> dict[str, pd.DataFrame]:
     """Per stratum (the class by default): shuffle with the seed, then cut validation and test off; every stratum
-    lands in every split."""
+    lands in every split. With groups, whole groups are dealt out instead of rows (split_groups)."""
     keys = frame["label"] if keys is None else keys
+    if groups is not None:
+        return split_groups(frame, val_ratio, test_ratio, seed, keys, groups)
     _check_class_sizes(keys)
     rng = np.random.default_rng(seed)
     parts: dict[str, list[pd.DataFrame]] = {name: [] for name in SPLITS}
@@ -87,22 +93,90 @@ def split_frame(
     return {name: pd.concat(chunks).sort_values("row_id").reset_index(drop=True) for name, chunks in parts.items()}
 
 
-def given_split(frame: pd.DataFrame, column: str) -> dict[str, pd.DataFrame]:
-    """The data's own split (data.split_column); every split must hold rows."""
-    parts = {name: frame[frame["split"] == name].drop(columns="split").reset_index(drop=True) for name in SPLITS}
+def split_groups(
+    frame: pd.DataFrame, val_ratio: float, test_ratio: float, seed: int, keys: pd.Series, groups: pd.Series
+) -> dict[str, pd.DataFrame]:
+    """Whole groups dealt to validation and test until each holds its share of the rows, the rest to training, per
+    stratum of groups (a group's stratum is its first row's; strata of fewer than 3 groups are merged)."""
+    codes, names = pd.factorize(groups.astype(str), sort=True)
+    if len(names) < len(SPLITS):
+        raise DataError(
+            f"the rows form {len(names)} group(s) (data.group_column or the task's grouping): train, validation and test "
+            "each need a group of their own; add data or leave data.group_column unset"
+        )
+    first = pd.Series(np.arange(len(frame))).groupby(codes).first().to_numpy()
+    group_keys = merge_small_strata(pd.Series(np.asarray(keys)[first]).astype(str), MIN_PER_CLASS)
+    sizes = np.bincount(codes, minlength=len(names))
+    rng = np.random.default_rng(seed)
+    where = np.full(len(names), 0)  # 0 train, 1 validation, 2 test
+    for _, members in pd.Series(np.arange(len(names))).groupby(group_keys.to_numpy(), sort=True):
+        members = members.to_numpy()[rng.permutation(len(members))]
+        cum, n = np.cumsum(sizes[members]), len(members)
+        n_val = min(max(1, int(np.searchsorted(cum, cum[-1] * val_ratio)) + 1), max(n - 2, 0))
+        rest = cum[n_val:] - (cum[n_val - 1] if n_val else 0)
+        n_test = min(max(1, int(np.searchsorted(rest, cum[-1] * test_ratio)) + 1), max(n - 1 - n_val, 0))
+        where[members[:n_val]] = 1
+        where[members[n_val : n_val + n_test]] = 2
+    for code in (1, 2):
+        if not (where == code).any():  # tiny strata gave it nothing: one group from the largest training stratum
+            candidates = np.flatnonzero(where == 0)
+            where[candidates[np.argmin(sizes[candidates])]] = code
+    row_split = where[codes]
+    return {name: frame[row_split == code].sort_values("row_id").reset_index(drop=True) for code, name in enumerate(SPLITS)}
+
+
+def given_split(frame: pd.DataFrame, column: str, carve: dict | None = None) -> dict[str, pd.DataFrame]:
+    """The data's own split (data.split_column, or one file per split); every split must hold rows, except that with
+    carve ({val_ratio, test_ratio, seed, keys, groups}) a split without rows is carved from training."""
+    parts = {name: frame[frame["split"] == name].drop(columns="split") for name in SPLITS}
     empty = [name for name, part in parts.items() if part.empty]
+    if empty and carve is not None and not parts["train"].empty:
+        train = parts["train"]
+        ratios = {
+            name: carve[f"{'val' if name == 'validation' else 'test'}_ratio"] if name in empty else 0.0 for name in ("validation", "test")
+        }
+        cut = _carve(
+            train,
+            ratios,
+            carve["seed"],
+            carve["keys"].loc[train.index],
+            None if carve["groups"] is None else carve["groups"].loc[train.index],
+        )
+        parts = {"train": cut["train"], **{name: cut[name] if name in empty else parts[name] for name in ("validation", "test")}}
+        empty = []
     if empty:
         found = {name: len(part) for name, part in parts.items()}
         raise DataError(
             f"data.split_column '{column}' gives no {' or '.join(empty)} rows ({found}): each of train, "
             "validation and test needs rows; fix the column or leave data.split_column unset for a random split"
         )
-    return parts
+    return {name: part.sort_values("row_id").reset_index(drop=True) for name, part in parts.items()}
+
+
+def _carve(train: pd.DataFrame, ratios: dict[str, float], seed: int, keys: pd.Series, groups: pd.Series | None) -> dict[str, pd.DataFrame]:
+    """Validation and/or test cut from the training rows (a ratio of 0 leaves that split empty)."""
+    val, test = ratios["validation"], ratios["test"]
+    cut = split_frame(train, val or 0.5 * (test or 0.1), test or 0.5 * (val or 0.1), seed, keys, groups)
+    out = {"train": cut["train"]}
+    for name, ratio in (("validation", val), ("test", test)):
+        if ratio:
+            out[name] = cut[name]
+        else:  # not asked for: its rows go back to training
+            out["train"] = pd.concat([out["train"], cut[name]])
+            out[name] = cut[name].iloc[0:0]
+    return out
+
+
+def group_keys(frame: pd.DataFrame, task_type, data: DataConfig) -> pd.Series | None:
+    """What keeps rows together: data.group_column, else the task type's own key, else nothing."""
+    if data.group_column is not None:
+        return frame["group"].fillna("\x00missing")
+    return task_type.group_key(frame)
 
 
 @task(name="split")
 @timed
-def split_data(clean: CleanResult, data: DataConfig, cache: CacheConfig, seed: int, task: str = "classification") -> SplitResult:
+def split_data(clean: CleanResult, data: DataConfig, cache: CacheConfig, seed: int, task: str) -> SplitResult:
     """Sample (data.max_rows) and split the clean rows; fix the target encoding (label order, scaling).
 
     Args:
@@ -116,23 +190,43 @@ def split_data(clean: CleanResult, data: DataConfig, cache: CacheConfig, seed: i
     """
     logger = step_logger()
     task_type = get_task_type(task)
-    given = {"task": task, "split_column": data.split_column} if task != "classification" or data.split_column is not None else {}
-    key = fingerprint("split", clean.key, data.val_ratio, data.test_ratio, data.max_rows, data.labels, seed, *([given] if given else []))
+    key = fingerprint(
+        "split",
+        SPLIT_VERSION,
+        clean.key,
+        task,
+        data.val_ratio,
+        data.test_ratio,
+        data.max_rows,
+        data.labels,
+        seed,
+        data.split_column,
+        data.group_column,
+    )
 
     def make(folder: Path) -> dict:
         frame = pd.read_parquet(clean.path)
         CleanFrame.validate(frame)
         keys = strata_of(frame, task_type)
         sampled = stratified_sample(frame, data.max_rows, seed, keys)
-        if data.split_column is not None:
-            parts = given_split(sampled, str(data.split_column))
+        sampled_keys = keys if sampled is frame else strata_of(sampled, task_type)
+        groups = group_keys(sampled, task_type, data)
+        if groups is not None:
+            sampled = sampled.assign(_group=groups.astype(str).to_numpy())
+            groups = sampled["_group"]
+        if "split" in sampled:  # data.split_column, or one file per split (a missing validation or test is carved from train)
+            carve = {"val_ratio": data.val_ratio, "test_ratio": data.test_ratio, "seed": seed, "keys": sampled_keys, "groups": groups}
+            parts = given_split(sampled, str(data.split_column or "data.path"), carve if isinstance(data.path, dict) else None)
         else:
-            parts = split_frame(sampled, data.val_ratio, data.test_ratio, seed, keys if sampled is frame else strata_of(sampled, task_type))
+            parts = split_frame(sampled, data.val_ratio, data.test_ratio, seed, sampled_keys, groups)
         spec = task_type.target_spec(sampled["label"], parts["train"]["label"], data)
         counts = {}
         for name, part in parts.items():
-            SplitFrame.validate(part).to_parquet(folder / f"{name}.parquet", index=False)
             counts[name] = {"rows": len(part), **task_type.target_summary(part["label"], spec)}
+            if groups is not None:
+                counts[name]["groups"] = int(part["_group"].nunique())
+            part = part.drop(columns=[c for c in ("_group", "group") if c in part])
+            SplitFrame.validate(part).to_parquet(folder / f"{name}.parquet", index=False)
         (folder / "target.json").write_text(json.dumps(spec))
         used = sum(c["rows"] for c in counts.values())
         if used + (len(frame) - len(sampled)) != len(frame):
@@ -143,6 +237,9 @@ def split_data(clean: CleanResult, data: DataConfig, cache: CacheConfig, seed: i
             "target": spec,
             "labels": spec.get("labels", []),
             "splits": counts,
+            "grouped_by": (f"data.group_column '{data.group_column}'" if data.group_column is not None else task_type.group_name)
+            if groups is not None
+            else None,
         }
 
     entry = build_step(cache, "split", key, make)

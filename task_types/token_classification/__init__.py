@@ -2,7 +2,8 @@
 
 Canonical rows keep the frames' string columns: `text` is the JSON list of words and `label` the JSON
 list of their tags, so the clean, split and cache steps stay generic. The word-level pieces (alignment
-to the tokenizer's pieces, windows, the BIO-valid decode, spans) are pure helpers in task_types/tagging.py.
+to the tokenizer's pieces, windows, the BIO-valid decode, spans) are pure helpers in tagging.py; conll.py reads
+word-per-line files; inference.py runs the model over windows and merges them back per word.
 
 Metrics are word-level (one tag per word, read from its first piece): token accuracy and macro-F1 over
 the tags; for BIO-style schemes the strict entity-level precision, recall and F1 of seqeval in the
@@ -15,13 +16,14 @@ import csv
 import json
 import unicodedata
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import confusion_matrix, f1_score
+from pydantic import Field
 
 from schemas.errors import DataError
-from task_types.base import Gate, TaskType, pyplot
+from task_types.base import Encoded, Fields, Gate, Options, Runner, TaskType, as_text, is_nested, pyplot, scalar_metrics
 from task_types.classification import plot_confusion, softmax
 from task_types.token_classification.tagging import (
     IGNORE,
@@ -33,9 +35,30 @@ from task_types.token_classification.tagging import (
     entity_spans,
     invalid_positions,
     is_bio,
+    malformed_tags,
+    repair_case,
     repair_tags,
     window_labels,
 )
+
+MAX_LENGTH_DEFAULT = 128  # tokens per window when train.max_length=auto (sentences are windowed, never cut)
+
+
+class TokenClassificationData(Options):
+    """task=token_classification's keys in the data section."""
+
+    token_column: int = Field(0, ge=0, description="token_classification, data.format=conll: position of the token (word) column")
+    tag_column: int | None = Field(
+        None,
+        description="token_classification, CoNLL: position of the tag column; default: the last column (conll), 3 = UPOS (conllu; 4 = XPOS)",
+    )
+    tag_repair: Literal["quarantine", "fix"] = Field(
+        "quarantine",
+        description="token_classification, BIO-style tags: an I-X that does not follow B-X/I-X quarantines its sentence "
+        "(invalid_tag_sequence), as does a malformed tag such as B- or b-per (malformed_tag); fix turns the I-X into B-X and "
+        "upper-cases a lower-case prefix (counted in the data report)",
+    )
+
 
 DECODING = (
     "constrained decode: the most probable tag sequence that is valid in the scheme (Viterbi over the "
@@ -86,6 +109,8 @@ def entity_scores(true_tags: list[list[str]], pred_tags: list[list[str]], scheme
 def word_metrics(true_ids: list[np.ndarray], pred_ids: list[np.ndarray], labels: list[str], scheme: str, tables: bool = True) -> dict:
     """Token accuracy and macro-F1 over the tags present; strict entity metrics for BIO schemes; per type
     (BIO) or per tag (plain) under `per_class`, and the tag confusion matrix for plain tags."""
+    from sklearn.metrics import confusion_matrix, f1_score
+
     y_true = np.concatenate([np.asarray(t, dtype=np.int64) for t in true_ids]) if true_ids else np.zeros(0, dtype=np.int64)
     y_pred = np.concatenate([np.asarray(p, dtype=np.int64) for p in pred_ids]) if pred_ids else np.zeros(0, dtype=np.int64)
     present = sorted(set(y_true.tolist()) | set(y_pred.tolist()))
@@ -116,6 +141,7 @@ def word_metrics(true_ids: list[np.ndarray], pred_ids: list[np.ndarray], labels:
 class TokenClassification(TaskType):
     name = "token_classification"
     title = "token classification (one tag per word)"
+    help = "a tag per word (NER in IOB2/IOBES, or POS), from CoNLL/CoNLL-U files or list columns of tokens and tags"
     problem_type = "single_label_classification"
     compare_on = "entity_f1"
     headline = ("entity_f1", "entity_precision", "entity_recall", "token_accuracy", "token_f1_macro")
@@ -128,13 +154,17 @@ class TokenClassification(TaskType):
         "empty_tag",
         "token_tag_mismatch",
         "label_not_in_labels",
+        "malformed_tag",
         "invalid_tag_sequence",
     )
-    # Hooks the generic steps use for word-level types (see task_types/base.py).
     auto_model = "AutoModelForTokenClassification"
     pipeline_task = "token-classification"
-    word_level = True
-    string_columns = ("words", "tags", "entities")
+    formats = ("conll", "conllu")
+    extensions = {".conll": "conll", ".conllu": "conllu"}
+    feature_columns = ("row_id", "word_ids")
+    onnx_outputs = {"logits": {0: "batch", 1: "sequence"}}  # a tag per piece
+    baseline_name = "most-frequent-tag baseline"
+    options = {"data": TokenClassificationData}
 
     def for_target(self, spec: dict) -> TaskType:
         return PLAIN_TAGGING if spec.get("scheme") == PLAIN else self
@@ -148,10 +178,41 @@ class TokenClassification(TaskType):
             raise ValueError("data.text_pair_column is for sequence-level tasks: task=token_classification tags the words of one text")
         if cfg.data.split_column is not None and cfg.data.format in ("conll", "conllu"):
             raise ValueError(
-                "data.split_column needs a table: CoNLL files have no split column (give each split its own run or a JSONL file)"
+                "data.split_column needs a table: CoNLL files have no split column (give each split its own file: "
+                "data.path={train: a.conll, validation: b.conll, test: c.conll})"
             )
 
+    # ---- ingest ------------------------------------------------------------------------------------
+    def read_source(self, path: Path, fmt: str, data, encoding: str, errors: str) -> pd.DataFrame:
+        from task_types.token_classification.conll import read_conll
+
+        return read_conll(path, fmt, encoding, errors, data.token_column, data.tag_column)
+
+    def format_fields(self, fmt: str, data) -> Fields:
+        return Fields(["text"], "data.text_column", ["label"], "data.label_column")
+
+    def nested_fields(self) -> frozenset[str]:
+        return frozenset({"text", "label"})
+
+    def raw_text(self, cells: list[pd.Series], source_name: str) -> pd.Series:
+        """A list of words per row (JSONL/Parquet lists) as JSON text; text cells as they are."""
+        words = cells[0].map(lambda v: json.dumps([str(x) for x in v], ensure_ascii=False) if is_nested(v) else v)
+        return as_text(words)
+
+    def raw_label(self, frame: pd.DataFrame, columns: list[str], data, source_name: str) -> pd.Series:
+        """A list of tags per row as JSON text; text cells (JSON lists in CSV) as they are."""
+        return as_text(frame[columns[0]].map(lambda v: json.dumps([str(x) for x in v], ensure_ascii=False) if is_nested(v) else v))
+
     # ---- clean -------------------------------------------------------------------------------------
+    def clean_rows(self, frame: pd.DataFrame, data) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
+        """Words and tags judged together, on the raw JSON word lists (whitespace normalisation would change them); the
+        canonical word list is the text."""
+        words, tags, reason = self.validate_rows(frame["raw_text"].astype(object), frame["label"].astype(object), data)
+        return pd.DataFrame({"text": words}, index=frame.index), tags, reason
+
+    def clean_options(self, data) -> dict:
+        return {"tag_repair": data.tag_repair}
+
     def validate_rows(self, texts: pd.Series, labels: pd.Series, data) -> tuple[pd.Series, pd.Series, pd.Series]:
         """(canonical JSON word lists, canonical JSON tag lists or None, quarantine reason or None) per row."""
         words_out = pd.Series([None] * len(texts), index=texts.index, dtype=object)
@@ -179,6 +240,12 @@ class TokenClassification(TaskType):
                 parsed[index] = (words, tags)
         scheme = detect_scheme([tags for _, tags in parsed.values()] + ([data.labels] if data.labels else []))
         for index, (words, tags) in parsed.items():
+            if malformed_tags(tags, scheme):
+                if data.tag_repair == "fix":
+                    tags = repair_case(tags)
+                if malformed_tags(tags, scheme):
+                    reason[index] = "malformed_tag"
+                    continue
             if invalid_positions(tags, scheme):
                 if data.tag_repair != "fix":
                     reason[index] = "invalid_tag_sequence"
@@ -187,9 +254,6 @@ class TokenClassification(TaskType):
             words_out[index] = json.dumps(words, ensure_ascii=False)
             tags_out[index] = json.dumps(tags, ensure_ascii=False)
         return words_out, tags_out, reason
-
-    def validate_targets(self, labels: pd.Series, data) -> tuple[pd.Series, pd.Series]:
-        raise NotImplementedError("token classification validates words and tags together: validate_rows")
 
     def clean_summary(self, raw: pd.DataFrame, kept: pd.DataFrame) -> dict:
         """The detected scheme and how many tags data.tag_repair=fix changed (kept rows against their raw tags),
@@ -256,6 +320,21 @@ class TokenClassification(TaskType):
         return [np.asarray(ids, dtype=np.int64) for ids in self.encode(labels, spec)]
 
     # ---- tokenize and model ----------------------------------------------------------------------------
+    def plan_encoding(self, tokenizer, train: pd.DataFrame, train_cfg) -> dict:
+        length = MAX_LENGTH_DEFAULT if train_cfg.max_length == "auto" else int(train_cfg.max_length)
+        return {
+            "max_length": length,
+            "max_length_why": f"train.max_length={train_cfg.max_length}: {length} tokens per window",
+            "long_text": "windows",
+            "long_text_why": "sentences in overlapping windows",
+        }
+
+    def encode_split(self, tokenizer, frame: pd.DataFrame, spec: dict, plan: dict, split: str) -> Encoded:
+        from task_types.sequence import length_stats
+
+        columns, lengths, stats = self.tokenize(tokenizer, frame, spec, plan["max_length"])
+        return Encoded(columns, lengths, {**length_stats(lengths, plan["max_length"]), **stats})
+
     def tokenize(self, tokenizer, frame: pd.DataFrame, spec: dict, max_length: int) -> tuple[dict, np.ndarray, dict]:
         """(Arrow columns, one row per window; each sentence's full length in tokens; length figures): words are
         encoded with is_split_into_words, long sentences cut into overlapping windows, nothing truncated."""
@@ -301,12 +380,16 @@ class TokenClassification(TaskType):
         return {name: metrics.get(name, 0.0) for name in self.training_metric_names}
 
     # ---- evaluation and prediction ------------------------------------------------------------------
+    def run_features(self, model, tokenizer, features, frame: pd.DataFrame, spec: dict, runner: Runner, settings: dict | None = None):
+        """One row per window: outputs per word, merged back per sentence."""
+        from task_types.token_classification.inference import scored_split
+
+        return scored_split(model, tokenizer, features, spec, runner)
+
     def decode(self, outputs: list[np.ndarray], spec: dict) -> list[np.ndarray]:
         return [constrained_decode(p, spec["labels"], spec["scheme"]) for p in outputs]
 
-    baseline_name = "most-frequent-tag baseline"
-
-    def baseline(self, features, parts: dict[str, pd.DataFrame], spec: dict) -> dict[str, list[np.ndarray]]:
+    def baseline(self, parts: dict[str, pd.DataFrame], spec: dict) -> dict[str, list[np.ndarray]]:
         """Each word form tagged with the tag it carries most often in training ("O", else the commonest tag, for
         unseen words); the scheme-valid decode then applies as for the model."""
         from collections import Counter, defaultdict
@@ -350,7 +433,30 @@ class TokenClassification(TaskType):
             )
         return metrics
 
-    def predict_columns(self, outputs: list[dict], spec: dict, decision: dict) -> dict[str, list]:
+    def predict_inputs(self, info: dict, given: dict[str, str | None]) -> dict[str, str]:
+        return {"text": given.get("text") or info.get("text_column") or "text"}
+
+    def input_options(self) -> dict[str, str]:
+        return {"text": "--text-column"}
+
+    def run_rows(self, model, tokenizer, rows: pd.DataFrame, info: dict, runner: Runner, options: dict | None = None) -> list[dict]:
+        from task_types.token_classification.inference import tag_outputs
+
+        length = int((options or {}).get("max_length") or info.get("max_length") or MAX_LENGTH_DEFAULT)
+        return tag_outputs(
+            model, tokenizer, rows["text"].tolist(), length, runner, pre_tokenized=bool((options or {}).get("pre_tokenized"))
+        )
+
+    def rescore(self, model, tokenizer, frame: pd.DataFrame, info: dict, spec: dict, runner: Runner) -> dict:
+        """The candidate's validation words, tagged by the registered model."""
+        from task_types.token_classification.inference import word_probabilities
+
+        length = int(info.get("max_length") or MAX_LENGTH_DEFAULT)
+        outputs = word_probabilities(model, tokenizer, [json.loads(v) for v in frame["text"]], length, runner)
+        truth = self.truth_from_labels(frame["label"], info["target"])
+        return scalar_metrics(self.score(truth, outputs, info["target"], info["decision"]))
+
+    def predict_columns(self, outputs: list[dict], spec: dict, decision: dict, options: dict | None = None) -> dict[str, list]:
         """outputs: per row {"text", "words", "starts", "ends", "proba"} (words' character offsets into text)."""
         labels, scheme = spec["labels"], spec["scheme"]
         columns = {"words": [], "tags": [], **({"entities": []} if is_bio(scheme) else {})}
@@ -366,8 +472,34 @@ class TokenClassification(TaskType):
                 )
         return columns
 
-    def empty_columns(self, spec: dict) -> list[str]:
-        return ["words", "tags", *(["entities"] if is_bio(spec.get("scheme", PLAIN)) else [])]
+    def output_schema(self, spec: dict, options: dict | None = None) -> list[tuple[str, str]]:
+        return [("words", "string"), ("tags", "string"), *([("entities", "string")] if is_bio(spec.get("scheme", PLAIN)) else [])]
+
+    def report_facts(self, clean, split, tokens) -> dict:
+        """The detected tag scheme, tags repaired, words per split and sentences that needed windows."""
+        return {
+            "tagging": {
+                "scheme": split.target["scheme"],
+                "entity_types": split.target.get("entity_types", []),
+                "tags_repaired": clean.task_facts.get("tags_repaired", 0),
+                "sentences_repaired": clean.task_facts.get("sentences_repaired", 0),
+                "words": {name: part.get("words", 0) for name, part in split.splits.items()},
+                "sentences_windowed": {name: s.get("windowed", 0) for name, s in tokens.lengths.items()},
+                "windows": {name: s.get("windows", 0) for name, s in tokens.lengths.items()},
+            }
+        }
+
+    def report_lines(self, report: dict) -> list[str]:
+        t = report["tagging"]
+        return [
+            "",
+            f"Tag scheme **{t['scheme']}**"
+            + (f" over entity types {', '.join(t['entity_types'])}" if t["entity_types"] else " (plain tags)")
+            + f"; tags repaired (data.tag_repair=fix): {t['tags_repaired']} in {t['sentences_repaired']} sentences; words per split "
+            + ", ".join(f"{k} {v}" for k, v in t["words"].items())
+            + "; sentences longer than max_length, read in overlapping windows "
+            "(nothing truncated): " + ", ".join(f"{k} {v}" for k, v in t["sentences_windowed"].items()) + ".",
+        ]
 
     def card_section(self, spec: dict, decision: dict) -> str:
         labels, scheme = spec["labels"], spec["scheme"]

@@ -1,39 +1,29 @@
 """Word-level inference for task=token_classification, shared by evaluation, champion re-scoring and predict.
 
-Windows (task_types/tagging.py) go through the model in length-sorted batches; the logits of each word's
-owned first piece are read back and merged per sentence, so every word gets exactly one output.
+Windows (tagging.py) go through the model in length-sorted batches; the logits of each word's owned first piece
+are read back and merged per sentence, so every word gets exactly one output.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import torch
-from transformers import DataCollatorWithPadding
 
-from schemas.config import EVAL_BATCH_SIZE
 from task_types.classification import softmax
-from task_types.inference import INPUT_FEATURES, attention_kernels, length_order
-from task_types.token_classification import parse_list
+from task_types.inference import INPUT_FEATURES, forward_batches
 from task_types.token_classification.tagging import encode_sentences, join_words, merge_windows, split_words
 
 
-@torch.inference_mode()
-def window_logits(model, tokenizer, columns: dict, batch_size: int, device: str = "cpu", bf16: bool = False) -> list[np.ndarray]:
+def window_logits(model, tokenizer, columns: dict, runner) -> list[np.ndarray]:
     """Per window (pieces x tags) logits, in the order given."""
-    model.to(device).eval()
-    collate = DataCollatorWithPadding(tokenizer)
-    features = [k for k in INPUT_FEATURES if k in columns]
     lengths = [len(ids) for ids in columns["input_ids"]]
-    order = length_order(lengths)
-    out: list[np.ndarray | None] = [None] * len(order)
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        batch = collate([{k: columns[k][i] for k in features} for i in idx])
-        batch = {k: v.to(device) for k, v in batch.items()}
-        with attention_kernels(), torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=bf16):
-            logits = model(**batch).logits.float().cpu().numpy()
+    out: list[np.ndarray | None] = [None] * len(lengths)
+
+    def read(output, idx):
+        logits = output.logits.float().cpu().numpy()
         for j, i in enumerate(idx):
             out[i] = logits[j, : lengths[i]]
+
+    forward_batches(model, tokenizer, columns, runner, read)
     return out
 
 
@@ -44,27 +34,25 @@ def _rows(row_ids: list[int]) -> tuple[list[int], list[int]]:
     return rows, list(index)
 
 
-def scored_split(model, tokenizer, dataset, spec: dict, batch_size: int, device: str = "cpu", bf16: bool = False) -> tuple[list, list]:
+def scored_split(model, tokenizer, dataset, spec: dict, runner) -> tuple[list, list]:
     """(true tag ids per sentence, tag logits per sentence's words) of a tokenized split (one row per window)."""
     columns = {k: dataset[k] for k in (*INPUT_FEATURES, "word_ids", "labels", "row_id") if k in dataset.column_names}
     rows, distinct = _rows(columns["row_id"])
     n_words = [0] * len(distinct)
     for row, marks in zip(rows, columns["word_ids"]):
         n_words[row] += sum(1 for m in marks if m >= 0)
-    logits = window_logits(model, tokenizer, columns, batch_size, device, bf16)
+    logits = window_logits(model, tokenizer, columns, runner)
     merged = merge_windows(rows, columns["word_ids"], logits, n_words)
     truth = merge_windows(rows, columns["word_ids"], [np.asarray(window) for window in columns["labels"]], n_words)
     return [t.astype(np.int64) for t in truth], [m.reshape(-1, len(spec["labels"])) for m in merged]
 
 
-def word_probabilities(
-    model, tokenizer, sentences: list[list[str]], max_length: int, batch_size: int = EVAL_BATCH_SIZE, device: str = "cpu"
-) -> list[np.ndarray]:
+def word_probabilities(model, tokenizer, sentences: list[list[str]], max_length: int, runner) -> list[np.ndarray]:
     """Tag probabilities (words x tags) for each sentence of words, windowed like training."""
     empty = np.zeros((0, model.config.num_labels), dtype=np.float32)
     todo = [i for i, s in enumerate(sentences) if s]
     if len(todo) < len(sentences):  # a row without words gets no tags (and costs no forward pass)
-        found = word_probabilities(model, tokenizer, [sentences[i] for i in todo], max_length, batch_size, device) if todo else []
+        found = word_probabilities(model, tokenizer, [sentences[i] for i in todo], max_length, runner) if todo else []
         out = [empty] * len(sentences)
         for i, p in zip(todo, found):
             out[i] = p
@@ -73,15 +61,17 @@ def word_probabilities(
     columns = {"input_ids": [w.input_ids for w in windows], "attention_mask": [[1] * len(w.input_ids) for w in windows]}
     if "token_type_ids" in tokenizer.model_input_names:
         columns["token_type_ids"] = [[0] * len(w.input_ids) for w in windows]
-    logits = window_logits(model, tokenizer, columns, batch_size, device)
+    logits = window_logits(model, tokenizer, columns, runner)
     merged = merge_windows([w.row for w in windows], [w.word_ids for w in windows], logits, [len(s) for s in sentences])
     return [softmax(m.reshape(len(s), -1)) for m, s in zip(merged, sentences)]
 
 
 def rows_to_words(values: list, pre_tokenized: bool = False) -> list[dict]:
-    """Per input cell: raw text split into words by the documented rule (task_types/tagging.split_words), or a
-    list of words (pre-tokenized rows; with pre_tokenized also a JSON list in a text cell) joined by single
-    spaces; {"text", "words", "starts", "ends"}."""
+    """Per input cell: raw text split into words by the documented rule (tagging.split_words), or a list of words
+    (pre-tokenized rows; with pre_tokenized also a JSON list in a text cell) joined by single spaces;
+    {"text", "words", "starts", "ends"}."""
+    from task_types.token_classification import parse_list
+
     out = []
     for value in values:
         if pre_tokenized and isinstance(value, str):
@@ -97,10 +87,8 @@ def rows_to_words(values: list, pre_tokenized: bool = False) -> list[dict]:
     return out
 
 
-def tag_outputs(
-    model, tokenizer, values: list, max_length: int, batch_size: int = EVAL_BATCH_SIZE, device: str = "cpu", pre_tokenized: bool = False
-) -> list[dict]:
+def tag_outputs(model, tokenizer, values: list, max_length: int, runner, pre_tokenized: bool = False) -> list[dict]:
     """What the token-classification type's predict_columns reads: per row its words, offsets and tag probabilities."""
     rows = rows_to_words(values, pre_tokenized)
-    proba = word_probabilities(model, tokenizer, [r["words"] for r in rows], max_length, batch_size, device)
+    proba = word_probabilities(model, tokenizer, [r["words"] for r in rows], max_length, runner)
     return [{**row, "proba": p} for row, p in zip(rows, proba)]

@@ -17,6 +17,7 @@ import numpy as np
 
 IGNORE = -100  # label of pieces the loss skips (transformers' CrossEntropyLoss ignore_index)
 BIO_TAG = re.compile(r"^([BIES])-(.+)$")
+LOWER_PREFIX = re.compile(r"^([bies])-(.+)$")
 PLAIN, IOB2, IOBES = "plain", "IOB2", "IOBES"
 # Characters split off the ends of a whitespace-separated chunk of raw text as words of their own.
 EDGE_PUNCTUATION = ".,;:!?\"'()[]{}<>«»“”‘’…"
@@ -30,13 +31,32 @@ def _parts(tag: str) -> tuple[str, str | None]:
 
 
 def detect_scheme(tag_lists) -> str:
-    """IOBES when prefixed tags use E-/S-, IOB2 when they use only B-/I-, plain (e.g. POS) when any tag other
-    than O is not of the form P-TYPE or none is prefixed."""
-    tags = {t for tags in tag_lists for t in tags}
-    prefixed = {t for t in tags if BIO_TAG.match(t)}
-    if not prefixed or tags - prefixed - {"O"}:
+    """IOBES when prefixed tags use E-/S-, IOB2 when they use only B-/I-, plain (e.g. POS) when no tag is prefixed.
+
+    Judged on occurrences: a file is BIO-style when more than half of its tags other than O are of the form P-TYPE,
+    so a few malformed tags (B-, b-per) are found and quarantined (malformed_tags) instead of turning every BIO check
+    off; a tag set that is not mostly prefixed is plain."""
+    counts: dict[str, int] = {}
+    for tags in tag_lists:
+        for tag in tags:
+            if tag != "O":
+                counts[tag] = counts.get(tag, 0) + 1
+    prefixed = {t: n for t, n in counts.items() if BIO_TAG.match(t)}
+    if not prefixed or 2 * sum(prefixed.values()) <= sum(counts.values()):
         return PLAIN
     return IOBES if any(t[0] in "ES" for t in prefixed) else IOB2
+
+
+def malformed_tags(tags: list[str], scheme: str) -> list[int]:
+    """Positions of tags that are neither O nor P-TYPE in a BIO-style scheme (B-, b-per, PER); none for plain tags."""
+    if not is_bio(scheme):
+        return []
+    return [i for i, tag in enumerate(tags) if tag != "O" and not BIO_TAG.match(tag)]
+
+
+def repair_case(tags: list[str]) -> list[str]:
+    """A lower-case prefix upper-cased (b-per -> B-per); other tags as they are."""
+    return [f"{m.group(1).upper()}-{m.group(2)}" if (m := LOWER_PREFIX.match(tag)) else tag for tag in tags]
 
 
 def is_bio(scheme: str) -> bool:

@@ -21,6 +21,7 @@ from mlflow.exceptions import MlflowException
 from schemas.config import CacheConfig
 from schemas.errors import ConfigError
 from tasks.runtime.cache import file_lock
+from tasks.runtime.tracking import tracking_client
 
 
 def promotion_lock_path(tracking_uri: str, model_name: str) -> Path:
@@ -87,7 +88,7 @@ def promote(tracking_uri: str, name: str, alias: str, version: int | str, who: s
     """Move alias to an existing version by hand; returns the version it replaced."""
     if not why.strip():
         raise ConfigError("say why: --why 'reason' is recorded on the version")
-    client = MlflowClient(tracking_uri, tracking_uri)
+    client = tracking_client(tracking_uri)
     try:
         client.get_model_version(name, str(version))
     except MlflowException:
@@ -100,7 +101,7 @@ def rollback(tracking_uri: str, name: str, alias: str, who: str, why: str) -> tu
     """Move alias back to the version the current one replaced; returns (from, to)."""
     if not why.strip():
         raise ConfigError("say why: --why 'reason' is recorded on both versions")
-    client = MlflowClient(tracking_uri, tracking_uri)
+    client = tracking_client(tracking_uri)
     with promotion_lock(tracking_uri, name):
         current = current_version(client, name, alias)
         if current is None:

@@ -7,6 +7,11 @@ from dataclasses import dataclass
 from task_types.base import LOWER_IS_BETTER, Gate
 
 
+def no_holder(alias: str) -> str:
+    """The reason given when no version holds the alias yet (nothing to beat)."""
+    return f"no version holds @{alias} yet"
+
+
 @dataclass(frozen=True)
 class Decision:
     promote: bool
@@ -15,10 +20,11 @@ class Decision:
 
 @dataclass(frozen=True)
 class Policy:
-    """What a candidate must meet: metric bounds, the metric that must beat the champion, and by how much."""
+    """What a candidate must meet: metric bounds, the metric that must beat the aliased version's, and by how much."""
 
     gates: list[Gate]
     compare_on: str
+    alias: str
     min_delta: float = 0.0
     promote: bool = True
     beat_baseline: bool = True
@@ -66,13 +72,13 @@ def should_promote(
         checks.append(
             (
                 better,
-                f"val_{metric} {value:.4f} {'beats' if better else 'does not beat'} champion v{champion['version']} "
+                f"val_{metric} {value:.4f} {'beats' if better else 'does not beat'} @{policy.alias} v{champion['version']} "
                 f"({champion['value']:.4f}) by more than min_delta {policy.min_delta} "
                 f"({'lower is better, ' if lower else ''}gain {gain:+.4f})",
             )
         )
     else:
-        checks.append((True, "no current champion"))
+        checks.append((True, no_holder(policy.alias)))
     passed = all(ok for ok, _ in checks)
     if passed and not policy.promote:
         return Decision(False, [msg for _, msg in checks] + ["registry.promote=false: registered without promotion"])
@@ -84,6 +90,7 @@ def policy_for(task_type, registry) -> Policy:
     return Policy(
         task_type.gates(registry),
         registry.compare_on or task_type.compare_on,
+        registry.alias,
         registry.min_delta,
         registry.promote,
         registry.beat_baseline,

@@ -17,7 +17,7 @@ from tasks.runtime.tracking import git_revision
 
 def model_card(facts: dict) -> str:
     """The version's model card (markdown): what it is, what it was trained on, how it scored, and its limits."""
-    task_type = get_task_type(facts.get("task", "classification")).for_target(facts.get("target") or {})
+    task_type = get_task_type(facts["task"]).for_target(facts.get("target") or {})
     headline = task_type.headline
     rows = [(split, m) for split, m in facts["metrics"].items()]
     rows += [(f"{split} ({task_type.baseline_name})", m) for split, m in (facts.get("baseline") or {}).items()]
@@ -30,16 +30,7 @@ def model_card(facts: dict) -> str:
         f"- {line}"
         for line in [
             "Only as good as its labels: it learns the training data's biases and label noise.",
-            *(
-                []
-                if task_type.word_level
-                else [
-                    f"Texts longer than {facts['max_length']} tokens are read in overlapping windows whose outputs are joined (mean of "
-                    "logits; max for multi-label): a verdict spread thinly over a long text can be diluted."
-                    if facts.get("long_text") == "chunk"
-                    else f"Texts longer than {facts['max_length']} tokens are truncated; only their start is read."
-                ]
-            ),
+            *task_type.card_input_limits(facts),
             "Texts unlike the training data (other domains, languages or slang) may get confident but wrong outputs; "
             "the validation figures above hold for data like the training data only.",
             *task_type.card_limits(),
@@ -57,7 +48,7 @@ def model_card(facts: dict) -> str:
 - Training: {facts["training"]}
 
 ## Data
-- Source: `{facts["data_source"]}`
+- Source: `{facts["data_source"]}`{"".join(f"{chr(10)}- {note}" for note in task_type.card_data_notes(facts))}
 - Data fingerprint: `{facts["data_fingerprint"]}`; config fingerprint: `{facts["config_fingerprint"]}`
 - Rows: {sizes}
 - Code: git `{facts["git_revision"]}`; MLflow run `{facts["run_id"]}`
@@ -66,7 +57,7 @@ def model_card(facts: dict) -> str:
 | split | {" | ".join(headline)} |
 |---|{"---|" * len(headline)}
 {metrics}
-{task_type.card_metrics(facts["metrics"]) if hasattr(task_type, "card_metrics") else ""}
+{task_type.card_metrics(facts["metrics"])}
 ## Intended use
 {task_type.title.capitalize()} of texts like those in the training data, with a person or a threshold on the
 returned scores deciding what to do with uncertain cases.

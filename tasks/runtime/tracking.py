@@ -15,10 +15,36 @@ from mlflow import MlflowClient
 from mlflow.entities import Param
 
 from schemas.config import PROJECT_ROOT, FinetuneConfig, flatten
-from schemas.secrets import mask_text
+from schemas.errors import ConfigError
+from schemas.secrets import mask_text, mask_uri
 from tasks.runtime.cache import file_lock, fingerprint
 
 PIPELINE_TAG = "finetune_flow.pipeline"
+REACH_SECONDS = 5.0  # an http(s) tracking server that does not accept a connection in this long is reported as down
+
+
+def check_reachable(uri: str, option: str = "tracking.uri / --tracking-uri") -> None:
+    """An http(s) tracking server accepts connections, or a ConfigError within seconds (MLflow's own client retries for
+    minutes, and its error text carries the URI with any password in it)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https"):
+        return
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        with socket.create_connection((parts.hostname or "localhost", port), timeout=REACH_SECONDS):
+            pass
+    except (OSError, ValueError) as err:
+        why = getattr(err, "strerror", None) or str(err) or type(err).__name__
+        raise ConfigError(f"the tracking server {mask_uri(uri)} does not answer ({why}): start it, or set {option}") from None
+
+
+def tracking_client(uri: str) -> MlflowClient:
+    """The MLflow client for one store (tracking and registry at the same URI); a server that is down is a ConfigError
+    within seconds, with no secret in it."""
+    check_reachable(uri)
+    return MlflowClient(uri, uri)
 
 
 def git_revision() -> str:
@@ -90,7 +116,7 @@ def tracking_run(cfg: FinetuneConfig, flow_run_id: str | None = None) -> Iterato
     mlflow.set_registry_uri(uri)
     # Two flows creating one sqlite store at once race in its schema migrations: create it under a lock.
     with file_lock(Path(uri.removeprefix("sqlite:///") + ".lock")) if artifacts else contextlib.nullcontext():
-        client = MlflowClient(uri, uri)
+        client = tracking_client(uri)
         client.search_registered_models(max_results=1)
         experiment = client.get_experiment_by_name(cfg.tracking.experiment)
         experiment_id = (

@@ -33,10 +33,7 @@ def _signature(task_type, info: dict):
     from mlflow.types import ColSpec, Schema
 
     inputs = [ColSpec("string", "text")] + ([ColSpec("string", "text_pair")] if info["text_pair"] else [])
-    outputs = []
-    for name in task_type.empty_columns(info["target"]):
-        kind = "string" if name in ("predicted_label", "predicted_labels", *task_type.string_columns) else "double"
-        outputs.append(ColSpec(kind, name))
+    outputs = [ColSpec(kind, name) for name, kind in task_type.output_schema(info["target"])]
     return ModelSignature(inputs=Schema(inputs), outputs=Schema(outputs))
 
 
@@ -63,7 +60,7 @@ def log_model(run_id: str, model_path: str, decision: dict, columns: dict, base_
     import torch
     import transformers
 
-    from task_types.inference import model_task
+    from task_types.inference import model_task, task_of
 
     requirements = [
         f"mlflow=={mlflow.__version__}",
@@ -72,8 +69,7 @@ def log_model(run_id: str, model_path: str, decision: dict, columns: dict, base_
     ]
     with tempfile.TemporaryDirectory(prefix="ff-model-") as tmp:
         path = _with_decision(model_path, decision, columns, Path(tmp))
-        task = json.loads((Path(path) / "config.json").read_text()).get("finetune_flow", {}).get("task", "classification")
-        pipeline_task = get_task_type(task).pipeline_task  # text-classification, or token-classification for word-level types
+        pipeline_task = get_task_type(task_of(json.loads((Path(path) / "config.json").read_text()))).pipeline_task
         pipe = transformers.pipeline(pipeline_task, model=path, tokenizer=path, device="cpu")
         info = model_task(pipe.model.config)
         # log_model writes to the active run; resuming ours here marks it finished on exit, and the

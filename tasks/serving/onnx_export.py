@@ -65,8 +65,7 @@ def _export(model, tokenizer, folder: Path, quantize: str) -> None:
     partial = folder / "model.onnx.partial"
     sample = tokenizer(["an example text to trace the model with", "another one"], padding=True, return_tensors="pt")
     names = [n for n in _input_names(tokenizer) if n in sample]
-    word_level = get_task_type(model_task(model.config)["task"]).word_level  # a tag per token: logits have a sequence axis
-    logits_axes = {0: "batch", 1: "sequence"} if word_level else {0: "batch"}
+    outputs = get_task_type(model_task(model.config)["task"]).onnx_outputs  # names and dynamic axes (a tag per piece: a sequence axis)
     model = model.float().eval()
     with warnings.catch_warnings(), torch.inference_mode():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes: not the user's concern
@@ -76,8 +75,8 @@ def _export(model, tokenizer, folder: Path, quantize: str) -> None:
             str(partial),
             kwargs={n: sample[n] for n in names},
             input_names=names,
-            output_names=["logits"],
-            dynamic_axes={**{n: {0: "batch", 1: "sequence"} for n in names}, "logits": logits_axes},
+            output_names=list(outputs),
+            dynamic_axes={**{n: {0: "batch", 1: "sequence"} for n in names}, **outputs},
             opset_version=ONNX_OPSET,
             dynamo=False,
         )
@@ -129,10 +128,14 @@ def check_against_torch(model, tokenizer, path: Path, names: list[str]) -> None:
     texts = ["a third text, longer than both texts the export was traced with, to vary the length", "short", "two words"]
     batch = tokenizer(texts, padding=True, return_tensors="pt")
     with torch.inference_mode():
-        expected = model(**{n: batch[n] for n in names}).logits.float().numpy()
-    got = OnnxModel(path, model.config)(**{n: batch[n] for n in names}).logits.numpy()
-    if got.shape != expected.shape or not np.allclose(got, expected, atol=1e-3):
-        raise RuntimeError(f"the ONNX graph disagrees with the torch model on a new batch shape {tuple(batch['input_ids'].shape)}")
+        expected = model(**{n: batch[n] for n in names})
+    got = OnnxModel(path, model.config)(**{n: batch[n] for n in names})
+    for name in got.names:
+        want, have = getattr(expected, name).float().numpy(), getattr(got, name).numpy()
+        if have.shape != want.shape or not np.allclose(have, want, atol=1e-3):
+            raise RuntimeError(
+                f"the ONNX graph's {name} disagree with the torch model on a new batch shape {tuple(batch['input_ids'].shape)}"
+            )
 
 
 def cached_export(model, tokenizer, cache_dir: Path, quantize: str) -> Path:
@@ -153,6 +156,14 @@ def cached_export(model, tokenizer, cache_dir: Path, quantize: str) -> Path:
     return folder / ONNX_FILES[quantize]
 
 
+class OnnxOutput(SimpleNamespace):
+    """The session's outputs as torch tensors, by name (logits; start_logits and end_logits), as the torch model gives them."""
+
+    @property
+    def names(self) -> list[str]:
+        return list(vars(self))
+
+
 class OnnxModel:
     """An onnxruntime session that batch inference can call like the torch model: model(**batch).logits."""
 
@@ -164,6 +175,7 @@ class OnnxModel:
             options.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.inputs = {i.name for i in self.session.get_inputs()}
+        self.outputs = [o.name for o in self.session.get_outputs()]
         self.config = config
 
     def to(self, device: str) -> OnnxModel:
@@ -176,5 +188,5 @@ class OnnxModel:
 
     def __call__(self, **batch) -> SimpleNamespace:
         feeds = {k: np.asarray(v.cpu().numpy(), dtype=np.int64) for k, v in batch.items() if k in self.inputs}
-        (logits,) = self.session.run(["logits"], feeds)
-        return SimpleNamespace(logits=torch.from_numpy(logits))
+        found = self.session.run(self.outputs, feeds)
+        return OnnxOutput(**{name: torch.from_numpy(value) for name, value in zip(self.outputs, found)})

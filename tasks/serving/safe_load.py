@@ -68,8 +68,12 @@ def remote_code_reasons(folder: Path) -> list[str]:
 
 
 def load_folder(folder: Path, model_uri: str, trust_remote_code: bool, opt_in: str):
-    """(model, tokenizer) from a downloaded MLflow transformers model; refuses one that needs its own code."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    """(model, tokenizer) from a downloaded MLflow transformers model, built by the class of the task it was trained for;
+    refuses one that needs its own code."""
+    from transformers import AutoTokenizer
+
+    from task_types import TASK_TYPES
+    from task_types.inference import task_of
 
     folder = Path(folder)
     reasons = remote_code_reasons(folder)
@@ -80,7 +84,10 @@ def load_folder(folder: Path, model_uri: str, trust_remote_code: bool, opt_in: s
         )
     weights = folder / MODEL_DIR if (folder / MODEL_DIR / "config.json").is_file() else folder
     tokenizer = folder / TOKENIZER_DIR if (folder / TOKENIZER_DIR).is_dir() else weights
-    model = AutoModelForSequenceClassification.from_pretrained(str(weights), trust_remote_code=trust_remote_code)
+    task = task_of(_json(weights / "config.json"))
+    if task not in TASK_TYPES:
+        raise ConfigError(f"model {model_uri} was trained for task {task!r}, which this version does not know: {sorted(TASK_TYPES)}")
+    model = TASK_TYPES[task].model_class().from_pretrained(str(weights), trust_remote_code=trust_remote_code)
     return model, AutoTokenizer.from_pretrained(str(tokenizer), trust_remote_code=trust_remote_code)
 
 

@@ -123,7 +123,7 @@ ERROR_CASES = {
         "opt.csv",
         _two_classes(6, 6),
         ["data.label_columns=[a,b]"],
-        r"error: invalid config: data.label_columns and data.label_separator are for task=multi_label",
+        r"error: invalid config: data.label_columns is for task=multi_label, not task=classification",
     ),
     "gate on another task's metric": (
         "gate.csv",

@@ -17,6 +17,7 @@ from flows.finetune import finetune
 from flows.predict import predict
 from flows.ui_check import check_ui, mlflow_server
 from schemas.config import FinetuneConfig, RegistryConfig, TrackingConfig
+from schemas.predict import PredictConfig
 from schemas.results import EvaluationResult, SplitResult, TrainResult
 from tasks.register import register_model
 from tests.conftest import toy_frame
@@ -167,7 +168,8 @@ def test_predict_on_the_champion_writes_input_columns_plus_predictions(store, su
         "json": lambda: frame.to_json(source, orient="records"),
         "parquet": lambda: frame.to_parquet(source),
     }[suffix]()
-    summary = predict(str(source), str(out), "models:/tiny@champion", store["uri"], chunk_rows=chunk_rows)  # 3: the rows stream in 2 chunks
+    cfg = PredictConfig(input=str(source), output=str(out), model="models:/tiny@champion", tracking_uri=store["uri"], chunk_rows=chunk_rows)
+    summary = predict(cfg)  # chunk_rows=3: the rows stream in 2 chunks
     assert (summary["rows_in"], summary["rows_predicted"], summary["rows_not_predicted"]) == (5, 3, 2)
     assert not list(tmp_path.glob(".*partial"))
     result = {"csv": pd.read_csv, "jsonl": lambda p: pd.read_json(p, lines=True), "json": pd.read_json, "parquet": pd.read_parquet}[suffix](
@@ -288,7 +290,7 @@ def test_two_promotions_at_once_are_serialised(tmp_path, monkeypatch, new_store)
         t.join(60)
     assert set(results) == {"better", "worse"}
     # Whoever went second compared itself with the first: only one saw no champion, and the better one holds it.
-    assert sum("no current champion" in r.reasons for r in results.values()) == 1
+    assert sum("no version holds @champion yet" in r.reasons for r in results.values()) == 1
     assert results["better"].promoted
     assert str(client.get_model_version_by_alias("race", "champion").version) == str(results["better"].model_version)
 
@@ -357,14 +359,16 @@ def test_export_writes_onnx_and_predict_runs_it_like_the_torch_model(store, tmp_
     for runtime, quantize in (("torch", "int8"), ("onnx", "none"), ("onnx", "int8")):
         target = tmp_path / f"{runtime}-{quantize}.csv"
         summary = predict(
-            str(source),
-            str(target),
-            "models:/tiny@champion",
-            store["uri"],
-            runtime=runtime,
-            quantize=quantize,
-            cache_dir=str(tmp_path / "cache"),
-            precision="fp32",
+            PredictConfig(
+                input=str(source),
+                output=str(target),
+                model="models:/tiny@champion",
+                tracking_uri=store["uri"],
+                runtime=runtime,
+                quantize=quantize,
+                cache_dir=str(tmp_path / "cache"),
+                precision="fp32",
+            )
         )
         assert summary["rows_predicted"] == 4 and summary["runtime"] == ("torch (fp32)" if runtime == "torch" else f"onnx ({quantize})")
         runs[(runtime, quantize)] = pd.read_csv(target)

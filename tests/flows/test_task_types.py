@@ -155,7 +155,7 @@ def test_regression_on_pairs_trains_registers_is_gated_and_predicts_in_data_unit
     assert summary["rows_in"] == summary["rows_kept"] + summary["rows_quarantined"] == 122
     assert set(summary["val_metrics"]) == {"rmse", "mae", "r2", "spearman", "pearson"}
     # a champion of another task type is never compared against, nor replaced
-    assert not summary["promoted"] and any("champion v1 is a multi_label model" in r for r in summary["reasons"])
+    assert not summary["promoted"] and any("@champion v1 is a multi_label model" in r for r in summary["reasons"])
     assert str(client.get_model_version_by_alias("tiny", "champion").version) == "1"
     artifacts = {a.path for a in client.list_artifacts(summary["run_id"], "evaluation")}
     assert {"evaluation/scatter_test.png", "evaluation/residuals_validation.png"} <= artifacts

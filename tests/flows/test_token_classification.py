@@ -178,7 +178,7 @@ def test_a_champion_trained_on_other_sentences_is_rescored_word_by_word(runs):
 def test_pos_style_run_needs_no_ner_option(runs, tmp_path):
     summary, client = runs["pos"], MlflowClient(runs["uri"], runs["uri"])
     assert summary["promoted"] and set(summary["val_metrics"]) == {"token_accuracy", "token_f1_macro"}
-    assert any("no current champion" in r for r in summary["reasons"])
+    assert any("no version holds @champion yet" in r for r in summary["reasons"])
     artifacts = {a.path for a in client.list_artifacts(summary["run_id"], "evaluation")}
     assert {"evaluation/confusion_validation.png", "evaluation/per_tag_test.csv"} <= artifacts
     version = client.get_model_version("tiny-pos", "1")

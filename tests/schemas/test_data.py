@@ -37,10 +37,18 @@ def test_clean_frame_rejects_untrainable_rows(frame):
         CleanFrame.validate(frame)
 
 
-def test_quarantine_reason_must_be_known():
+def test_a_quarantined_row_always_has_a_reason():
     QuarantineFrame.validate(pd.DataFrame({"row_id": [3], "text": [None], "label": ["x"], "reason": ["null_text"]}))
     with pytest.raises(SCHEMA_ERRORS):
-        QuarantineFrame.validate(pd.DataFrame({"row_id": [3], "text": ["t"], "label": ["x"], "reason": ["because"]}))
+        QuarantineFrame.validate(pd.DataFrame({"row_id": [3], "text": ["t"], "label": ["x"], "reason": [""]}))
+
+
+def test_the_known_reasons_are_the_generic_ones_and_every_types_own():
+    from task_types import GENERIC_REASONS, TASK_TYPES, quarantine_reasons
+
+    known = set(quarantine_reasons())
+    missing = {name: sorted(set(t.reasons) - known) for name, t in TASK_TYPES.items() if set(t.reasons) - known}
+    assert not missing and set(GENERIC_REASONS) <= known and {"null_text", "duplicate", "undecodable_bytes"} <= known
 
 
 def test_split_frame_holds_the_canonical_target_only():

@@ -13,13 +13,15 @@ from tasks.clean import clean_frame
 ML = get_task_type("multi_label")
 
 
-def test_label_sets_from_json_lists_separators_and_single_labels():
+def test_label_sets_are_json_lists_or_delimited_strings_and_nothing_else():
     assert parse_label_set('["b", "a"]', None) == ["b", "a"]
     assert parse_label_set("[]", None) == []
     assert parse_label_set("food; water ;", ";") == ["food", "water"]
-    assert parse_label_set("food", None) == ["food"]
-    assert parse_label_set('["a", ["nested"]]', None) is None
-    assert parse_label_set("[not json", None) is None
+    assert parse_label_set("food", ";") == ["food"]  # one label, delimited
+    assert parse_label_set('["b", 1]', None) == ["b", "1"]  # names may be numbers
+    # without a separator a cell must be a JSON list of names (the third audit: these became label names)
+    for malformed in ("food", "not a list", '["neg"', '[1, {"a": 2}]', '["a", ["nested"]]', "[not json", '["a", null]', "[true]"):
+        assert parse_label_set(malformed, None) is None, malformed
 
 
 def test_indicator_values_strict_and_positive():

@@ -17,7 +17,7 @@ def test_each_bad_row_gets_its_reason_and_rows_add_up():
         ["good  film", None, "   ", "fine", "same text", "same text", "dup", "dup", "  good film "],
         ["pos", "pos", "neg", None, "pos", "neg", "neg", "neg", "pos"],
     )
-    kept, quarantine = clean_frame(raw)
+    kept, quarantine = clean_frame(raw, DataConfig(), "classification")
     reasons = dict(zip(quarantine["row_id"], quarantine["reason"]))
     assert reasons == {
         1: "null_text",
@@ -33,32 +33,32 @@ def test_each_bad_row_gets_its_reason_and_rows_add_up():
 
 
 def test_quarantine_keeps_the_original_row():
-    kept, quarantine = clean_frame(_raw(["a", "  "], ["x", "y"]))
+    kept, quarantine = clean_frame(_raw(["a", "  "], ["x", "y"]), DataConfig(), "classification")
     assert quarantine.iloc[0].to_dict() == {"row_id": 1, "text": "  ", "label": "y", "reason": "empty_text"}
 
 
 def test_fixed_label_set_quarantines_others():
-    kept, quarantine = clean_frame(_raw(["a", "b", "c"], ["x", "y", "z"]), DataConfig(labels=["x", "y"]))
+    kept, quarantine = clean_frame(_raw(["a", "b", "c"], ["x", "y", "z"]), DataConfig(labels=["x", "y"]), "classification")
     assert kept["label"].tolist() == ["x", "y"]
     assert quarantine["reason"].tolist() == ["label_not_in_labels"]
 
 
 def test_single_class_is_an_error():
-    kept, quarantine = clean_frame(_raw(["a", "b"], ["x", "x"]))
+    kept, quarantine = clean_frame(_raw(["a", "b"], ["x", "x"]), DataConfig(), "classification")
     with pytest.raises(DataError, match="only one class"):
-        check_usable(kept, quarantine, DataConfig())
+        check_usable(kept, quarantine, DataConfig(), "classification")
 
 
 def test_no_usable_rows_is_an_error():
-    kept, quarantine = clean_frame(_raw([None, " "], ["x", "y"]))
+    kept, quarantine = clean_frame(_raw([None, " "], ["x", "y"]), DataConfig(), "classification")
     with pytest.raises(DataError, match="no usable rows"):
-        check_usable(kept, quarantine, DataConfig())
+        check_usable(kept, quarantine, DataConfig(), "classification")
 
 
 def test_label_set_absent_from_data_is_an_error():
-    kept, quarantine = clean_frame(_raw(["a", "b"], ["x", "y"]), DataConfig(labels=["x", "y", "w"]))
+    kept, quarantine = clean_frame(_raw(["a", "b"], ["x", "y"]), DataConfig(labels=["x", "y", "w"]), "classification")
     with pytest.raises(DataError, match=r"\['w'\]"):
-        check_usable(kept, quarantine, DataConfig(labels=["x", "y", "w"]))
+        check_usable(kept, quarantine, DataConfig(labels=["x", "y", "w"]), "classification")
 
 
 def test_clean_task_writes_quarantine_file(tmp_path):
@@ -66,38 +66,43 @@ def test_clean_task_writes_quarantine_file(tmp_path):
     path = tmp_path / "raw.parquet"
     raw.to_parquet(path)
     raw_result = IngestResult(path=str(path), key="k", reused=False, rows_read=5, rows_out=5)
-    result = clean_data.fn(raw_result, DataConfig(), CacheConfig(dir=str(tmp_path / "c")))
+    result = clean_data.fn(raw_result, DataConfig(), CacheConfig(dir=str(tmp_path / "c")), "classification")
     assert (result.rows_in, result.rows_kept, result.rows_quarantined) == (5, 4, 1)
     assert result.quarantine_reasons == {"null_text": 1} and result.task_facts == {}
     assert pd.read_csv(result.quarantine)["reason"].tolist() == ["null_text"]
 
 
 def test_mixed_label_types_quarantine_the_minority_kind():
-    kept, quarantine = clean_frame(_raw(["a", "b", "c", "d", "e"], ["pos", "neg", "pos", "1", None]))
+    kept, quarantine = clean_frame(_raw(["a", "b", "c", "d", "e"], ["pos", "neg", "pos", "1", None]), DataConfig(), "classification")
     assert dict(zip(quarantine["row_id"], quarantine["reason"])) == {3: "mixed_label_type", 4: "null_label"}
-    kept, quarantine = clean_frame(_raw(["a", "b", "c"], ["1", "2", "two"]))
+    kept, quarantine = clean_frame(_raw(["a", "b", "c"], ["1", "2", "two"]), DataConfig(), "classification")
     assert dict(zip(quarantine["row_id"], quarantine["reason"])) == {2: "mixed_label_type"}
     # only numbers, or only words: nothing is mixed
-    assert clean_frame(_raw(["a", "b"], ["1", "-2.5"]))[1].empty and clean_frame(_raw(["a", "b"], ["x", "y"]))[1].empty
+    assert (
+        clean_frame(_raw(["a", "b"], ["1", "-2.5"]), DataConfig(), "classification")[1].empty
+        and clean_frame(_raw(["a", "b"], ["x", "y"]), DataConfig(), "classification")[1].empty
+    )
 
 
 def test_ingest_problems_are_quarantined_with_their_reason():
     raw = _raw(["caf\\xe9", "fine"], ["pos", "neg"]).assign(problem=["undecodable_bytes", None])
-    kept, quarantine = clean_frame(raw)
+    kept, quarantine = clean_frame(raw, DataConfig(), "classification")
     assert quarantine.iloc[0].to_dict() == {"row_id": 0, "text": "caf\\xe9", "label": "pos", "reason": "undecodable_bytes"}
     assert kept["text"].tolist() == ["fine"]
 
 
 @pytest.mark.parametrize("text", ["  a\tb\n c ", "caf\u0065\u0301 x", "a\u00a0\u2003b\u3000", "", "   ", "x\u200by", "\u2028a\u2029"])
 def test_vectorised_normalise_matches_the_rule(text):
-    from tasks.clean import _normalise, normalise_texts
+    from task_types.text import normalise as _normalise
+    from task_types.text import normalise_texts
 
     out = normalise_texts(pd.Series([text, None]))
     assert out.iloc[0] == _normalise(text) and pd.isna(out.iloc[1])
 
 
 def test_fast_normalise_matches_python_on_every_ascii_whitespace_case():
-    from tasks.clean import _normalise, normalise_texts
+    from task_types.text import normalise as _normalise
+    from task_types.text import normalise_texts
 
     cases = [
         "plain text",
@@ -142,7 +147,7 @@ def test_texts_of_only_invisible_characters_are_empty_text():
             "problem": [None] * 5,
         }
     )
-    kept, quarantine = clean_frame(raw)
+    kept, quarantine = clean_frame(raw, DataConfig(), "classification")
     assert kept["text"].tolist() == ["fine text", "other text"]
     assert quarantine["reason"].tolist() == ["empty_text"] * 3
 
@@ -160,4 +165,4 @@ def test_more_classes_than_supported_is_an_error():
     with pytest.raises(
         DataError, match=f"{MAX_CLASSES + 1} classes in the data; at most {MAX_CLASSES} are supported: check data.label_column"
     ):
-        check_usable(kept, kept.iloc[:0].assign(reason=[]), DataConfig())
+        check_usable(kept, kept.iloc[:0].assign(reason=[]), DataConfig(), "classification")

@@ -7,7 +7,7 @@ from tasks.ingest import ingest_data, read_source
 
 
 def _read(path, **options):
-    return read_source(DataConfig(path=str(path), **options))
+    return read_source(DataConfig(path=str(path), **options), "classification")
 
 
 @pytest.mark.parametrize("fmt", ["csv", "tsv", "jsonl", "parquet"])
@@ -31,7 +31,7 @@ def test_reads_each_format(tmp_path, fmt):
 
 
 def test_embedded_corpus_drops_plot_rows():
-    raw, counts = read_source(DataConfig())
+    raw, counts = read_source(DataConfig(), "classification")
     assert set(raw["label"].dropna()) == {"fresh", "rotten"}
     assert counts["rows_read"] == counts["rows_out"] + counts["rows_not_data"] and counts["not_data_why"].startswith("movie plot")
     assert counts["rows_out"] == 12808
@@ -81,12 +81,12 @@ def test_unknown_extension_asks_for_format(tmp_path):
 
 def test_ingest_task_caches_by_content(toy_csv, tmp_path):
     cache = CacheConfig(dir=str(tmp_path / "cache"))
-    first = ingest_data.fn(DataConfig(path=str(toy_csv)), cache)
-    second = ingest_data.fn(DataConfig(path=str(toy_csv)), cache)
+    first = ingest_data.fn(DataConfig(path=str(toy_csv)), cache, "classification")
+    second = ingest_data.fn(DataConfig(path=str(toy_csv)), cache, "classification")
     assert (first.reused, second.reused) == (False, True)
     assert first.key == second.key
     toy_csv.write_text(toy_csv.read_text().replace("film 1,", "film one,", 1))
-    third = ingest_data.fn(DataConfig(path=str(toy_csv)), cache)
+    third = ingest_data.fn(DataConfig(path=str(toy_csv)), cache, "classification")
     assert third.key != first.key and not third.reused
 
 
@@ -187,18 +187,18 @@ def test_streaming_in_chunks_gives_the_same_rows(tmp_path):
     path = tmp_path / "rows.csv"
     frame = pd.DataFrame({"text": [f"text {i}" for i in range(25)], "label": ["a", "b"] * 12 + ["a"]})
     frame.to_csv(path, index=False)
-    chunks = list(iter_source(DataConfig(path=str(path)), chunk_rows=10))
+    chunks = list(iter_source(DataConfig(path=str(path)), "classification", chunk_rows=10))
     assert [len(raw) for raw, _ in chunks] == [10, 10, 5]
     streamed = pd.concat([raw for raw, _ in chunks], ignore_index=True)
     assert streamed["row_id"].tolist() == list(range(25))
-    whole, counts = read_source(DataConfig(path=str(path)))
+    whole, counts = read_source(DataConfig(path=str(path)), "classification")
     assert streamed["text"].tolist() == whole["text"].tolist() and counts["rows_out"] == 25
 
 
 def test_ingest_task_writes_every_row_it_reads(tmp_path):
     path = tmp_path / "rows.csv"
     path.write_bytes(b"text,label\nok,a\ncaf\xe9,b\n,a\n")
-    result = ingest_data.fn(DataConfig(path=str(path)), CacheConfig(dir=str(tmp_path / "cache")))
+    result = ingest_data.fn(DataConfig(path=str(path)), CacheConfig(dir=str(tmp_path / "cache")), "classification")
     stored = pd.read_parquet(result.path)
     assert result.rows_read == result.rows_out == len(stored) == 3 and result.rows_undecodable == 1
     assert stored["problem"].tolist()[1] == "undecodable_bytes" and pd.isna(stored["text"].iloc[2])
@@ -212,7 +212,7 @@ def test_multi_label_lists_indicator_columns_pairs_and_a_given_split(tmp_path):
     raw, _ = read_source(DataConfig(path=str(lists), label_column="tags"), task="multi_label")
     assert raw["label"].tolist()[:2] == ['["x", "y"]', "[]"] and pd.isna(raw["label"].iloc[2])
     with pytest.raises(DataError, match="holds lists of labels: set task=multi_label"):
-        read_source(DataConfig(path=str(lists), label_column="tags"))
+        read_source(DataConfig(path=str(lists), label_column="tags"), "classification")
 
     table = tmp_path / "table.csv"
     pd.DataFrame({"q": ["a", "b"], "p": ["c", None], "x": [1, 0], "y": [0, 2], "part": ["train", "dev"]}).to_csv(table, index=False)
@@ -224,7 +224,7 @@ def test_multi_label_lists_indicator_columns_pairs_and_a_given_split(tmp_path):
     assert [json.loads(v) for v in raw["label"]] == [{"x": "1", "y": "0"}, {"x": "0", "y": "2"}]
     assert raw["text_pair"].tolist()[0] == "c" and pd.isna(raw["text_pair"].iloc[1]) and raw["split"].tolist() == ["train", "dev"]
     with pytest.raises(DataError, match=r"column 'nope' not found .* set data.text_pair_column"):
-        read_source(DataConfig(path=str(table), text_column="q", label_column="x", text_pair_column="nope"))
+        read_source(DataConfig(path=str(table), text_column="q", label_column="x", text_pair_column="nope"), "classification")
 
 
 def test_nul_byte_past_the_first_8kb_is_quarantined_not_trained_on(tmp_path):
@@ -232,7 +232,7 @@ def test_nul_byte_past_the_first_8kb_is_quarantined_not_trained_on(tmp_path):
     path.write_bytes(
         b"text,label\n" + b"".join(b"row number %d is long enough,pos\n" % i for i in range(400)) + b"bad \x00 row,neg\nok,neg\n"
     )
-    raw, counts = read_source(DataConfig(path=str(path)))
+    raw, counts = read_source(DataConfig(path=str(path)), "classification")
     assert counts["rows_nul_byte"] == 1 and len(raw) == 402
     assert raw.loc[raw["problem"] == "nul_byte", "text"].tolist() == ["bad \\x00 row"]
     assert not raw["text"].str.contains("\x00", regex=False).any()
@@ -249,11 +249,11 @@ def test_nested_values_are_refused(tmp_path, fmt, frame, column):
     path = tmp_path / f"nested.{fmt}"
     frame.to_parquet(path) if fmt == "parquet" else frame.to_json(path, orient="records", lines=True)
     with pytest.raises(DataError, match=f"column '{column}' in 'nested.{fmt}' holds nested values"):
-        read_source(DataConfig(path=str(path)))
+        read_source(DataConfig(path=str(path)), "classification")
 
 
 def test_duplicate_header_names_are_refused(tmp_path):
     path = tmp_path / "dup.csv"
     path.write_text("text,label,text\na,b,c\n")
     with pytest.raises(DataError, match=r"'dup.csv' repeats column names \['text'\] in its header"):
-        read_source(DataConfig(path=str(path)))
+        read_source(DataConfig(path=str(path)), "classification")

@@ -54,7 +54,7 @@ def _steps(split_target=None, windows=None, clean_facts=None):
 
 
 def test_the_report_accounts_for_every_row_and_says_where_they_went():
-    report = build_report(*_steps())
+    report = build_report(*_steps(), "classification")
     assert report["rows"]["clean_in"] == report["rows"]["kept"] + report["rows"]["quarantined"] == 10
     assert report["rows"]["not_data"] == 2 and report["duplicates_dropped"] == 1
     assert report["class_balance"]["train"] == {"neg": 3, "pos": 3}
@@ -66,7 +66,7 @@ def test_the_report_accounts_for_every_row_and_says_where_they_went():
 def test_the_report_names_labels_never_seen_in_training_and_chunked_texts():
     target = {"labels": ["a", "b"], "no_train_positives": ["b"]}
     windows = {"train": {"documents_chunked": 2, "windows": 7, "documents": 6}}
-    report = build_report(*_steps(target, windows))
+    report = build_report(*_steps(target, windows), "classification")
     text = report_markdown(report)
     assert "**Labels with no positive example in training** (the model cannot learn them): `b`" in text
     assert "train: 2 of 6 texts needed windows; 7 windows in all" in text
@@ -74,6 +74,8 @@ def test_the_report_names_labels_never_seen_in_training_and_chunked_texts():
 
 def test_the_report_of_tagged_words_says_how_many_tags_were_repaired():
     target = {"labels": ["B-PER", "I-PER", "O"], "scheme": "IOB2", "entity_types": ["PER"]}
-    report = build_report(*_steps(target, clean_facts={"tag_scheme": "IOB2", "tags_repaired": 3, "sentences_repaired": 2}))
+    report = build_report(
+        *_steps(target, clean_facts={"tag_scheme": "IOB2", "tags_repaired": 3, "sentences_repaired": 2}), "token_classification"
+    )
     assert report["tagging"]["scheme"] == "IOB2" and (report["tagging"]["tags_repaired"], report["tagging"]["sentences_repaired"]) == (3, 2)
     assert "tags repaired (data.tag_repair=fix): 3 in 2 sentences" in report_markdown(report)

@@ -3,9 +3,10 @@ import pandas as pd
 from datasets import load_from_disk
 from transformers import AutoTokenizer
 
-from schemas.config import CacheConfig, ModelConfig
+from schemas.config import CacheConfig, ModelConfig, TrainConfig
 from schemas.results import SplitResult
-from tasks.tokenize import encode, length_stats, tokenize_data
+from task_types.sequence import encode, length_stats
+from tasks.tokenize import tokenize_data
 
 
 def test_encode_truncates_and_reports_full_length(tiny_model_dir):
@@ -36,9 +37,10 @@ def _split(tmp_path):
 def test_tokenize_cached_by_split_tokenizer_and_max_length(tmp_path, tiny_model_dir):
     split, cache = _split(tmp_path), CacheConfig(dir=str(tmp_path / "c"))
     model = ModelConfig(name_or_path=str(tiny_model_dir))
-    first = tokenize_data.fn(split, model, 16, cache)  # long_text defaults to truncate for direct callers
-    again = tokenize_data.fn(split, model, 16, cache)
-    longer = tokenize_data.fn(split, model, 64, cache)
+    short = TrainConfig(max_length=16, long_text="truncate")
+    first = tokenize_data.fn(split, model, short, cache, "classification")
+    again = tokenize_data.fn(split, model, short, cache, "classification")
+    longer = tokenize_data.fn(split, model, short.model_copy(update={"max_length": 64}), cache, "classification")
     assert again.reused and again.key == first.key
     assert not longer.reused and longer.key != first.key
     assert first.lengths["train"]["truncated"] == 1 and first.texts_truncated == 3
@@ -48,7 +50,7 @@ def test_tokenize_cached_by_split_tokenizer_and_max_length(tmp_path, tiny_model_
 
 def test_a_long_text_becomes_overlapping_windows_and_one_prediction(tiny_model_dir):
     from task_types.inference import per_document
-    from tasks.tokenize import choose_long_text, encode_windows
+    from task_types.sequence import choose_long_text, encode_windows
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     long_text = " ".join(f"word{i}" for i in range(12))  # ~4 pieces a word: far over 16 tokens
@@ -68,7 +70,9 @@ def test_a_long_text_becomes_overlapping_windows_and_one_prediction(tiny_model_d
 
 def test_tokenize_chunked_keeps_every_window_with_its_document(tmp_path, tiny_model_dir):
     split, cache = _split(tmp_path), CacheConfig(dir=str(tmp_path / "c"))
-    result = tokenize_data.fn(split, ModelConfig(name_or_path=str(tiny_model_dir)), 16, cache, "classification", "chunk")
+    result = tokenize_data.fn(
+        split, ModelConfig(name_or_path=str(tiny_model_dir)), TrainConfig(max_length=16, long_text="chunk"), cache, "classification"
+    )
     dataset = load_from_disk(result.paths["train"])
     assert result.long_text == "chunk" and result.windows["train"]["documents_chunked"] == 1
     assert dataset["document"][0] == 0 and set(dataset["document"][1:]) == {1}

@@ -5,7 +5,8 @@ import pytest
 from transformers import AutoConfig
 
 from schemas.errors import ConfigError
-from tasks.train import choose_device, choose_precision, cpu_has_fast_bf16
+from task_types.inference import cpu_has_fast_bf16
+from tasks.training.recipe import choose_device, choose_precision
 
 
 def test_choose_device():
@@ -39,10 +40,10 @@ def test_fine_tune_saves_label_names_and_config(prefect_server, make_config, toy
     from tasks.train import fine_tune
 
     cfg = make_config(data={"path": str(toy_csv)}, train={"epochs": 2})
-    raw = ingest_data.fn(cfg.data, cfg.cache)
-    split = split_data.fn(clean_data.fn(raw, cfg.data, cfg.cache), cfg.data, cfg.cache, cfg.seed)
-    tokens = tokenize_data.fn(split, cfg.model, cfg.train.max_length, cfg.cache)
-    result = fine_tune.fn(tokens, cfg.model, cfg.train, cfg.cache, cfg.seed)
+    raw = ingest_data.fn(cfg.data, cfg.cache, cfg.task)
+    split = split_data.fn(clean_data.fn(raw, cfg.data, cfg.cache, cfg.task), cfg.data, cfg.cache, cfg.seed, cfg.task)
+    tokens = tokenize_data.fn(split, cfg.model, cfg.train, cfg.cache, cfg.task)
+    result = fine_tune.fn(tokens, cfg.model, cfg.train, cfg.cache, cfg.seed, cfg.task)
     config = AutoConfig.from_pretrained(result.path)
     assert config.id2label == {0: "neg", 1: "pos"}
     assert result.device == "cpu" and result.precision == "fp32" and result.labels == ["neg", "pos"]
@@ -50,12 +51,12 @@ def test_fine_tune_saves_label_names_and_config(prefect_server, make_config, toy
     assert any("eval_f1_macro" in entry for entry in result.history)
     saved = json.loads((Path(result.path).parent / "training_config.json").read_text())
     assert saved["seed"] == cfg.seed and saved["target"] == {"labels": ["neg", "pos"]}
-    again = fine_tune.fn(tokens, cfg.model, cfg.train, cfg.cache, cfg.seed)
+    again = fine_tune.fn(tokens, cfg.model, cfg.train, cfg.cache, cfg.seed, cfg.task)
     assert again.reused and again.path == result.path
 
 
 def test_resume_skips_and_removes_a_checkpoint_killed_mid_save_or_damaged(tmp_path):
-    from tasks.train import last_complete_checkpoint, write_checkpoint_manifest
+    from tasks.training.recipe import last_complete_checkpoint, write_checkpoint_manifest
 
     for step, state in (
         (20, '{"global_step": 20}'),
@@ -83,22 +84,22 @@ def test_a_truncated_checkpoint_falls_back_to_the_previous_good_one(prefect_serv
     from tasks.ingest import ingest_data
     from tasks.split import split_data
     from tasks.tokenize import tokenize_data
-    from tasks.train import train_model
+    from tasks.training.recipe import train_model
 
     cfg = make_config(data={"path": str(toy_csv)}, train={"epochs": 2, "early_stopping_patience": 0})
-    raw = ingest_data.fn(cfg.data, cfg.cache)
-    split = split_data.fn(clean_data.fn(raw, cfg.data, cfg.cache), cfg.data, cfg.cache, cfg.seed)
-    tokens = tokenize_data.fn(split, cfg.model, cfg.train.max_length, cfg.cache)
+    raw = ingest_data.fn(cfg.data, cfg.cache, cfg.task)
+    split = split_data.fn(clean_data.fn(raw, cfg.data, cfg.cache, cfg.task), cfg.data, cfg.cache, cfg.seed, cfg.task)
+    tokens = tokenize_data.fn(split, cfg.model, cfg.train, cfg.cache, cfg.task)
     checkpoints = tmp_path / "checkpoints"
     (tmp_path / "first").mkdir()
-    train_model(tokens, cfg.model, cfg.train, cfg.seed, tmp_path / "first", checkpoints)
+    train_model(tokens, cfg.model, cfg.train, cfg.seed, tmp_path / "first", checkpoints, cfg.task)
     saved = sorted(checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     assert len(saved) == 2
     weights = saved[-1] / "model.safetensors"
     with open(weights, "r+b") as handle:
         handle.truncate(weights.stat().st_size // 3)
     (tmp_path / "again").mkdir()
-    result = train_model(tokens, cfg.model, cfg.train, cfg.seed, tmp_path / "again", checkpoints)
+    result = train_model(tokens, cfg.model, cfg.train, cfg.seed, tmp_path / "again", checkpoints, cfg.task)
     assert result["resumed_from"] == saved[0].name
     assert result["epochs_run"] == pytest.approx(2)
 
@@ -109,7 +110,7 @@ def test_a_multi_label_head_starts_at_each_labels_base_rate():
     from transformers import BertConfig, BertForSequenceClassification
 
     from task_types import get_task_type
-    from tasks.train import set_output_bias
+    from tasks.training.recipe import set_output_bias
 
     encoded = [[1, 0, 0], [1, 1, 0], [1, 0, 0], [0, 0, 0]]  # rates 3/4, 1/4, 0 (clipped to 1e-4)
     bias = get_task_type("multi_label").initial_bias(encoded, None)

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from schemas.config import DataConfig, FinetuneConfig
-from task_types import get_task_type
+from task_types import get_task_type, quarantine_reasons
 from task_types.token_classification import entity_scores, word_metrics
 from task_types.token_classification.conll import parse_conll, parse_conllu
 from task_types.token_classification.inference import rows_to_words
@@ -97,7 +97,7 @@ def test_every_quarantine_reason():
     assert json.loads(words[0]) == ["EU", "rejects", "German", "call"] and json.loads(tags[0]) == ["B-ORG", "O", "B-MISC", "O"]
     _, _, reason = _validate(rows[:1] + [(["x"], ["B-PER"])], labels=["B-ORG", "O", "B-MISC", "I-MISC", "I-ORG"])
     assert list(reason) == [None, "label_not_in_labels"]
-    assert set(TYPE.reasons) <= set(__import__("schemas.data", fromlist=["QUARANTINE_REASONS"]).QUARANTINE_REASONS)
+    assert set(TYPE.reasons) <= set(quarantine_reasons())
 
 
 def test_tag_repair_fix_keeps_the_sentence_and_the_clean_step_counts_it():

@@ -10,7 +10,7 @@ CLASSIFICATION = policy_for(get_task_type("classification"), RegistryConfig(min_
 def test_passes_without_a_champion():
     decision = should_promote({"accuracy": 0.85, "f1_macro": 0.84}, None, CLASSIFICATION)
     assert decision.promote
-    assert "no current champion" in decision.reasons
+    assert "no version holds @champion yet" in decision.reasons
 
 
 def test_every_failed_gate_is_reported_together():
@@ -19,7 +19,7 @@ def test_every_failed_gate_is_reported_together():
     assert len(decision.reasons) == 3
     assert any("val_accuracy 0.7000 < registry.min_accuracy 0.8" in r for r in decision.reasons)
     assert any("val_f1_macro 0.6000 < registry.min_f1 0.8" in r for r in decision.reasons)
-    assert any("does not beat champion v3" in r for r in decision.reasons)
+    assert any("does not beat @champion v3" in r for r in decision.reasons)
 
 
 @pytest.mark.parametrize("champion_f1, promote", [(0.80, True), (0.85, False), (0.845, False), (0.90, False)])

@@ -10,7 +10,7 @@ def _facts(**extra):
         "gate_passed": True,
         "promoted": True,
         "alias": "champion",
-        "reasons": ["no current champion"],
+        "reasons": ["no version holds @champion yet"],
         "base_model": "embedded:all-MiniLM-L6-v2",
         "labels": ["neg", "pos"],
         "task": "classification",

@@ -125,16 +125,16 @@ def test_fine_tune_with_both_options_trains_and_keys_apart(prefect_server, make_
     from tasks.train import fine_tune
 
     cfg = make_config(data={"path": str(toy_csv)})
-    raw = ingest_data.fn(cfg.data, cfg.cache)
-    split = split_data.fn(clean_data.fn(raw, cfg.data, cfg.cache), cfg.data, cfg.cache, cfg.seed)
-    tokens = tokenize_data.fn(split, cfg.model, cfg.train.max_length, cfg.cache)
-    plain = fine_tune.fn(tokens, cfg.model, cfg.train, cfg.cache, cfg.seed)
+    raw = ingest_data.fn(cfg.data, cfg.cache, cfg.task)
+    split = split_data.fn(clean_data.fn(raw, cfg.data, cfg.cache, cfg.task), cfg.data, cfg.cache, cfg.seed, cfg.task)
+    tokens = tokenize_data.fn(split, cfg.model, cfg.train, cfg.cache, cfg.task)
+    plain = fine_tune.fn(tokens, cfg.model, cfg.train, cfg.cache, cfg.seed, cfg.task)
     layered = cfg.train.model_copy(update={"freeze_layers": 1, "layer_lr_decay": 0.8})
-    result = fine_tune.fn(tokens, cfg.model, layered, cfg.cache, cfg.seed)
+    result = fine_tune.fn(tokens, cfg.model, layered, cfg.cache, cfg.seed, cfg.task)
     assert result.key != plain.key and result.frozen_parameters > 0 and plain.frozen_parameters == 0
     rates = [e["learning_rate"] for e in result.history if "learning_rate" in e]
     assert rates and max(rates) <= cfg.train.learning_rate
-    models_own = fine_tune.fn(tokens, cfg.model, cfg.train.model_copy(update={"dropout": None}), cfg.cache, cfg.seed)
+    models_own = fine_tune.fn(tokens, cfg.model, cfg.train.model_copy(update={"dropout": None}), cfg.cache, cfg.seed, cfg.task)
     assert models_own.key not in (plain.key, result.key)
     assert AutoConfig.from_pretrained(models_own.path).hidden_dropout_prob == 0.1  # the tiny BERT's own
     assert AutoConfig.from_pretrained(plain.path).hidden_dropout_prob == 0.0  # the default

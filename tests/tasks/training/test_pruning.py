@@ -41,12 +41,12 @@ def test_a_pruned_fine_tune_leaves_no_cache_entry_and_no_checkpoints(prefect_ser
     from tasks.train import fine_tune
 
     cfg = make_config(data={"path": str(toy_csv)}, train={"epochs": 3})
-    raw = ingest_data.fn(cfg.data, cfg.cache)
-    split = split_data.fn(clean_data.fn(raw, cfg.data, cfg.cache), cfg.data, cfg.cache, cfg.seed)
-    tokens = tokenize_data.fn(split, cfg.model, cfg.train.max_length, cfg.cache)
+    raw = ingest_data.fn(cfg.data, cfg.cache, cfg.task)
+    split = split_data.fn(clean_data.fn(raw, cfg.data, cfg.cache, cfg.task), cfg.data, cfg.cache, cfg.seed, cfg.task)
+    tokens = tokenize_data.fn(split, cfg.model, cfg.train, cfg.cache, cfg.task)
     pruning, _, _ = _study_with_good_trials(tmp_path, value=0.99)
     with pytest.raises(optuna.TrialPruned):
-        fine_tune.fn(tokens, cfg.model, cfg.train, cfg.cache, cfg.seed, pruning=pruning)
+        fine_tune.fn(tokens, cfg.model, cfg.train, cfg.cache, cfg.seed, cfg.task, pruning=pruning)
     cache = cfg.cache.resolved_dir()
     assert not [p for p in (cache / "train").glob("*") if not p.name.startswith(".")]
     assert not list((cache / "checkpoints").glob("*/checkpoint-*"))

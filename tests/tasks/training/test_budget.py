@@ -7,8 +7,8 @@ import torch
 from schemas.config import TrainConfig
 from schemas.errors import ConfigError
 from task_types import get_task_type
-from tasks.tokenize import choose_max_length
-from tasks.train import WeightedLossTrainer, choose_epochs
+from task_types.sequence import choose_max_length
+from tasks.training.recipe import WeightedLossTrainer, choose_epochs
 
 
 def test_auto_epochs_reach_the_step_budget_on_small_data_and_fewer_passes_on_large():
@@ -61,7 +61,7 @@ class _Fixed(torch.nn.Module):
 def test_weights_enter_the_loss():
     logits, labels = [[2.0, 0.0], [0.0, 1.0]], torch.tensor([1, 1])
     trainer = WeightedLossTrainer.__new__(WeightedLossTrainer)  # only compute_loss is exercised
-    trainer.loss_weights, trainer.problem_type = torch.tensor([1.0, 1.0]), "single_label_classification"
+    trainer.loss_weights, trainer.task_type = torch.tensor([1.0, 1.0]), get_task_type("classification")
     plain = trainer.compute_loss(_Fixed(logits), {"labels": labels})
     trainer.loss_weights = torch.tensor([1.0, 5.0])
     weighted = trainer.compute_loss(_Fixed(logits), {"labels": labels})
@@ -69,7 +69,7 @@ def test_weights_enter_the_loss():
     assert weighted == pytest.approx(expected.item()) and plain == pytest.approx(
         torch.nn.functional.cross_entropy(torch.tensor(logits), labels).item()
     )
-    trainer.problem_type, trainer.loss_weights = "multi_label_classification", torch.tensor([3.0, 1.0])
+    trainer.task_type, trainer.loss_weights = get_task_type("multi_label"), torch.tensor([3.0, 1.0])
     multi = trainer.compute_loss(_Fixed(logits), {"labels": torch.tensor([[1.0, 0.0], [0.0, 1.0]])})
     expected = torch.nn.functional.binary_cross_entropy_with_logits(
         torch.tensor(logits), torch.tensor([[1.0, 0.0], [0.0, 1.0]]), pos_weight=torch.tensor([3.0, 1.0])

@@ -1,0 +1,57 @@
+"""The typed options of flows/predict.py: what the CLI parses and the predict flow takes (one object, as the
+fine-tune flow takes FinetuneConfig)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from schemas.config import EVAL_BATCH_SIZE, RegistryConfig
+
+PREDICT_CHUNK_ROWS = 10_000  # rows read, predicted and written at a time: memory stays flat in the input size
+
+
+def model_uri(model: str | None, name: str, alias: str, version: int | None) -> str:
+    """models:/NAME@ALIAS by default; a version or a full URI when given."""
+    if model:
+        return model
+    return f"models:/{name}/{version}" if version is not None else f"models:/{name}@{alias}"
+
+
+class PredictConfig(BaseModel):
+    """One batch prediction: the file in and out, the registered model, how the input is read and run."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    input: str = Field(description="file of rows: CSV/TSV/JSONL/JSON/Parquet")
+    output: str = Field(description="where input columns + predictions go; format from the extension")
+    model: str | None = Field(None, description="full model URI (models:/NAME@ALIAS, models:/NAME/VERSION, runs:/...)")
+    name: str = Field(RegistryConfig().model_name, description="registered model name")
+    alias: str = Field(RegistryConfig().alias, description="alias of the version to use")
+    version: int | None = Field(None, ge=1, description="a registered version number instead of the alias")
+    tracking_uri: str | None = Field(None, description="MLflow store (None: MLFLOW_TRACKING_URI or the project's mlruns/mlflow.db)")
+    columns: dict[str, str | None] = Field(
+        default_factory=dict, description="input role (text, text_pair, ...) -> the column holding it; unset: as trained"
+    )
+    input_format: Literal["auto", "csv", "tsv", "jsonl", "json", "parquet"] = Field("auto", description="input format")
+    encoding: str = Field("utf-8", description="text encoding of CSV/TSV/JSONL input")
+    batch_size: int = Field(EVAL_BATCH_SIZE, gt=0, description="inputs per forward pass")
+    max_length: int | None = Field(None, gt=0, description="tokens read per input (None: as the model was trained)")
+    trust_remote_code: bool = Field(False, description="allow a model whose files carry their own code to run it")
+    chunk_rows: int = Field(PREDICT_CHUNK_ROWS, gt=0, description="rows read, predicted and written at a time")
+    pre_tokenized: bool = Field(False, description="token_classification: JSON lists in text cells are words as given")
+    runtime: Literal["torch", "onnx"] = Field("torch", description="torch, or onnxruntime on the model exported to ONNX")
+    quantize: Literal["int8", "none"] = Field("int8", description="with runtime onnx: int8 or fp32")
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="torch runtime: bf16 autocast (auto: where the CPU has it)")
+    output_prefix: str = Field("", description="prefix of the output columns (when the input has columns of the same names)")
+    cache_dir: str | None = Field(None, description="where ONNX exports are cached (default: the project's .cache)")
+
+    @model_validator(mode="after")
+    def _onnx_options(self) -> PredictConfig:
+        if self.runtime != "onnx" and self.quantize != "int8":
+            raise ValueError("--quantize applies to --runtime onnx only")
+        return self
+
+    def model_uri(self) -> str:
+        return model_uri(self.model, self.name, self.alias, self.version)

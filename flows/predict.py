@@ -8,6 +8,8 @@ input column plus what the model's task type predicts:
   classification  predicted_label, confidence, one proba_<label> per class
   multi_label     predicted_labels (a JSON list; labels at or above their tuned threshold), one proba_<label> per label
   regression      predicted_value (in the training data's units)
+  question_answering  answer, start, end (character offsets: context[start:end] == answer), score; with --top-k N
+                  also top_answers, a JSON list of the N best
   token_classification  words and tags (JSON lists, one tag per word) and, for BIO-style tags, entities: JSON
                   [{"type", "text", "start", "end", "score"}] with character offsets into the row's text. A text is
                   split into words on whitespace with punctuation at either end of a chunk split off; a list of
@@ -177,6 +179,7 @@ def predict(cfg: PredictConfig) -> dict:
         bf16=cfg.runtime == "torch" and use_bf16(cfg.precision),
         pre_tokenized=cfg.pre_tokenized,
         output_prefix=cfg.output_prefix,
+        extra={"top_k": cfg.top_k} if cfg.top_k > 1 else {},
     )
     predictor = Predictor(model, tokenizer, options)
     predictor.check_columns(list(first.columns), f"'{source.name}'")
@@ -243,6 +246,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--text-pair-column",
         help="for a model trained on text pairs: the column holding the second text (default: the column it was trained on)",
     )
+    parser.add_argument("--question-column", help="question_answering: the column holding the question (default: as trained)")
+    parser.add_argument("--context-column", help="question_answering: the column holding the context (default: as trained)")
+    parser.add_argument(
+        "--top-k",
+        type=int,
+        default=1,
+        help="question_answering: also write top_answers, a JSON list of the N best answers with offsets and scores (default: 1, none)",
+    )
     parser.add_argument(
         "--pre-tokenized",
         action="store_true",
@@ -293,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from(args: argparse.Namespace) -> PredictConfig:
     """The typed predict config from parsed arguments (credentials in --tracking-uri moved out first)."""
-    given = {"text": args.text_column, "text_pair": args.text_pair_column}
+    given = {"text": args.text_column, "text_pair": args.text_pair_column, "question": args.question_column, "context": args.context_column}
     return PredictConfig(
         input=args.input,
         output=args.output,
@@ -313,6 +324,7 @@ def config_from(args: argparse.Namespace) -> PredictConfig:
         quantize=args.quantize or "int8",
         precision=args.precision,
         output_prefix=args.output_prefix,
+        top_k=args.top_k,
     )
 
 

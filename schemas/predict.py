@@ -45,6 +45,7 @@ class PredictConfig(BaseModel):
     quantize: Literal["int8", "none"] = Field("int8", description="with runtime onnx: int8 or fp32")
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="torch runtime: bf16 autocast (auto: where the CPU has it)")
     output_prefix: str = Field("", description="prefix of the output columns (when the input has columns of the same names)")
+    top_k: int = Field(1, ge=1, description="question_answering: also the N best answers (top_answers)")
     cache_dir: str | None = Field(None, description="where ONNX exports are cached (default: the project's .cache)")
 
     @model_validator(mode="after")

@@ -110,7 +110,6 @@ class TaskType:
     baseline_name: str = "TF-IDF baseline"  # what `baseline` fits, as the summary, the gate and the card name it
     summary_f1: str | None = None  # the metric the run summary's legacy val_f1/test_f1 fields carry (None: they are null)
     auto_model: str = "AutoModelForSequenceClassification"  # the transformers class that builds and loads the model
-    pipeline_task: str = "text-classification"  # the transformers pipeline task the model is described as
     formats: tuple[str, ...] = ()  # data.format values this type reads itself (read_source)
     extensions: ClassVar[dict[str, str]] = {}  # file extensions of those formats, e.g. {".conll": "conll"}
     feature_columns: tuple[str, ...] = ("row_id",)  # bookkeeping columns of the tokenized data the model never sees
@@ -352,6 +351,10 @@ class TaskType:
             return None if value in (None, "None") or value.startswith("[") else value  # a joined list names no one column
 
         return {"text_column": one("data.text_column"), "text_pair_column": one("data.text_pair_column")}
+
+    def predict_params(self) -> list[tuple[str, str, object]]:
+        """(name, MLflow type, default) of this type's own predict options (predict's --top-k, the pyfunc's params)."""
+        return []
 
     def input_options(self) -> dict[str, str]:
         """Input role -> the predict option that names its column."""

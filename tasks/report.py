@@ -108,7 +108,7 @@ def _balance_lines(report: dict) -> list[str]:
     """Class (or label) counts per split, rows with no label, labels never positive in training, target statistics."""
     lines = []
     if report["class_balance"]:
-        labels = report["labels"]
+        labels = report["labels"] or list(dict.fromkeys(k for counts in report["class_balance"].values() for k in counts))
         lines += [
             "| split | " + " | ".join(labels) + " |",
             "|---|" + "---|" * len(labels),

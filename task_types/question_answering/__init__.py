@@ -74,7 +74,6 @@ class QuestionAnswering(TaskType):
     reasons = ("malformed_answers", "answer_not_in_context", "ambiguous_answer_start", "answer_merged")
     baseline_name = "word-overlap baseline"
     auto_model = "AutoModelForQuestionAnswering"
-    pipeline_task = "question-answering"
     formats = ("squad",)
     feature_columns = ("row_id", "example", "offsets")
     onnx_outputs = {"start_logits": {0: "batch", 1: "sequence"}, "end_logits": {0: "batch", 1: "sequence"}}
@@ -347,6 +346,9 @@ class QuestionAnswering(TaskType):
 
     def input_options(self) -> dict[str, str]:
         return {"question": "--question-column", "context": "--context-column"}
+
+    def predict_params(self) -> list[tuple[str, str, object]]:
+        return [("top_k", "long", 1)]
 
     def trained_inputs(self, params: dict[str, str]) -> dict[str, str | None]:
         def one(key: str) -> str | None:

@@ -158,7 +158,6 @@ class TokenClassification(TaskType):
         "invalid_tag_sequence",
     )
     auto_model = "AutoModelForTokenClassification"
-    pipeline_task = "token-classification"
     formats = ("conll", "conllu")
     extensions = {".conll": "conll", ".conllu": "conllu"}
     feature_columns = ("row_id", "word_ids")

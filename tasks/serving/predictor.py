@@ -49,6 +49,10 @@ class Predictor:
         self.task_type = get_task_type(self.info["task"]).for_target(self.info["target"])
         self.runner = Runner(options.batch_size, "cpu", options.bf16)
         self.inputs = self.task_type.predict_inputs(self.info, options.columns)
+        own = {name for name, _, _ in self.task_type.predict_params()}
+        stray = sorted(set(options.extra) - own)
+        if stray:
+            raise DataError(f"{', '.join(stray)} {'is' if len(stray) == 1 else 'are'} not an option of task={self.info['task']} models")
 
     @property
     def output_columns(self) -> list[tuple[str, str]]:

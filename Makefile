@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup run test format test-slow test-all ui ui-check predict export versions promote rollback clean-cache cache-report lock bench-cache bench-overhead bench-data bench-throughput bench-tasks bench-quality examples-data \
+.PHONY: setup run test format test-slow test-all ui ui-check predict evaluate serve export versions promote rollback clean-cache cache-report lock bench-cache bench-overhead bench-data bench-throughput bench-tasks bench-quality examples-data \
         prefect-server prefect-pool prefect-deploy prefect-worker prefect-trigger prefect-stop schedule-up
 
 $(STAMP): requirements.lock requirements-embedded.txt pyproject.toml
@@ -59,6 +59,12 @@ ui-check: setup  ## start a real mlflow server over mlruns/ and check the champi
 
 predict: setup  ## label a file with the champion: make predict IN=texts.csv OUT=labelled.csv [ARGS="--version 3"]
 	$(BIN)/python flows/predict.py $(IN) $(OUT) $(ARGS)
+
+evaluate: setup  ## score the champion on a new labelled file: make evaluate ARGS="--config run.yaml data.path=march.csv [--compare-with 3]"
+	$(BIN)/python flows/evaluate.py $(ARGS)
+
+serve: setup  ## serve a registered version over HTTP with MLflow (POST /invocations): make serve [MODEL=models:/NAME@champion PORT=5001]
+	PATH="$(CURDIR)/$(BIN):$$PATH" MLFLOW_TRACKING_URI="$$($(BIN)/python -m schemas.config tracking.uri)" $(BIN)/mlflow models serve -m "$${MODEL:-models:/$$($(BIN)/python -m schemas.config registry.model_name)@champion}" --env-manager local -h 127.0.0.1 -p "$${PORT:-5001}"
 
 export: setup  ## write the champion as ONNX (+ int8) for serving into exports/: make export [ARGS="--version 3 --quantize none --out DIR"]
 	$(BIN)/python flows/export.py $(ARGS)

@@ -552,6 +552,7 @@ def main(argv: list[str] | None = None) -> None:
         "cache.dir": lambda: str(CacheConfig().resolved_dir()),
         "schedule.cron": lambda: ScheduleConfig().cron,
         "schedule.timezone": lambda: ScheduleConfig().timezone,
+        "registry.model_name": lambda: RegistryConfig().model_name,
     }
     key = (argv if argv is not None else sys.argv[1:])[0]
     if key not in resolved:

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from schemas.config import EVAL_BATCH_SIZE, RegistryConfig
+from schemas.config import EVAL_BATCH_SIZE, FinetuneConfig, RegistryConfig
 
 PREDICT_CHUNK_ROWS = 10_000  # rows read, predicted and written at a time: memory stays flat in the input size
 
@@ -56,3 +56,17 @@ class PredictConfig(BaseModel):
 
     def model_uri(self) -> str:
         return model_uri(self.model, self.name, self.alias, self.version)
+
+
+class EvaluateConfig(BaseModel):
+    """Scoring registered versions on a new labelled file: the data read as training reads it (task, data, cache,
+    tracking, runtime of a FinetuneConfig), which versions, and whether a model's own code may run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run: FinetuneConfig = Field(description="task, data (the new labelled file and how to read it), cache, tracking and runtime")
+    name: str = Field(RegistryConfig().model_name, description="registered model name")
+    versions: list[str] = Field(
+        description="version numbers or @aliases to score (two: compared on the same rows)", min_length=1, max_length=2
+    )
+    trust_remote_code: bool = Field(False, description="allow a model whose files carry their own code to run it")

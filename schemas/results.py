@@ -195,6 +195,18 @@ class EvaluationResult(CachedStepResult):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ScoreResult(CachedStepResult):
+    """score: a registered version's metrics on new labelled rows (flows/evaluate.py)."""
+
+    model_uri: str
+    rows: int
+    # metric name -> value (and the task type's nested tables), as the evaluate step writes them
+    metrics: dict[str, Any]
+    # the folder of metrics.json and the plots
+    artifacts: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class LogRunResult(StepResult):
     """log_run: how many metric points went onto the run."""
 

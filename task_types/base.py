@@ -385,20 +385,21 @@ class TaskType:
         """The names predict_columns gives."""
         return [name for name, _ in self.output_schema(spec)]
 
+    def score_rows(self, model, tokenizer, frame: pd.DataFrame, info: dict, runner: Runner) -> tuple[Any, Any]:
+        """(truth, outputs in the form score reads) of a registered model (info: its task, target and rule) on canonical
+        rows (a split's, or a new labelled file's clean rows)."""
+        outputs = self.run_rows(model, tokenizer, self.rows_for_rescoring(frame), info, runner)
+        # The rows' targets in the model's encoding: labels the model does not know are never predicted.
+        return self.truth_from_labels(frame["label"], info["target"]), outputs
+
     def rescore(self, model, tokenizer, frame: pd.DataFrame, info: dict, spec: dict, runner: Runner) -> dict:
         """Metrics of a registered model (info: its task, target and rule) on a candidate's validation rows (spec: theirs)."""
-        outputs = self.run_rows(model, tokenizer, self.rows_for_rescoring(frame), info, runner)
-        # The candidate's targets in the model's encoding: labels the model does not know are never predicted.
-        truth = self.truth_from_labels(frame["label"], info["target"])
-        return scalar_metrics(self.score(truth, self.scorable(outputs), info["target"], info["decision"]))
+        truth, outputs = self.score_rows(model, tokenizer, frame, info, runner)
+        return scalar_metrics(self.score(truth, outputs, info["target"], info["decision"]))
 
     def rows_for_rescoring(self, frame: pd.DataFrame) -> pd.DataFrame:
         """A split's canonical rows as the input columns run_rows reads."""
         return frame[[c for c in ("text", "text_pair") if c in frame]]
-
-    def scorable(self, outputs):
-        """run_rows' outputs in the form score reads."""
-        return outputs
 
     # ---- the data report and the model card --------------------------------------------------------------------
     def report_facts(self, clean, split, tokens) -> dict:

@@ -116,17 +116,18 @@ def clean_frame(raw: pd.DataFrame, data: DataConfig, task: str) -> tuple[pd.Data
     return CleanFrame.validate(kept), QuarantineFrame.validate(quarantine)
 
 
-def check_usable(kept: pd.DataFrame, quarantine: pd.DataFrame, data: DataConfig, task: str) -> None:
-    """Fail with what to change when the clean data cannot train the task type."""
+def check_usable(kept: pd.DataFrame, quarantine: pd.DataFrame, data: DataConfig, task: str, for_training: bool = True) -> None:
+    """Fail with what to change when the clean data cannot train the task type (or, for scoring, holds no row at all)."""
     if kept.empty:
         reasons = quarantine["reason"].value_counts().to_dict()
         raise DataError(f"no usable rows: all {len(quarantine)} rows were quarantined ({reasons})")
-    get_task_type(task).check_usable(kept["label"], data)
+    if for_training:
+        get_task_type(task).check_usable(kept["label"], data)
 
 
 @task(name="clean")
 @timed
-def clean_data(raw: IngestResult, data: DataConfig, cache: CacheConfig, task: str) -> CleanResult:
+def clean_data(raw: IngestResult, data: DataConfig, cache: CacheConfig, task: str, for_training: bool = True) -> CleanResult:
     """Normalise and validate the raw rows; write kept rows and the quarantine.
 
     Args:
@@ -134,17 +135,19 @@ def clean_data(raw: IngestResult, data: DataConfig, cache: CacheConfig, task: st
         data: the data section of the config (label set, the task type's target options).
         cache: where step outputs live and whether to recompute them.
         task: the task type, which validates the inputs and targets.
+        for_training: check the kept rows can train the type (two classes, every label of data.labels present);
+            off for scoring a registered model on new rows, where only some rows are needed.
     Returns:
         paths of `clean.parquet` and `quarantine.csv`, the key, and counts by reason.
     """
     logger = step_logger()
     task_type = get_task_type(task)
-    key = fingerprint("clean", CLEAN_VERSION, raw.key, SCHEMA_VERSION, task, data.labels, task_type.clean_options(data))
+    key = fingerprint("clean", CLEAN_VERSION, raw.key, SCHEMA_VERSION, task, data.labels, task_type.clean_options(data), for_training)
 
     def make(folder: Path) -> dict:
         raw_frame = pd.read_parquet(raw.path)
         kept, quarantine = clean_frame(raw_frame, data, task)
-        check_usable(kept, quarantine, data, task)
+        check_usable(kept, quarantine, data, task, for_training)
         facts = task_type.clean_summary(raw_frame, kept)
         kept.to_parquet(folder / "clean.parquet", index=False)
         quarantine.to_csv(folder / "quarantine.csv", index=False)

@@ -23,7 +23,7 @@ import pandas as pd
 from pydantic import Field
 
 from schemas.errors import DataError
-from task_types.base import Encoded, Fields, Gate, Options, Runner, TaskType, as_text, is_nested, pyplot, scalar_metrics
+from task_types.base import Encoded, Fields, Gate, Options, Runner, TaskType, as_text, is_nested, pyplot
 from task_types.classification import plot_confusion, softmax
 from task_types.token_classification.tagging import (
     IGNORE,
@@ -446,14 +446,13 @@ class TokenClassification(TaskType):
             model, tokenizer, rows["text"].tolist(), length, runner, pre_tokenized=bool((options or {}).get("pre_tokenized"))
         )
 
-    def rescore(self, model, tokenizer, frame: pd.DataFrame, info: dict, spec: dict, runner: Runner) -> dict:
-        """The candidate's validation words, tagged by the registered model."""
+    def score_rows(self, model, tokenizer, frame: pd.DataFrame, info: dict, runner: Runner):
+        """Canonical rows' words (JSON lists), tagged by the registered model word by word."""
         from task_types.token_classification.inference import word_probabilities
 
         length = int(info.get("max_length") or MAX_LENGTH_DEFAULT)
         outputs = word_probabilities(model, tokenizer, [json.loads(v) for v in frame["text"]], length, runner)
-        truth = self.truth_from_labels(frame["label"], info["target"])
-        return scalar_metrics(self.score(truth, outputs, info["target"], info["decision"]))
+        return self.truth_from_labels(frame["label"], info["target"]), outputs
 
     def predict_columns(self, outputs: list[dict], spec: dict, decision: dict, options: dict | None = None) -> dict[str, list]:
         """outputs: per row {"text", "words", "starts", "ends", "proba"} (words' character offsets into text)."""

@@ -124,3 +124,10 @@ def test_export_writes_start_and_end_logits_and_onnx_predicts_the_same_answers(q
         assert predict(cfg)["rows_predicted"] == 4
         answers[runtime] = pd.read_csv(out)[["answer", "start", "end"]]
     assert answers["torch"].equals(answers["onnx"])
+
+
+def test_mlflow_serving_and_pyfunc_answer_as_predict_does_with_offsets(qa_run, tmp_path):
+    from tests.flows.serving import serve_matches_predict
+
+    answers = serve_matches_predict(tmp_path, qa_run["uri"], "models:/tiny-qa/1", _rows().head(4))
+    assert {"answer", "start", "end", "score"} <= set(answers.columns)

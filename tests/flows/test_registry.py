@@ -378,3 +378,63 @@ def test_export_writes_onnx_and_predict_runs_it_like_the_torch_model(store, tmp_
     assert (int8["proba_pos"] - torch_out["proba_pos"]).abs().max() < 0.05  # int8 weights: close, not equal
     exports = [p for p in (tmp_path / "cache" / "onnx").iterdir() if p.is_dir()]
     assert len(exports) == 1 and {"model.onnx", "model.int8.onnx"} <= {p.name for p in exports[0].iterdir()}  # one per model
+
+
+def test_mlflow_serving_and_pyfunc_answer_as_predict_does(store, tmp_path):
+    from tests.flows.serving import serve_matches_predict
+
+    frame = pd.DataFrame({"text": ["great superb moving film", "awful dull boring film", "", "brilliant fun charming"]})
+    answers = serve_matches_predict(tmp_path, store["uri"], "models:/tiny@champion", frame)
+    assert {"predicted_label", "confidence", "proba_neg", "proba_pos", "predict_error"} <= set(answers.columns)
+
+
+def _evaluate(store, tmp_path, cli_env, root, *args):
+    summary = tmp_path / "evaluation.json"
+    done = subprocess.run(
+        [sys.executable, "flows/evaluate.py", "--name", "tiny", "--tracking-uri", store["uri"], f"--summary-json={summary}"]
+        + ["model.name_or_path=unused", f"cache.dir={store['root'] / 'cache'}", *args],
+        cwd=root,
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    return done, (json.loads(summary.read_text()) if summary.exists() else None)
+
+
+def test_evaluate_scores_versions_on_new_rows_as_the_run_did_and_counts_bad_rows(store, tmp_path, cli_env, request):
+    client, root = _client(store["uri"]), request.config.rootpath
+    split_key = client.get_model_version("tiny", "1").tags["data_fingerprint"]
+    test_rows = pd.read_parquet(store["root"] / "cache" / "split" / split_key / "test.parquet")[["text", "label"]]
+    test_rows.to_csv(tmp_path / "test.csv", index=False)
+    done, summary = _evaluate(store, tmp_path, cli_env, root, f"data.path={tmp_path / 'test.csv'}", "--version", "1")
+    assert done.returncode == 0, done.stderr[-3000:]
+    scored = summary["versions"][0]["metrics"]
+    for name in ("accuracy", "f1_macro"):  # the run's own test rows give the run's own test figures
+        assert abs(scored[name] - store["first"]["test_metrics"][name]) <= 0.005, (name, scored[name], store["first"]["test_metrics"][name])
+
+    bad = pd.DataFrame({"text": ["", "a fine film", "great superb moving film"], "label": ["pos", "meh", "pos"]})
+    pd.concat([test_rows, bad], ignore_index=True).to_csv(tmp_path / "march.csv", index=False)
+    done, summary = _evaluate(
+        store, tmp_path, cli_env, root, f"data.path={tmp_path / 'march.csv'}", "--version", "1", "--compare-with", "2"
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (summary["rows_in"], summary["rows_kept"], summary["rows_quarantined"]) == (len(test_rows) + 3, len(test_rows) + 1, 2)
+    assert summary["quarantine_reasons"] == {"null_text": 1, "label_not_in_labels": 1}  # an empty CSV cell is null
+    first = summary["versions"][0]
+    assert [v["version"] for v in summary["versions"]] == [1, 2] and set(summary["difference"]) >= {"accuracy", "f1_macro"}
+    assert set(first["metrics"]) >= {"accuracy", "f1_macro", "roc_auc"} and "v2 - v1" in done.stdout
+    run = client.get_run(first["run_id"])
+    assert run.data.tags["model_version"] == "1" and "eval_accuracy" in run.data.metrics and run.data.metrics["rows_quarantined"] == 2
+    assert "evaluation/confusion_evaluation.png" in {a.path for a in client.list_artifacts(first["run_id"], "evaluation")}
+
+
+def test_evaluate_refuses_a_version_of_another_task_type_with_one_line(store, tmp_path, cli_env, request):
+    done, summary = _evaluate(
+        store, tmp_path, cli_env, request.config.rootpath, f"data.path={store['data']}", "task=regression", "--version", "1"
+    )
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode == 2 and summary is None and "Traceback" not in done.stderr
+    assert len(errors) == 1 and "tiny v1 is a classification model and the data is read for task=regression" in errors[0], done.stderr[
+        -2000:
+    ]

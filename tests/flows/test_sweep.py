@@ -108,7 +108,9 @@ def check_sweep_of_four(summary: dict, cfg) -> None:
     assert [str(v.version) for v in versions] == ["1"] and summary["model_version"] == 1
     version = versions[0]
     assert version.run_id == summary["best_run_id"] and version.tags["sweep_parent_run_id"] == summary["parent_run_id"]
-    assert version.tags["gate_passed"] in ("true", "false") and json.loads(version.tags["gate_reasons"]) == summary["reasons"]
+    assert (
+        version.tags["gate_passed"] == str(summary["promoted"]).lower() and json.loads(version.tags["gate_reasons"]) == summary["reasons"]
+    )
     assert summary["reasons"] and "## Sweep" in version.description and summary["parent_run_id"] in version.description
 
 

@@ -126,11 +126,12 @@ def test_multi_label_trains_registers_gates_and_predicts(runs, tmp_path):
     assert (summary["rows_in"], summary["rows_kept"], summary["rows_quarantined"]) == (122, 120, 2)
     assert summary["quarantine_reasons"] == {"bad_indicator_value": 2}
     assert {"f1_micro", "f1_macro", "subset_accuracy", "hamming_loss", "pr_auc_micro"} <= set(summary["val_metrics"])
-    assert summary["val_f1"] is None and summary["test_metrics"]["f1_micro"] >= 0
+    assert summary["val_f1"] is None and 0 < summary["test_metrics"]["f1_micro"] <= 1
     assert any(r.startswith("val_f1_micro") and "registry.gates.f1_micro 0.0" in r for r in summary["reasons"])
     assert "f1_micro" in format_summary(summary, runs["uri"])
     run = client.get_run(summary["run_id"])
     assert {"val_f1_micro", "test_hamming_loss", "val_pr_auc_micro"} <= set(run.data.metrics)
+    assert run.data.metrics["test_f1_micro"] == pytest.approx(summary["test_metrics"]["f1_micro"])  # one figure everywhere
     artifacts = {a.path for a in client.list_artifacts(summary["run_id"], "evaluation")}
     assert {"evaluation/per_label_f1_validation.png", "evaluation/per_label_validation.csv", "evaluation/decision.json"} <= artifacts
     version = client.get_model_version("tiny", "1")
@@ -189,3 +190,13 @@ def test_long_texts_are_read_in_windows_and_get_one_prediction_each(runs, tmp_pa
     frame = pd.DataFrame({"text": ["great superb " + "and then the story goes on " * 6, "awful"]})
     result = _predict(runs, tmp_path, frame, "--name", "tiny-long", "--version", "1")
     assert len(result) == 2 and set(result["predicted_label"]) <= {"neg", "pos"}
+
+
+def test_mlflow_serving_and_pyfunc_answer_as_predict_does_for_labels_and_pairs(runs, tmp_path):
+    from tests.flows.serving import serve_matches_predict
+
+    labels = serve_matches_predict(tmp_path, runs["uri"], "models:/tiny/1", pd.DataFrame({"message": ["bread rice meal", "tent roof", ""]}))
+    assert all(isinstance(json.loads(v), list) for v in labels["predicted_labels"].iloc[:2])
+    frame = pd.DataFrame({"first": ["rice drink well", "tent camp"], "second": ["rice drink tent", "roof house"]})
+    values = serve_matches_predict(tmp_path, runs["uri"], "models:/tiny/2", frame)
+    assert values["predicted_value"].notna().all()  # in the data's units: the standardisation is undone in serving too

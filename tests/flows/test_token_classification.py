@@ -185,3 +185,11 @@ def test_pos_style_run_needs_no_ner_option(runs, tmp_path):
     assert version.tags["outputs"] == "words, tags" and "plain tags" in version.description
     result = _predict(runs, tmp_path, pd.DataFrame({"tokens": ["the dog runs here"]}), "tiny-pos")  # the column it was trained on
     assert len(json.loads(result.loc[0, "tags"])) == 4 and "entities" not in result.columns
+
+
+def test_mlflow_serving_and_pyfunc_answer_as_predict_does_word_by_word(runs, tmp_path):
+    from tests.flows.serving import serve_matches_predict
+
+    frame = pd.DataFrame({"text": ["Mary Smith visited Tokyo", "nothing here", ""]})
+    answers = serve_matches_predict(tmp_path, runs["uri"], "models:/tiny-ner/1", frame)
+    assert {"words", "tags", "entities"} <= set(answers.columns)

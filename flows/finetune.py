@@ -42,7 +42,7 @@ def prepare_data(cfg: FinetuneConfig, io: dict) -> DataSteps:
     """The data steps every run and every sweep shares (called inside a flow): ingest -> clean -> split -> tokenize
     -> report -> baseline."""
     raw = ingest_data.with_options(**io)(cfg.data, cfg.cache, cfg.task)
-    clean = clean_data(raw, cfg.data, cfg.cache, cfg.task)
+    clean = clean_data(raw, cfg.data, cfg.cache, cfg.task, model=cfg.model)
     split = split_data(clean, cfg.data, cfg.cache, cfg.seed, cfg.task)
     # Tokenizing imports transformers (seconds): a run that stops on its data never pays for it.
     from tasks.tokenize import tokenize_data
@@ -235,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         # From here on the config holds no secret: Prefect stores it as the run's parameters.
         cfg.tracking.uri = externalize_credentials(cfg.tracking.uri)
         check_tracking_store(cfg.tracking.resolved_uri())
+        check_base_model(cfg.model.name_or_path)
         if args.summary_json:
             check_writable_file(args.summary_json, "--summary-json")
         if args.serve:
@@ -255,9 +256,35 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     print(format_summary(summary, cfg.tracking.resolved_uri()))
-    if args.summary_json:
-        Path(args.summary_json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.summary_json).write_text(json.dumps(summary, indent=1))
+    return write_summary(args.summary_json, summary)
+
+
+def check_base_model(name_or_path: str) -> None:
+    """A local base model that keeps its weights only as a pickle is refused before any step (one line, never a trace)."""
+    from schemas.config import resolve_model_path
+    from tasks.serving.safe_load import refuse_pickles
+
+    refuse_pickles(Path(resolve_model_path(name_or_path)), name_or_path, "model.name_or_path")
+
+
+def write_summary(path: str | None, summary: dict) -> int:
+    """--summary-json, written after the run: a disk that fills up by then is one error line (exit 1) that says what the
+    run already registered, never a traceback."""
+    if not path:
+        return 0
+    target = Path(path)
+    try:  # written in place, not renamed over: the path may be a pipe or a device (/dev/stdout)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(summary, indent=1))
+    except OSError as err:
+        done = (
+            f"{summary['model_name']} v{summary['model_version']} was registered"
+            + (f" and is @{summary['alias']}" if summary.get("promoted") else " (not promoted)")
+            if summary.get("model_version")
+            else "nothing was registered"
+        )
+        print(f"error: cannot write --summary-json {path}: {err.strerror or err}; the run itself finished: {done}", file=sys.stderr)
+        return 1
     return 0
 
 

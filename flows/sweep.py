@@ -20,13 +20,13 @@ if __package__ in (None, ""):
 import argparse
 import json
 import time
-from pathlib import Path
 
 from prefect import flow
 from prefect.runtime import flow_run
 
-from flows.finetune import prepare_data
+from flows.finetune import prepare_data, write_summary
 from flows.sweep_runners import check_runner, task_runner
+from flows.sweep_study import check_space, check_storage
 from flows.temporary_server import temporary_api
 from schemas.config import FinetuneConfig, SweepConfig, describe_options, load_config
 from schemas.errors import FinetuneError
@@ -101,16 +101,19 @@ def run_trials(study, cfg: FinetuneConfig, parent_id: str, shared: dict, metric:
     from prefect.futures import as_completed
 
     from flows.sweep_runners import trial_cpus, trial_resources
-    from flows.sweep_study import count_trials, suggest, trial_config
+    from flows.sweep_study import ask_new, count_trials, trial_config
     from flows.sweep_trials import run_trial
 
     logger, sweep_cfg, results = step_logger(), cfg.sweep, []
     threads, target = trial_cpus(sweep_cfg), grid_limit(sweep_cfg)
     running: dict = {}  # future -> (trial, params, trial config)
 
-    def start_next() -> None:
-        trial = study.ask()
-        params = suggest(trial, sweep_cfg.space)
+    def start_next() -> bool:
+        asked = ask_new(study, sweep_cfg.space)
+        if asked is None:
+            logger.info("sweep: every setting of the search space has run; no new trial")
+            return False
+        trial, params = asked
         pruning = (
             {
                 "study": study.study_name,
@@ -126,19 +129,18 @@ def run_trials(study, cfg: FinetuneConfig, parent_id: str, shared: dict, metric:
         logger.info("sweep: trial %d starts (%d running, target %d trials): %s", trial.number, len(running) + 1, target, json.dumps(params))
         with trial_resources(sweep_cfg):
             running[run_trial.submit(trial.number, trial_cfg, shared["split"], pruning, threads)] = (trial, params, trial_cfg)
+        return True
 
     to_start = target - sum(count_trials(study.get_trials(deepcopy=False)).values())  # trials of an earlier, killed run count
     while to_start > 0 and len(running) < sweep_cfg.parallel:
-        start_next()
-        to_start -= 1
+        to_start = to_start - 1 if start_next() else 0
     while running:
         future = next(as_completed(list(running)))
         trial, params, trial_cfg = running.pop(future)
         # Told before the next is asked (logging takes well under a second): the sampler learns from every result.
         results.append(finish_trial(study, trial, params, trial_cfg, future, parent_id, shared, metric, cfg))
         if to_start > 0:
-            start_next()
-            to_start -= 1
+            to_start = to_start - 1 if start_next() else 0
     return results
 
 
@@ -215,9 +217,9 @@ def study_storage(study) -> str:
 
 def study_rows(study, sweep_cfg: SweepConfig) -> tuple[list[dict], dict | None, dict]:
     """(one row per trial, the best completed trial's row, counts) from the study, including trials of earlier runs."""
-    from flows.sweep_study import count_trials, state_name
+    from flows.sweep_study import count_trials, counted, state_name
 
-    trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("interrupted")]
+    trials = [t for t in study.get_trials(deepcopy=False) if counted(t)]
     rows = [
         {
             "number": t.number,
@@ -354,16 +356,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.summary_json:
             check_writable_file(args.summary_json, "--summary-json")
         check_runner(cfg.sweep)
+        check_space(cfg)
+        check_storage(cfg)
         with temporary_api():  # before the runner is made: Ray workers are told this API
             summary = run_sweep(cfg)
     except (FinetuneError, ValidationError) as err:
         print(f"error: {mask_text(_one_line(err))}", file=sys.stderr)
         return 2
     print(format_summary(summary, cfg.tracking.resolved_uri()))
-    if args.summary_json:
-        Path(args.summary_json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.summary_json).write_text(json.dumps(summary, indent=1))
-    return 0
+    return write_summary(args.summary_json, summary)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ from tasks.runtime.logs import step_logger
 # Optuna's states by the names the summary uses.
 COUNTED = ("completed", "pruned", "failed")
 INTERRUPTED = "interrupted"  # user attr of a trial that was running when its sweep was killed (asked again)
+REPEAT = "repeat_of"  # user attr of an asked trial whose values a finished trial already ran (not run, not counted)
+MAX_ASKS = 50  # asks for a setting no finished trial ran before the space counts as exhausted
 
 
 # ---------------------------------------------------------------------------------------------------------------- pure helpers
@@ -105,14 +107,60 @@ def state_name(state) -> str:
     }.get(state, state.name.lower())
 
 
+def counted(trial) -> bool:
+    """A trial that ran: not one interrupted by a kill (asked again) nor one skipped as a repeat of a finished setting."""
+    return not trial.user_attrs.get(INTERRUPTED) and REPEAT not in trial.user_attrs
+
+
 def count_trials(trials) -> dict[str, int]:
-    """Finished trials by outcome; trials interrupted by a kill (and asked again) are not counted."""
+    """Finished trials by outcome; trials interrupted by a kill (and asked again) or skipped as repeats are not counted."""
     counts = dict.fromkeys(COUNTED, 0)
     for t in trials:
         name = state_name(t.state)
-        if name in counts and not t.user_attrs.get(INTERRUPTED):
+        if name in counts and counted(t):
             counts[name] += 1
     return counts
+
+
+def ask_new(study, space: dict) -> tuple[object, dict] | None:
+    """(a trial, its values) whose values no finished trial ran (a resumed sampler replays its stream; a small space
+    repeats): a repeat is told as failed, marked, and asked again; None when MAX_ASKS asks found nothing new."""
+    import optuna
+
+    done = [t.params for t in study.get_trials(deepcopy=False) if t.state.is_finished() and counted(t)]
+    for _ in range(MAX_ASKS):
+        trial = study.ask()
+        params = suggest(trial, space)
+        repeat = next((i for i, other in enumerate(done) if other == params), None)
+        if repeat is None:
+            return trial, params
+        study._storage.set_trial_user_attr(trial._trial_id, REPEAT, repeat)
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    return None
+
+
+def check_space(cfg: FinetuneConfig) -> None:
+    """Every choice and both ends of every range make a valid config on their own: refused before any step runs."""
+    for key, spec in cfg.sweep.space.items():
+        values = spec if isinstance(spec, list) else [spec.low, spec.high]
+        for value in values:
+            trial_config(cfg, {key: value})
+
+
+def check_storage(cfg: FinetuneConfig) -> None:
+    """The study's storage opens as an Optuna database (a CSV file or a damaged optuna.db is refused with one line)."""
+    import optuna
+    from sqlalchemy.exc import SQLAlchemyError
+
+    url = storage_url(cfg)
+    try:
+        optuna.storages.RDBStorage(url, skip_compatibility_check=False).get_all_studies()
+    except (SQLAlchemyError, optuna.exceptions.OptunaError, ValueError, RuntimeError) as err:
+        first = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        raise ConfigError(
+            f"sweep.storage {url} cannot be opened as an Optuna study database ({first}): point sweep.storage at another "
+            "database URL, or move the damaged file away"
+        ) from None
 
 
 # -------------------------------------------------------------------------------------------------------------------- the study
@@ -122,11 +170,23 @@ def _sampler(sweep: SweepConfig, seed: int):
     import optuna
 
     if sweep.sampler == "grid":
-        return optuna.samplers.GridSampler(grid_space(sweep.space), seed=seed)
+        return _Grid(grid_space(sweep.space), seed=seed)
     if sweep.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     # constant_liar: trials running at once (K) are not all sent to the same promising spot.
     return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+
+
+def _Grid(grid: dict, seed: int):
+    """Optuna's grid sampler without its study.stop() when the grid is used up: that call is only allowed inside
+    study.optimize, and this sweep asks and tells by hand (it stops at the grid's size: grid_limit)."""
+    import optuna
+
+    class Grid(optuna.samplers.GridSampler):
+        def after_trial(self, study, trial, state, values) -> None:
+            return None
+
+    return Grid(grid, seed=seed)
 
 
 def pruner(sweep: SweepConfig):
@@ -143,12 +203,16 @@ def open_study(cfg: FinetuneConfig, metric: str):
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = storage_url(cfg)
+    name = study_name(cfg)
+    existing = next((s.n_trials for s in optuna.study.get_all_study_summaries(storage) if s.study_name == name), 0)
     study = optuna.create_study(
-        study_name=study_name(cfg),
+        study_name=name,
         storage=storage,
         load_if_exists=True,
         direction=direction(metric),
-        sampler=_sampler(cfg.sweep, cfg.seed),
+        # A resumed study's sampler starts a stream of its own (seed + trials so far): the seed's stream would replay
+        # the values its finished trials ran. ask_new() refuses any repeat that remains.
+        sampler=_sampler(cfg.sweep, cfg.seed + existing),
         pruner=pruner(cfg.sweep),
     )
     for stale in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):

@@ -111,6 +111,11 @@ class _DataFields(_Section):
     encoding: str = Field(
         "utf-8", description="text encoding of CSV/TSV/JSONL/folder files (e.g. cp1252); rows with bytes it cannot decode are quarantined"
     )
+    unknown_only: Literal["keep", "quarantine"] = Field(
+        "keep",
+        description="texts the tokenizer reads as unknown tokens only (emoji-only, scripts outside its vocabulary): keep them "
+        "(counted in the data report) or quarantine them (unknown_tokens_only)",
+    )
     labels: list[str] | None = Field(None, description="fixed label set and order; rows with other labels are quarantined")
     max_rows: int | None = Field(None, gt=0, description="use a seeded stratified sample of this many clean rows (quick runs)")
     val_ratio: float = Field(0.1, gt=0, lt=0.5, description="fraction of rows for validation (model selection and the gate)")
@@ -443,6 +448,8 @@ class FinetuneConfig(_Section):
                 changed = sorted(f"{section}.{key}" for key, field in mixin.model_fields.items() if getattr(values, key) != field.default)
                 if changed:
                     raise ValueError(f"{', '.join(changed)} {'is' if len(changed) == 1 else 'are'} for task={name}, not task={self.task}")
+        if self.data.unknown_only == "quarantine" and not task_type.reads_plain_text:
+            raise ValueError(f"data.unknown_only=quarantine is for tasks that read plain texts; task={self.task} reads {task_type.title}")
         owners = [name for name, t in TASK_TYPES.items() if self.data.format in t.formats]
         if owners and self.data.format not in task_type.formats:
             raise ValueError(f"data.format={self.data.format} is read by task={' or '.join(owners)}: set task={owners[0]}")

@@ -21,6 +21,7 @@ CLEAN_REASONS = (
     "bad_split_value",
     "conflicting_labels",
     "duplicate",
+    "unknown_tokens_only",
 )
 
 SPLITS = ("train", "validation", "test")

@@ -230,6 +230,12 @@ class TaskType:
             return kept["text"].astype(object) + "\x1f" + kept["text_pair"].astype(object)
         return kept["text"]
 
+    reads_plain_text: bool = False  # its inputs are texts the tokenizer reads as they are (data.unknown_only applies)
+
+    def unknown_only(self, tokenizer, kept: pd.DataFrame) -> pd.Series:
+        """Kept rows whose text (or pair text) the tokenizer reads as unknown tokens only (for reads_plain_text types)."""
+        return pd.Series(False, index=kept.index)
+
     def check_usable(self, labels: pd.Series, data) -> None:
         """Raise DataError when the kept targets cannot train this task type."""
 

@@ -74,6 +74,13 @@ def length_stats(lengths: np.ndarray, max_length: int) -> dict:
     }
 
 
+def unknown_only_mask(tokenizer, texts: list[str]) -> np.ndarray:
+    """Texts whose pieces (special tokens aside) are all the unknown token: emoji-only, scripts outside the vocabulary."""
+    unknown = tokenizer.unk_token_id
+    pieces = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    return np.array([bool(ids) and all(i == unknown for i in ids) for ids in pieces], dtype=bool)
+
+
 def tfidf_features(parts: dict[str, pd.DataFrame]) -> dict:
     """TF-IDF of word 1-2-grams fitted on the train split; for pairs each side, and their elementwise product."""
     import scipy.sparse as sp
@@ -122,6 +129,13 @@ class SequenceTask(TaskType):
 
     window_aggregate: str = "mean"  # how a chunked text's window logits become one (train.long_text=chunk)
     feature_columns = ("row_id", "document")
+    reads_plain_text = True
+
+    def unknown_only(self, tokenizer, kept: pd.DataFrame) -> pd.Series:
+        mask = unknown_only_mask(tokenizer, kept["text"].tolist())
+        if "text_pair" in kept:
+            mask |= unknown_only_mask(tokenizer, kept["text_pair"].tolist())
+        return pd.Series(mask, index=kept.index)
 
     # ---- clean -------------------------------------------------------------------------------------
     def clean_rows(self, frame: pd.DataFrame, data) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
@@ -149,7 +163,7 @@ class SequenceTask(TaskType):
         pairs = frame["text_pair"].tolist() if "text_pair" in frame else None
         encoded, lengths = encode(tokenizer, texts, length, pairs)
         targets, row_ids = self.encode(frame["label"], spec), frame["row_id"].tolist()
-        stats = length_stats(lengths, length)
+        stats = {**length_stats(lengths, length), "unknown_only": int(self.unknown_only(tokenizer, frame).sum())}
         if plan["long_text"] != "chunk":
             return Encoded({**encoded, "labels": targets, "row_id": row_ids}, lengths, stats)
         # One row per window; `document` says which text each came from.

@@ -12,13 +12,13 @@ import numpy as np
 import pandas as pd
 from prefect import task
 
-from schemas.config import CacheConfig, DataConfig
+from schemas.config import CacheConfig, DataConfig, ModelConfig, resolve_model_path
 from schemas.data import SCHEMA_VERSION, SPLIT_NAMES, CleanFrame, QuarantineFrame, RawFrame
 from schemas.errors import DataError
 from schemas.results import CleanResult, IngestResult
 from task_types import get_task_type, quarantine_reasons
 from task_types.text import arrow_strings, no_content
-from tasks.runtime.cache import build_step, fingerprint
+from tasks.runtime.cache import build_step, fingerprint, model_fingerprint
 from tasks.runtime.logs import step_logger, timed
 
 CLEAN_VERSION = 4  # bump when the cleaning rules change: cached clean rows are rebuilt
@@ -116,6 +116,26 @@ def clean_frame(raw: pd.DataFrame, data: DataConfig, task: str) -> tuple[pd.Data
     return CleanFrame.validate(kept), QuarantineFrame.validate(quarantine)
 
 
+def quarantine_unknown_only(kept: pd.DataFrame, quarantine: pd.DataFrame, raw: pd.DataFrame, task_type, model: ModelConfig):
+    """data.unknown_only=quarantine: kept rows the model's tokenizer reads as unknown tokens only move to the quarantine."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(
+        resolve_model_path(model.name_or_path), use_fast=True, trust_remote_code=model.trust_remote_code
+    )
+    mask = task_type.unknown_only(tokenizer, kept).to_numpy()
+    if not mask.any():
+        return kept, quarantine
+    originals = raw.set_index("row_id").loc[kept.loc[mask, "row_id"]]
+    moved = pd.DataFrame({"row_id": kept.loc[mask, "row_id"].to_numpy(), "text": originals["text"].to_numpy()})
+    if "text_pair" in quarantine:
+        moved["text_pair"] = originals["text_pair"].to_numpy()
+    moved["label"] = originals["label"].to_numpy()
+    moved["reason"] = "unknown_tokens_only"
+    quarantine = pd.concat([quarantine, moved[quarantine.columns]], ignore_index=True)
+    return CleanFrame.validate(kept[~mask].reset_index(drop=True)), QuarantineFrame.validate(quarantine)
+
+
 def check_usable(kept: pd.DataFrame, quarantine: pd.DataFrame, data: DataConfig, task: str, for_training: bool = True) -> None:
     """Fail with what to change when the clean data cannot train the task type (or, for scoring, holds no row at all)."""
     if kept.empty:
@@ -127,7 +147,9 @@ def check_usable(kept: pd.DataFrame, quarantine: pd.DataFrame, data: DataConfig,
 
 @task(name="clean")
 @timed
-def clean_data(raw: IngestResult, data: DataConfig, cache: CacheConfig, task: str, for_training: bool = True) -> CleanResult:
+def clean_data(
+    raw: IngestResult, data: DataConfig, cache: CacheConfig, task: str, for_training: bool = True, model: ModelConfig | None = None
+) -> CleanResult:
     """Normalise and validate the raw rows; write kept rows and the quarantine.
 
     Args:
@@ -137,16 +159,23 @@ def clean_data(raw: IngestResult, data: DataConfig, cache: CacheConfig, task: st
         task: the task type, which validates the inputs and targets.
         for_training: check the kept rows can train the type (two classes, every label of data.labels present);
             off for scoring a registered model on new rows, where only some rows are needed.
+        model: the model whose tokenizer judges data.unknown_only=quarantine (texts read as unknown tokens only).
     Returns:
         paths of `clean.parquet` and `quarantine.csv`, the key, and counts by reason.
     """
     logger = step_logger()
     task_type = get_task_type(task)
-    key = fingerprint("clean", CLEAN_VERSION, raw.key, SCHEMA_VERSION, task, data.labels, task_type.clean_options(data), for_training)
+    unknown = data.unknown_only == "quarantine" and model is not None
+    tokenizer = model_fingerprint(resolve_model_path(model.name_or_path)) if unknown else None
+    key = fingerprint(
+        "clean", CLEAN_VERSION, raw.key, SCHEMA_VERSION, task, data.labels, task_type.clean_options(data), for_training, tokenizer
+    )
 
     def make(folder: Path) -> dict:
         raw_frame = pd.read_parquet(raw.path)
         kept, quarantine = clean_frame(raw_frame, data, task)
+        if unknown:
+            kept, quarantine = quarantine_unknown_only(kept, quarantine, raw_frame, task_type, model)
         check_usable(kept, quarantine, data, task, for_training)
         facts = task_type.clean_summary(raw_frame, kept)
         kept.to_parquet(folder / "clean.parquet", index=False)

@@ -90,6 +90,13 @@ def report_markdown(report: dict) -> str:
                 for name, w in report["windows"].items()
             ],
         ]
+    unknown = {name: s.get("unknown_only", 0) for name, s in report["tokens"].items()}
+    if any(unknown.values()):
+        lines += [
+            "",
+            "Texts the tokenizer reads as unknown tokens only (emoji-only, a script outside its vocabulary), kept and trained on "
+            "as [UNK] (data.unknown_only=quarantine sets them aside): " + ", ".join(f"{k} {v}" for k, v in unknown.items()) + ".",
+        ]
     if report.get("grouped_by"):
         lines += [
             "",

@@ -20,6 +20,9 @@ from schemas.secrets import mask_text, mask_uri
 from tasks.runtime.cache import file_lock, fingerprint
 
 PIPELINE_TAG = "finetune_flow.pipeline"
+# "true" from the moment the flow opens its run until tracking_run closes it: a run still open whose process is gone
+# was killed, whatever its status says (logging the model through MLflow's fluent API marks the run FINISHED).
+OPEN_TAG = "finetune_flow.open"
 REACH_SECONDS = 5.0  # an http(s) tracking server that does not accept a connection in this long is reported as down
 
 
@@ -85,20 +88,27 @@ def crash_prefect_flow_run(flow_run_id: str, message: str) -> bool:
 
 
 def fail_orphaned_runs(client: MlflowClient, experiment_id: str) -> list[str]:
-    """Mark FAILED the RUNNING runs of this pipeline whose process on this host is gone (killed flows),
-    and their Prefect flow runs CRASHED."""
-    host, orphans = socket.gethostname(), []
-    running = client.search_runs([experiment_id], filter_string=f"attributes.status = 'RUNNING' and tags.`{PIPELINE_TAG}` = 'finetune'")
-    for run in running:
+    """Mark FAILED the runs of this pipeline left open by a process on this host that is gone (killed flows), and their
+    Prefect flow runs (with their unfinished task runs) CRASHED."""
+    host, orphans, seen = socket.gethostname(), [], set()
+    pipeline = f"tags.`{PIPELINE_TAG}` = 'finetune'"
+    candidates = [
+        *client.search_runs([experiment_id], filter_string=f"tags.`{OPEN_TAG}` = 'true' and {pipeline}"),
+        *client.search_runs([experiment_id], filter_string=f"attributes.status = 'RUNNING' and {pipeline}"),  # runs older than the tag
+    ]
+    for run in candidates:
         pid = int(run.data.tags.get("pid", "0") or 0)
-        if run.data.tags.get("host") == host and pid and not _alive(pid):
-            client.set_tag(
-                run.info.run_id, "failure", f"process {pid} ended without closing this run (killed?); marked FAILED by a later start"
-            )
-            client.set_terminated(run.info.run_id, status="FAILED")
-            orphans.append(run.info.run_id)
-            if run.data.tags.get("prefect_flow_run_id"):
-                crash_prefect_flow_run(run.data.tags["prefect_flow_run_id"], f"process {pid} was killed; found by a later start")
+        if run.info.run_id in seen or run.data.tags.get("host") != host or not pid or _alive(pid):
+            continue
+        seen.add(run.info.run_id)
+        client.set_tag(
+            run.info.run_id, "failure", f"process {pid} ended without closing this run (killed?); marked FAILED by a later start"
+        )
+        client.set_tag(run.info.run_id, OPEN_TAG, "false")
+        client.set_terminated(run.info.run_id, status="FAILED")
+        orphans.append(run.info.run_id)
+        if run.data.tags.get("prefect_flow_run_id"):
+            crash_prefect_flow_run(run.data.tags["prefect_flow_run_id"], f"process {pid} was killed; found by a later start")
     return orphans
 
 
@@ -119,12 +129,18 @@ def tracking_run(cfg: FinetuneConfig, flow_run_id: str | None = None) -> Iterato
         client = tracking_client(uri)
         client.search_registered_models(max_results=1)
         experiment = client.get_experiment_by_name(cfg.tracking.experiment)
+        if experiment is not None and experiment.lifecycle_stage == "deleted":
+            raise ConfigError(
+                f"tracking.experiment '{cfg.tracking.experiment}' was deleted in {mask_uri(uri)}: restore it "
+                f"(mlflow experiments restore --experiment-id {experiment.experiment_id}) or set tracking.experiment to another name"
+            )
         experiment_id = (
             experiment.experiment_id if experiment else client.create_experiment(cfg.tracking.experiment, artifact_location=artifacts)
         )
     fail_orphaned_runs(client, experiment_id)
     tags = {
         PIPELINE_TAG: "finetune",
+        OPEN_TAG: "true",
         "host": socket.gethostname(),
         "pid": str(os.getpid()),
         "git_revision": git_revision(),
@@ -140,6 +156,8 @@ def tracking_run(cfg: FinetuneConfig, flow_run_id: str | None = None) -> Iterato
         yield run_id
     except BaseException as err:
         client.set_tag(run_id, "failure", mask_text(f"{type(err).__name__}: {err}")[:5000])
+        client.set_tag(run_id, OPEN_TAG, "false")
         client.set_terminated(run_id, status="FAILED")
         raise
+    client.set_tag(run_id, OPEN_TAG, "false")
     client.set_terminated(run_id, status="FINISHED")

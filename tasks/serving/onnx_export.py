@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
@@ -47,6 +46,9 @@ def export_onnx(model, tokenizer, folder: Path, quantize: str = "int8") -> Path:
     except (RuntimeError, ValueError, TypeError, NotImplementedError, AttributeError) as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise ConfigError(f"cannot export {type(model).__name__} to ONNX: {first[:300]}; predict with --runtime torch") from None
+    finally:  # a failed export (a full disk among others) leaves no half-written file behind
+        for partial in folder.glob("*.partial"):
+            partial.unlink(missing_ok=True)
     model.config.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     (folder / "export.json").write_text(
@@ -139,21 +141,17 @@ def check_against_torch(model, tokenizer, path: Path, names: list[str]) -> None:
 
 
 def cached_export(model, tokenizer, cache_dir: Path, quantize: str) -> Path:
-    """The model's ONNX file under cache_dir/onnx/<weights digest>: exported (fp32 and int8 both) on first use,
-    into a scratch folder renamed into place under a lock, so concurrent predicts neither race nor see half a folder."""
-    from filelock import FileLock
+    """The model's ONNX file under cache_dir/onnx/<weights digest>: exported (fp32 and int8 both) on first use and
+    published like any cache entry (a scratch folder renamed into place under a lock, a sha256 per file): a damaged
+    export (a truncated or overwritten .onnx) is found, logged and exported again, never loaded."""
+    from tasks.runtime.cache import StepCache
 
-    root = Path(cache_dir) / "onnx"
-    folder = root / weights_digest(model)
-    root.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(folder) + ".lock"):
-        if not (folder / "export.json").is_file():
-            scratch = root / f".{folder.name}.partial"
-            shutil.rmtree(scratch, ignore_errors=True)
-            export_onnx(model, tokenizer, scratch, "int8")
-            shutil.rmtree(folder, ignore_errors=True)
-            scratch.rename(folder)
-    return folder / ONNX_FILES[quantize]
+    def make(folder: Path) -> dict:
+        export_onnx(model, tokenizer, folder, "int8")
+        return {"revision": EXPORT_REVISION}
+
+    entry = StepCache(Path(cache_dir), "onnx", weights_digest(model)).build(make)
+    return entry.path / ONNX_FILES[quantize]
 
 
 class OnnxOutput(SimpleNamespace):

@@ -74,15 +74,16 @@ def weights_folder(folder: Path) -> Path:
     return next((folder / part for part in WEIGHTS_DIRS if (folder / part / "config.json").is_file()), folder)
 
 
-def refuse_pickles(weights: Path, model_uri: str) -> None:
+def refuse_pickles(weights: Path, model_uri: str, option: str = "") -> None:
     """Weights stored only as a pickle are refused with one line: unpickling can run code, whatever the loader's setting."""
-    if any(weights.glob("*.safetensors")):
+    if not weights.is_dir() or any(weights.glob("*.safetensors")):
         return
     pickled = sorted(p.name for p in weights.iterdir() if p.name in PICKLED or p.suffix in (".bin", ".pt", ".pth", ".pkl", ".ckpt"))
     if pickled:
         raise ConfigError(
             f"model {model_uri} keeps its weights as a pickle ({', '.join(pickled)}), which can run code when it is read: refused, "
-            "nothing from it was loaded; save the weights as safetensors (save_pretrained does by default) and register that"
+            "nothing from it was loaded; save the weights as safetensors (save_pretrained does by default)"
+            + (f", or set {option} to a model that has them" if option else "")
         )
 
 

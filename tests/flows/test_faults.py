@@ -5,27 +5,7 @@ import shutil
 import subprocess
 import sys
 
-import pytest
 from mlflow import MlflowClient
-
-
-@pytest.fixture
-def small_disk(tmp_path):
-    """small_disk(size) -> a folder on a tmpfs of that size, unmounted afterwards."""
-    mounted = []
-
-    def make(size: str):
-        folder = tmp_path / f"disk{len(mounted)}"
-        folder.mkdir()
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True, text=True)
-        if done.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()[:100]})")
-        mounted.append(folder)
-        return folder
-
-    yield make
-    for folder in mounted:
-        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
 
 
 def _run(root, env, args):

@@ -131,3 +131,41 @@ def test_mlflow_serving_and_pyfunc_answer_as_predict_does_with_offsets(qa_run, t
 
     answers = serve_matches_predict(tmp_path, qa_run["uri"], "models:/tiny-qa/1", _rows().head(4))
     assert {"answer", "start", "end", "score"} <= set(answers.columns)
+
+
+def test_bad_question_answering_rows_are_quarantined_and_counted_through_the_cli(tmp_path, tiny_model_dir, new_store, cli_env, request):
+    good = _rows().head(10).assign(answers=[json.loads(a) for a in _answers_of_file()])
+    context = good["context"].iloc[0]
+    bad = [
+        {"question": "Where?", "context": context, "answers": {"text": ["Zanzibar"], "answer_start": [3]}},  # not in the context
+        {"question": "Empty?", "context": "", "answers": {"text": ["x"], "answer_start": [0]}},  # empty context
+        {"question": "Too long?", "context": "short", "answers": {"text": ["short and much more"], "answer_start": [0]}},
+        {"question": "Twice?", "context": "the cat and the cat", "answers": {"text": ["cat"], "answer_start": [1]}},  # ambiguous
+    ]
+    path = tmp_path / "qa.jsonl"
+    pd.concat([good, pd.DataFrame(bad)], ignore_index=True).to_json(path, orient="records", lines=True)
+    uri = new_store(tmp_path / "mlruns")
+    done = subprocess.run(
+        [sys.executable, "flows/finetune.py", "task=question_answering", f"data.path={path}", f"model.name_or_path={tiny_model_dir}"]
+        + [f"tracking.uri={uri}", f"cache.dir={tmp_path / 'cache'}", "train.epochs=1", "train.max_length=96", "train.doc_stride=32"]
+        + ["train.precision=fp32", "registry.beat_baseline=false", f"--summary-json={tmp_path / 's.json'}"],
+        cwd=request.config.rootpath,
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["quarantine_reasons"] == {"answer_not_in_context": 2, "empty_text_pair": 1, "ambiguous_answer_start": 1}
+    assert summary["rows_in"] == 14 and summary["rows_kept"] == 10
+
+
+def _answers_of_file() -> list[str]:
+    document = json.loads(SQUAD.read_text())
+    return [
+        json.dumps({"text": [a["text"] for a in qa["answers"]], "answer_start": [a["answer_start"] for a in qa["answers"]]})
+        for article in document["data"]
+        for paragraph in article["paragraphs"]
+        for qa in paragraph["qas"]
+    ]

@@ -1,5 +1,6 @@
 """Re-runs pay only for what changed; faults lose nothing (real Prefect, real MLflow, tiny model)."""
 
+import contextlib
 import json
 import os
 import signal
@@ -236,3 +237,39 @@ def test_a_killed_run_leaves_no_server_behind_and_is_marked_crashed_at_the_next_
         task_states = db.execute("select state_type from task_run where flow_run_id in (?, ?)", (dead, dead.replace("-", ""))).fetchall()
     assert flow_state == [("CRASHED",)]
     assert task_states and {s for (s,) in task_states} <= {"COMPLETED", "CRASHED", "FAILED"}
+
+
+@pytest.mark.slow  # ~1 min: a real flow process SIGKILLed while it registers (the third audit), then run again
+def test_a_run_killed_while_it_registers_reads_failed_in_mlflow_and_crashed_in_prefect(request, tmp_path, tiny_model_dir):
+    import sqlite3
+
+    root, data = request.config.rootpath, tmp_path / "toy.csv"
+    toy_frame().to_csv(data, index=False)
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect")
+    train = ["train.epochs=1", "train.batch_size=16", "train.learning_rate=1e-3"]
+    work = {"model": tiny_model_dir, "db": tmp_path / "m.db", "cache": tmp_path / "cache"}
+    proc = subprocess.Popen(_flow_cmd(root, data, work, *train), cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, found = time.time() + 300, False
+    while time.time() < deadline and not found:  # the moment the version exists: registration is under way
+        assert proc.poll() is None, "flow ended before it could be killed"
+        if work["db"].exists():
+            with contextlib.suppress(sqlite3.Error), sqlite3.connect(work["db"], timeout=1) as db:
+                found = bool(db.execute("select count(*) from model_versions").fetchone()[0])
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)  # its temporary Prefect server dies with it (the kernel is told so)
+    proc.wait()
+    client = MlflowClient(f"sqlite:///{work['db']}", f"sqlite:///{work['db']}")
+    experiment = client.get_experiment_by_name("finetune-flow").experiment_id
+    (killed,) = client.search_runs([experiment])
+    assert killed.data.tags["finetune_flow.open"] == "true"  # whatever logging the model set its status to
+
+    again = subprocess.run(_flow_cmd(root, data, work, *train), cwd=root, env=env, capture_output=True, text=True, timeout=400)
+    assert again.returncode == 0, again.stderr[-3000:]
+    statuses = {r.info.run_id: r.info.status for r in client.search_runs([experiment])}
+    assert statuses[killed.info.run_id] == "FAILED" and sorted(statuses.values()) == ["FAILED", "FINISHED"]
+    dead = killed.data.tags["prefect_flow_run_id"]
+    with sqlite3.connect(tmp_path / "prefect" / "prefect.db") as db:
+        flow_state = db.execute("select state_type from flow_run where id in (?, ?)", (dead, dead.replace("-", ""))).fetchall()
+        task_states = db.execute("select state_type from task_run where flow_run_id in (?, ?)", (dead, dead.replace("-", ""))).fetchall()
+    assert flow_state == [("CRASHED",)] and "RUNNING" not in {s for (s,) in task_states}

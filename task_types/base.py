@@ -300,6 +300,10 @@ class TaskType:
         """Metrics computed at each evaluation during training; holds compare_on for the best epoch."""
         raise NotImplementedError
 
+    def trainer_mixins(self) -> tuple[type, ...]:
+        """Classes mixed into the Trainer before the recipe's own (a type whose evaluation needs the examples in order)."""
+        return ()
+
     def training_metrics_fn(self, spec: dict, features, frame: pd.DataFrame):
         """The Trainer's compute_metrics for the validation features (frame: the validation split's rows)."""
         return lambda prediction: self.training_metrics(prediction.predictions, prediction.label_ids, spec)

@@ -240,6 +240,9 @@ class QuestionAnswering(TaskType):
     def head_config(self, spec: dict) -> dict:
         return {}
 
+    def trainer_mixins(self) -> tuple[type, ...]:
+        return (InOrderEvaluation,)
+
     def training_metrics_fn(self, spec: dict, features, frame: pd.DataFrame):
         """Exact match and F1 of the best spans over all windows of each validation question (the examples, not only logits)."""
         offsets = [[tuple(o) for o in feature] for feature in features["offsets"]]
@@ -459,6 +462,16 @@ class QuestionAnswering(TaskType):
             "It answers with a span of the context it is given and nothing else: what the context does not say, it cannot answer.",
             "Trained on encyclopaedic paragraphs, it reads other styles (chat, legal text, tables) less well.",
         ]
+
+
+class InOrderEvaluation:
+    """Mixed into the Trainer: validation windows in their stored order. transformers 5 groups evaluation batches by
+    length like training ones, and the answers are put back together from the windows by position."""
+
+    def _get_eval_sampler(self, eval_dataset):
+        import torch
+
+        return torch.utils.data.SequentialSampler(eval_dataset) if eval_dataset is not None else None
 
 
 def excerpt(context: str, start: int, width: int = 160) -> str:

@@ -347,7 +347,9 @@ def set_up(
     # Off (1.0), the Trainer builds its own optimizer exactly as before.
     optimizer = {"optimizers": (layer_decay_optimizer(model, args, train.layer_lr_decay), None)} if train.layer_lr_decay != 1.0 else {}
     weighted = {"loss_weights": weights, "task_type": task_type} if weights is not None else {}
-    trainer = (WeightedLossTrainer if weights is not None else Trainer)(
+    base = WeightedLossTrainer if weights is not None else Trainer
+    mixins = task_type.trainer_mixins()
+    trainer = (type(f"{task_type.name.title().replace('_', '')}Trainer", (*mixins, base), {}) if mixins else base)(
         **weighted,
         **optimizer,
         model=model,

@@ -220,3 +220,18 @@ def test_the_overlap_baseline_picks_the_span_beside_the_questions_words():
     idf = idf_table([context, "Other text about rivers.", "Paris is large."])
     answer = overlap_answer("When was the bridge built?", context, idf)
     assert "1889" in answer["text"] and context[answer["start"] : answer["end"]] == answer["text"]
+
+
+def test_the_trainer_reads_validation_windows_in_their_order():
+    # transformers 5 groups evaluation batches by length like training ones; answers are rebuilt from windows by position
+    import torch
+    from datasets import Dataset
+    from transformers import Trainer
+
+    from task_types.question_answering import InOrderEvaluation
+
+    windows = Dataset.from_dict({"input_ids": [[1] * n for n in (5, 50, 3, 40, 7)]})
+    trainer = type("QATrainer", (*QA.trainer_mixins(), Trainer), {}).__new__(type("QATrainer", (*QA.trainer_mixins(), Trainer), {}))
+    assert InOrderEvaluation in QA.trainer_mixins()
+    sampler = trainer._get_eval_sampler(windows)
+    assert isinstance(sampler, torch.utils.data.SequentialSampler) and list(sampler) == [0, 1, 2, 3, 4]

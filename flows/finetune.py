@@ -65,7 +65,7 @@ def finetune(cfg: FinetuneConfig) -> dict:
     with tracking_run(cfg, flow_run.get_id()) as run_id:
         data = prepare_data(cfg, io)
         trained = fine_tune(data.tokenize, cfg.model, cfg.train, cfg.cache, cfg.seed, cfg.task, cfg.registry.compare_on)
-        evaluation = evaluate_model(trained, data.tokenize, cfg.eval, cfg.train, cfg.cache)
+        evaluation = evaluate_model(trained, data.tokenize, cfg.eval, cfg.train, cfg.cache, cfg.explain)
         steps = RunSteps(**data.by_name(), fine_tune=trained, evaluate=evaluation)
         logged = log_run.with_options(**io)(run_id, cfg.tracking, steps)
         registered = register_model.with_options(**io)(run_id, trained, evaluation, data.split, cfg.registry, cfg.tracking, data.baseline)

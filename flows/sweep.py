@@ -76,7 +76,7 @@ def sweep(cfg: FinetuneConfig) -> dict:
         winner = best_config(cfg, best)
         best_tokens = tokenize_data(split, winner.model, winner.train, winner.cache, winner.task)
         trained = fine_tune(best_tokens, winner.model, winner.train, winner.cache, winner.seed, winner.task, winner.registry.compare_on)
-        evaluation = evaluate_model(trained, best_tokens, winner.eval, winner.train, winner.cache)
+        evaluation = evaluate_model(trained, best_tokens, winner.eval, winner.train, winner.cache, winner.explain)
         registered = register_model.with_options(**io)(best["run_id"], trained, evaluation, split, cfg.registry, cfg.tracking, baseline)
         noted = note_sweep.with_options(**io)(registered, parent_id, best, metric, cfg.tracking)
     return summarize(

@@ -230,6 +230,17 @@ class EvalConfig(*task_options("eval"), _EvalFields):  # the task types' own eva
     """The evaluation section."""
 
 
+class ExplainConfig(_Section):
+    steps: int = Field(20, ge=2, le=500, description="integrated-gradients steps per attribution (more: closer completeness, slower)")
+    batch_size: int = Field(16, gt=0, description="inputs attributed together (each runs `steps` forward and backward passes)")
+    examples: int = Field(
+        20,
+        ge=0,
+        description="every run explains this many of the most confident validation errors and as many correct rows "
+        "(evaluation/explanations.html and .json, faithfulness metrics, top words in the card); 0 turns it off",
+    )
+
+
 class RegistryConfig(_Section):
     model_name: str = Field("finetune-flow-classifier", min_length=1, description="registered model name in MLflow")
     min_accuracy: float = Field(0.8, ge=0, le=1, description="classification gate: validation accuracy must reach this")
@@ -378,7 +389,10 @@ class SweepConfig(_Section):
         if not value:
             raise ValueError("sweep.space is empty: give at least one option key with choices or a range")
         for key, spec in value.items():
-            if key.startswith(("sweep.", "tracking.", "cache.", "registry.", "schedule.", "runtime.", "data.")) or key in ("task", "seed"):
+            if key.startswith(("sweep.", "tracking.", "cache.", "registry.", "schedule.", "runtime.", "data.", "explain.")) or key in (
+                "task",
+                "seed",
+            ):
                 # data, task and seed decide the split every trial shares: one sweep compares trials on one split
                 raise ValueError(
                     f"sweep.space: '{key}' cannot be searched (choose model, train or eval options; "
@@ -407,6 +421,7 @@ class FinetuneConfig(_Section):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
+    explain: ExplainConfig = ExplainConfig()
     registry: RegistryConfig = RegistryConfig()
     tracking: TrackingConfig = TrackingConfig()
     cache: CacheConfig = CacheConfig()

@@ -46,12 +46,18 @@ class PredictConfig(BaseModel):
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="torch runtime: bf16 autocast (auto: where the CPU has it)")
     output_prefix: str = Field("", description="prefix of the output columns (when the input has columns of the same names)")
     top_k: int = Field(1, ge=1, description="question_answering: also the N best answers (top_answers)")
+    explain: bool = Field(False, description="add `explanation`: each row's words with their integrated-gradients attribution")
+    explain_top: int | None = Field(None, ge=1, description="with explain: only the K words of largest attribution (in word order)")
     cache_dir: str | None = Field(None, description="where ONNX exports are cached (default: the project's .cache)")
 
     @model_validator(mode="after")
     def _onnx_options(self) -> PredictConfig:
         if self.runtime != "onnx" and self.quantize != "int8":
             raise ValueError("--quantize applies to --runtime onnx only")
+        if self.explain and self.runtime == "onnx":
+            raise ValueError("--explain needs the model's gradients, which the ONNX runtime does not give: use --runtime torch")
+        if self.explain_top is not None and not self.explain:
+            raise ValueError("--explain-top applies with --explain only")
         return self
 
     def model_uri(self) -> str:

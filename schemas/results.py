@@ -190,6 +190,8 @@ class EvaluationResult(CachedStepResult):
     metrics: dict[str, dict[str, Any]]
     # the output rule tuned on validation (temperature, thresholds), {} where the task type has none
     decision: dict[str, Any]
+    # explained validation rows: {"metrics": explain_*, "top_words", "rows", "seconds_per_row"}; {} when none were
+    explanations: dict[str, Any] = field(default_factory=dict)
     # the folder of metrics.json, decision.json and the plots
     artifacts: str
 

@@ -411,6 +411,37 @@ class TaskType:
         """A split's canonical rows as the input columns run_rows reads."""
         return frame[[c for c in ("text", "text_pair") if c in frame]]
 
+    # ---- explanations (task_types/explain.py) ---------------------------------------------------------------------
+    explain_batchable: bool = True  # its attribution targets do not depend on the input's length: rows batch together
+
+    def explain_requests(self, tokenizer, rows: pd.DataFrame, outputs, info: dict) -> list:
+        """The attributions to compute for rows of raw inputs and their outputs (run_rows'): one per predicted label,
+        entity, value or answer boundary (task_types.explain.Request)."""
+        raise NotImplementedError(f"task={self.name} has no explanations")
+
+    def explain_output(self, model_output):
+        """The model's output as one (batch, K) tensor the requests' selectors weigh."""
+        return model_output.logits
+
+    def explanation(self, attributions: list, top: int | None = None):
+        """A row's explanation (JSON-able): [[word, score], ...] for one target, {name: [[word, score], ...]} for several."""
+        if len(attributions) == 1 and attributions[0].request.name == "":
+            return attributions[0].pairs(top)
+        return {a.request.name: a.pairs(top) for a in attributions}
+
+    def pick_explained(self, truth, outputs, spec: dict, decision: dict, n: int) -> tuple[list[int], list[int]]:
+        """(the n most confident validation errors, n correct rows) to explain in every run."""
+        return [], []
+
+    def faithfulness(self, model, tokenizer, rows: pd.DataFrame, attributions: list, info: dict, runner: Runner, seed: int) -> dict:
+        """ERASER's comprehensiveness (top 20% words removed), the same for random words, and sufficiency (only they kept),
+        averaged over the attributions; {} where the type does not measure them."""
+        return {}
+
+    def describe(self, output, spec: dict, decision: dict) -> str:
+        """One row's prediction, as a person reads it (the explanation page)."""
+        return str(output)
+
     # ---- the data report and the model card --------------------------------------------------------------------
     def report_facts(self, clean, split, tokens) -> dict:
         """This type's part of the data report (JSON)."""

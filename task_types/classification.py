@@ -317,6 +317,18 @@ class Classification(SequenceTask):
     def output_schema(self, spec: dict, options: dict | None = None) -> list[tuple[str, str]]:
         return [("predicted_label", "string"), ("confidence", "double"), *[(f"proba_{label}", "double") for label in spec["labels"]]]
 
+    def explain_targets(self, output, spec: dict, decision: dict) -> list[tuple[str, int]]:
+        return [("", int(np.argmax(output)))]
+
+    def pick_explained(self, truth, outputs, spec: dict, decision: dict, n: int) -> tuple[list[int], list[int]]:
+        predicted, confidence = np.asarray(outputs).argmax(axis=1), np.asarray(outputs).max(axis=1)
+        wrong = np.asarray(truth) != predicted
+        order = np.argsort(-confidence, kind="stable")
+        return [int(i) for i in order if wrong[i]][:n], [int(i) for i in order if not wrong[i]][:n]
+
+    def describe(self, output, spec: dict, decision: dict) -> str:
+        return f"{spec['labels'][int(np.argmax(output))]} ({float(np.max(output)):.2f})"
+
     def rescore(self, model, tokenizer, frame: pd.DataFrame, info: dict, spec: dict, runner: Runner) -> dict:
         """Matched by label name: the champion's label ids may differ from the candidate's."""
         outputs = self.run_rows(model, tokenizer, self.rows_for_rescoring(frame), info, runner)

@@ -357,6 +357,22 @@ class MultiLabel(SequenceTask):
 
         return torch.nn.functional.binary_cross_entropy_with_logits(logits, labels.float(), pos_weight=weights)
 
+    def explain_targets(self, output, spec: dict, decision: dict) -> list[tuple[str, int]]:
+        on = np.flatnonzero(np.asarray(output) >= np.asarray(self.thresholds(spec, decision)))
+        return [(spec["labels"][j], int(j)) for j in on]
+
+    def pick_explained(self, truth, outputs, spec: dict, decision: dict, n: int) -> tuple[list[int], list[int]]:
+        outputs, thresholds = np.asarray(outputs), np.asarray(self.thresholds(spec, decision))
+        predicted = outputs >= thresholds[None, :]
+        wrong = (predicted != np.asarray(truth).astype(bool)).any(axis=1)
+        confidence = np.abs(outputs - thresholds[None, :]).mean(axis=1)
+        order = np.argsort(-confidence, kind="stable")
+        with_labels = predicted.any(axis=1)  # a row with no predicted label has nothing to explain
+        return [int(i) for i in order if wrong[i] and with_labels[i]][:n], [int(i) for i in order if not wrong[i] and with_labels[i]][:n]
+
+    def describe(self, output, spec: dict, decision: dict) -> str:
+        return ", ".join(name for name, _ in self.explain_targets(output, spec, decision)) or "(none)"
+
     def thresholds(self, spec: dict, decision: dict) -> list[float]:
         return decision.get("thresholds") or [0.5] * len(spec["labels"])
 

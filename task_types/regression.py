@@ -134,6 +134,20 @@ class Regression(SequenceTask):
     def output_schema(self, spec: dict, options: dict | None = None) -> list[tuple[str, str]]:
         return [("predicted_value", "double")]
 
+    def explain_targets(self, output, spec: dict, decision: dict) -> list[tuple[str, int]]:
+        return [("", 0)]
+
+    def target_value(self, output, index: int, info: dict) -> float:
+        return float(output) / info["target"]["std"]
+
+    def pick_explained(self, truth, outputs, spec: dict, decision: dict, n: int) -> tuple[list[int], list[int]]:
+        error = np.abs(np.asarray(outputs, dtype=float) - np.asarray(truth, dtype=float))
+        order = np.argsort(error, kind="stable")
+        return [int(i) for i in order[::-1][:n]], [int(i) for i in order[: min(n, max(len(order) - n, 0))]]
+
+    def describe(self, output, spec: dict, decision: dict) -> str:
+        return f"{float(output):.3f}"
+
     def card_section(self, spec: dict, decision: dict) -> str:
         return (
             f"- Task: text regression (one number per text)\n"

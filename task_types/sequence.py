@@ -214,6 +214,71 @@ class SequenceTask(TaskType):
         )
         return self.outputs(logits, info["target"], info["decision"])
 
+    # ---- explanations ------------------------------------------------------------------------------------
+    def explain_targets(self, output, spec: dict, decision: dict) -> list[tuple[str, int]]:
+        """(name, output index) of each prediction of one row to explain ("" when the row has one)."""
+        raise NotImplementedError
+
+    def explain_requests(self, tokenizer, rows: pd.DataFrame, outputs, info: dict) -> list:
+        from task_types.explain import Request, fold_words
+
+        texts = rows["text"].astype(str).tolist()
+        pairs = rows["text_pair"].astype(str).tolist() if "text_pair" in rows else None
+        length = int(info.get("max_length") or tokenizer.model_max_length)  # chunked texts: their first window is explained
+        encoded = tokenizer(texts, pairs, truncation="longest_first" if pairs else True, max_length=length, return_offsets_mapping=True)
+        width = len(info["target"].get("labels") or [None])
+        requests = []
+        for i in range(len(texts)):
+            sequences: list[int] = []
+            piece_words, words = fold_words(encoded, i, [texts[i], pairs[i]] if pairs else [texts[i]], sequences)
+            columns = {k: encoded[k][i] for k in ("input_ids", "attention_mask", "token_type_ids") if k in encoded}
+            for name, index in self.explain_targets(outputs[i], info["target"], info["decision"]):
+                selector = np.zeros(width, dtype=np.float32)
+                selector[index] = 1.0
+                requests.append(Request(i, name, columns, selector, piece_words, words, {"target": index, "sequences": sequences}))
+        return requests
+
+    def faithfulness(self, model, tokenizer, rows: pd.DataFrame, attributions: list, info: dict, runner: Runner, seed: int) -> dict:
+        """Each explained text re-read without its top 20% words, without as many random words, and with only its top
+        words (words joined by spaces, which the tokenizer splits back into the same pieces)."""
+        from task_types.explain import random_words, top_words
+
+        if not attributions:
+            return {}
+        variants, keys = [], []
+        for n, attribution in enumerate(attributions):
+            words, scores, sequences = attribution.request.words, attribution.scores, attribution.request.extra["sequences"]
+            top = top_words(scores)
+            everything = range(len(words))
+            kept = {
+                "full": everything,
+                "top_removed": [j for j in everything if j not in set(top)],
+                "random_removed": [j for j in everything if j not in set(random_words(len(words), len(top), seed + n))],
+                "top_only": top,
+            }
+            for kind, keep in kept.items():
+                variants.append(
+                    {side: " ".join(words[j] for j in keep if sequences[j] == i) or "." for i, side in enumerate(("text", "text_pair"))}
+                )
+                keys.append((n, kind))
+        frame = pd.DataFrame(variants)[["text", "text_pair"] if "text_pair" in rows else ["text"]]
+        outputs = self.run_rows(model, tokenizer, frame, info, runner)
+        value = {key: self.target_value(outputs[i], attributions[key[0]].request.extra["target"], info) for i, key in enumerate(keys)}
+        drops = {
+            kind: [value[(n, "full")] - value[(n, kind)] for n in range(len(attributions))]
+            for kind in ("top_removed", "random_removed", "top_only")
+        }
+        return {
+            "explain_comprehensiveness": float(np.mean(drops["top_removed"])),
+            "explain_random_comprehensiveness": float(np.mean(drops["random_removed"])),
+            "explain_sufficiency": float(np.mean(drops["top_only"])),
+        }
+
+    def target_value(self, output, index: int, info: dict) -> float:
+        """The explained prediction's value in one output row: the probability of its label (regression: its value in
+        standard deviations of the target)."""
+        return float(np.asarray(output)[index])
+
     # ---- card ---------------------------------------------------------------------------------------------
     def card_input_limits(self, facts: dict) -> list[str]:
         if facts.get("long_text") == "chunk":

@@ -62,6 +62,7 @@ def log_run(run_id: str, tracking: TrackingConfig, steps: RunSteps) -> LogRunRes
     }
     for split_name, metrics in evaluation.metrics.items():
         values.update(metric_values(split_name, metrics))
+    values.update(evaluation.explanations.get("metrics", {}))  # explain_comprehensiveness, ..., explain_delta
     for split_name, metrics in steps.baseline.metrics.items():
         values.update({f"baseline_{k}": v for k, v in metric_values(split_name, metrics).items()})
     points = [Metric(k, float(v), 0, 0) for k, v in values.items()] + history_metrics(trained.history)

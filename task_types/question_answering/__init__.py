@@ -385,6 +385,62 @@ class QuestionAnswering(TaskType):
         )
         return apply_null_threshold(answers, info["decision"].get("null_threshold"))
 
+    explain_batchable = False
+
+    def explain_requests(self, tokenizer, rows: pd.DataFrame, outputs: list[dict], info: dict) -> list:
+        """The answer's start and its end: their logits in the window that holds the answer, attributed to the words of
+        the question and of the context."""
+        from task_types.explain import Request, fold_words
+
+        length = int(info.get("max_length") or DEFAULT_WINDOW)
+        stride = max(1, min(int(info.get("doc_stride") or QuestionAnsweringTrain().doc_stride), (length - length // 4) // 2))
+        requests = []
+        for i, (question, context, answer) in enumerate(zip(rows["question"], rows["context"], outputs)):
+            if not answer["text"]:
+                continue
+            question, context = " ".join(str(question).split()), str(context)
+            encoded = tokenizer(
+                question,
+                context,
+                truncation="only_second",
+                max_length=length,
+                stride=stride,
+                return_overflowing_tokens=True,
+                return_offsets_mapping=True,
+            )
+            for window in range(len(encoded["input_ids"])):
+                owned = [
+                    (j, o) for j, (o, seq) in enumerate(zip(encoded["offset_mapping"][window], encoded.sequence_ids(window))) if seq == 1
+                ]
+                start = next((j for j, (a, b) in owned if a <= answer["start"] < b), None)
+                end = next((j for j, (a, b) in owned if a < answer["end"] <= b), None)
+                if start is None or end is None:
+                    continue
+                pieces, words = fold_words(encoded, window, [question, context])
+                columns = {k: encoded[k][window] for k in ("input_ids", "attention_mask", "token_type_ids") if k in encoded}
+                n = len(columns["input_ids"])
+                for name, position in (("start", start), ("end", n + end)):
+                    selector = np.zeros(2 * n, dtype=np.float32)
+                    selector[position] = 1.0
+                    requests.append(Request(i, name, columns, selector, pieces, words))
+                break
+        return requests
+
+    def explain_output(self, model_output):
+        import torch
+
+        return torch.cat([model_output.start_logits, model_output.end_logits], dim=-1)
+
+    def describe(self, output, spec: dict, decision: dict) -> str:
+        return output.get("text") or "(no answer)"
+
+    def pick_explained(self, truth, outputs, spec: dict, decision: dict, n: int) -> tuple[list[int], list[int]]:
+        answered = apply_null_threshold(list(outputs), decision.get("null_threshold"))
+        f1 = [max(token_f1(a["text"], g) for g in (golds or [""])) for a, golds in zip(answered, truth)]
+        order = sorted(range(len(answered)), key=lambda i: -answered[i]["score"])
+        has = [bool(a["text"]) for a in answered]
+        return [i for i in order if f1[i] < 1 and has[i]][:n], [i for i in order if f1[i] == 1 and has[i]][:n]
+
     def predict_columns(self, outputs: list[dict], spec: dict, decision: dict, options: dict | None = None) -> dict[str, list]:
         answered = [bool(a["text"]) for a in outputs]
         columns = {

@@ -454,6 +454,58 @@ class TokenClassification(TaskType):
         outputs = word_probabilities(model, tokenizer, [json.loads(v) for v in frame["text"]], length, runner)
         return self.truth_from_labels(frame["label"], info["target"]), outputs
 
+    explain_batchable = False
+
+    def explain_requests(self, tokenizer, rows: pd.DataFrame, outputs: list[dict], info: dict) -> list:
+        """Per predicted entity (BIO tags; one per row for plain tags): the logits of its words' tags at their first
+        pieces. Words past the model's window are not explained (their window would be another input)."""
+        from task_types.explain import Request
+        from task_types.token_classification.tagging import entity_chunks
+
+        spec, requests = info["target"], []
+        length = int(info.get("max_length") or MAX_LENGTH_DEFAULT)
+        width = len(spec["labels"])
+        for i, row in enumerate(outputs):
+            if not row["words"]:
+                continue
+            encoded = tokenizer([row["words"]], is_split_into_words=True, truncation=True, max_length=length)
+            word_ids = encoded.word_ids(0)
+            first = {}
+            for position, word in enumerate(word_ids):
+                if word is not None:
+                    first.setdefault(word, position)
+            ids = constrained_decode(row["proba"], spec["labels"], spec["scheme"])
+            tags = [spec["labels"][j] for j in ids]
+            spans = (
+                [(f"{kind}: {' '.join(row['words'][a:b])}", a, b) for kind, a, b in entity_chunks(tags, spec["scheme"])]
+                if is_bio(spec["scheme"])
+                else [("", 0, len(row["words"]))]
+            )
+            columns = {k: encoded[k][0] for k in ("input_ids", "attention_mask", "token_type_ids") if k in encoded}
+            pieces = [-1 if w is None else w for w in word_ids]
+            for name, a, b in spans:
+                selector = np.zeros((len(word_ids), width), dtype=np.float32)
+                for word in range(a, b):
+                    if word in first:
+                        selector[first[word], ids[word]] = 1.0
+                if selector.any():
+                    requests.append(Request(i, name, columns, selector.reshape(-1), pieces, list(row["words"])))
+        return requests
+
+    def explain_output(self, model_output):
+        return model_output.logits.reshape(model_output.logits.shape[0], -1)
+
+    def pick_explained(self, truth, outputs, spec: dict, decision: dict, n: int) -> tuple[list[int], list[int]]:
+        predicted = self.decode(list(outputs), spec)
+        confidence = [float(np.mean(np.max(p, axis=1))) if len(p) else 0.0 for p in outputs]
+        order = sorted(range(len(outputs)), key=lambda i: -confidence[i])
+        wrong = [bool((np.asarray(t) != np.asarray(p)).any()) for t, p in zip(truth, predicted)]
+        return [i for i in order if wrong[i]][:n], [i for i in order if not wrong[i]][:n]
+
+    def describe(self, output, spec: dict, decision: dict) -> str:
+        ids = constrained_decode(np.asarray(output), spec["labels"], spec["scheme"]) if len(output) else []
+        return " ".join(spec["labels"][i] for i in ids)
+
     def predict_columns(self, outputs: list[dict], spec: dict, decision: dict, options: dict | None = None) -> dict[str, list]:
         """outputs: per row {"text", "words", "starts", "ends", "proba"} (words' character offsets into text)."""
         labels, scheme = spec["labels"], spec["scheme"]

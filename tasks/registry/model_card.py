@@ -58,6 +58,7 @@ def model_card(facts: dict) -> str:
 |---|{"---|" * len(headline)}
 {metrics}
 {task_type.card_metrics(facts["metrics"])}
+{explanations_section(facts.get("explanations") or {})}
 ## Intended use
 {task_type.title.capitalize()} of texts like those in the training data, with a person or a threshold on the
 returned scores deciding what to do with uncertain cases.
@@ -65,6 +66,28 @@ returned scores deciding what to do with uncertain cases.
 ## Known limits
 {limits}
 """
+
+
+def explanations_section(explanations: dict) -> str:
+    """The card's part on why the model decides: faithfulness of the explanations and the words that weigh most."""
+    if not explanations:
+        return ""
+    m = explanations["metrics"]
+    lines = [
+        "",
+        "## Why it decides",
+        f"Integrated gradients ({explanations['steps']} steps) on {explanations['rows']} validation rows, the most confident "
+        "errors and correct rows: `evaluation/explanations.html` (words shaded) and `evaluation/explanations.json` in the run.",
+    ]
+    if "explain_comprehensiveness" in m:
+        lines.append(
+            f"- Faithfulness (ERASER): removing each row's top 20% words drops the prediction by {m['explain_comprehensiveness']:.4f} "
+            f"(as many random words: {m['explain_random_comprehensiveness']:.4f}); keeping only them drops it by "
+            f"{m['explain_sufficiency']:.4f}; completeness gap (explain_delta) {m['explain_delta']:.4f}"
+        )
+    for name, words in explanations.get("top_words", {}).items():
+        lines.append(f"- Words that push towards `{name}` most: " + ", ".join(f"{w} ({s:+.3f})" for w, s in words[:6]))
+    return "\n".join(lines) + "\n"
 
 
 def metrics_markdown(name: str, version, promoted: bool, reasons: list[str], metrics: dict, alias: str, headline: tuple[str, ...]) -> str:
@@ -144,4 +167,5 @@ def card_facts(
         "metrics": evaluation.metrics,
         "max_length": tags.get("max_length", "?"),
         "long_text": trained.long_text,
+        "explanations": evaluation.explanations,
     }

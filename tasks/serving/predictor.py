@@ -20,6 +20,7 @@ from task_types.base import Runner
 from task_types.inference import model_task
 
 ERROR_COLUMN = "predict_error"
+EXPLANATION_COLUMN = "explanation"
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,10 @@ class PredictOptions:
     bf16: bool = False
     pre_tokenized: bool = False
     output_prefix: str = ""
+    explain: bool = False
+    explain_top: int | None = None
+    explain_steps: int = 20
+    explain_batch_size: int = 16
     extra: dict = field(default_factory=dict)
 
     def for_type(self) -> dict:
@@ -53,11 +58,17 @@ class Predictor:
         stray = sorted(set(options.extra) - own)
         if stray:
             raise DataError(f"{', '.join(stray)} {'is' if len(stray) == 1 else 'are'} not an option of task={self.info['task']} models")
+        if options.explain and getattr(model, "get_input_embeddings", lambda: None)() is None:
+            raise DataError(
+                "explanations attribute to the word-embedding layer, which this model (or runtime) does not have: drop --explain"
+            )
+        self.explain_seconds = 0.0
 
     @property
     def output_columns(self) -> list[tuple[str, str]]:
         """(column, kind) of what predict adds, in order, prefixed as asked; predict_error last."""
         schema = self.task_type.output_schema(self.info["target"], self.options.for_type())
+        schema += [(EXPLANATION_COLUMN, "string")] if self.options.explain else []
         return [(self.options.output_prefix + name, kind) for name, kind in schema] + [
             (self.options.output_prefix + ERROR_COLUMN, "string")
         ]
@@ -87,10 +98,42 @@ class Predictor:
             out[name] = np.nan if kind == "double" else None  # text and whole numbers (offsets) stay objects: no 3.0
         if usable.any():
             outputs = self.task_type.run_rows(self.model, self.tokenizer, rows[usable], self.info, self.runner, options)
-            for name, values in self.task_type.predict_columns(outputs, spec, decision, options).items():
+            columns = self.task_type.predict_columns(outputs, spec, decision, options)
+            if self.options.explain:
+                columns[EXPLANATION_COLUMN] = self.explanations(rows[usable].reset_index(drop=True), outputs)
+            for name, values in columns.items():
                 column = self.options.output_prefix + name
                 if out[column].dtype != object and any(isinstance(v, str) for v in values):
                     out[column] = out[column].astype(object)
                 out.loc[frame.index[usable], column] = values
         out[self.options.output_prefix + ERROR_COLUMN] = pd.Series(np.where(usable, None, why), index=frame.index, dtype=object)
         return out
+
+    def explanations(self, rows: pd.DataFrame, outputs) -> list[str]:
+        """Each row's explanation as JSON: [[word, score], ...] in its word order (or one such list per predicted label,
+        entity or answer boundary), the top words only with explain_top."""
+        import json
+        import time
+
+        from task_types.explain import attribute
+
+        started = time.perf_counter()
+        requests = self.task_type.explain_requests(self.tokenizer, rows, outputs, self.info)
+        found = attribute(
+            self.model,
+            self.tokenizer,
+            requests,
+            self.task_type.explain_output,
+            self.options.explain_steps,
+            self.options.explain_batch_size,
+            self.runner.device,
+            self.task_type.explain_batchable,
+        )
+        by_row: dict[int, list] = {}
+        for attribution in found:
+            by_row.setdefault(attribution.request.row, []).append(attribution)
+        self.explain_seconds += time.perf_counter() - started
+        return [
+            json.dumps(self.task_type.explanation(by_row[i], self.options.explain_top) if i in by_row else [], ensure_ascii=False)
+            for i in range(len(rows))
+        ]

@@ -29,6 +29,8 @@ def params_schema(task_type, info: dict):
         ParamSpec("max_length", "long", 0),
         ParamSpec("output_prefix", "string", ""),
         ParamSpec("pre_tokenized", "boolean", False),
+        ParamSpec("explain", "boolean", False),
+        ParamSpec("explain_top", "long", 0),
     ]
     specs += [ParamSpec(name, kind, default) for name, kind, default in task_type.predict_params()]
     return ParamSchema(specs)
@@ -75,6 +77,8 @@ class FinetuneFlowModel(mlflow.pyfunc.PythonModel):
             bf16=precision == "bf16" or (precision == "auto" and cpu_has_fast_bf16()),
             pre_tokenized=bool(params.pop("pre_tokenized", False)),
             output_prefix=str(params.pop("output_prefix", "") or ""),
+            explain=bool(params.pop("explain", False)),
+            explain_top=int(params.pop("explain_top", 0) or 0) or None,
             extra={k: v for k, v in params.items() if v is not None},
         )
         try:

@@ -169,3 +169,11 @@ def _answers_of_file() -> list[str]:
         for paragraph in article["paragraphs"]
         for qa in paragraph["qas"]
     ]
+
+
+def test_the_run_explains_answers_and_predict_explains_start_and_end(qa_run, tmp_path, cli_env, request):
+    from tests.flows.explaining import predict_explained
+
+    result = predict_explained(request.config.rootpath, cli_env, qa_run["uri"], "models:/tiny-qa/1", _rows().head(2), tmp_path)
+    for explanation, answer in zip(result["explanation"], result["answer"]):
+        assert (sorted(explanation) == ["end", "start"]) if answer else explanation == []

@@ -438,3 +438,30 @@ def test_evaluate_refuses_a_version_of_another_task_type_with_one_line(store, tm
     assert len(errors) == 1 and "tiny v1 is a classification model and the data is read for task=regression" in errors[0], done.stderr[
         -2000:
     ]
+
+
+def test_every_run_explains_validation_rows_and_predict_explains_each_row(store, tmp_path, cli_env, request):
+    from tests.flows.explaining import assert_run_explains, predict_explained, words_in_order
+
+    found = assert_run_explains(store["uri"], store["first"]["run_id"])
+    assert {row["kind"] for row in found["explained"]} <= {"error", "correct"}
+    card = _client(store["uri"]).get_model_version("tiny", "1").description
+    assert "## Why it decides" in card and "explanations.html" in card
+    texts = ["a great, superb moving film", "awful dull boring film", ""]
+    result = predict_explained(request.config.rootpath, cli_env, store["uri"], "models:/tiny/1", pd.DataFrame({"text": texts}), tmp_path)
+    assert all(words_in_order(t, e) and len(e) >= 4 for t, e in zip(texts[:2], result["explanation"][:2]))
+    assert not isinstance(result["explanation"][2], list) and result["predict_error"][2] == "null or empty text"
+    top = predict_explained(
+        request.config.rootpath, cli_env, store["uri"], "models:/tiny/1", pd.DataFrame({"text": texts[:1]}), tmp_path, "--explain-top", "2"
+    )
+    assert len(top["explanation"][0]) == 2 and words_in_order(texts[0], top["explanation"][0])
+    onnx = subprocess.run(
+        [sys.executable, "flows/predict.py", "x.csv", "y.csv", "--runtime", "onnx", "--explain", "--tracking-uri", store["uri"]],
+        cwd=request.config.rootpath,
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    errors = [line for line in onnx.stderr.splitlines() if line.startswith("error:")]
+    assert onnx.returncode == 2 and len(errors) == 1 and "--explain" in errors[0] and "Traceback" not in onnx.stderr

@@ -200,3 +200,19 @@ def test_mlflow_serving_and_pyfunc_answer_as_predict_does_for_labels_and_pairs(r
     frame = pd.DataFrame({"first": ["rice drink well", "tent camp"], "second": ["rice drink tent", "roof house"]})
     values = serve_matches_predict(tmp_path, runs["uri"], "models:/tiny/2", frame)
     assert values["predicted_value"].notna().all()  # in the data's units: the standardisation is undone in serving too
+
+
+def test_multi_label_and_regression_runs_explain_and_predict_explains(runs, tmp_path, cli_env, request):
+    from tests.flows.explaining import assert_run_explains, predict_explained
+
+    assert_run_explains(runs["uri"], runs["multi"]["run_id"])
+    found = assert_run_explains(runs["uri"], runs["reg"]["run_id"])
+    assert all(isinstance(row["explanations"][""], list) for row in found["explained"])  # one value: one word list
+    labels = predict_explained(
+        request.config.rootpath, cli_env, runs["uri"], "models:/tiny/1", pd.DataFrame({"message": ["bread rice meal thirsty"]}), tmp_path
+    )
+    explanation, predicted = labels["explanation"][0], json.loads(labels["predicted_labels"][0])
+    assert isinstance(explanation, dict) and sorted(explanation) == sorted(predicted)  # one word list per predicted label
+    pairs = pd.DataFrame({"first": ["rice drink well"], "second": ["rice drink tent"]})
+    values = predict_explained(request.config.rootpath, cli_env, runs["uri"], "models:/tiny/2", pairs, tmp_path)
+    assert [w for w, _ in values["explanation"][0]] == ["rice", "drink", "well", "rice", "drink", "tent"]  # both texts, in order

@@ -193,3 +193,14 @@ def test_mlflow_serving_and_pyfunc_answer_as_predict_does_word_by_word(runs, tmp
     frame = pd.DataFrame({"text": ["Mary Smith visited Tokyo", "nothing here", ""]})
     answers = serve_matches_predict(tmp_path, runs["uri"], "models:/tiny-ner/1", frame)
     assert {"words", "tags", "entities"} <= set(answers.columns)
+
+
+def test_ner_runs_explain_entities_and_predict_explains_them(runs, tmp_path, cli_env, request):
+    from tests.flows.explaining import assert_run_explains, predict_explained
+
+    assert_run_explains(runs["uri"], runs["ner"]["run_id"], faithfulness=False)
+    result = predict_explained(
+        request.config.rootpath, cli_env, runs["uri"], "models:/tiny-ner/1", pd.DataFrame({"text": ["mary smith visited tokyo"]}), tmp_path
+    )
+    explanation, entities = result["explanation"][0], json.loads(result["entities"][0])
+    assert isinstance(explanation, (dict, list)) and len(explanation) == len(entities)  # one word list per predicted entity

@@ -150,7 +150,12 @@ class _TrainFields(_Section):
     )
     batch_size: int = Field(32, gt=0, description="training examples per step")
     eval_batch_size: int = Field(EVAL_BATCH_SIZE, gt=0, description="examples per step when evaluating (sorted by length)")
-    learning_rate: float = Field(1e-4, gt=0, description="peak AdamW learning rate")
+    learning_rate: Annotated[float, Field(gt=0)] | Literal["auto"] = Field(
+        "auto",
+        description="peak AdamW learning rate; auto: a learning-rate range test on the run's own training data picks it "
+        "(50 steps at growing rates; a tenth of the rate where the smoothed loss is lowest, within 1e-5..1e-3; the rate, "
+        "why and the curve are logged; cached with the model)",
+    )
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (regularises against overfitting)")
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="fraction of steps spent warming the learning rate up")
     max_length: Annotated[int, Field(ge=8, le=8192)] | Literal["auto"] = Field(
@@ -208,13 +213,11 @@ class _TrainFields(_Section):
         description="the model's hidden and attention dropout during training; 0 (the default) trained 1.2-1.3x faster on a "
         "CPU than the model's own 0.1, at accuracy within noise of it (bench/README.md); null keeps the model's own",
     )
-    layer_lr_decay: float = Field(
-        1.0,
-        gt=0,
-        le=1,
+    layer_lr_decay: Annotated[float, Field(gt=0, le=1)] | Literal["auto"] = Field(
+        "auto",
         description="layer-wise learning-rate decay: the head gets learning_rate, each "
         "layer below it this factor more (layer l of L: learning_rate * decay**(L+1-l), embeddings "
-        "decay**(L+1)); 1.0: off",
+        "decay**(L+1)); 1.0: off; auto: the task type's (0.7 for multi_label's fresh many-output head, else 1.0)",
     )
 
 

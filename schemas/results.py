@@ -164,6 +164,12 @@ class TrainResult(CachedStepResult):
     precision: str
     nproc: int = 1
     frozen_parameters: int = 0
+    # the peak learning rate it trained at (train.learning_rate=auto: the range test's pick), why, the range test's seconds,
+    # and the layer-wise decay (train.layer_lr_decay=auto: the task type's)
+    learning_rate: float | None = None
+    learning_rate_why: str = ""
+    lr_range_seconds: float | None = None
+    layer_lr_decay: float = 1.0
     loss_weights: dict[str, float] | None = None
     # how long, from which checkpoint, and the chosen number of epochs with the reason
     resumed_from: str | None

@@ -59,6 +59,8 @@ def log_run(run_id: str, tracking: TrackingConfig, steps: RunSteps) -> LogRunRes
         "train_seconds": trained.train_seconds or 0.0,
         "train_samples_per_second": trained.train_samples_per_second or 0.0,
         "epochs_run": trained.epochs_run or 0.0,
+        **({"learning_rate_chosen": trained.learning_rate} if isinstance(trained.learning_rate, (int, float)) else {}),
+        **({"lr_range_seconds": trained.lr_range_seconds} if trained.lr_range_seconds is not None else {}),
     }
     for split_name, metrics in evaluation.metrics.items():
         values.update(metric_values(split_name, metrics))
@@ -79,12 +81,16 @@ def log_run(run_id: str, tracking: TrackingConfig, steps: RunSteps) -> LogRunRes
             RunTag("resumed_from_checkpoint", str(trained.resumed_from or "")),
             RunTag("loss_weights", json.dumps(trained.loss_weights)),
             RunTag("epochs_chosen", trained.epochs_why[:5000]),
+            RunTag("learning_rate_chosen", trained.learning_rate_why[:5000]),
         ],
     )
     for artifact in sorted(Path(evaluation.artifacts).glob("*")):
         if artifact.name != "manifest.json":
             client.log_artifact(run_id, str(artifact), "evaluation")
     client.log_artifact(run_id, clean.quarantine, "data")
+    for name in ("lr_range.png", "lr_range.json"):  # train.learning_rate=auto: the range test's curve
+        if (Path(trained.path).parent / name).is_file():
+            client.log_artifact(run_id, str(Path(trained.path).parent / name), "training")
     for name in ("data_report.json", "data_report.md", "token_lengths.png"):
         client.log_artifact(run_id, str(Path(steps.report.path) / name), "data")
     results = {name: {k: v for k, v in asdict(result).items() if k != "history"} for name, result in steps.by_name().items()}

@@ -18,7 +18,46 @@ from tasks.runtime.logs import step_logger, timed
 from tasks.training.ddp import train_distributed
 from tasks.training.recipe import best_epoch_metric, train_model
 
-TRAIN_VERSION = 2  # bump when training changes for every type: cached models are retrained
+TRAIN_VERSION = 2
+RANGE_VERSION = 1  # bump when the range test changes: cached picks are made again  # bump when training changes for every type: cached models are retrained
+
+
+def resolve_rates(tokens: TokenizeResult, model: ModelConfig, train: TrainConfig, cache: CacheConfig, seed: int, task: str, folder: Path):
+    """(the train section with numbers for learning_rate=auto and layer_lr_decay=auto, what was chosen and why).
+
+    The range test is a cache entry of its own (keyed by all that shapes it, not by the options it sets or those of
+    the budget), so changing epochs or patience re-uses it; its curve is copied beside the model for the run's log."""
+    import json
+
+    from tasks.training.lr_range import plot_range, range_test
+    from tasks.training.recipe import validate
+
+    task_type = get_task_type(task)
+    decay = train.layer_lr_decay if train.layer_lr_decay != "auto" else task_type.default_layer_lr_decay
+    resolved = train.model_copy(update={"layer_lr_decay": decay})
+    chosen = {"layer_lr_decay": decay, "learning_rate": train.learning_rate, "learning_rate_why": "train.learning_rate as set"}
+    if train.learning_rate != "auto":
+        return resolved, chosen
+    shaping = resolved.model_dump(
+        include={"batch_size", "weight_decay", "dropout", "freeze_layers", "freeze_embeddings", "layer_lr_decay", "precision", "device"}
+    )
+    key = fingerprint("lr_range", RANGE_VERSION, tokens.key, model_fingerprint(resolve_model_path(model.name_or_path)), shaping, seed, task)
+
+    def make(range_folder: Path) -> dict:
+        choices = validate(resolved, task, None, tokens.target)
+        curve = range_test(tokens, model, resolved, task, seed, choices.device, choices.precision)
+        (range_folder / "lr_range.json").write_text(json.dumps(curve, indent=1))
+        plot_range(curve, range_folder / "lr_range.png")
+        return {k: curve[k] for k in ("learning_rate", "why", "seconds")}
+
+    entry = build_step(cache, "lr_range", key, make)
+    step_logger().info("fine_tune: %s, in %.1f s%s", entry.meta["why"], entry.meta["seconds"], " (cached)" if entry.reused else "")
+    for name in ("lr_range.json", "lr_range.png"):
+        shutil.copy(entry.path / name, folder / name)
+    chosen.update(
+        {"learning_rate": entry.meta["learning_rate"], "learning_rate_why": entry.meta["why"], "lr_range_seconds": entry.meta["seconds"]}
+    )
+    return resolved.model_copy(update={"learning_rate": entry.meta["learning_rate"]}), chosen
 
 
 @task(name="fine_tune")
@@ -60,13 +99,14 @@ def fine_tune(
         shutil.rmtree(checkpoints, ignore_errors=True)
 
     def make(folder: Path) -> dict:
+        resolved, chosen = resolve_rates(tokens, model, train, cache, seed, task, folder)
         run = train_distributed if train.nproc > 1 else train_model
         if pruning is None or train.nproc > 1:
-            return run(tokens, model, train, seed, folder, checkpoints, task, compare_on)
+            return {**run(tokens, model, resolved, seed, folder, checkpoints, task, compare_on), **chosen}
         from tasks.training.pruning import PruneOnEpoch
 
         try:
-            return run(tokens, model, train, seed, folder, checkpoints, task, compare_on, [PruneOnEpoch.build(pruning)])
+            return {**run(tokens, model, resolved, seed, folder, checkpoints, task, compare_on, [PruneOnEpoch.build(pruning)]), **chosen}
         except Exception as err:
             if type(err).__name__ == "TrialPruned":  # a pruned trial's checkpoints are never resumed from
                 shutil.rmtree(checkpoints, ignore_errors=True)

@@ -157,6 +157,7 @@ def card_facts(
         "decision": evaluation.decision,
         "baseline": baseline.metrics if baseline else None,
         "training": f"device {trained.device}, precision {trained.precision}, {trained.epochs_run or '?'} epochs, "
+        + (f"learning rate {trained.learning_rate:.2e} ({trained.learning_rate_why}), " if isinstance(trained.learning_rate, float) else "")
         + (f"loss weights {trained.loss_weights}" if trained.loss_weights else "unweighted loss"),
         "data_source": tags.get("data_source", ""),
         "data_fingerprint": split.key,

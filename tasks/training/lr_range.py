@@ -1,0 +1,121 @@
+"""train.learning_rate=auto: a learning-rate range test on the run's own training data (Smith, 2017; fastai's lr_find).
+
+The model the run would train (same head, dropout, frozen layers, layer-wise groups) takes RANGE_STEPS optimizer steps
+on shuffled training batches while the rate grows exponentially from RANGE_START to RANGE_END; the loss is smoothed
+(a bias-corrected exponential moving average) and the test stops once it diverges. The rate picked is the one at the
+smoothed loss's minimum divided by PICK_DIVISOR (the minimum is where the rate starts to be too large; a tenth of it
+still learns fast and stays stable), kept within [PICK_FLOOR, PICK_CEIL]. Nothing of the test is kept but the curve:
+training starts from the pretrained weights again.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+RANGE_START, RANGE_END, RANGE_STEPS = 1e-6, 1e-2, 50
+SMOOTHING = 0.9
+DIVERGED = 4.0  # the smoothed loss this many times its minimum (after a few steps): the rate is far too large
+PICK_DIVISOR = 10.0
+PICK_FLOOR, PICK_CEIL = 1e-5, 1e-3
+
+
+def smooth(losses: list[float], beta: float = SMOOTHING) -> list[float]:
+    """Bias-corrected exponential moving average of the losses."""
+    average, out = 0.0, []
+    for i, loss in enumerate(losses, start=1):
+        average = beta * average + (1 - beta) * loss
+        out.append(average / (1 - beta**i))
+    return out
+
+
+def pick_rate(rates: list[float], losses: list[float]) -> tuple[float, str]:
+    """(rate, why): the rate at the smoothed loss's minimum / PICK_DIVISOR, within [PICK_FLOOR, PICK_CEIL]."""
+    curve = smooth(losses)
+    finite = [i for i, v in enumerate(curve) if math.isfinite(v)]
+    if not finite:
+        return PICK_FLOOR, f"train.learning_rate=auto: the range test's loss was never finite; {PICK_FLOOR:g}"
+    best = min(finite, key=lambda i: curve[i])
+    chosen = float(min(PICK_CEIL, max(PICK_FLOOR, rates[best] / PICK_DIVISOR)))
+    return chosen, (
+        f"train.learning_rate=auto: {chosen:.2e} (range test over {len(losses)} steps from {rates[0]:.0e}: smoothed loss lowest "
+        f"at {rates[best]:.2e}, divided by {PICK_DIVISOR:g}, kept within {PICK_FLOOR:g}..{PICK_CEIL:g})"
+    )
+
+
+def range_test(tokens, model_cfg, train, task: str, seed: int, device: str, precision: str) -> dict:
+    """Run the range test; {"rates", "losses", "learning_rate", "why", "seconds"}."""
+    import torch
+    from datasets import load_from_disk
+    from torch.utils.data import DataLoader
+    from transformers import AutoTokenizer
+
+    from schemas.config import resolve_model_path
+    from task_types import get_task_type
+    from tasks.training.layers import layer_param_groups
+    from tasks.training.recipe import build_model
+
+    started = time.perf_counter()
+    task_type = get_task_type(task)
+    model, _ = build_model(tokens, model_cfg, train, task, device, seed)
+    model.to(device).train()
+    tokenizer = AutoTokenizer.from_pretrained(
+        resolve_model_path(model_cfg.name_or_path), use_fast=True, trust_remote_code=model_cfg.trust_remote_code
+    )
+    data = load_from_disk(tokens.paths["train"])
+    data = data.remove_columns([c for c in task_type.feature_columns if c in data.column_names])
+    generator = torch.Generator().manual_seed(seed)
+    loader = DataLoader(data, batch_size=train.batch_size, shuffle=True, generator=generator, collate_fn=task_type.collator(tokenizer))
+    decay = train.layer_lr_decay if isinstance(train.layer_lr_decay, float) else task_type.default_layer_lr_decay
+    groups = layer_param_groups(model, 1.0, train.weight_decay, decay)  # each group's factor of the rate
+    factors = [g["lr"] for g in groups]
+    optimizer = torch.optim.AdamW(groups, lr=RANGE_START)
+    rates, losses, batches = [], [], iter(loader)
+    for step in range(RANGE_STEPS):
+        rate = RANGE_START * (RANGE_END / RANGE_START) ** (step / (RANGE_STEPS - 1))
+        for group, factor in zip(optimizer.param_groups, factors):
+            group["lr"] = rate * factor
+        try:
+            batch = next(batches)
+        except StopIteration:
+            batches = iter(loader)
+            batch = next(batches)
+        batch = {k: v.to(device) for k, v in batch.items()}
+        with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss = model(**batch).loss
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        rates.append(rate)
+        losses.append(float(loss.detach().float()))
+        curve = smooth(losses)
+        if not math.isfinite(losses[-1]) or (step >= 5 and curve[-1] > DIVERGED * min(curve)):
+            break
+    chosen, why = pick_rate(rates, losses)
+    return {"rates": rates, "losses": losses, "learning_rate": chosen, "why": why, "seconds": round(time.perf_counter() - started, 2)}
+
+
+def plot_range(curve: dict, path: Path) -> None:
+    """The range test's loss (raw and smoothed) against the rate, with the rate picked."""
+    from task_types.base import pyplot
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(curve["rates"], curve["losses"], alpha=0.35, label="loss")
+    ax.plot(curve["rates"], smooth(curve["losses"]), label="smoothed")
+    ax.axvline(curve["learning_rate"], color="red", linestyle="--", label=f"picked {curve['learning_rate']:.1e}")
+    ax.set_xscale("log")
+    low, high = np.nanmin(curve["losses"]), np.nanpercentile(curve["losses"], 90)
+    if np.isfinite(low) and np.isfinite(high) and high > low:
+        ax.set_ylim(low * 0.9, high * 1.1)
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("training loss")
+    ax.set_title("learning-rate range test (train.learning_rate=auto)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

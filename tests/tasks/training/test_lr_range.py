@@ -1,0 +1,44 @@
+"""train.learning_rate=auto: the rate picked from a range test's curve, and the range test through the fine-tune step."""
+
+import math
+
+import numpy as np
+import pytest
+
+from tasks.training.lr_range import PICK_CEIL, PICK_FLOOR, pick_rate, smooth
+
+
+def test_the_rate_is_a_tenth_of_the_smoothed_minimum_within_bounds():
+    rates = list(np.geomspace(1e-6, 1e-2, 50))
+    # a textbook curve: flat, then falling, lowest near 1e-3, then diverging
+    losses = [2.0 - 1.5 * math.exp(-((math.log10(r) + 3) ** 2) / 0.5) + (8 if r > 5e-3 else 0) for r in rates]
+    rate, why = pick_rate(rates, losses)
+    lowest = rates[int(np.argmin(smooth(losses)))]
+    assert rate == pytest.approx(lowest / 10) and 5e-5 < rate < 5e-4 and "divided by 10" in why
+    assert pick_rate(rates, [1.0] * 49 + [0.1])[0] == PICK_CEIL  # lowest at the largest rate: capped
+    assert pick_rate(rates, list(np.linspace(0.1, 2.0, 50)))[0] == PICK_FLOOR  # never falls: the floor
+    assert pick_rate(rates, [float("nan")] * 50)[0] == PICK_FLOOR
+
+
+def test_smoothing_is_bias_corrected():
+    assert smooth([3.0, 3.0, 3.0]) == pytest.approx([3.0, 3.0, 3.0])
+    assert smooth([1.0, 0.0])[1] < 1.0 and smooth([1.0])[0] == pytest.approx(1.0)
+
+
+def test_auto_runs_the_range_test_once_logs_the_rate_and_the_curve(tmp_path, make_config, toy_csv, prefect_server):
+    from flows.finetune import finetune
+
+    cfg = make_config(
+        data={"path": str(toy_csv)}, train={"learning_rate": "auto", "epochs": 1, "batch_size": 8, "max_length": 32, "precision": "fp32"}
+    )
+    summary = finetune(cfg)
+    from mlflow import MlflowClient
+
+    client = MlflowClient(cfg.tracking.resolved_uri(), cfg.tracking.resolved_uri())
+    run = client.get_run(summary["run_id"])
+    assert PICK_FLOOR <= run.data.metrics["learning_rate_chosen"] <= PICK_CEIL and run.data.metrics["lr_range_seconds"] > 0
+    assert "range test over" in run.data.tags["learning_rate_chosen"]
+    assert {"training/lr_range.png", "training/lr_range.json"} <= {a.path for a in client.list_artifacts(summary["run_id"], "training")}
+    again = finetune(cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": 2})}))  # the budget changes, the pick does not
+    assert client.get_run(again["run_id"]).data.metrics["learning_rate_chosen"] == run.data.metrics["learning_rate_chosen"]
+    assert len([p for p in (tmp_path / "cache" / "lr_range").iterdir() if not p.name.startswith(".")]) == 1

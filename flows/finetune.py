@@ -23,7 +23,7 @@ from prefect.runtime import flow_run
 
 from flows.temporary_server import temporary_api
 from schemas.config import FinetuneConfig, describe_options, load_config
-from schemas.errors import FinetuneError, environment_fault
+from schemas.errors import ConfigError, FinetuneError, environment_fault
 from schemas.results import DataSteps, LogRunResult, RegisterResult, RunSteps
 from schemas.secrets import externalize_credentials, mask_text, mask_uri
 from tasks.baseline import fit_baseline
@@ -64,7 +64,9 @@ def finetune(cfg: FinetuneConfig) -> dict:
     io = cfg.runtime.retry_options()
     with tracking_run(cfg, flow_run.get_id()) as run_id:
         data = prepare_data(cfg, io)
-        trained = fine_tune(data.tokenize, cfg.model, cfg.train, cfg.cache, cfg.seed, cfg.task, cfg.registry.compare_on)
+        trained = fine_tune(
+            data.tokenize, cfg.model, cfg.train, cfg.cache, cfg.seed, cfg.task, cfg.registry.compare_on, ray_address=cfg.sweep.ray_address
+        )
         evaluation = evaluate_model(trained, data.tokenize, cfg.eval, cfg.train, cfg.cache, cfg.explain)
         steps = RunSteps(**data.by_name(), fine_tune=trained, evaluate=evaluation)
         logged = log_run.with_options(**io)(run_id, cfg.tracking, steps)
@@ -236,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg.tracking.uri = externalize_credentials(cfg.tracking.uri)
         check_tracking_store(cfg.tracking.resolved_uri())
         check_base_model(cfg.model.name_or_path)
+        check_ray(cfg.train.runner)
         if args.summary_json:
             check_writable_file(args.summary_json, "--summary-json")
         if args.serve:
@@ -257,6 +260,17 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(format_summary(summary, cfg.tracking.resolved_uri()))
     return write_summary(args.summary_json, summary)
+
+
+def check_ray(runner: str) -> None:
+    """train.runner=ray without Ray installed is one line naming the set-up, before any step."""
+    if runner == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            from tasks.training.ray_train import RAY_INSTALL
+
+            raise ConfigError(f"train.runner=ray needs Ray, which is not installed: {RAY_INSTALL}") from None
 
 
 def check_base_model(name_or_path: str) -> None:

@@ -163,6 +163,8 @@ def predict(cfg: PredictConfig) -> dict:
 
     logger = step_logger()
     started = time.perf_counter()
+    if cfg.runner == "ray":
+        return predict_with_ray(cfg)
     source = Path(cfg.input)
     if not source.is_file():
         raise DataError(f"input file '{cfg.input}' not found")
@@ -216,6 +218,46 @@ def predict(cfg: PredictConfig) -> dict:
         cfg.output,
     )
     return summary
+
+
+def predict_with_ray(cfg: PredictConfig) -> dict:
+    """--runner ray: the input in chunks over a pool of Ray actors, a folder of part files and a manifest."""
+    from dataclasses import asdict
+
+    from tasks.serving.predictor import PredictOptions
+    from tasks.serving.ray_predict import predict_on_ray
+
+    options = PredictOptions(
+        columns=cfg.columns,
+        max_length=cfg.max_length,
+        batch_size=cfg.batch_size,
+        bf16=use_bf16(cfg.precision),
+        pre_tokenized=cfg.pre_tokenized,
+        output_prefix=cfg.output_prefix,
+        extra={"top_k": cfg.top_k} if cfg.top_k > 1 else {},
+        explain=cfg.explain,
+        explain_top=cfg.explain_top,
+    )
+    manifest = predict_on_ray(cfg, cfg.model_uri(), asdict(options))
+    step_logger().info(
+        "predict on Ray: %d rows in = %d rows out (%d predicted) over %d workers in %.1f s; wrote %s",
+        manifest["rows_in"],
+        manifest["rows_out"],
+        manifest["rows_predicted"],
+        cfg.workers,
+        manifest["seconds"],
+        cfg.output,
+    )
+    return {
+        "model_uri": manifest["model_uri"],
+        "task": "",
+        "rows_in": manifest["rows_in"],
+        "rows_predicted": manifest["rows_predicted"],
+        "rows_not_predicted": manifest["rows_out"] - manifest["rows_predicted"],
+        "runtime": f"torch on Ray ({cfg.workers} workers)",
+        "output": str(cfg.output),
+        "seconds": manifest["seconds"],
+    }
 
 
 def use_bf16(precision: str) -> bool:
@@ -309,6 +351,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --runtime onnx: int8 (default: dynamic int8 quantization, faster, predictions agree with torch on "
         "nearly every row; bench/serving.py measures both) or none (fp32)",
     )
+    ray = parser.add_argument_group("on a Ray cluster (make setup-ray)")
+    ray.add_argument(
+        "--runner",
+        choices=["local", "ray"],
+        default="local",
+        help="local (default): this process; ray: chunks of the input (a file, a folder of files or a glob of CSV/TSV/JSONL/Parquet) "
+        "answered by a pool of Ray actors that each load the model once; OUTPUT is then a folder of part files with manifest.json",
+    )
+    ray.add_argument("--workers", type=int, default=2, help="--runner ray: actors (default: 2)")
+    ray.add_argument("--worker-cpus", type=float, default=1.0, help="--runner ray: CPUs per actor (default: 1)")
+    ray.add_argument("--worker-gpus", type=float, default=0.0, help="--runner ray: GPUs per actor (default: 0)")
+    ray.add_argument("--ray-address", help="--runner ray: the cluster (default: $RAY_ADDRESS, else a local Ray for the run)")
+    ray.add_argument(
+        "--id-column", help="--runner ray: the input's own id column kept on every row (default: row_id, the 0-based position)"
+    )
+    ray.add_argument("--output-format", choices=["csv", "jsonl", "parquet"], help="--runner ray: the part files' format (default: parquet)")
     add_tracking_argument(parser)
     return parser
 
@@ -338,6 +396,13 @@ def config_from(args: argparse.Namespace) -> PredictConfig:
         top_k=args.top_k,
         explain=args.explain,
         explain_top=args.explain_top,
+        runner=args.runner,
+        workers=args.workers,
+        worker_cpus=args.worker_cpus,
+        worker_gpus=args.worker_gpus,
+        ray_address=args.ray_address,
+        id_column=args.id_column,
+        output_format=args.output_format,
     )
 
 

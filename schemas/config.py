@@ -148,7 +148,18 @@ class _TrainFields(_Section):
         description="training epochs (early stopping may end sooner); auto: enough passes for at least 900 optimizer "
         "steps on small data (at most 20), fewer on large data (at least 1); the figure chosen is logged",
     )
-    batch_size: int = Field(32, gt=0, description="training examples per step")
+    batch_size: Annotated[int, Field(gt=0)] | Literal["auto"] = Field(
+        32,
+        description="training examples per step (per process or worker); auto: 32 on a CPU, on a GPU the largest of "
+        "32/64/128/256/512 whose step fits in its memory at train.max_length (train.epochs=auto counts examples, so a bigger "
+        "batch means no more epochs; train.learning_rate=auto tests rates at that batch)",
+    )
+    pad_to_multiple_of: int | None = Field(
+        None,
+        gt=0,
+        description="pad each batch to a multiple of this many tokens (a fixed ladder of lengths: fewer shapes for torch.compile "
+        "and CUDA graphs on a GPU); unset: each batch to its own longest input",
+    )
     eval_batch_size: int = Field(EVAL_BATCH_SIZE, gt=0, description="examples per step when evaluating (sorted by length)")
     learning_rate: Annotated[float, Field(gt=0)] | Literal["auto"] = Field(
         "auto",
@@ -196,6 +207,15 @@ class _TrainFields(_Section):
         description="processes for data-parallel training, launched with torchrun "
         "(DDP; gloo on CPU, nccl on GPUs); batch_size is per process",
     )
+    runner: Literal["local", "ray"] = Field(
+        "local",
+        description="where the fine-tune step trains: local (this machine; train.nproc processes under torchrun), or ray: "
+        "train.workers Ray Train workers running the same Trainer (the cluster at sweep.ray_address or $RAY_ADDRESS, else a "
+        "local Ray started for the run); cache.dir must be storage every worker reads and writes",
+    )
+    workers: int = Field(2, ge=1, le=1024, description="train.runner=ray: data-parallel Ray Train workers (batch_size is per worker)")
+    worker_cpus: float = Field(1.0, gt=0, description="train.runner=ray: CPUs per worker (its torch threads)")
+    worker_gpus: float = Field(0.0, ge=0, description="train.runner=ray: GPUs per worker (0: train on CPUs)")
     freeze_layers: int = Field(
         0,
         ge=0,
@@ -227,6 +247,16 @@ class _EvalFields(_Section):
 
 class TrainConfig(*task_options("train"), _TrainFields):  # the task types' own training keys
     """The training section: budget, optimiser, precision, device, layers."""
+
+    @model_validator(mode="after")
+    def _one_way_to_scale(self) -> TrainConfig:
+        if self.runner == "ray" and self.nproc > 1:
+            raise ValueError("train.nproc runs torchrun on this machine and train.runner=ray runs Ray Train workers: set one of them")
+        return self
+
+    def world_size(self) -> int:
+        """Processes that train together (the effective batch is batch_size x this)."""
+        return self.workers if self.runner == "ray" else self.nproc
 
 
 class EvalConfig(*task_options("eval"), _EvalFields):  # the task types' own evaluation keys

@@ -49,6 +49,15 @@ class PredictConfig(BaseModel):
     explain: bool = Field(False, description="add `explanation`: each row's words with their integrated-gradients attribution")
     explain_top: int | None = Field(None, ge=1, description="with explain: only the K words of largest attribution (in word order)")
     cache_dir: str | None = Field(None, description="where ONNX exports are cached (default: the project's .cache)")
+    runner: Literal["local", "ray"] = Field("local", description="local: this process; ray: a pool of Ray actors over chunks of the input")
+    workers: int = Field(2, ge=1, le=4096, description="runner ray: actors that each load the model once")
+    worker_cpus: float = Field(1.0, gt=0, description="runner ray: CPUs per actor (its torch threads)")
+    worker_gpus: float = Field(0.0, ge=0, description="runner ray: GPUs per actor")
+    ray_address: str | None = Field(None, description="runner ray: the cluster (default: $RAY_ADDRESS, else a local Ray for the run)")
+    id_column: str | None = Field(None, description="runner ray: the input's own id column (default: row_id, each row's 0-based position)")
+    output_format: Literal["csv", "jsonl", "parquet"] | None = Field(
+        None, description="runner ray: the part files' format (default parquet)"
+    )
 
     @model_validator(mode="after")
     def _onnx_options(self) -> PredictConfig:
@@ -58,6 +67,12 @@ class PredictConfig(BaseModel):
             raise ValueError("--explain needs the model's gradients, which the ONNX runtime does not give: use --runtime torch")
         if self.explain_top is not None and not self.explain:
             raise ValueError("--explain-top applies with --explain only")
+        ray_only = {"id_column": "--id-column", "output_format": "--output-format", "ray_address": "--ray-address"}
+        stray = [flag for name, flag in ray_only.items() if getattr(self, name) is not None and self.runner != "ray"]
+        if stray:
+            raise ValueError(f"{', '.join(stray)} apply with --runner ray only")
+        if self.runner == "ray" and self.runtime == "onnx":
+            raise ValueError("--runner ray runs the torch model: drop --runtime onnx")
         return self
 
     def model_uri(self) -> str:

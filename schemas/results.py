@@ -170,6 +170,9 @@ class TrainResult(CachedStepResult):
     learning_rate_why: str = ""
     lr_range_seconds: float | None = None
     layer_lr_decay: float = 1.0
+    # the batch per process it trained at (train.batch_size=auto: the largest that fits a GPU) and why
+    batch_size: int | None = None
+    batch_size_why: str = ""
     loss_weights: dict[str, float] | None = None
     # how long, from which checkpoint, and the chosen number of epochs with the reason
     resumed_from: str | None

@@ -128,11 +128,11 @@ class TaskType:
 
         return getattr(transformers, self.auto_model)
 
-    def collator(self, tokenizer):
-        """Pads each batch to its own longest input."""
+    def collator(self, tokenizer, pad_to_multiple_of: int | None = None):
+        """Pads each batch to its own longest input (rounded up to a multiple of pad_to_multiple_of when given)."""
         from transformers import DataCollatorWithPadding
 
-        return DataCollatorWithPadding(tokenizer)
+        return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_to_multiple_of)
 
     # ---- config ------------------------------------------------------------------------------------
     def check_config(self, cfg) -> None:

@@ -23,19 +23,29 @@ RANGE_VERSION = 1  # bump when the range test changes: cached picks are made aga
 
 
 def resolve_rates(tokens: TokenizeResult, model: ModelConfig, train: TrainConfig, cache: CacheConfig, seed: int, task: str, folder: Path):
-    """(the train section with numbers for learning_rate=auto and layer_lr_decay=auto, what was chosen and why).
+    """(the train section with numbers for batch_size=auto, learning_rate=auto and layer_lr_decay=auto, what was chosen and why).
 
     The range test is a cache entry of its own (keyed by all that shapes it, not by the options it sets or those of
     the budget), so changing epochs or patience re-uses it; its curve is copied beside the model for the run's log."""
     import json
 
     from tasks.training.lr_range import plot_range, range_test
-    from tasks.training.recipe import validate
+    from tasks.training.recipe import build_model, choose_batch_size, validate
 
     task_type = get_task_type(task)
     decay = train.layer_lr_decay if train.layer_lr_decay != "auto" else task_type.default_layer_lr_decay
-    resolved = train.model_copy(update={"layer_lr_decay": decay})
-    chosen = {"layer_lr_decay": decay, "learning_rate": train.learning_rate, "learning_rate_why": "train.learning_rate as set"}
+    device = validate(train.model_copy(update={"batch_size": 1}), task, None, tokens.target).device
+    probe = build_model(tokens, model, train, task, device, seed)[0].to(device) if train.batch_size == "auto" and device == "cuda" else None
+    batch, batch_why = choose_batch_size(train.batch_size, device, probe, tokens.max_length)
+    del probe
+    resolved = train.model_copy(update={"layer_lr_decay": decay, "batch_size": batch})
+    chosen = {
+        "layer_lr_decay": decay,
+        "batch_size": batch,
+        "batch_size_why": batch_why,
+        "learning_rate": train.learning_rate,
+        "learning_rate_why": "train.learning_rate as set",
+    }
     if train.learning_rate != "auto":
         return resolved, chosen
     shaping = resolved.model_dump(
@@ -71,6 +81,7 @@ def fine_tune(
     task: str,
     compare_on: str | None = None,
     pruning: dict | None = None,
+    ray_address: str | None = None,
 ) -> TrainResult:
     """Fine-tune the model on the tokenized train split, selecting the best epoch on validation.
 
@@ -83,6 +94,7 @@ def fine_tune(
         task: the task type (head, loss, training metrics).
         compare_on: registry.compare_on, the metric that picks the best epoch (default: the task type's).
         pruning: a sweep trial's study and number (tasks/training/pruning.py): report validation after each epoch, stop if pruned.
+        ray_address: the Ray cluster for train.runner=ray (sweep.ray_address; else $RAY_ADDRESS, else a local Ray).
     Returns:
         path of the saved model, the key, device/precision used and the training history.
     """
@@ -100,6 +112,10 @@ def fine_tune(
 
     def make(folder: Path) -> dict:
         resolved, chosen = resolve_rates(tokens, model, train, cache, seed, task, folder)
+        if train.runner == "ray":
+            from tasks.training.ray_train import train_on_ray
+
+            return {**train_on_ray(tokens, model, resolved, seed, folder, checkpoints, task, compare_on, ray_address), **chosen}
         run = train_distributed if train.nproc > 1 else train_model
         if pruning is None or train.nproc > 1:
             return {**run(tokens, model, resolved, seed, folder, checkpoints, task, compare_on), **chosen}

@@ -358,10 +358,10 @@ class TokenClassification(TaskType):
         labels = spec["labels"]
         return {"num_labels": len(labels), "id2label": dict(enumerate(labels)), "label2id": {label: i for i, label in enumerate(labels)}}
 
-    def collator(self, tokenizer):
+    def collator(self, tokenizer, pad_to_multiple_of: int | None = None):
         from transformers import DataCollatorForTokenClassification
 
-        return DataCollatorForTokenClassification(tokenizer, label_pad_token_id=IGNORE)
+        return DataCollatorForTokenClassification(tokenizer, label_pad_token_id=IGNORE, pad_to_multiple_of=pad_to_multiple_of)
 
     def outputs(self, logits, spec: dict, decision: dict | None = None) -> list[np.ndarray]:
         """Per sentence, the (words x tags) probabilities from its merged per-word logits."""

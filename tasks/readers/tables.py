@@ -103,6 +103,16 @@ def _reader(path: Path, fmt: str, encoding: str, header: bool, chunk_rows: int |
     return pd.read_parquet(path)
 
 
+def read_bytes(data: bytes, fmt: str, encoding: str) -> pd.DataFrame:
+    """A part of a CSV/TSV (its header first) or JSON Lines file, held in memory, read as iter_table reads the file."""
+    import io
+
+    try:
+        return _reader(io.BytesIO(data), fmt, encoding, True, None)
+    except (pd.errors.ParserError, ValueError) as err:
+        raise DataError(f"cannot read a part of the input as {fmt}: {str(err).strip().splitlines()[0][:200]}") from None
+
+
 def iter_table(path: Path, fmt: str, encoding: str, header: bool = True, chunk_rows: int | None = None) -> Iterator[pd.DataFrame]:
     """The table in frames of at most chunk_rows rows (CSV/TSV/JSONL stream; other formats, or no
     chunk_rows, come as one frame). Read errors become one-line DataErrors."""

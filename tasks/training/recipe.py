@@ -95,7 +95,7 @@ def _training_args(
         # Progress bars on a terminal; in CI, a worker or a file, one readable line per evaluation instead (_ReadableLog).
         disable_tqdm=not interactive(),
         torch_compile=train.compile,
-        ddp_backend=("gloo" if device == "cpu" else "nccl") if train.nproc > 1 else None,
+        ddp_backend=("gloo" if device == "cpu" else "nccl") if train.world_size() > 1 else None,
     )
 
 
@@ -116,6 +116,9 @@ class WeightedLossTrainer(Trainer):
 
 
 MIN_OPTIMIZER_STEPS = 900  # train.epochs=auto: what 3 epochs of the default job give; a few dozen steps leave the loss falling
+MIN_EXAMPLES = MIN_OPTIMIZER_STEPS * 32  # ... counted in examples (at batch 32), so a bigger batch does not mean more epochs
+BATCH_LADDER = (32, 64, 128, 256, 512)  # train.batch_size=auto on a GPU: the largest of these whose step fits
+CPU_BATCH = 32
 MAX_AUTO_EPOCHS = 20
 
 
@@ -133,15 +136,61 @@ def set_output_bias(model: torch.nn.Module, bias: list[float] | None) -> bool:
 
 
 def choose_epochs(requested, train_rows: int, batch_size: int, world_size: int = 1) -> tuple[float, str]:
-    """(epochs, why): an explicit number as given; auto enough for MIN_OPTIMIZER_STEPS, between 1 and MAX_AUTO_EPOCHS."""
+    """(epochs, why): an explicit number as given; auto enough passes to see MIN_EXAMPLES training examples (what 900
+    optimizer steps at batch 32 see), between 1 and MAX_AUTO_EPOCHS, whatever the batch size."""
     if requested != "auto":
         return float(requested), "train.epochs as set"
     per_epoch = max(1, math.ceil(train_rows / (batch_size * world_size)))
-    epochs = min(MAX_AUTO_EPOCHS, max(1, math.ceil(MIN_OPTIMIZER_STEPS / per_epoch)))
+    epochs = min(MAX_AUTO_EPOCHS, max(1, math.ceil(MIN_EXAMPLES / max(train_rows, 1))))
     return float(epochs), (
-        f"train.epochs=auto: {epochs} epochs x {per_epoch} steps = {epochs * per_epoch} optimizer steps "
-        f"(aim: at least {MIN_OPTIMIZER_STEPS}, between 1 and {MAX_AUTO_EPOCHS} epochs; early stopping may end sooner)"
+        f"train.epochs=auto: {epochs} epochs x {train_rows} examples ({epochs * per_epoch} optimizer steps at batch {batch_size}"
+        f"{f' x {world_size} processes' if world_size > 1 else ''}; aim: at least {MIN_EXAMPLES} examples, what {MIN_OPTIMIZER_STEPS} steps "
+        f"at batch 32 see, between 1 and "
+        f"{MAX_AUTO_EPOCHS} epochs; early stopping may end sooner)"
     )
+
+
+def pick_batch_size(fits, ladder: tuple[int, ...] = BATCH_LADDER) -> int:
+    """The largest batch of the ladder for which fits(batch) holds, tried from the smallest up (the first to fail ends the
+    search: memory only grows with the batch); the smallest when none fits."""
+    chosen = ladder[0]
+    for size in ladder:
+        if not fits(size):
+            break
+        chosen = size
+    return chosen
+
+
+def gpu_step_fits(model, batch: int, length: int, device: str) -> bool:
+    """Whether one forward and backward pass of batch inputs of length tokens fits in the GPU's memory (with 10% to spare)."""
+    import torch
+
+    torch.cuda.empty_cache()
+    try:
+        ids = torch.ones((batch, length), dtype=torch.long, device=device)
+        with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
+            out = model(input_ids=ids, attention_mask=torch.ones_like(ids))
+        (out.logits.float().sum() if hasattr(out, "logits") else out.start_logits.float().sum()).backward()
+        model.zero_grad(set_to_none=True)
+        used, total = torch.cuda.max_memory_allocated(device), torch.cuda.get_device_properties(device).total_memory
+        return used < 0.9 * total
+    except torch.cuda.OutOfMemoryError:
+        model.zero_grad(set_to_none=True)
+        return False
+    finally:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def choose_batch_size(requested, device: str, model=None, length: int = 128) -> tuple[int, str]:
+    """(batch size, why) for train.batch_size: as set; auto: CPU_BATCH on a CPU, on a GPU the largest of BATCH_LADDER whose
+    step fits (gpu_step_fits)."""
+    if requested != "auto":
+        return int(requested), "train.batch_size as set"
+    if device != "cuda" or model is None:
+        return CPU_BATCH, f"train.batch_size=auto: {CPU_BATCH} on a CPU"
+    chosen = pick_batch_size(lambda size: gpu_step_fits(model, size, length, device))
+    return chosen, f"train.batch_size=auto: {chosen}, the largest of {list(BATCH_LADDER)} whose step at {length} tokens fits the GPU"
 
 
 def best_epoch_metric(task: str, compare_on: str | None, spec: dict | None = None) -> str:
@@ -341,7 +390,7 @@ def set_up(
     targets = train_set["labels"] if "labels" in train_set.column_names else []
     weights = task_type.loss_weights(targets, spec, train.class_weights)
     set_output_bias(model, task_type.initial_bias(targets, weights))
-    epochs, epochs_why = choose_epochs(train.epochs, len(train_set), train.batch_size, train.nproc)
+    epochs, epochs_why = choose_epochs(train.epochs, len(train_set), train.batch_size, train.world_size())
     step_logger().info("fine_tune: %s", epochs_why)
     args = _training_args(train, checkpoints, choices.device, choices.precision, seed, choices.best_metric, epochs)
     # Off (1.0), the Trainer builds its own optimizer exactly as before.
@@ -357,7 +406,7 @@ def set_up(
         train_dataset=train_set,
         eval_dataset=val_set,
         processing_class=tokenizer,
-        data_collator=task_type.collator(tokenizer),  # pads each batch to its own longest input
+        data_collator=task_type.collator(tokenizer, train.pad_to_multiple_of),  # pads each batch to its own longest input
         compute_metrics=metrics,
         callbacks=callbacks,
     )
@@ -417,6 +466,11 @@ def train_model(
     trainer, facts = set_up(tokens, model_cfg, train, task, choices, seed, checkpoints, extra_callbacks)
     result, resume = run(trainer, checkpoints)
     save(trainer, folder, model_cfg, train, seed, task, tokens.target, choices.best_metric)
+    return finish(trainer, choices, result, resume, facts)
+
+
+def finish(trainer: Trainer, choices: Choices, result, resume: str | None, facts: dict) -> dict:
+    """What the cache manifest records of a finished training: device, timings, epochs, the best epoch, the history."""
     return {
         "device": choices.device,
         "precision": choices.precision,

@@ -95,3 +95,31 @@ def test_temperature_scaling_lowers_the_calibration_error_of_an_overconfident_mo
         np.stack([truth, 1 - truth], 1), np.stack([logits[:, 1] - logits[:, 0]] * 2, 1) * np.array([1, -1]), {"labels": ["a", "b"]}
     )
     assert multi["ece_calibrated"] < multi["ece_uncalibrated"] and len(multi["temperature"]) == 2
+
+
+def test_auto_batch_size_is_the_largest_of_the_ladder_that_fits_and_32_on_a_cpu():
+    from tasks.training.recipe import BATCH_LADDER, choose_batch_size, pick_batch_size
+
+    assert pick_batch_size(lambda size: size <= 128) == 128
+    assert pick_batch_size(lambda size: True) == BATCH_LADDER[-1]
+    assert pick_batch_size(lambda size: False) == BATCH_LADDER[0]  # nothing fits: the smallest (and the error of training)
+    tried = []
+    pick_batch_size(lambda size: tried.append(size) or size < 64)
+    assert tried == [32, 64]  # the first that does not fit ends the search
+    assert choose_batch_size("auto", "cpu") == (32, "train.batch_size=auto: 32 on a CPU")
+    assert choose_batch_size(48, "cuda")[0] == 48
+
+
+def test_auto_epochs_count_examples_so_a_bigger_batch_means_no_more_epochs():
+    assert choose_epochs("auto", 10_202, 256)[0] == choose_epochs("auto", 10_202, 32)[0] == 3
+    assert "optimizer steps at batch 256" in choose_epochs("auto", 10_202, 256)[1]
+
+
+def test_pad_to_multiple_of_gives_a_fixed_ladder_of_lengths(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    collate = get_task_type("classification").collator(tokenizer, 16)
+    for texts in (["short"], ["a somewhat longer text with more words in it than that"]):
+        batch = collate([{**tokenizer(t), "labels": 0} for t in texts])
+        assert batch["input_ids"].shape[1] % 16 == 0

@@ -92,6 +92,7 @@ def summarize(run_id: str, task: str, steps: RunSteps, logged: LogRunResult, reg
         "baseline_val_metrics": baseline_metrics["validation"],
         "baseline_test_metrics": baseline_metrics["test"],
         "baseline_verdict": baseline_verdict(task, val, baseline_metrics["validation"], steps.split.target),
+        "next_steps": next_steps(task, val, baseline_metrics["validation"], steps.split.target, steps.fine_tune),
         "val_accuracy": val.get("accuracy"),
         "val_f1": val.get(legacy_f1) if legacy_f1 else None,
         "test_accuracy": test.get("accuracy"),
@@ -131,6 +132,22 @@ def baseline_verdict(task: str, val: dict, baseline: dict, target: dict | None =
     )
 
 
+def next_steps(task: str, val: dict, baseline: dict, target: dict, trained) -> list[str]:
+    """What to try, with the command, when the model does not beat its run's baseline (else nothing)."""
+    from task_types import get_task_type
+    from tasks.registry.gate import beats
+
+    metric = get_task_type(task).for_target(target or {}).compare_on
+    if metric not in val or metric not in baseline or beats(metric, val[metric], baseline[metric]) > 0:
+        return []
+    epochs = int(trained.epochs_run or 1)
+    return [
+        f"more epochs: train.epochs={2 * epochs} (it ran {epochs}; early stopping still picks the best)",
+        "the rate and the layers searched: python flows/sweep.py --trials 8 (the same data options; see README, Sweeps)",
+        "a larger model: model.name_or_path=<a BERT-base or larger encoder folder or hub name>",
+    ]
+
+
 def format_summary(summary: dict, tracking_uri: str) -> str:
     """The summary as a user reads it at the end of a run."""
     from task_types import get_task_type
@@ -152,6 +169,7 @@ def format_summary(summary: dict, tracking_uri: str) -> str:
         lines.append(f"test         {figures(summary['test_metrics'])}")
     lines.append(f"baseline     test {figures(summary['baseline_test_metrics'])}")
     lines.append(f"             the model {summary['baseline_verdict']}")
+    lines += [f"  try        {step}" for step in summary.get("next_steps") or []]
     lines.append(f"rows         {summary['rows_in']} in = {summary['rows_kept']} kept + {summary['rows_quarantined']} quarantined")
     if summary["reused_steps"]:
         lines.append(f"cached       re-used {', '.join(summary['reused_steps'])}")

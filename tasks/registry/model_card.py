@@ -58,7 +58,7 @@ def model_card(facts: dict) -> str:
 |---|{"---|" * len(headline)}
 {metrics}
 {task_type.card_metrics(facts["metrics"])}
-{explanations_section(facts.get("explanations") or {})}
+{baseline_section(facts, task_type)}{explanations_section(facts.get("explanations") or {})}
 ## Intended use
 {task_type.title.capitalize()} of texts like those in the training data, with a person or a threshold on the
 returned scores deciding what to do with uncertain cases.
@@ -66,6 +66,21 @@ returned scores deciding what to do with uncertain cases.
 ## Known limits
 {limits}
 """
+
+
+def baseline_section(facts: dict, task_type) -> str:
+    """When the model does not beat its run's baseline on the compare-on metric: say so, and what to try next."""
+    from tasks.registry.gate import beats
+
+    metric, baseline = task_type.compare_on, (facts.get("baseline") or {}).get("validation") or {}
+    mine = scalar_metrics(facts["metrics"].get("validation", {}))
+    if metric not in mine or metric not in baseline or beats(metric, mine[metric], baseline[metric]) > 0:
+        return ""
+    return (
+        f"\n**It does not beat its run's {task_type.baseline_name}** on validation {metric} ({mine[metric]:.4f} vs {baseline[metric]:.4f}). "
+        "Next to try: more epochs (train.epochs), a sweep over the rate and the frozen layers (python flows/sweep.py), a larger model "
+        "(model.name_or_path).\n"
+    )
 
 
 def explanations_section(explanations: dict) -> str:

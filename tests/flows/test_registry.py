@@ -58,6 +58,9 @@ def test_versions_carry_gate_fingerprints_revision_link_and_model_card(store):
     assert store["first"]["promoted"] and not store["second"]["promoted"]
     assert store["second"]["alias"] is None
     client = _client(store["uri"])
+    # TF-IDF separates the toy vocabulary perfectly (1.0): the tiny model cannot beat it, and every surface says what to try
+    assert "does NOT beat" in store["first"]["baseline_verdict"] and any("flows/sweep.py" in s for s in store["first"]["next_steps"])
+    assert "It does not beat its run's TF-IDF baseline" in client.get_model_version("tiny", "1").description
     v1, v2 = client.get_model_version("tiny", "1"), client.get_model_version("tiny", "2")
     for key in (
         "gate_passed",

@@ -70,18 +70,18 @@ def child_ours(path: str, cache: str) -> dict:
     from tasks.runtime import env
 
     env.apply()
-    from schemas.config import CacheConfig, DataConfig
+    from schemas.config import DEFAULT_TASK, CacheConfig, DataConfig
     from tasks.clean import clean_data
     from tasks.ingest import ingest_data
     from tasks.split import split_data
 
     data, cache_cfg = DataConfig(path=path), CacheConfig(dir=cache)
     started = time.perf_counter()
-    raw = ingest_data.fn(data, cache_cfg)
+    raw = ingest_data.fn(data, cache_cfg, DEFAULT_TASK)
     t_ingest = time.perf_counter()
-    clean = clean_data.fn(raw, data, cache_cfg)
+    clean = clean_data.fn(raw, data, cache_cfg, DEFAULT_TASK)
     t_clean = time.perf_counter()
-    split = split_data.fn(clean, data, cache_cfg, 42)
+    split = split_data.fn(clean, data, cache_cfg, 42, DEFAULT_TASK)
     done = time.perf_counter()
     assert clean.rows_in == clean.rows_kept + clean.rows_quarantined == raw.rows_out
     return {

@@ -3,9 +3,9 @@
     python bench/predict.py [--vs-pipeline 4000] [--rows 100000 1000000] [--model URI --tracking-uri URI]
 
 Part 1 (--vs-pipeline N; 0 skips it): the embedded MiniLM with a fresh two-label head, N real review texts of
-the default corpus. Ours is the predict flow's own per-chunk function (`flows.predict.predict_frame`: length-sorted
-batches, inference_mode, bf16 autocast on a CPU with native bf16 as `flows/predict.py` does by default, and again in
-fp32); the baseline is `transformers.pipeline("text-classification", ...)` called as its docs
+the default corpus. Ours is the predict flow's own per-chunk path (`tasks.serving.predictor.Predictor.predict` with
+`flows/predict.py`'s default batch size and precision: length-sorted batches, inference_mode, bf16 autocast on a CPU
+with native bf16, and again in fp32); the baseline is `transformers.pipeline("text-classification", ...)` called as its docs
 show (one text at a time), and again with batch_size=32. Both in this process, one after the other; the labels
 of all runs are compared (they must agree: same model).
 
@@ -27,10 +27,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+TASK = "classification"  # the default data's task, and what transformers' text-classification pipeline does
 
 
 def tiny_model(workdir: Path) -> tuple[str, str]:
@@ -86,14 +88,16 @@ def versus_pipeline(rows: int) -> dict:
     import transformers
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from flows.predict import predict_frame, use_bf16
-    from schemas.config import EVAL_BATCH_SIZE, MAX_LENGTH, DataConfig, ModelConfig, resolve_model_path
-    from task_types.inference import model_task
+    from flows.predict import use_bf16
+    from schemas.config import MAX_LENGTH, DataConfig, ModelConfig, resolve_model_path
+    from schemas.predict import PredictConfig
     from tasks.clean import clean_frame
     from tasks.ingest import read_source
+    from tasks.serving.predictor import PredictOptions, Predictor
 
-    raw, _ = read_source(DataConfig())
-    frame = clean_frame(raw)[0].head(rows)[["text"]].reset_index(drop=True)
+    data = DataConfig()
+    raw, _ = read_source(data, TASK)
+    frame = clean_frame(raw, data, TASK)[0].head(rows)[["text"]].reset_index(drop=True)
     texts = frame["text"].tolist()
     path = resolve_model_path(ModelConfig().name_or_path)
     torch.manual_seed(0)
@@ -102,8 +106,7 @@ def versus_pipeline(rows: int) -> dict:
         path, num_labels=2, id2label=labels, label2id={v: k for k, v in labels.items()}
     )
     tokenizer = AutoTokenizer.from_pretrained(path)
-    model.config.finetune_flow = {"task": "classification", "target": {"labels": ["neg", "pos"]}, "decision": {}, "max_length": MAX_LENGTH}
-    info = model_task(model.config)
+    model.config.finetune_flow = {"task": TASK, "target": {"labels": ["neg", "pos"]}, "decision": {}, "max_length": MAX_LENGTH}
     mean_tokens = sum(len(ids) for ids in tokenizer(texts)["input_ids"]) / len(texts)
     print(
         f"vs pipeline: MiniLM (fresh 2-label head), {len(texts):,} review texts, {mean_tokens:.1f} tokens on average, {torch.get_num_threads()} threads"
@@ -114,17 +117,20 @@ def versus_pipeline(rows: int) -> dict:
         out = fn()
         return len(texts) / (time.perf_counter() - started), out
 
-    bf16 = use_bf16("auto")  # what flows/predict.py does by default: bf16 on a CPU with native bf16
-    ours_s, ours = timed(lambda: predict_frame(frame, ("text", None), model, tokenizer, info, MAX_LENGTH, EVAL_BATCH_SIZE, bf16=bf16))
-    fp32_s, fp32 = timed(lambda: predict_frame(frame, ("text", None), model, tokenizer, info, MAX_LENGTH, EVAL_BATCH_SIZE))
+    defaults = PredictConfig(input="-", output="-")  # what flows/predict.py runs with when given no options
+    bf16 = use_bf16(defaults.precision)  # auto: bf16 on a CPU with native bf16
+    options = PredictOptions(batch_size=defaults.batch_size, bf16=bf16)
+    predictor, predictor_fp32 = Predictor(model, tokenizer, options), Predictor(model, tokenizer, replace(options, bf16=False))
+    ours_s, ours = timed(lambda: predictor.predict(frame))
+    fp32_s, fp32 = timed(lambda: predictor_fp32.predict(frame))
     pipe = transformers.pipeline("text-classification", model=model, tokenizer=tokenizer, device="cpu")
     pipe_s, piped = timed(lambda: pipe(texts, truncation=True, max_length=MAX_LENGTH))
     batched_s, batched = timed(lambda: pipe(texts, truncation=True, max_length=MAX_LENGTH, batch_size=32))
     agree = sum(a == b["label"] for a, b in zip(ours["predicted_label"], piped)) / len(texts)
     agree_fp32 = sum(a == b["label"] for a, b in zip(fp32["predicted_label"], piped)) / len(texts)
     agree_batched = sum(a["label"] == b["label"] for a, b in zip(piped, batched)) / len(texts)
-    print(f"  ours (predict_frame, {'bf16' if bf16 else 'fp32'}, the default) {ours_s:8.1f} rows/s")
-    print(f"  ours (predict_frame, fp32)           {fp32_s:8.1f} rows/s")
+    print(f"  ours (Predictor, {'bf16' if bf16 else 'fp32'}, the default)  {ours_s:8.1f} rows/s")
+    print(f"  ours (Predictor, fp32)               {fp32_s:8.1f} rows/s")
     print(f"  transformers.pipeline, one at a time {pipe_s:8.1f} rows/s   ours is {ours_s / pipe_s:.2f}x (target >= 5x)")
     print(f"  transformers.pipeline, batch_size=32 {batched_s:8.1f} rows/s   ours is {ours_s / batched_s:.2f}x")
     print(

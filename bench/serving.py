@@ -3,11 +3,11 @@
     .venv/bin/python bench/serving.py [--train-rows 4000] [--rows 4000] [--epochs 1|auto]
 
 Fine-tunes the default model on a sample of the embedded reviews (the real flow, `data.max_rows=TRAIN_ROWS
-train.epochs=EPOCHS`, into a scratch store; `auto` trains as the default job does), then predicts ROWS reviews the run never saw with the predict flow's own
-per-chunk function (`flows.predict.predict_frame`) on three runtimes, one after the other in this process:
-torch in fp32, torch under bf16 autocast (on a CPU with native bf16: `flows/predict.py`'s default there),
-onnxruntime fp32 and onnxruntime int8 (what `make export` writes and
-`flows/predict.py --runtime onnx` runs). Prints rows/s, the ratio to torch, the share of rows whose predicted
+train.epochs=EPOCHS`, into a scratch store; `auto` trains as the default job does), then predicts ROWS reviews the run
+never saw with the predict flow's own per-chunk path (`tasks.serving.predictor.Predictor.predict` with `flows/predict.py`'s
+default batch size) on each runtime, one after the other in this process: torch in fp32, torch under bf16 autocast (on a
+CPU with native bf16: `flows/predict.py`'s default there), onnxruntime fp32 and onnxruntime int8 (what `make export`
+writes and `flows/predict.py --runtime onnx` runs). Prints rows/s, the ratio to torch, the share of rows whose predicted
 label agrees with torch (target for int8: >= 99%) and each runtime's accuracy on the true labels; the last line is JSON.
 """
 
@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._runner import run_flow  # noqa: E402
 
 
-def unseen_rows(cache: Path, rows: int):
+def unseen_rows(cache: Path, rows: int, task: str):
     """ROWS cleaned reviews of the embedded corpus that are in none of the run's splits."""
     import pandas as pd
 
@@ -36,7 +36,8 @@ def unseen_rows(cache: Path, rows: int):
     used = set()
     for part in cache.glob("split/*/*.parquet"):
         used |= set(pd.read_parquet(part, columns=["text"])["text"])
-    frame = clean_frame(read_source(DataConfig())[0])[0]
+    data = DataConfig()
+    frame = clean_frame(read_source(data, task)[0], data, task)[0]
     return frame[~frame["text"].isin(used)].head(rows).reset_index(drop=True)
 
 
@@ -52,11 +53,11 @@ def main() -> None:
     import mlflow
     import torch
 
-    from flows.predict import predict_frame, use_bf16
-    from schemas.config import EVAL_BATCH_SIZE, MAX_LENGTH
-    from task_types.inference import model_task
+    from flows.predict import use_bf16
+    from schemas.predict import PredictConfig
     from tasks.serving.model_io import load_registered
     from tasks.serving.onnx_export import OnnxModel, export_onnx
+    from tasks.serving.predictor import PredictOptions, Predictor
 
     with tempfile.TemporaryDirectory(prefix="bench-onnx-") as tmp:
         workdir = Path(tmp)
@@ -65,14 +66,14 @@ def main() -> None:
         mlflow.set_tracking_uri(uri)
         mlflow.set_registry_uri(uri)
         model, tokenizer = load_registered(f"models:/{summary['model_name']}/{summary['model_version']}")
-        info = model_task(model.config)
-        frame = unseen_rows(workdir / "cache", args.rows)
+        frame = unseen_rows(workdir / "cache", args.rows, summary["task"])
         started = time.perf_counter()
         export_onnx(model, tokenizer, workdir / "onnx", "int8")
         export_s = time.perf_counter() - started
+        defaults = PredictConfig(input="-", output="-")  # what flows/predict.py runs with when given no options
         runtimes = {  # name: (model, bf16 autocast)
             "torch": (model, False),
-            **({"torch_bf16": (model, True)} if use_bf16("auto") else {}),  # predict's default on a CPU with native bf16
+            **({"torch_bf16": (model, True)} if use_bf16(defaults.precision) else {}),  # predict's default on a CPU with native bf16
             "onnx_fp32": (OnnxModel(workdir / "onnx" / "model.onnx", model.config, torch.get_num_threads()), False),
             "onnx_int8": (OnnxModel(workdir / "onnx" / "model.int8.onnx", model.config, torch.get_num_threads()), False),
         }
@@ -82,9 +83,10 @@ def main() -> None:
         )
         results, labels = {}, {}
         for name, (runtime, bf16) in runtimes.items():
-            predict_frame(frame.head(64), ("text", None), runtime, tokenizer, info, MAX_LENGTH, EVAL_BATCH_SIZE, bf16=bf16)  # warm-up
+            predictor = Predictor(runtime, tokenizer, PredictOptions(batch_size=defaults.batch_size, bf16=bf16))
+            predictor.predict(frame.head(64))  # warm-up
             started = time.perf_counter()
-            out = predict_frame(frame, ("text", None), runtime, tokenizer, info, MAX_LENGTH, EVAL_BATCH_SIZE, bf16=bf16)
+            out = predictor.predict(frame)
             seconds = time.perf_counter() - started
             labels[name] = out["predicted_label"].tolist()
             results[name] = {

@@ -4,12 +4,13 @@
         [--config bert-base] [--device auto|cpu|cuda] [--batch-size 32] [--join K] [--variant KEY=VALUE ...]
 
 (a) baseline: HF Trainer as run_glue.py configures it (every text padded to max_length=128, fp32);
-(b) ours: tasks.train.train_model exactly as the flow runs it with its defaults (per-batch
-padding, length-grouped batches, precision=auto, evaluation each epoch, best checkpoint kept).
-Both train one epoch with the same batch size and learning rate and are scored by the same
-length-sorted inference on the same held-out rows. Two speeds are printed for each: end to end
+(b) ours: tasks.training.recipe.train_model exactly as the fine-tune step runs it with its defaults (per-batch
+padding, length-grouped batches, precision=auto, evaluation each epoch, best checkpoint kept), its auto values
+fixed first as the step fixes them (tasks.train.resolve_rates: learning_rate=auto is the range test on the same
+train rows, not timed). Both train one epoch with the same batch size and that learning rate and are scored by the
+same length-sorted inference on the same held-out rows. Two speeds are printed for each: end to end
 (ours includes the model load, the epoch's validation and its checkpoint; a lower bound) and the
-training loop alone (from the end of the first few steps to the end of the last, the same clock for
+training loop alone (from the start of the first step to the end of the last, the same clock for
 both). On a GPU (--device auto picks one) the peak is the GPU's bf16 matmul rate. --config bert-base
 trains a randomly initialised BERT-base-size model (768 wide, 12 layers) and --join K makes each
 training text K reviews long: both for speed only, their accuracy means nothing. The last line is JSON.
@@ -46,24 +47,29 @@ from transformers import (  # noqa: E402
     set_seed,
 )
 
-from schemas.config import DataConfig, ModelConfig, TrainConfig, resolve_model_path  # noqa: E402
+from schemas.config import CacheConfig, DataConfig, ModelConfig, TrainConfig, resolve_model_path  # noqa: E402
 from schemas.results import TokenizeResult  # noqa: E402
+from task_types.base import Runner  # noqa: E402
 from task_types.classification import classification_metrics  # noqa: E402
 from task_types.inference import predict_logits  # noqa: E402
+from task_types.sequence import encode  # noqa: E402
 from tasks.clean import clean_frame  # noqa: E402
 from tasks.ingest import read_source  # noqa: E402
 from tasks.split import split_frame, stratified_sample  # noqa: E402
-from tasks.tokenize import encode  # noqa: E402
+from tasks.train import resolve_rates  # noqa: E402
 from tasks.training.recipe import choose_device, train_model  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peak import cpu_flags, gpu_peak, peak  # noqa: E402
 
+TASK = "classification"  # the embedded reviews, one label per text: what run_glue's recipe trains
+
 
 def load_rows(train_rows: int, heldout_rows: int, seed: int):
     """Seeded train / small validation / held-out rows from the embedded corpus."""
-    raw, _ = read_source(DataConfig())
-    kept, _ = clean_frame(raw)
+    data = DataConfig()
+    raw, _ = read_source(data, TASK)
+    kept, _ = clean_frame(raw, data, TASK)
     total = int((train_rows + heldout_rows) / 0.8)
     parts = split_frame(stratified_sample(kept, total, seed), 0.1, heldout_rows / total, seed)
     label2id = {label: i for i, label in enumerate(sorted(kept["label"].unique()))}
@@ -205,7 +211,7 @@ def save_tokens(tokenizer, frames: dict, max_length: int, folder: Path) -> dict:
 
 def heldout_accuracy(model, tokenizer, frame, max_length: int, device: str = "cpu") -> float:
     encoded, _ = encode(tokenizer, frame["text"].tolist(), max_length)
-    logits = predict_logits(model, tokenizer, encoded, 128, device, bf16=False)
+    logits = predict_logits(model, tokenizer, encoded, Runner(batch_size=128, device=device, bf16=False))
     return classification_metrics(frame["label_id"].to_numpy(), logits.argmax(1))["accuracy"]
 
 
@@ -216,6 +222,14 @@ def training_flops_per_example(model, mean_tokens: float) -> float:
     config = model.config
     attention = 12 * config.num_hidden_layers * mean_tokens * config.hidden_size
     return mean_tokens * (6 * params + attention)
+
+
+def fix_auto(tokens: TokenizeResult, model_cfg: ModelConfig, train: TrainConfig, seed: int, scratch: Path) -> tuple[TrainConfig, str]:
+    """The train section with its auto values (batch size, learning rate, layer decay) fixed as the fine-tune step fixes
+    them, and why the learning rate is what it is; learning_rate=auto's range test is cached under scratch."""
+    folder = Path(tempfile.mkdtemp(prefix="rates-", dir=scratch))  # resolve_rates copies the range test's curve here
+    resolved, chosen = resolve_rates(tokens, model_cfg, train, CacheConfig(dir=str(scratch / "cache")), seed, TASK, folder)
+    return resolved, chosen["learning_rate_why"]
 
 
 def run_baseline(model_path, tokenizer, train, labels, cfg: TrainConfig, seed: int, out: Path, device: str, clock: StepClock):
@@ -284,11 +298,24 @@ def main() -> None:
         if args.random_init or args.config:
             model_path = random_model(model_path, args.config, tmp / "random-model")
         tokenizer = AutoTokenizer.from_pretrained(model_path)
+        model_cfg = ModelConfig(name_or_path=model_path)
+        tokens = TokenizeResult(
+            paths=save_tokens(tokenizer, {"train": train, "validation": validation}, cfg.max_length, tmp),
+            length_files={},
+            labels=labels,
+            target={"labels": labels},
+            max_length=cfg.max_length,
+            lengths={},
+            key="bench-throughput",
+            reused=False,
+        )
+        cfg, lr_why = fix_auto(tokens, model_cfg, cfg, args.seed, tmp)
         print(
             f"model {args.config or args.model}{' (random weights)' if model_path.startswith(str(tmp)) else ''} on {device}; "
             f"{len(train)} train rows{f' of {args.join} reviews each' if args.join > 1 else ''}, {len(validation)} validation, "
-            f"{len(heldout)} held-out; batch {cfg.batch_size}, lr {cfg.learning_rate}, 1 epoch; torch threads {torch.get_num_threads()}"
+            f"{len(heldout)} held-out; batch {cfg.batch_size}, lr {cfg.learning_rate:.3g}, 1 epoch; torch threads {torch.get_num_threads()}"
         )
+        print(f"learning rate of both: {lr_why}")
         if args.profile:
             print("(profiled: the loop figures below include the profiler's own cost)")
         result = {
@@ -296,6 +323,7 @@ def main() -> None:
             "device": device,
             "model": args.config or ("random " if args.random_init else "") + args.model,
             "batch_size": cfg.batch_size,
+            "learning_rate": float(f"{cfg.learning_rate:.3g}"),
         }
         if not args.skip_baseline:
             clock = StepClock(device)
@@ -310,27 +338,18 @@ def main() -> None:
                 f"training loop; held-out accuracy {result['baseline_acc']:.4f}"
             )
             del base_model
-        tokens = TokenizeResult(
-            paths=save_tokens(tokenizer, {"train": train, "validation": validation}, cfg.max_length, tmp),
-            length_files={},
-            labels=labels,
-            target={"labels": labels},
-            max_length=cfg.max_length,
-            lengths={},
-            key="bench-throughput",
-            reused=False,
-        )
 
         def ours(train_cfg: TrainConfig, name: str) -> tuple[float, float, float, dict]:
             clock = StepClock(device)
             started = time.perf_counter()
             meta = train_model(
                 tokens,
-                ModelConfig(name_or_path=model_path),
+                model_cfg,
                 train_cfg,
                 args.seed,
                 tmp / name,
                 tmp / f"ckpt-{name}",
+                TASK,
                 extra_callbacks=[clock, ProfileSteps(device)] if args.profile else [clock],
             )
             ex_s = len(train) / (time.perf_counter() - started)
@@ -364,7 +383,7 @@ def main() -> None:
         )
         for index, variant in enumerate(args.variant):
             changes = {k: yaml.safe_load(v) for k, v in (item.partition("=")[::2] for item in variant.split(","))}  # as config overrides
-            changed = TrainConfig.model_validate({**cfg.model_dump(), **changes})
+            changed, _ = fix_auto(tokens, model_cfg, TrainConfig.model_validate({**cfg.model_dump(), **changes}), args.seed, tmp)
             key = "+".join(changes)
             if f"variant_{key}_ex_s" in result:  # the same options twice with other values: name them apart
                 key = "+".join(f"{k}={v}" for k, v in changes.items())
@@ -394,6 +413,7 @@ def main() -> None:
         "device",
         "model",
         "batch_size",
+        "learning_rate",
         "baseline_ex_s",
         "ours_ex_s",
         "ratio",

@@ -107,6 +107,9 @@ def summarize(run_id: str, task: str, steps: RunSteps, logged: LogRunResult, reg
         "data_report": str(Path(steps.report.path) / "data_report.md"),
         "reused_steps": [name for name, result in cached.items() if result.reused],
         "resumed_from": steps.fine_tune.resumed_from,
+        "learning_rate": steps.fine_tune.learning_rate,
+        "learning_rate_why": steps.fine_tune.learning_rate_why,
+        "lr_range_seconds": steps.fine_tune.lr_range_seconds,
         "step_seconds": {
             **{name: result.seconds for name, result in cached.items()},
             "log_run": logged.seconds,

@@ -43,7 +43,7 @@ from flows.cli import add_model_arguments, add_tracking_argument, tracking_uri
 from flows.temporary_server import temporary_api
 from schemas.config import DEFAULT_RETRIES, EVAL_BATCH_SIZE, CacheConfig, TrackingConfig, check_model_name
 from schemas.errors import ConfigError, DataError, FinetuneError, environment_fault, is_transient
-from schemas.predict import PredictConfig
+from schemas.predict import PREDICT_CHUNK_ROWS, PredictConfig
 from schemas.secrets import mask_text, mask_uri
 from tasks.readers.tables import infer_format, iter_table
 from tasks.runtime.logs import quiet_user_errors, step_logger
@@ -367,6 +367,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--id-column", help="--runner ray: the input's own id column kept on every row (default: row_id, the 0-based position)"
     )
     ray.add_argument("--output-format", choices=["csv", "jsonl", "parquet"], help="--runner ray: the part files' format (default: parquet)")
+    parser.add_argument(
+        "--chunk-rows",
+        type=int,
+        default=PREDICT_CHUNK_ROWS,
+        help=f"rows read, answered and written at a time (default: {PREDICT_CHUNK_ROWS}); --runner ray: a chunk, one task and one part "
+        "file (smaller: finer retries and balance)",
+    )
     add_tracking_argument(parser)
     return parser
 
@@ -403,6 +410,7 @@ def config_from(args: argparse.Namespace) -> PredictConfig:
         ray_address=args.ray_address,
         id_column=args.id_column,
         output_format=args.output_format,
+        chunk_rows=args.chunk_rows,
     )
 
 

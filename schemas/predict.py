@@ -39,7 +39,9 @@ class PredictConfig(BaseModel):
     batch_size: int = Field(EVAL_BATCH_SIZE, gt=0, description="inputs per forward pass")
     max_length: int | None = Field(None, gt=0, description="tokens read per input (None: as the model was trained)")
     trust_remote_code: bool = Field(False, description="allow a model whose files carry their own code to run it")
-    chunk_rows: int = Field(PREDICT_CHUNK_ROWS, gt=0, description="rows read, predicted and written at a time")
+    chunk_rows: int = Field(
+        PREDICT_CHUNK_ROWS, gt=0, description="rows read, predicted and written at a time (runner ray: a chunk, one task and one part file)"
+    )
     pre_tokenized: bool = Field(False, description="token_classification: JSON lists in text cells are words as given")
     runtime: Literal["torch", "onnx"] = Field("torch", description="torch, or onnxruntime on the model exported to ONNX")
     quantize: Literal["int8", "none"] = Field("int8", description="with runtime onnx: int8 or fp32")

@@ -162,7 +162,8 @@ class TrainResult(CachedStepResult):
     # where and how it trained
     device: str
     precision: str
-    nproc: int = 1
+    nproc: int = 1  # processes that trained it (torchrun's train.nproc or Ray's train.workers)
+    runner: str = "local"  # train.runner: local (one process or torchrun) or ray
     frozen_parameters: int = 0
     # the peak learning rate it trained at (train.learning_rate=auto: the range test's pick), why, the range test's seconds,
     # and the layer-wise decay (train.layer_lr_decay=auto: the task type's)

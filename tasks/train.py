@@ -115,7 +115,8 @@ def fine_tune(
         if train.runner == "ray":
             from tasks.training.ray_train import train_on_ray
 
-            return {**train_on_ray(tokens, model, resolved, seed, folder, checkpoints, task, compare_on, ray_address), **chosen}
+            trained = train_on_ray(tokens, model, resolved, seed, folder, checkpoints, task, compare_on, ray_address)
+            return {**trained, **chosen, "runner": "ray"}
         run = train_distributed if train.nproc > 1 else train_model
         if pruning is None or train.nproc > 1:
             return {**run(tokens, model, resolved, seed, folder, checkpoints, task, compare_on), **chosen}

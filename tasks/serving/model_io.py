@@ -82,8 +82,11 @@ def log_model(run_id: str, model_path: str, decision: dict, columns: dict, base_
         weights = _with_decision(model_path, decision, columns, Path(tmp))
         info = model_task(_Config(json.loads((weights / "config.json").read_text())))
         task_type = get_task_type(info["task"]).for_target(info["target"])
-        # log_model links the model to the active run; resuming ours here marks it FINISHED on exit, so it is set back to
-        # RUNNING at once (the flow's tracking_run closes it; a kill in between is found by its open tag).
+        # log_model links the model to the active run; resuming it here marks it FINISHED on exit, so it is set back to
+        # what it was at once: RUNNING for the flow's own run (tracking_run closes it; a kill in between is found by its
+        # open tag), FINISHED for a sweep's finished trial.
+        client = mlflow.MlflowClient(mlflow.get_tracking_uri())
+        status = client.get_run(run_id).info.status
         with mlflow.start_run(run_id=run_id):
             logged = mlflow.pyfunc.log_model(
                 name="model",
@@ -94,7 +97,8 @@ def log_model(run_id: str, model_path: str, decision: dict, columns: dict, base_
                 signature=signature(task_type, info),
                 metadata={"task": info["task"], "base_model": base_model},
             )
-        mlflow.MlflowClient(mlflow.get_tracking_uri()).update_run(run_id, status="RUNNING")
+        if status != "FINISHED":
+            client.update_run(run_id, status=status)
     return logged.model_uri
 
 

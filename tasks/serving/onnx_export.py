@@ -1,6 +1,6 @@
 """The fine-tuned model as ONNX for serving: exported with torch.onnx, optionally quantized to int8 (onnxruntime's
 dynamic quantization: int8 weights, activations quantized per batch), and run by onnxruntime as a drop-in for the
-torch model in batch inference (tasks/inference.py calls `model(**batch).logits` on either)."""
+torch model in batch inference (task_types/inference.py calls `model(**batch).logits` on either)."""
 
 from __future__ import annotations
 

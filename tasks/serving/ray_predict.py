@@ -19,9 +19,10 @@ from pathlib import Path
 import pandas as pd
 
 from schemas.errors import DataError
+from schemas.predict import PREDICT_CHUNK_ROWS
 from tasks.readers.tables import infer_format, iter_table, python_encoding, read_bytes
 
-CHUNK_ROWS = 20_000  # rows a chunk holds (a task's work: seconds to minutes)
+CHUNK_ROWS = PREDICT_CHUNK_ROWS  # rows a chunk holds (--chunk-rows): a task of seconds to minutes
 MAX_ATTEMPTS = 4
 ID_COLUMN = "row_id"
 PART = "part-{:06d}.{}"
@@ -149,6 +150,7 @@ class ChunkPredictor:
 
     def answer(self, chunk: dict, folder: str, fmt: str, id_column: str | None) -> dict:
         frame = read_chunk(chunk, self.encoding)
+        self.predictor.check_columns(list(frame.columns), f"'{Path(chunk['path']).name}'")
         if id_column is None:
             frame.insert(0, ID_COLUMN, range(chunk["first_row"], chunk["first_row"] + len(frame)))
         out = self.predictor.predict(frame)
@@ -183,7 +185,7 @@ def predict_on_ray(cfg, model_uri: str, options: dict) -> dict:
     if cfg.id_column is None and ID_COLUMN in first.columns:
         raise DataError(f"the input has a column '{ID_COLUMN}', the id --runner ray adds: name it with --id-column {ID_COLUMN}")
     started = time.perf_counter()
-    chunks = plan_chunks(files, fmt, python_encoding(cfg.encoding))
+    chunks = plan_chunks(files, fmt, python_encoding(cfg.encoding), cfg.chunk_rows)
     connected = connect(cfg.ray_address, cfg.workers * cfg.worker_cpus, "--runner ray")
     try:
         remote = ray.remote(ChunkPredictor).options(

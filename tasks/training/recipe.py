@@ -369,6 +369,10 @@ def set_up(
     extra_callbacks: list | None = None,
 ) -> tuple[Trainer, dict]:
     """The Trainer over the tokenized train and validation splits, and the facts of the set-up (epochs, weights, frozen)."""
+    if train.learning_rate == "auto" or train.batch_size == "auto":
+        raise ConfigError(
+            "train.learning_rate / train.batch_size = auto are chosen by the fine-tune step (tasks/train.py: resolve_rates) first"
+        )
     import pandas as pd
     from datasets import load_from_disk
 
@@ -393,8 +397,9 @@ def set_up(
     epochs, epochs_why = choose_epochs(train.epochs, len(train_set), train.batch_size, train.world_size())
     step_logger().info("fine_tune: %s", epochs_why)
     args = _training_args(train, checkpoints, choices.device, choices.precision, seed, choices.best_metric, epochs)
-    # Off (1.0), the Trainer builds its own optimizer exactly as before.
-    optimizer = {"optimizers": (layer_decay_optimizer(model, args, train.layer_lr_decay), None)} if train.layer_lr_decay != 1.0 else {}
+    # Off (1.0), the Trainer builds its own optimizer exactly as before; auto is the task type's.
+    decay = task_type.default_layer_lr_decay if train.layer_lr_decay == "auto" else train.layer_lr_decay
+    optimizer = {"optimizers": (layer_decay_optimizer(model, args, decay), None)} if decay != 1.0 else {}
     weighted = {"loss_weights": weights, "task_type": task_type} if weights is not None else {}
     base = WeightedLossTrainer if weights is not None else Trainer
     mixins = task_type.trainer_mixins()

@@ -28,6 +28,7 @@ SUMMARY_KEYS = [
     "baseline_val_metrics",
     "baseline_test_metrics",
     "baseline_verdict",
+    "next_steps",
     "val_accuracy",
     "val_f1",
     "test_accuracy",
@@ -42,6 +43,9 @@ SUMMARY_KEYS = [
     "data_report",
     "reused_steps",
     "resumed_from",
+    "learning_rate",
+    "learning_rate_why",
+    "lr_range_seconds",
     "step_seconds",
     "wall_seconds",
 ]

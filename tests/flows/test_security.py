@@ -13,6 +13,7 @@ from mlflow import MlflowClient
 
 from flows.finetune import finetune
 from schemas.config import FinetuneConfig
+from tasks.serving.safe_load import weights_folder
 from tests.conftest import toy_frame
 
 
@@ -42,13 +43,14 @@ def _hostile_version(store, marker: Path) -> str:
     client = MlflowClient(store["uri"], store["uri"])
     mlflow.set_tracking_uri(store["uri"])
     folder = Path(mlflow.artifacts.download_artifacts("models:/tiny/1", dst_path=str(store["root"] / "hostile")))
-    (folder / "model" / "evil.py").write_text(
+    weights = weights_folder(folder)  # the pyfunc's artifacts/weights (or an older version's model/)
+    (weights / "evil.py").write_text(
         f"import pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\n"
         "from transformers import BertConfig, BertForSequenceClassification\n"
         "class EvilConfig(BertConfig):\n    model_type = 'evil'\n"
         "class EvilModel(BertForSequenceClassification):\n    config_class = EvilConfig\n"
     )
-    config = json.loads((folder / "model" / "config.json").read_text())
+    config = json.loads((weights / "config.json").read_text())
     config.update(
         {
             "model_type": "evil",
@@ -56,7 +58,7 @@ def _hostile_version(store, marker: Path) -> str:
             "auto_map": {"AutoConfig": "evil.EvilConfig", "AutoModelForSequenceClassification": "evil.EvilModel"},
         }
     )
-    (folder / "model" / "config.json").write_text(json.dumps(config))
+    (weights / "config.json").write_text(json.dumps(config))
     mlmodel = (folder / "MLmodel").read_text()
     (folder / "MLmodel").write_text(mlmodel.replace("model_type: BertForSequenceClassification", "model_type: EvilModel"))
     run = client.create_run(client.get_experiment_by_name("finetune-flow").experiment_id)

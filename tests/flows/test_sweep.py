@@ -93,7 +93,8 @@ def check_sweep_of_four(summary: dict, cfg) -> None:
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == summary["parent_run_id"]]
     assert [r.info.run_id for r in parent] == [summary["parent_run_id"]] and len(children) == 4
     assert sorted(int(r.data.tags["trial_number"]) for r in children) == [0, 1, 2, 3]
-    assert all(r.info.status == "FINISHED" and r.data.tags["trial_state"] == "completed" for r in children)
+    states = [(r.info.status, r.data.tags.get("trial_state")) for r in children]
+    assert states == [("FINISHED", "completed")] * 4, states
     assert all("val_f1_macro" in r.data.metrics and "train_loss" in r.data.metrics for r in children)
     assert {r.data.params["train.freeze_layers"] for r in children} <= {"0", "1"}
     assert len({r.data.params["train.learning_rate"] for r in children}) == 4

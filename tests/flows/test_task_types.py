@@ -164,9 +164,9 @@ def test_regression_on_pairs_trains_registers_is_gated_and_predicts_in_data_unit
     assert (version.tags["task"], version.tags["inputs"], version.tags["outputs"]) == ("regression", "text, text_pair", "predicted_value")
     assert "standardised for training" in version.description
     signature = mlflow.models.get_model_info(f"runs:/{summary['run_id']}/model").signature
-    assert [c.name for c in signature.inputs.inputs] == ["text", "text_pair"] and [c.name for c in signature.outputs.inputs] == [
-        "predicted_value"
-    ]
+    # the logged model reads the columns it was trained on and answers as predict does (predict_error on unusable rows)
+    assert [c.name for c in signature.inputs.inputs] == ["first", "second"]
+    assert [c.name for c in signature.outputs.inputs] == ["predicted_value", "predict_error"]
     report = json.loads(open(client.download_artifacts(summary["run_id"], "data/data_report.json")).read())
     assert report["text_pair"] and set(report["target_stats"]) == {"train", "validation", "test"}
 

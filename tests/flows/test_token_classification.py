@@ -149,7 +149,7 @@ def test_ner_trains_registers_gates_and_reports(runs):
     assert "scheme **IOB2**" in version.description and "F1 per entity type" in version.description
     assert "uncased" in version.description and "constrained decode" in version.description
     signature = mlflow.models.get_model_info(f"runs:/{summary['run_id']}/model").signature
-    assert [c.name for c in signature.outputs.inputs] == ["words", "tags", "entities"]
+    assert [c.name for c in signature.outputs.inputs] == ["words", "tags", "entities", "predict_error"]
 
 
 def test_ner_predicts_words_tags_and_spans_through_predict(runs, tmp_path):

@@ -109,7 +109,7 @@ def test_frozen_parameters_stay_out_of_the_optimizer(tiny, tmp_path):
 
 
 def test_options_are_off_by_default_and_validated():
-    assert TrainConfig().freeze_layers == 0 and TrainConfig().layer_lr_decay == 1.0 and TrainConfig().freeze_embeddings is False
+    assert TrainConfig().freeze_layers == 0 and TrainConfig().layer_lr_decay == "auto" and TrainConfig().freeze_embeddings is False
     assert TrainConfig().dropout == 0.0  # measured faster at equal accuracy; null keeps the model's own
     with pytest.raises(ValueError):
         TrainConfig(layer_lr_decay=1.5)

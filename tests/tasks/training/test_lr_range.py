@@ -38,6 +38,7 @@ def test_auto_runs_the_range_test_once_logs_the_rate_and_the_curve(tmp_path, mak
     run = client.get_run(summary["run_id"])
     assert PICK_FLOOR <= run.data.metrics["learning_rate_chosen"] <= PICK_CEIL and run.data.metrics["lr_range_seconds"] > 0
     assert "range test over" in run.data.tags["learning_rate_chosen"]
+    assert summary["learning_rate"] == run.data.metrics["learning_rate_chosen"] and "range test" in summary["learning_rate_why"]
     assert {"training/lr_range.png", "training/lr_range.json"} <= {a.path for a in client.list_artifacts(summary["run_id"], "training")}
     again = finetune(cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": 2})}))  # the budget changes, the pick does not
     assert client.get_run(again["run_id"]).data.metrics["learning_rate_chosen"] == run.data.metrics["learning_rate_chosen"]

@@ -88,6 +88,7 @@ def test_malformed_label_lists_are_quarantined_and_never_become_label_names(requ
 
 
 # 3 ------------------------------------------------------------------------------------------------------------------------
+@pytest.mark.slow  # minutes of CPU on 2 cores: `make test-slow`
 def test_a_few_malformed_bio_tags_are_quarantined_and_bio_stays_on(request, cli_env, base):
     sentences = []
     for i in range(30):
@@ -248,6 +249,7 @@ def test_a_base_model_with_pickled_weights_is_refused_without_suggesting_to_turn
 
 
 # 18 -----------------------------------------------------------------------------------------------------------------------
+@pytest.mark.slow  # minutes of CPU on 2 cores: `make test-slow`
 def test_texts_of_unknown_tokens_only_are_counted_or_quarantined_as_the_user_chooses(request, cli_env, base):
     frame = toy_frame()
     frame = pd.concat(
@@ -270,6 +272,7 @@ def _sweep(request, cli_env, base, *args):
     return _cli(request.config.rootpath, cli_env, "flows/sweep.py", *base["options"], *args)
 
 
+@pytest.mark.slow  # minutes of CPU on 2 cores: `make test-slow`
 def test_sweep_grid_finishes_on_its_last_point_and_a_resumed_tpe_sweep_never_repeats_a_setting(request, cli_env, base, toy_csv):
     data = [f"data.path={toy_csv}", "registry.min_accuracy=0", "registry.min_f1=0", "sweep.pruning=false"]
     grid = _sweep(request, cli_env, base, *data, "--sampler", "grid", "--trials", "2", "sweep.space={train.learning_rate: [1e-3, 5e-4]}")

@@ -103,7 +103,7 @@ def test_gate_passes_registers_and_promotes(prefect_server, make_config, messy_c
     mlflow.set_tracking_uri(cfg.tracking.resolved_uri())
     classifier = mlflow.pyfunc.load_model("models:/tiny@champion")
     predictions = classifier.predict(pd.DataFrame({"text": ["great superb film", "awful dull film"]}))
-    assert set(predictions["label"]) <= {"neg", "pos"} and len(predictions) == 2
+    assert set(predictions["predicted_label"]) <= {"neg", "pos"} and len(predictions) == 2
     assert "promoted to @champion" in format_summary(summary, cfg.tracking.resolved_uri())
 
 

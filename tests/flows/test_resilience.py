@@ -158,6 +158,7 @@ def test_killed_training_resumes_from_its_checkpoint(request, tmp_path, tiny_mod
     assert summary["val_f1"] == pytest.approx(reference["val_f1"], abs=0.05)
 
 
+@pytest.mark.slow  # minutes of CPU on 2 cores: `make test-slow`
 def test_two_flows_at_once_share_the_cache_safely(request, tmp_path, tiny_model_dir, toy_csv):
     root = request.config.rootpath
     work = {"model": tiny_model_dir, "db": tmp_path / "m.db", "cache": tmp_path / "cache"}

@@ -178,6 +178,7 @@ def test_regression_on_pairs_trains_registers_is_gated_and_predicts_in_data_unit
     assert result.loc[1, "predict_error"] == "null or empty text or text pair"
 
 
+@pytest.mark.slow  # minutes of CPU on 2 cores: `make test-slow`
 def test_long_texts_are_read_in_windows_and_get_one_prediction_each(runs, tmp_path):
     summary, client = runs["chunked"], MlflowClient(runs["uri"], runs["uri"])
     report = json.loads(open(client.download_artifacts(summary["run_id"], "data/data_report.json")).read())

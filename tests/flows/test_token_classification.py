@@ -152,6 +152,7 @@ def test_ner_trains_registers_gates_and_reports(runs):
     assert [c.name for c in signature.outputs.inputs] == ["words", "tags", "entities", "predict_error"]
 
 
+@pytest.mark.slow  # minutes of CPU on 2 cores: `make test-slow`
 def test_ner_predicts_words_tags_and_spans_through_predict(runs, tmp_path):
     text = "mary smith visited new york , and mary smith loves lagos"
     frame = pd.DataFrame({"text": [text, "", "john " * 60]})

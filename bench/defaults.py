@@ -60,6 +60,37 @@ def runs(folder: Path) -> dict[str, list[str]]:
     }
 
 
+def defaults_row(name: str, summary: dict) -> dict:
+    """One run's metric against its own baseline, the rate the defaults chose and the range test's share; printed."""
+    val, test = summary["val_metrics"], summary["test_metrics"] or {}
+    metric = next(m for m in ("f1_micro", "spearman", "entity_f1", "f1", "f1_macro") if m in val)
+    base_val, base_test = summary["baseline_val_metrics"], summary["baseline_test_metrics"] or {}
+    row = {
+        "run": name,
+        "metric": metric,
+        "val": round(val[metric], 4),
+        "baseline_val": round(base_val[metric], 4),
+        "test": round(test[metric], 4) if metric in test else None,
+        "baseline_test": round(base_test[metric], 4) if metric in base_test else None,
+        "test_accuracy": round(test["accuracy"], 4) if "accuracy" in test else None,
+        "beats": val[metric] > base_val[metric] and (metric not in test or test[metric] > base_test[metric]),
+        "learning_rate": summary["learning_rate"],
+        "learning_rate_why": summary["learning_rate_why"],
+        "lr_range_seconds": summary["lr_range_seconds"],
+        "lr_range_share": round((summary["lr_range_seconds"] or 0) / summary["process_s"], 4),
+        "rows": summary["rows_kept"],
+        "wall_seconds": round(summary["process_s"], 1),
+    }
+    test_part = f"test {row['test']:.4f} (baseline {row['baseline_test']:.4f})" if row["test"] is not None else "no test split"
+    print(
+        f"{name:<19} {metric} val {row['val']:.4f} (baseline {row['baseline_val']:.4f})  {test_part}  "
+        f"{'beats it' if row['beats'] else 'does NOT beat it'};  rate {row['learning_rate']:.2e} ({row['learning_rate_why']}), "
+        f"range test {row['lr_range_seconds'] or 0:.1f} s = {100 * row['lr_range_share']:.1f}% of {row['wall_seconds']:.0f} s",
+        flush=True,
+    )
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="multi_label_sample,multi_label_full,reviews", help="comma-separated runs (default: all)")
@@ -71,33 +102,8 @@ def main() -> None:
         planned = runs(Path(tmp))
         for name in args.only.split(","):
             summary = run_flow(Path(tmp), *planned[name], *args.set)
-            metric = summary["val_metrics"].get("f1_micro") is not None and "f1_micro" or "f1_macro"
-            val, test = summary["val_metrics"], summary["test_metrics"] or {}
-            base_val, base_test = summary["baseline_val_metrics"], summary["baseline_test_metrics"]
-            row = {
-                "run": name,
-                "metric": metric,
-                "val": round(val[metric], 4),
-                "baseline_val": round(base_val[metric], 4),
-                "test": round(test[metric], 4),
-                "baseline_test": round(base_test[metric], 4),
-                "test_accuracy": round(test["accuracy"], 4) if "accuracy" in test else None,
-                "beats": val[metric] > base_val[metric] and test[metric] > base_test[metric],
-                "learning_rate": summary["learning_rate"],
-                "learning_rate_why": summary["learning_rate_why"],
-                "lr_range_seconds": summary["lr_range_seconds"],
-                "lr_range_share": round((summary["lr_range_seconds"] or 0) / summary["process_s"], 4),
-                "rows": summary["rows_kept"],
-                "wall_seconds": round(summary["process_s"], 1),
-            }
+            row = defaults_row(name, summary)
             results.append(row)
-            print(
-                f"{name:<19} {metric} val {row['val']:.4f} (baseline {row['baseline_val']:.4f})  test {row['test']:.4f} "
-                f"(baseline {row['baseline_test']:.4f})  {'beats it' if row['beats'] else 'does NOT beat it'};  "
-                f"rate {row['learning_rate']:.2e} ({row['learning_rate_why']}), range test {row['lr_range_seconds'] or 0:.1f} s "
-                f"= {100 * row['lr_range_share']:.1f}% of {row['wall_seconds']:.0f} s",
-                flush=True,
-            )
     print(json.dumps(results))
 
 

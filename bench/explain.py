@@ -13,6 +13,8 @@
    command without --explain: seconds per row; completeness: each row's word scores summed against the model's
    target(input) - target(baseline), recomputed here, next to the run's logged explain_delta; every row's words are
    its text's words, in order.
+4. The defaults (issue: defaults that win): each run's first, cold flow prints its metric against its own TF-IDF
+   baseline, the learning rate the range test chose and the range test's share of the run (bench/defaults.py's line).
 Last line JSON.
 """
 
@@ -32,6 +34,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._runner import ROOT, run_flow  # noqa: E402
+from bench.defaults import defaults_row  # noqa: E402
 from examples.prepare_data import prepare  # noqa: E402
 
 RUNS = {
@@ -177,6 +180,7 @@ def main() -> None:
             options += [f"data.max_rows={args.max_rows}"] if args.max_rows and name != "reviews" else []
             if name == "reviews":
                 cold = run_flow(workdir, *options, "explain.examples=0")
+                results.setdefault("defaults", []).append(defaults_row(name, cold))
                 default = run_flow(workdir, *options)
                 extra = default["step_seconds"]["evaluate"] - cold["step_seconds"]["evaluate"]
                 results["cost"] = {
@@ -191,6 +195,8 @@ def main() -> None:
                     flush=True,
                 )
             summary = run_flow(workdir, *options, f"explain.examples={args.examples}")
+            if name != "reviews":  # its first, cold run: the defaults' figures (bench/defaults.py prints the same)
+                results.setdefault("defaults", []).append(defaults_row(name, summary))
             metrics = run_metrics(workdir, summary["run_id"])
             results[name] = faithfulness(name, metrics)
             if name == "reviews" and args.rows:

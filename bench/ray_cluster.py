@@ -82,7 +82,6 @@ def main() -> None:
     from tasks.runtime import env
 
     env.apply()
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     result: dict = {"cpus": os.cpu_count()}
     cluster = Cluster(initialize_head=True, connect=False, head_node_args={"num_cpus": 1, "include_dashboard": False})
     worker = [cluster.add_node(num_cpus=1)]

@@ -19,7 +19,7 @@ from tasks.training.ddp import train_distributed
 from tasks.training.recipe import best_epoch_metric, train_model
 
 TRAIN_VERSION = 2
-RANGE_VERSION = 1  # bump when the range test changes: cached picks are made again  # bump when training changes for every type: cached models are retrained
+RANGE_VERSION = 2  # bump when the range test or its pick changes: cached picks are made again
 
 
 def resolve_rates(tokens: TokenizeResult, model: ModelConfig, train: TrainConfig, cache: CacheConfig, seed: int, task: str, folder: Path):

@@ -3,8 +3,9 @@
 The model the run would train (same head, dropout, frozen layers, layer-wise groups) takes RANGE_STEPS optimizer steps
 on shuffled training batches while the rate grows exponentially from RANGE_START to RANGE_END; the loss is smoothed
 (a bias-corrected exponential moving average) and the test stops once it diverges. The rate picked is the one at the
-smoothed loss's minimum divided by PICK_DIVISOR (the minimum is where the rate starts to be too large; a tenth of it
-still learns fast and stays stable), kept within [PICK_FLOOR, PICK_CEIL]. Nothing of the test is kept but the curve:
+smoothed loss's minimum divided by the task type's `lr_pick_divisor` (the minimum is where the rate starts to be too
+large; a twentieth of it still learns fast and stays stable on the classification heads, a tenth on regression's one
+output: measured in bench/README.md), kept within [PICK_FLOOR, PICK_CEIL]. Nothing of the test is kept but the curve:
 training starts from the pretrained weights again.
 """
 
@@ -19,7 +20,7 @@ import numpy as np
 RANGE_START, RANGE_END, RANGE_STEPS = 1e-6, 1e-2, 50
 SMOOTHING = 0.9
 DIVERGED = 4.0  # the smoothed loss this many times its minimum (after a few steps): the rate is far too large
-PICK_DIVISOR = 10.0
+PICK_DIVISOR = 20.0  # TaskType.lr_pick_divisor's default
 PICK_FLOOR, PICK_CEIL = 1e-5, 1e-3
 
 
@@ -32,17 +33,17 @@ def smooth(losses: list[float], beta: float = SMOOTHING) -> list[float]:
     return out
 
 
-def pick_rate(rates: list[float], losses: list[float]) -> tuple[float, str]:
-    """(rate, why): the rate at the smoothed loss's minimum / PICK_DIVISOR, within [PICK_FLOOR, PICK_CEIL]."""
+def pick_rate(rates: list[float], losses: list[float], divisor: float = PICK_DIVISOR) -> tuple[float, str]:
+    """(rate, why): the rate at the smoothed loss's minimum / divisor, within [PICK_FLOOR, PICK_CEIL]."""
     curve = smooth(losses)
     finite = [i for i, v in enumerate(curve) if math.isfinite(v)]
     if not finite:
         return PICK_FLOOR, f"train.learning_rate=auto: the range test's loss was never finite; {PICK_FLOOR:g}"
     best = min(finite, key=lambda i: curve[i])
-    chosen = float(min(PICK_CEIL, max(PICK_FLOOR, rates[best] / PICK_DIVISOR)))
+    chosen = float(min(PICK_CEIL, max(PICK_FLOOR, rates[best] / divisor)))
     return chosen, (
         f"train.learning_rate=auto: {chosen:.2e} (range test over {len(losses)} steps from {rates[0]:.0e}: smoothed loss lowest "
-        f"at {rates[best]:.2e}, divided by {PICK_DIVISOR:g}, kept within {PICK_FLOOR:g}..{PICK_CEIL:g})"
+        f"at {rates[best]:.2e}, divided by {divisor:g}, kept within {PICK_FLOOR:g}..{PICK_CEIL:g})"
     )
 
 
@@ -95,7 +96,7 @@ def range_test(tokens, model_cfg, train, task: str, seed: int, device: str, prec
         curve = smooth(losses)
         if not math.isfinite(losses[-1]) or (step >= 5 and curve[-1] > DIVERGED * min(curve)):
             break
-    chosen, why = pick_rate(rates, losses)
+    chosen, why = pick_rate(rates, losses, task_type.lr_pick_divisor)
     return {"rates": rates, "losses": losses, "learning_rate": chosen, "why": why, "seconds": round(time.perf_counter() - started, 2)}
 
 

@@ -8,14 +8,15 @@ import pytest
 from tasks.training.lr_range import PICK_CEIL, PICK_FLOOR, pick_rate, smooth
 
 
-def test_the_rate_is_a_tenth_of_the_smoothed_minimum_within_bounds():
+def test_the_rate_is_the_smoothed_minimum_over_the_divisor_within_bounds():
     rates = list(np.geomspace(1e-6, 1e-2, 50))
     # a textbook curve: flat, then falling, lowest near 1e-3, then diverging
     losses = [2.0 - 1.5 * math.exp(-((math.log10(r) + 3) ** 2) / 0.5) + (8 if r > 5e-3 else 0) for r in rates]
     rate, why = pick_rate(rates, losses)
     lowest = rates[int(np.argmin(smooth(losses)))]
-    assert rate == pytest.approx(lowest / 10) and 5e-5 < rate < 5e-4 and "divided by 10" in why
-    assert pick_rate(rates, [1.0] * 49 + [0.1])[0] == PICK_CEIL  # lowest at the largest rate: capped
+    assert rate == pytest.approx(lowest / 20) and 2e-5 < rate < 2.5e-4 and "divided by 20" in why
+    assert pick_rate(rates, losses, 10.0)[0] == pytest.approx(lowest / 10) and "divided by 10" in pick_rate(rates, losses, 10.0)[1]
+    assert pick_rate(rates, [1.0] * 49 + [0.1], 5.0)[0] == PICK_CEIL  # lowest at the largest rate, a fifth of it: capped
     assert pick_rate(rates, list(np.linspace(0.1, 2.0, 50)))[0] == PICK_FLOOR  # never falls: the floor
     assert pick_rate(rates, [float("nan")] * 50)[0] == PICK_FLOOR
 
@@ -43,3 +44,10 @@ def test_auto_runs_the_range_test_once_logs_the_rate_and_the_curve(tmp_path, mak
     again = finetune(cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": 2})}))  # the budget changes, the pick does not
     assert client.get_run(again["run_id"]).data.metrics["learning_rate_chosen"] == run.data.metrics["learning_rate_chosen"]
     assert len([p for p in (tmp_path / "cache" / "lr_range").iterdir() if not p.name.startswith(".")]) == 1
+
+
+def test_each_task_type_names_its_divisor():
+    from task_types import get_task_type
+
+    assert get_task_type("classification").lr_pick_divisor == 20 and get_task_type("multi_label").lr_pick_divisor == 20
+    assert get_task_type("regression").lr_pick_divisor == 10

@@ -304,7 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="add `explanation`: a JSON list of [word, score] per row in its word order (integrated gradients on the word "
         "embeddings; a positive score pushes towards the prediction; one list per predicted label, entity or answer "
-        "boundary where there are several); costs about 0.3-1 s a row on a CPU, printed with the run",
+        "boundary where there are several), and `explanation_delta`: the row's completeness gap (its words' scores sum to "
+        "the output's difference from an all-pad input within it); costs about 0.2-1 s a row on a CPU, printed with the run",
     )
     parser.add_argument("--explain-top", type=int, metavar="K", help="with --explain: keep only the K words of largest |score|")
     parser.add_argument(

@@ -21,6 +21,7 @@ from task_types.inference import model_task
 
 ERROR_COLUMN = "predict_error"
 EXPLANATION_COLUMN = "explanation"
+EXPLANATION_DELTA_COLUMN = "explanation_delta"  # the row's integrated-gradients convergence delta (largest |delta| of its targets)
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ class Predictor:
     def output_columns(self) -> list[tuple[str, str]]:
         """(column, kind) of what predict adds, in order, prefixed as asked; predict_error last."""
         schema = self.task_type.output_schema(self.info["target"], self.options.for_type())
-        schema += [(EXPLANATION_COLUMN, "string")] if self.options.explain else []
+        schema += [(EXPLANATION_COLUMN, "string"), (EXPLANATION_DELTA_COLUMN, "double")] if self.options.explain else []
         return [(self.options.output_prefix + name, kind) for name, kind in schema] + [
             (self.options.output_prefix + ERROR_COLUMN, "string")
         ]
@@ -100,7 +101,9 @@ class Predictor:
             outputs = self.task_type.run_rows(self.model, self.tokenizer, rows[usable], self.info, self.runner, options)
             columns = self.task_type.predict_columns(outputs, spec, decision, options)
             if self.options.explain:
-                columns[EXPLANATION_COLUMN] = self.explanations(rows[usable].reset_index(drop=True), outputs)
+                columns[EXPLANATION_COLUMN], columns[EXPLANATION_DELTA_COLUMN] = self.explanations(
+                    rows[usable].reset_index(drop=True), outputs
+                )
             for name, values in columns.items():
                 column = self.options.output_prefix + name
                 if out[column].dtype != object and any(isinstance(v, str) for v in values):
@@ -109,9 +112,11 @@ class Predictor:
         out[self.options.output_prefix + ERROR_COLUMN] = pd.Series(np.where(usable, None, why), index=frame.index, dtype=object)
         return out
 
-    def explanations(self, rows: pd.DataFrame, outputs) -> list[str]:
+    def explanations(self, rows: pd.DataFrame, outputs) -> tuple[list[str], list[float]]:
         """Each row's explanation as JSON: [[word, score], ...] in its word order (or one such list per predicted label,
-        entity or answer boundary), the top words only with explain_top."""
+        entity or answer boundary), the top words only with explain_top; and its convergence delta (all of its words'
+        scores sum to target(input) - target(baseline) within it; the largest |delta| where the row has several targets,
+        NaN where it has none)."""
         import json
         import time
 
@@ -133,7 +138,9 @@ class Predictor:
         for attribution in found:
             by_row.setdefault(attribution.request.row, []).append(attribution)
         self.explain_seconds += time.perf_counter() - started
-        return [
+        texts = [
             json.dumps(self.task_type.explanation(by_row[i], self.options.explain_top) if i in by_row else [], ensure_ascii=False)
             for i in range(len(rows))
         ]
+        deltas = [max(abs(a.delta) for a in by_row[i]) if i in by_row else float("nan") for i in range(len(rows))]
+        return texts, deltas

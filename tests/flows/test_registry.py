@@ -454,6 +454,7 @@ def test_every_run_explains_validation_rows_and_predict_explains_each_row(store,
     result = predict_explained(request.config.rootpath, cli_env, store["uri"], "models:/tiny/1", pd.DataFrame({"text": texts}), tmp_path)
     assert all(words_in_order(t, e) and len(e) >= 4 for t, e in zip(texts[:2], result["explanation"][:2]))
     assert not isinstance(result["explanation"][2], list) and result["predict_error"][2] == "null or empty text"
+    assert all(d >= 0 for d in result["explanation_delta"][:2]) and pd.isna(result["explanation_delta"][2])  # each row's own gap
     top = predict_explained(
         request.config.rootpath, cli_env, store["uri"], "models:/tiny/1", pd.DataFrame({"text": texts[:1]}), tmp_path, "--explain-top", "2"
     )

@@ -33,3 +33,29 @@ def add_model_arguments(parser: argparse.ArgumentParser, use: str = "use") -> No
     parser.add_argument("--name", default=registry.model_name, help=f"registered model name (default: {registry.model_name})")
     parser.add_argument("--alias", default=registry.alias, help=f"alias to {use} (default: {registry.alias})")
     parser.add_argument("--version", type=int, help="a registered version number instead of the alias")
+
+
+def finetune_parser() -> argparse.ArgumentParser:
+    """python flows/finetune.py's options; light (the config's schema only), so --help never waits for prefect or mlflow."""
+    from schemas.config import describe_options
+
+    options = "\n".join(f"  {key:<32} {desc} (default: {default})" for key, default, desc in describe_options())
+    parser = argparse.ArgumentParser(
+        prog="python flows/finetune.py",
+        description="finetune-flow: fine-tune a pretrained encoder on labelled text and register it behind a gate.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"options (set as key=value; later wins over --config):\n{options}\n\n"
+        "examples:\n  python flows/finetune.py train.epochs=1 data.max_rows=2000\n"
+        "  python flows/finetune.py data.path=reviews.csv data.text_column=review data.label_column=stars",
+    )
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.learning_rate=5e-5")
+    parser.add_argument("--config", metavar="FILE.yaml", help="YAML file with config sections (data, model, train, ...)")
+    parser.add_argument("--summary-json", metavar="PATH", help="also write the run summary as one JSON object to PATH")
+    parser.add_argument("--refresh", action="store_true", help="recompute every step instead of re-using cached outputs")
+    parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="instead of running once, serve the flow on schedule.cron / schedule.timezone with this config (Ctrl-C stops); "
+        "needs PREFECT_API_URL pointing at a running Prefect server (make prefect-server)",
+    )
+    return parser

@@ -12,8 +12,11 @@ if __package__ in (None, ""):
     from tasks.runtime import env as _env
 
     _env.apply()
+    if __name__ == "__main__" and {"-h", "--help"} & set(sys.argv[1:]):
+        from flows.cli import finetune_parser  # --help answers from the config's schema, before prefect and mlflow load
 
-import argparse
+        finetune_parser().parse_intermixed_args()
+
 import json
 import time
 from pathlib import Path
@@ -21,8 +24,9 @@ from pathlib import Path
 from prefect import flow
 from prefect.runtime import flow_run
 
+from flows.cli import finetune_parser
 from flows.temporary_server import temporary_api
-from schemas.config import FinetuneConfig, describe_options, load_config
+from schemas.config import FinetuneConfig, load_config
 from schemas.errors import ConfigError, FinetuneError, environment_fault
 from schemas.results import DataSteps, LogRunResult, RegisterResult, RunSteps
 from schemas.secrets import externalize_credentials, mask_text, mask_uri
@@ -191,29 +195,6 @@ def format_summary(summary: dict, tracking_uri: str) -> str:
     return "\n".join(lines)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    options = "\n".join(f"  {key:<32} {desc} (default: {default})" for key, default, desc in describe_options())
-    parser = argparse.ArgumentParser(
-        prog="python flows/finetune.py",
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=f"options (set as key=value; later wins over --config):\n{options}\n\n"
-        "examples:\n  python flows/finetune.py train.epochs=1 data.max_rows=2000\n"
-        "  python flows/finetune.py data.path=reviews.csv data.text_column=review data.label_column=stars",
-    )
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.learning_rate=5e-5")
-    parser.add_argument("--config", metavar="FILE.yaml", help="YAML file with config sections (data, model, train, ...)")
-    parser.add_argument("--summary-json", metavar="PATH", help="also write the run summary as one JSON object to PATH")
-    parser.add_argument("--refresh", action="store_true", help="recompute every step instead of re-using cached outputs")
-    parser.add_argument(
-        "--serve",
-        action="store_true",
-        help="instead of running once, serve the flow on schedule.cron / schedule.timezone with this config (Ctrl-C stops); "
-        "needs PREFECT_API_URL pointing at a running Prefect server (make prefect-server)",
-    )
-    return parser
-
-
 def serve(cfg: FinetuneConfig) -> None:
     """Run the flow on its cron schedule in this process (Prefect `flow.serve`)."""
     from prefect.schedules import Cron
@@ -249,7 +230,7 @@ def _one_line(err: Exception) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_intermixed_args(argv)
+    args = finetune_parser().parse_intermixed_args(argv)
     from pydantic import ValidationError
 
     quiet_user_errors()

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flows import finetune, predict
+from flows import predict
+from flows.cli import finetune_parser
 from schemas.config import load_config
 
 KUBERAY = Path(__file__).resolve().parents[2] / "deployments" / "kuberay"
@@ -36,7 +37,7 @@ def test_rayjobs_are_safe_by_default(name):
 def test_finetune_rayjob_entrypoint_is_a_valid_config():
     argv = shlex.split(_job("rayjob-finetune.yaml")["spec"]["entrypoint"])
     assert argv[:2] == ["python", "flows/finetune.py"]
-    args = finetune.build_parser().parse_args(argv[2:])
+    args = finetune_parser().parse_args(argv[2:])
     cfg = load_config(None, args.overrides)  # the config file lives on the shared volume; the overrides must validate
     assert cfg.train.runner == "ray" and cfg.train.workers == 4 and cfg.train.worker_gpus == 1
     assert str(cfg.cache.dir).startswith("/shared")

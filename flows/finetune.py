@@ -16,6 +16,10 @@ if __package__ in (None, ""):
         from flows.cli import finetune_parser  # --help answers from the config's schema, before prefect and mlflow load
 
         finetune_parser().parse_intermixed_args()
+    if __name__ == "__main__" and "--serve" not in sys.argv:
+        from flows.temporary_server import start_early  # its start-up runs beside this process's imports
+
+        start_early()
 
 import json
 import time

@@ -43,10 +43,10 @@ def sweep(cfg: FinetuneConfig) -> dict:
     """Shared steps once -> K trials at a time (tokenize re-used, fine-tune + evaluate each) -> log the sweep -> register the best."""
     from flows.sweep_study import open_study
     from flows.sweep_tracking import log_sweep, note_sweep
+    from task_types import best_epoch_metric
     from tasks.evaluate import evaluate_model
     from tasks.tokenize import tokenize_data
     from tasks.train import fine_tune
-    from tasks.training.recipe import best_epoch_metric
 
     started, started_at = time.perf_counter(), time.time()
     io = cfg.runtime.retry_options()

@@ -32,6 +32,12 @@ def get_task_type(name: str) -> TaskType:
         raise ValueError(f"unknown task '{name}': choose one of {sorted(TASK_TYPES)}") from None
 
 
+def best_epoch_metric(task: str, compare_on: str | None, spec: dict | None = None) -> str:
+    """The metric that picks the best epoch: registry.compare_on when training evaluation computes it, else the type's default."""
+    task_type = get_task_type(task).for_target(spec or {})
+    return compare_on if compare_on in task_type.training_metric_names else task_type.compare_on
+
+
 def register(task_type: TaskType) -> TaskType:
     """Add a task type to the registry (a plug-in's, or a test's): the config takes `task=<its name>` from then on."""
     TASK_TYPES[task_type.name] = task_type

@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 
 import pandas as pd
-from datasets import load_from_disk
 from prefect import task
 
 from schemas.config import CacheConfig, EvalConfig, ExplainConfig, TrainConfig
@@ -46,8 +45,6 @@ def evaluate_model(
     Returns:
         metrics per split, the output rule tuned on validation (`decision`) and the folder holding the artifacts.
     """
-    from transformers import AutoTokenizer
-
     logger = step_logger()
     task_type, spec = get_task_type(trained.task).for_target(tokens.target), tokens.target
     explaining = explain is not None and explain.examples > 0
@@ -58,6 +55,9 @@ def evaluate_model(
     settings = task_type.eval_settings(eval_cfg)
 
     def make(folder: Path) -> dict:
+        from datasets import load_from_disk  # here: a re-run that finds the step cached never loads datasets or transformers
+        from transformers import AutoTokenizer
+
         net = task_type.model_class().from_pretrained(trained.path)
         tokenizer = AutoTokenizer.from_pretrained(trained.path)
         scored, frames = {}, {}

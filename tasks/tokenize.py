@@ -7,10 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from datasets import Dataset
-from datasets.utils.logging import disable_progress_bar
 from prefect import task
-from transformers import AutoTokenizer
 
 from schemas.config import CacheConfig, ModelConfig, TrainConfig, resolve_model_path
 from schemas.data import SPLITS
@@ -34,6 +31,8 @@ TOKENIZER_FILES = [
 
 
 def load_tokenizer(model: ModelConfig):
+    from transformers import AutoTokenizer  # here, not at import: a re-run that finds the step cached never loads transformers
+
     path = resolve_model_path(model.name_or_path)
     try:
         return AutoTokenizer.from_pretrained(path, use_fast=True, trust_remote_code=model.trust_remote_code)
@@ -64,6 +63,9 @@ def tokenize_data(split: SplitResult, model: ModelConfig, train: TrainConfig, ca
     key = fingerprint("tokenize", TOKENIZE_VERSION, split.key, task, model_fingerprint(tokenizer_path, TOKENIZER_FILES), encoding)
 
     def make(folder: Path) -> dict:
+        from datasets import Dataset
+        from datasets.utils.logging import disable_progress_bar
+
         tokenizer = load_tokenizer(model)
         disable_progress_bar()  # one bar per tiny shard write is noise in the run log
         frames = {name: pd.read_parquet(split.paths[name]) for name in SPLITS}

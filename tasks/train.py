@@ -12,11 +12,10 @@ from prefect import task
 
 from schemas.config import CacheConfig, ModelConfig, TrainConfig, resolve_model_path
 from schemas.results import TokenizeResult, TrainResult
-from task_types import get_task_type
+from task_types import best_epoch_metric, get_task_type
 from tasks.runtime.cache import build_step, fingerprint, model_fingerprint
 from tasks.runtime.logs import step_logger, timed
 from tasks.training.ddp import train_distributed
-from tasks.training.recipe import best_epoch_metric, train_model
 
 TRAIN_VERSION = 2
 RANGE_VERSION = 2  # bump when the range test or its pick changes: cached picks are made again
@@ -117,6 +116,8 @@ def fine_tune(
 
             trained = train_on_ray(tokens, model, resolved, seed, folder, checkpoints, task, compare_on, ray_address)
             return {**trained, **chosen, "runner": "ray"}
+        from tasks.training.recipe import train_model  # torch and transformers: only when there is something to train
+
         run = train_distributed if train.nproc > 1 else train_model
         if pruning is None or train.nproc > 1:
             return {**run(tokens, model, resolved, seed, folder, checkpoints, task, compare_on), **chosen}

@@ -29,7 +29,7 @@ from transformers.trainer_callback import PrinterCallback
 from schemas.config import ModelConfig, TrainConfig, resolve_model_path
 from schemas.errors import ConfigError
 from schemas.results import TokenizeResult
-from task_types import get_task_type
+from task_types import best_epoch_metric, get_task_type
 from task_types.base import LOWER_IS_BETTER
 from task_types.inference import attention_kernels, cpu_has_fast_bf16
 from tasks.runtime.cache import file_sha256
@@ -191,12 +191,6 @@ def choose_batch_size(requested, device: str, model=None, length: int = 128) -> 
         return CPU_BATCH, f"train.batch_size=auto: {CPU_BATCH} on a CPU"
     chosen = pick_batch_size(lambda size: gpu_step_fits(model, size, length, device))
     return chosen, f"train.batch_size=auto: {chosen}, the largest of {list(BATCH_LADDER)} whose step at {length} tokens fits the GPU"
-
-
-def best_epoch_metric(task: str, compare_on: str | None, spec: dict | None = None) -> str:
-    """The metric that picks the best epoch: registry.compare_on when training evaluation computes it, else the type's default."""
-    task_type = get_task_type(task).for_target(spec or {})
-    return compare_on if compare_on in task_type.training_metric_names else task_type.compare_on
 
 
 CHECKPOINT_MANIFEST = "checksums.json"

@@ -94,6 +94,8 @@ def completeness(model, tokenizer, frame: pd.DataFrame, explained: pd.DataFrame)
     gaps, relative, excess, ordered = [], [], [], 0
     with torch.no_grad():
         for text, (_, row) in zip(frame["text"], explained.iterrows()):
+            if isinstance(row.get("predict_error"), str):  # an unusable row (e.g. blank text): nothing explained
+                continue
             pairs = json.loads(row["explanation"])
             ordered += words_in_order([w for w, _ in pairs], text)
             encoded = tokenizer([text], truncation=True, max_length=length, return_tensors="pt")
@@ -113,7 +115,8 @@ def completeness(model, tokenizer, frame: pd.DataFrame, explained: pd.DataFrame)
         "rows_within_5pct": round(float(np.mean(np.array(relative) <= 0.05)), 4),
         "rows_within_own_delta": round(float(np.mean(np.array(excess) <= 0)), 4),
         "largest_excess_over_own_delta": round(float(max(excess)), 6),
-        "rows_words_in_order": round(ordered / len(frame), 4),
+        "rows_words_in_order": round(ordered / len(gaps), 4),
+        "rows_explained": len(gaps),
     }
 
 

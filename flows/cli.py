@@ -42,6 +42,7 @@ def finetune_parser() -> argparse.ArgumentParser:
     options = "\n".join(f"  {key:<32} {desc} (default: {default})" for key, default, desc in describe_options())
     parser = argparse.ArgumentParser(
         prog="python flows/finetune.py",
+        allow_abbrev=False,
         description="finetune-flow: fine-tune a pretrained encoder on labelled text and register it behind a gate.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=f"options (set as key=value; later wins over --config):\n{options}\n\n"
@@ -59,3 +60,17 @@ def finetune_parser() -> argparse.ArgumentParser:
         "needs PREFECT_API_URL pointing at a running Prefect server (make prefect-server)",
     )
     return parser
+
+
+def runs_once_with_a_valid_config(args: argparse.Namespace) -> bool:
+    """True when the finetune command will run the flow once (not --serve) on a config that validates; main() reports
+    any problem with it itself, as one line."""
+    from schemas.config import load_config
+
+    if args.serve:
+        return False
+    try:
+        load_config(args.config, args.overrides)
+    except Exception:
+        return False
+    return True

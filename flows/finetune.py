@@ -12,14 +12,14 @@ if __package__ in (None, ""):
     from tasks.runtime import env as _env
 
     _env.apply()
-    if __name__ == "__main__" and {"-h", "--help"} & set(sys.argv[1:]):
-        from flows.cli import finetune_parser  # --help answers from the config's schema, before prefect and mlflow load
+    if __name__ == "__main__":
+        from flows.cli import finetune_parser, runs_once_with_a_valid_config
+        from flows.temporary_server import start_early
 
-        finetune_parser().parse_intermixed_args()
-    if __name__ == "__main__" and "--serve" not in sys.argv:
-        from flows.temporary_server import start_early  # its start-up runs beside this process's imports
-
-        start_early()
+        # --help (and a usage error) answer here from the config's schema, before prefect and mlflow load; a run with a
+        # valid config starts Prefect's temporary server now, so that its start-up runs beside this process's imports.
+        if runs_once_with_a_valid_config(finetune_parser().parse_intermixed_args()):
+            start_early()
 
 import json
 import time

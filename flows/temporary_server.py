@@ -45,6 +45,11 @@ def _die_with(parent: int):
     return preexec
 
 
+def _die_with_parent():
+    """preexec_fn where the platform has one (POSIX); None elsewhere (Windows refuses preexec_fn)."""
+    return _die_with(os.getpid()) if os.name == "posix" else None
+
+
 def _uvicorn_command(port: int, prefect_dir: Path) -> list[str]:
     """Prefect 3.8's command for its temporary server (SubprocessASGIServer._run_uvicorn_command)."""
     return [
@@ -78,7 +83,7 @@ def _server_class():
             return subprocess.Popen(
                 args=_uvicorn_command(self.port, prefect.__module_path__),
                 env={**os.environ, **SERVER_ENV, **get_current_settings().to_environment_variables(exclude_unset=True)},
-                preexec_fn=_die_with(os.getpid()),
+                preexec_fn=_die_with_parent(),
             )
 
     return ServerDyingWithParent
@@ -93,7 +98,7 @@ class EarlyServer:
             self.port = probe.getsockname()[1]
         self.api_url = f"http://127.0.0.1:{self.port}/api"
         self.process: subprocess.Popen | None = subprocess.Popen(
-            _uvicorn_command(self.port, prefect_dir), env={**os.environ, **SERVER_ENV}, preexec_fn=_die_with(os.getpid())
+            _uvicorn_command(self.port, prefect_dir), env={**os.environ, **SERVER_ENV}, preexec_fn=_die_with_parent()
         )
         atexit.register(self.stop)
 
@@ -134,6 +139,13 @@ def start_early() -> None:
     _early = EarlyServer(Path(spec.submodule_search_locations[0]))
 
 
+def _stop_early() -> None:
+    """Stop the early server unused."""
+    global _early
+    early, _early = _early, None
+    early.stop()
+
+
 def _adopt_early():
     """The early server once it answers, or None (never started, or it failed: a server is started the usual way)."""
     global _early
@@ -153,7 +165,9 @@ def temporary_api() -> Iterator[str | None]:
     """The Prefect API for this process: PREFECT_API_URL when set, else a temporary server that dies with it."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    if PREFECT_API_URL.value():
+    if PREFECT_API_URL.value():  # named (environment, profile or .env): an early server is not needed after all
+        if _early is not None:
+            _stop_early()
         yield PREFECT_API_URL.value()
         return
     server = _adopt_early()

@@ -18,7 +18,7 @@ from tasks.runtime.logs import step_logger, timed
 from tasks.training.ddp import train_distributed
 
 TRAIN_VERSION = 2
-RANGE_VERSION = 2  # bump when the range test or its pick changes: cached picks are made again
+RANGE_VERSION = 3  # bump when the range test or its pick changes: cached picks (and the models trained at them) are made again
 
 
 def resolve_rates(tokens: TokenizeResult, model: ModelConfig, train: TrainConfig, cache: CacheConfig, seed: int, task: str, folder: Path):
@@ -50,7 +50,16 @@ def resolve_rates(tokens: TokenizeResult, model: ModelConfig, train: TrainConfig
     shaping = resolved.model_dump(
         include={"batch_size", "weight_decay", "dropout", "freeze_layers", "freeze_embeddings", "layer_lr_decay", "precision", "device"}
     )
-    key = fingerprint("lr_range", RANGE_VERSION, tokens.key, model_fingerprint(resolve_model_path(model.name_or_path)), shaping, seed, task)
+    key = fingerprint(
+        "lr_range",
+        RANGE_VERSION,
+        tokens.key,
+        model_fingerprint(resolve_model_path(model.name_or_path)),
+        shaping,
+        seed,
+        task,
+        task_type.lr_pick_divisor,
+    )
 
     def make(range_folder: Path) -> dict:
         choices = validate(resolved, task, None, tokens.target)
@@ -102,8 +111,20 @@ def fine_tune(
     settings = train.model_dump(exclude={"eval_batch_size"})  # every option that changes the model; nproc changes the effective batch
     best_metric = best_epoch_metric(task, compare_on, tokens.target)
     revision = get_task_type(task).training_revision  # a change in how the type trains: its cached models are not re-used
+    # learning_rate=auto: the rule that turns the range test into a rate is part of what the model was trained with
+    pick = (RANGE_VERSION, get_task_type(task).lr_pick_divisor) if train.learning_rate == "auto" else None
     key = fingerprint(
-        "train", TRAIN_VERSION, tokens.key, model_fingerprint(base), settings, model.trust_remote_code, seed, task, best_metric, revision
+        "train",
+        TRAIN_VERSION,
+        tokens.key,
+        model_fingerprint(base),
+        settings,
+        model.trust_remote_code,
+        seed,
+        task,
+        best_metric,
+        revision,
+        pick,
     )
     checkpoints = cache.resolved_dir() / "checkpoints" / key
     if cache.refresh:

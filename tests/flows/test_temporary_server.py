@@ -26,18 +26,23 @@ print(json.dumps(seen))
 """
 
 
-def test_every_thread_and_child_process_sees_the_one_temporary_server(request, tmp_path):
+def _run(code: str, root, tmp_path) -> dict:
+    """The code in a fresh interpreter without PREFECT_API_URL and with its own PREFECT_HOME; what it printed last, as JSON."""
     environ = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     done = subprocess.run(
-        [sys.executable, "-c", CHILD],
-        cwd=request.config.rootpath,
+        [sys.executable, "-c", code],
+        cwd=root,
         env={**environ, "PREFECT_HOME": str(tmp_path / "prefect")},
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_every_thread_and_child_process_sees_the_one_temporary_server(request, tmp_path):
+    seen = _run(CHILD, request.config.rootpath, tmp_path)
     assert seen["url"].startswith("http://127.0.0.1:")
     assert seen["here"] == seen["thread"] == seen["environ"] == seen["url"]
     assert seen["after"] is None  # gone with the server: a later start in this process would not talk to a dead one
@@ -61,16 +66,6 @@ print(json.dumps(seen))
 
 
 def test_a_server_started_early_is_the_one_the_run_uses_and_it_stops_with_it(request, tmp_path):
-    environ = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-    done = subprocess.run(
-        [sys.executable, "-c", EARLY],
-        cwd=request.config.rootpath,
-        env={**environ, "PREFECT_HOME": str(tmp_path / "prefect")},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    seen = _run(EARLY, request.config.rootpath, tmp_path)
     assert seen["url"] == seen["early"] and seen["healthy"]  # adopted, not a second server
     assert not os.path.exists(f"/proc/{seen['pid']}")  # stopped with the run

@@ -39,7 +39,9 @@ def main() -> None:
     parser.add_argument("--only", default=",".join(DATASETS), help="comma-separated datasets (default: all)")
     parser.add_argument("--sample", type=int, default=800, help="rows of the small-data run (default: 800)")
     parser.add_argument("--sample-only", action="store_true", help="skip the full-set runs (they take the longest)")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="extra overrides for every run (e.g. train.learning_rate=1e-4)")
+    parser.add_argument(
+        "--set", nargs="*", default=[], metavar="KEY=VALUE", help="extra overrides for every run (e.g. train.learning_rate=1e-4)"
+    )
     args = parser.parse_args()
     prepare(ROOT / ".cache" / "example-data")
     results = []

@@ -1,6 +1,6 @@
 """Does the pipeline with its defaults beat a TF-IDF baseline on data of different shapes, full and small?
 
-    python bench/quality.py [--only reviews,imbalanced] [--sample-only] [--sample 800] [--set key=value ...]
+    python bench/quality.py [--only reviews,imbalanced] [--sample-only | --full-only] [--sample 800] [--set key=value ...]
 
 Datasets (all offline after `make examples-data`):
   reviews     the default data: Rotten Tomatoes snippets, short, balanced (2 classes)
@@ -11,7 +11,8 @@ Each runs twice with the defaults (train.epochs=auto, class weights auto, calibr
 set and on a seeded sample of --sample rows (the small-data budget). The baseline is the run's own
 (tasks/baseline.py: TF-IDF word 1-2-grams + logistic regression on the same train rows, scored on the
 same test rows). Prints model vs baseline test accuracy and macro-F1, the learning rate the run trained at (the
-range test's pick unless --set names one) and the wall time; last line JSON.
+range test's pick unless --set names one), the epochs trained with validation macro-F1 at each evaluation (what
+early stopping saw) and the wall time; last line JSON.
 """
 
 from __future__ import annotations
@@ -34,11 +35,23 @@ DATASETS = {
 }
 
 
+def training_curve(workdir: Path, run_id: str) -> dict:
+    """Epochs trained and validation macro-F1 at each evaluation, from the run's MLflow store (what early stopping saw)."""
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    client = MlflowClient(uri, uri)
+    curve = [round(m.value, 4) for m in sorted(client.get_metric_history(run_id, "val_f1_macro_curve"), key=lambda m: m.step)]
+    return {"epochs_run": round(client.get_run(run_id).data.metrics.get("epochs_run", 0.0), 2), "val_f1_macro_curve": curve}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default=",".join(DATASETS), help="comma-separated datasets (default: all)")
     parser.add_argument("--sample", type=int, default=800, help="rows of the small-data run (default: 800)")
-    parser.add_argument("--sample-only", action="store_true", help="skip the full-set runs (they take the longest)")
+    sizes = parser.add_mutually_exclusive_group()
+    sizes.add_argument("--sample-only", action="store_true", help="skip the full-set runs (they take the longest)")
+    sizes.add_argument("--full-only", action="store_true", help="skip the small-data runs")
     parser.add_argument(
         "--set", nargs="*", default=[], metavar="KEY=VALUE", help="extra overrides for every run (e.g. train.learning_rate=1e-4)"
     )
@@ -47,7 +60,7 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory(prefix="ff-bench-quality-") as tmp:
         for name in args.only.split(","):
-            for size in [args.sample] if args.sample_only else [None, args.sample]:
+            for size in [args.sample] if args.sample_only else [None] if args.full_only else [None, args.sample]:
                 options = [*DATASETS[name], f"registry.model_name=quality-{name}", *([f"data.max_rows={size}"] if size else []), *args.set]
                 summary = run_flow(Path(tmp), *options)
                 model, base = summary["test_metrics"], summary["baseline_test_metrics"]
@@ -60,13 +73,15 @@ def main() -> None:
                     "baseline_f1_macro": round(base["f1_macro"], 4),
                     "beats": model["f1_macro"] > base["f1_macro"],
                     "learning_rate": summary["learning_rate"],
+                    **training_curve(Path(tmp), summary["run_id"]),
                     "wall_seconds": round(summary["process_s"], 1),
                 }
                 results.append(row)
                 print(
                     f"{name:<11} {'full' if size is None else f'sample {size}':<11} test accuracy / macro-F1: model {row['model_accuracy']:.4f} / "
                     f"{row['model_f1_macro']:.4f}  baseline {row['baseline_accuracy']:.4f} / {row['baseline_f1_macro']:.4f}  "
-                    f"({'beats' if row['beats'] else 'does NOT beat'} it)  rate {row['learning_rate']:.2e}  {row['wall_seconds']} s",
+                    f"({'beats' if row['beats'] else 'does NOT beat'} it)  rate {row['learning_rate']:.2e}  "
+                    f"epochs {row['epochs_run']:g}, validation macro-F1 by epoch {row['val_f1_macro_curve']}  {row['wall_seconds']} s",
                     flush=True,
                 )
     print(json.dumps(results))

@@ -13,13 +13,18 @@ if __package__ in (None, ""):
 
     _env.apply()
     if __name__ == "__main__":
-        from flows.cli import finetune_parser, runs_once_with_a_valid_config
-        from flows.temporary_server import start_early
+        from flows.temporary_server import start_early, stop_early
 
-        # --help (and a usage error) answer here from the config's schema, before prefect and mlflow load; a run with a
-        # valid config starts Prefect's temporary server now, so that its start-up runs beside this process's imports.
-        if runs_once_with_a_valid_config(finetune_parser().parse_intermixed_args()):
+        # A run starts Prefect's temporary server first thing, so that its start-up (seconds of imports in its own
+        # process) runs beside this process's: the config check, prefect, mlflow and the steps. --help and --serve
+        # never start it; --help (and a usage error) answer from the config's schema before prefect and mlflow load,
+        # and a config that does not validate stops it again (main() then reports the problem as one line).
+        if not {"-h", "--help", "--serve"} & set(sys.argv[1:]):
             start_early()
+        from flows.cli import finetune_parser, runs_once_with_a_valid_config
+
+        if not runs_once_with_a_valid_config(finetune_parser().parse_intermixed_args()):
+            stop_early()
 
 import json
 import time

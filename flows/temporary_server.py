@@ -139,11 +139,12 @@ def start_early() -> None:
     _early = EarlyServer(Path(spec.submodule_search_locations[0]))
 
 
-def _stop_early() -> None:
-    """Stop the early server unused."""
+def stop_early() -> None:
+    """Stop the early server unused (none started: nothing to do)."""
     global _early
     early, _early = _early, None
-    early.stop()
+    if early is not None:
+        early.stop()
 
 
 def _adopt_early():
@@ -166,8 +167,7 @@ def temporary_api() -> Iterator[str | None]:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     if PREFECT_API_URL.value():  # named (environment, profile or .env): an early server is not needed after all
-        if _early is not None:
-            _stop_early()
+        stop_early()
         yield PREFECT_API_URL.value()
         return
     server = _adopt_early()

@@ -18,9 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 # The one deliberate import from this lowest layer up into task_types: every task type declares its own config keys,
 # formats and names there, and the config composes them here, so a new type is one package and one registry entry.
 from schemas.errors import ConfigError
+from schemas.paths import PROJECT_ROOT
 from task_types import TASK_TYPES, reader_formats, task_options
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 # The defaults arrive as pip packages installed with --no-deps; they carry files
 # only, so they are located with find_spec and never imported.

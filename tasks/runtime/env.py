@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from schemas.config import PROJECT_ROOT
+from schemas.paths import PROJECT_ROOT  # not schemas.config: this runs first, before a CLI starts Prefect's server
 
 # Machines that run this have no model hub; without HF_HUB_OFFLINE,
 # mlflow.transformers.log_model spends ~50 s retrying a hub lookup.

@@ -1,7 +1,8 @@
 """Training throughput: the run_glue recipe vs our fine-tune step, same model, rows, steps and seed.
 
     .venv/bin/python bench/throughput.py [--train-rows 2000] [--heldout-rows 1000] [--model PATH] [--random-init]
-        [--config bert-base] [--device auto|cpu|cuda] [--batch-size 32] [--join K] [--variant KEY=VALUE ...]
+        [--config bert-base] [--device auto|cpu|cuda] [--precision auto|fp32|bf16] [--batch-size 32] [--join K]
+        [--variant KEY=VALUE ...]
 
 (a) baseline: HF Trainer as run_glue.py configures it (every text padded to max_length=128, fp32);
 (b) ours: tasks.training.recipe.train_model exactly as the fine-tune step runs it with its defaults (per-batch
@@ -11,7 +12,11 @@ train rows, not timed). Both train one epoch with the same batch size and that l
 same length-sorted inference on the same held-out rows. Two speeds are printed for each: end to end
 (ours includes the model load, the epoch's validation and its checkpoint; a lower bound) and the
 training loop alone (from the start of the first step to the end of the last, the same clock for
-both). On a GPU (--device auto picks one) the peak is the GPU's bf16 matmul rate. --config bert-base
+both). Each speed is also a share of this machine's matmul peak in ours' precision, measured in the same process
+against two products: a square 2048^3 one and one of the model's own shapes (a batch of real tokens through its
+feed-forward layer: batch x mean tokens by hidden, times hidden by intermediate), which the JSON's peak_fraction is
+against. --precision fp32 trains ours as a CPU without bf16 would, on any machine (the baseline is fp32 always).
+On a GPU (--device auto picks one) both peaks are the GPU's square bf16 (or tf32) matmul rate. --config bert-base
 trains a randomly initialised BERT-base-size model (768 wide, 12 layers) and --join K makes each
 training text K reviews long: both for speed only, their accuracy means nothing. The last line is JSON.
 """
@@ -60,7 +65,7 @@ from tasks.train import resolve_rates  # noqa: E402
 from tasks.training.recipe import choose_device, train_model  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peak import cpu_flags, gpu_peak, peak  # noqa: E402
+from peak import cpu_flags, gpu_peak, matmul_gflops, peak  # noqa: E402
 
 TASK = "classification"  # the embedded reviews, one label per text: what run_glue's recipe trains
 
@@ -264,6 +269,12 @@ def main() -> None:
     parser.add_argument(
         "--device", choices=["auto", "cpu", "cuda"], default="auto", help="train.device for both (auto: a GPU when present)"
     )
+    parser.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        default="auto",
+        help="train.precision of ours (auto: bf16 where the CPU or GPU has it natively, else fp32; fp32: as a CPU without bf16 trains)",
+    )
     parser.add_argument("--batch-size", type=int, default=TrainConfig().batch_size, help="training batch size of both")
     parser.add_argument("--join", type=int, default=1, metavar="K", help="each training text is K reviews joined (long inputs; speed only)")
     parser.add_argument("--seed", type=int, default=42)
@@ -278,7 +289,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    cfg = TrainConfig(epochs=1, class_weights="none", device=args.device, batch_size=args.batch_size)
+    cfg = TrainConfig(epochs=1, class_weights="none", device=args.device, batch_size=args.batch_size, precision=args.precision)
     device = choose_device(cfg.device, torch.cuda.is_available())
     print(f"CPU: {cpu_flags()}; torch {torch.__version__}")
     if device == "cuda":
@@ -362,20 +373,36 @@ def main() -> None:
             ours_ex_s=round(ours_ex_s, 2), ours_loop_ex_s=round(loop_ex_s, 2), ours_acc=round(ours_acc, 4), ours_precision=meta["precision"]
         )
         mean_tokens = sum(len(ids) for ids in encode(tokenizer, train["text"].tolist(), cfg.max_length)[0]["input_ids"]) / len(train)
-        flops = training_flops_per_example(AutoModelForSequenceClassification.from_pretrained(tmp / "ours" / "model"), mean_tokens)
-        bar = limit["bf16" if meta["precision"] == "bf16" else "fp32"]
+        trained = AutoModelForSequenceClassification.from_pretrained(tmp / "ours" / "model")
+        flops = training_flops_per_example(trained, mean_tokens)
+        precision = "bf16" if meta["precision"] == "bf16" else "fp32"
+        square = limit[precision] if device == "cuda" else limit["shapes"][precision]["square 2048"]
+        shape = (cfg.batch_size * round(mean_tokens), trained.config.hidden_size, trained.config.intermediate_size)
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        shaped = square if device == "cuda" else round(matmul_gflops(*shape, dtype, seconds=2.0), 1)
         result.update(
             achieved_gflops=round(ours_ex_s * flops / 1e9, 1),
             loop_gflops=round(loop_ex_s * flops / 1e9, 1),
-            peak_gflops=bar,
-            peak_fraction=round(ours_ex_s * flops / 1e9 / bar, 3),
-            loop_peak_fraction=round(loop_ex_s * flops / 1e9 / bar, 3),
+            peak_gflops=shaped,
+            peak_shape="x".join(map(str, shape[:2])) + f"@{shape[1]}x{shape[2]}",
+            peak_fraction=round(ours_ex_s * flops / 1e9 / shaped, 3),
+            loop_peak_fraction=round(loop_ex_s * flops / 1e9 / shaped, 3),
+            square_peak_gflops=square,
+            square_peak_fraction=round(ours_ex_s * flops / 1e9 / square, 3),
+            square_loop_peak_fraction=round(loop_ex_s * flops / 1e9 / square, 3),
             tokens_per_example=round(mean_tokens, 1),
         )
         print(
-            f"ours: {mean_tokens:.1f} real tokens/example, {flops / 1e9:.2f} GFLOP/example: {result['achieved_gflops']:.1f} GFLOP/s end to end "
-            f"= {result['peak_fraction']:.1%} of the {meta['precision']} matmul peak ({bar:.1f} GFLOP/s); "
-            f"{result['loop_gflops']:.1f} GFLOP/s in the training loop = {result['loop_peak_fraction']:.1%}"
+            f"ours: {mean_tokens:.1f} real tokens/example, {flops / 1e9:.2f} GFLOP/example: {result['achieved_gflops']:.1f} GFLOP/s end to end, "
+            f"{result['loop_gflops']:.1f} GFLOP/s in the training loop"
+        )
+        print(
+            f"  against the {precision} peak of the model's own shape ({result['peak_shape']}, {shaped:.1f} GFLOP/s): "
+            f"{result['peak_fraction']:.1%} end to end, {result['loop_peak_fraction']:.1%} in the loop"
+        )
+        print(
+            f"  against the {precision} square 2048^3 peak ({square:.1f} GFLOP/s): "
+            f"{result['square_peak_fraction']:.1%} end to end, {result['square_loop_peak_fraction']:.1%} in the loop"
         )
         print(
             f"ours ({meta['device']}/{meta['precision']}, per-batch padding, length-grouped): {ours_ex_s:6.1f} examples/s end to end "
@@ -399,7 +426,7 @@ def main() -> None:
     if "baseline_ex_s" in result:
         result["ratio"] = round(result["ours_ex_s"] / result["baseline_ex_s"], 2)
         result["loop_ratio"] = round(result["ours_loop_ex_s"] / result["baseline_loop_ex_s"], 2)
-        target = 8.0 if result["ours_precision"] == "bf16" else 6.0  # the issue's bar: 8x with native bf16, 6x without
+        target = 10.0 if result["ours_precision"] == "bf16" else 6.0  # the issue's bar: 10x with native bf16, 6x in fp32
         print(
             f"ratio {result['ratio']:.2f}x end to end, {result['loop_ratio']:.2f}x in the training loop (target >= {target:.0f} with "
             f"{result['ours_precision']}), accuracy change {result['ours_acc'] - result['baseline_acc']:+.4f} (target >= -0.02)"
@@ -425,8 +452,12 @@ def main() -> None:
         "ours_precision",
         "tokens_per_example",
         "peak_gflops",
+        "peak_shape",
         "peak_fraction",
         "loop_peak_fraction",
+        "square_peak_gflops",
+        "square_peak_fraction",
+        "square_loop_peak_fraction",
         "peak_rss_mb",
         "gpu_peak_memory_mb",
     )

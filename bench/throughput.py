@@ -1,7 +1,7 @@
 """Training throughput: the run_glue recipe vs our fine-tune step, same model, rows, steps and seed.
 
     .venv/bin/python bench/throughput.py [--train-rows 2000] [--heldout-rows 1000] [--model PATH] [--random-init]
-        [--config bert-base] [--device auto|cpu|cuda] [--precision auto|fp32|bf16] [--batch-size 32] [--join K]
+        [--config bert-base] [--device auto|cpu|cuda] [--precision auto|fp32|bf16] [--batch-size 32|auto] [--join K]
         [--variant KEY=VALUE ...]
 
 (a) baseline: HF Trainer as run_glue.py configures it (every text padded to max_length=128, fp32);
@@ -275,7 +275,12 @@ def main() -> None:
         default="auto",
         help="train.precision of ours (auto: bf16 where the CPU or GPU has it natively, else fp32; fp32: as a CPU without bf16 trains)",
     )
-    parser.add_argument("--batch-size", type=int, default=TrainConfig().batch_size, help="training batch size of both")
+    parser.add_argument(
+        "--batch-size",
+        type=lambda v: v if v == "auto" else int(v),
+        default=TrainConfig().batch_size,
+        help="training batch size of both (auto: as train.batch_size=auto picks it for ours: 32 on a CPU, on a GPU the largest that fits)",
+    )
     parser.add_argument("--join", type=int, default=1, metavar="K", help="each training text is K reviews joined (long inputs; speed only)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--skip-baseline", action="store_true", help="only measure ours")

@@ -108,7 +108,8 @@ def fine_tune(
     """
     logger = step_logger()
     base = resolve_model_path(model.name_or_path)
-    settings = train.model_dump(exclude={"eval_batch_size"})  # every option that changes the model; nproc changes the effective batch
+    # every option that changes the model (not how evaluation batches or who collates); nproc changes the effective batch
+    settings = train.model_dump(exclude={"eval_batch_size", "dataloader_workers"})
     best_metric = best_epoch_metric(task, compare_on, tokens.target)
     revision = get_task_type(task).training_revision  # a change in how the type trains: its cached models are not re-used
     # learning_rate=auto: the rule that turns the range test into a rate is part of what the model was trained with

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +61,16 @@ def choose_precision(requested: str, device: str, cuda_bf16: bool, cpu_bf16: boo
     return "bf16" if cpu_bf16 else "fp32"
 
 
+def loader_workers(setting: int | str, device: str, cpus: int | None = None) -> int:
+    """Data-loader processes for train.dataloader_workers: a number as given; auto none on a CPU (its cores train, and
+    collating there costs little), 4 on a GPU, at most half the CPU cores (the host must keep the GPU fed)."""
+    if setting != "auto":
+        return int(setting)
+    if device != "cuda":
+        return 0
+    return max(0, min(4, (cpus if cpus is not None else os.cpu_count() or 1) // 2))
+
+
 def _training_args(
     train: TrainConfig, out: Path, device: str, precision: str, seed: int, best_metric: str, epochs: float
 ) -> TrainingArguments:
@@ -91,7 +102,8 @@ def _training_args(
         fp16=precision == "fp16",
         tf32=device == "cuda" and torch.cuda.is_available() and torch.cuda.get_device_capability()[0] >= 8,
         report_to="none",
-        dataloader_num_workers=0,
+        dataloader_num_workers=(workers := loader_workers(train.dataloader_workers, device)),
+        dataloader_persistent_workers=workers > 0,  # started once, not again each epoch
         # Progress bars on a terminal; in CI, a worker or a file, one readable line per evaluation instead (_ReadableLog).
         disable_tqdm=not interactive(),
         torch_compile=train.compile,

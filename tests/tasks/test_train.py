@@ -127,3 +127,44 @@ def test_a_multi_label_head_starts_at_each_labels_base_rate():
     assert model.classifier.bias.tolist() == pytest.approx(bias, abs=1e-5)
     assert not set_output_bias(model, [0.0, 0.0])  # a head of another width keeps its init
     assert not set_output_bias(model, None)
+
+
+def test_dataloader_workers_auto_is_none_on_a_cpu_and_four_at_most_half_the_cores_on_a_gpu():
+    from tasks.training.recipe import loader_workers
+
+    assert loader_workers("auto", "cpu", cpus=64) == 0
+    assert loader_workers("auto", "cuda", cpus=16) == 4
+    assert loader_workers("auto", "cuda", cpus=4) == 2
+    assert loader_workers("auto", "cuda", cpus=1) == 0
+    assert loader_workers(3, "cpu", cpus=2) == 3  # a number as given
+
+
+def test_collating_in_worker_processes_trains_the_same_model(prefect_server, make_config, toy_csv, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    from tasks.clean import clean_data
+    from tasks.ingest import ingest_data
+    from tasks.split import split_data
+    from tasks.tokenize import tokenize_data
+    from tasks.training.recipe import train_model
+
+    cfg = make_config(data={"path": str(toy_csv)}, train={"epochs": 1, "learning_rate": 1e-3})
+    raw = ingest_data.fn(cfg.data, cfg.cache, cfg.task)
+    split = split_data.fn(clean_data.fn(raw, cfg.data, cfg.cache, cfg.task), cfg.data, cfg.cache, cfg.seed, cfg.task)
+    tokens = tokenize_data.fn(split, cfg.model, cfg.train, cfg.cache, cfg.task)
+    weights = {}
+    for workers in (0, 2):
+        out = tmp_path / f"workers-{workers}"
+        out.mkdir()
+        train = cfg.train.model_copy(update={"dataloader_workers": workers})
+        train_model(tokens, cfg.model, train, cfg.seed, out, tmp_path / f"checkpoints-{workers}", cfg.task)
+        weights[workers] = load_file(next(out.rglob("model.safetensors")))
+    assert weights[0].keys() == weights[2].keys()
+    start = load_file(next(Path(cfg.model.name_or_path).rglob("model.safetensors")))
+    before = {name: start[key] for name in weights[0] for key in start if name == key or name.endswith("." + key)}
+    assert before  # the encoder's weights, under the task model's prefix
+    moved = [name for name, value in before.items() if not torch.equal(weights[0][name], value)]
+    assert moved  # it trained
+    for name in weights[0]:
+        assert torch.equal(weights[0][name], weights[2][name]), name

@@ -259,6 +259,16 @@ def run_baseline(model_path, tokenizer, train, labels, cfg: TrainConfig, seed: i
     return model, len(train) / (time.perf_counter() - started)
 
 
+def batch_size_arg(value: str) -> int | str:
+    """--batch-size: a number, or auto."""
+    if value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{value}' is neither a number nor auto") from None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train-rows", type=int, default=2000)
@@ -277,7 +287,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--batch-size",
-        type=lambda v: v if v == "auto" else int(v),
+        type=batch_size_arg,
         default=TrainConfig().batch_size,
         help="training batch size of both (auto: as train.batch_size=auto picks it for ours: 32 on a CPU, on a GPU the largest that fits)",
     )
@@ -380,7 +390,7 @@ def main() -> None:
         mean_tokens = sum(len(ids) for ids in encode(tokenizer, train["text"].tolist(), cfg.max_length)[0]["input_ids"]) / len(train)
         trained = AutoModelForSequenceClassification.from_pretrained(tmp / "ours" / "model")
         flops = training_flops_per_example(trained, mean_tokens)
-        precision = "bf16" if meta["precision"] == "bf16" else "fp32"
+        precision = "bf16" if meta["precision"] in ("bf16", "fp16") else "fp32"  # fp16 runs on the half-precision units
         square = limit[precision] if device == "cuda" else limit["shapes"][precision]["square 2048"]
         shape = (cfg.batch_size * round(mean_tokens), trained.config.hidden_size, trained.config.intermediate_size)
         dtype = torch.bfloat16 if precision == "bf16" else torch.float32
@@ -408,7 +418,7 @@ def main() -> None:
             f"{result['peak_fraction']:.1%} end to end, {result['loop_peak_fraction']:.1%} in the loop"
         )
         print(
-            f"  against the {precision} square 2048^3 peak ({square:.1f} GFLOP/s): "
+            f"  against the {precision} square {'8192' if device == 'cuda' else '2048'}^3 peak ({square:.1f} GFLOP/s): "
             f"{result['square_peak_fraction']:.1%} end to end, {result['square_loop_peak_fraction']:.1%} in the loop"
         )
         print(

@@ -162,9 +162,9 @@ class _TrainFields(_Section):
     eval_batch_size: int = Field(EVAL_BATCH_SIZE, gt=0, description="examples per step when evaluating (sorted by length)")
     dataloader_workers: Annotated[int, Field(ge=0, le=64)] | Literal["auto"] = Field(
         "auto",
-        description="processes that collate training batches beside the training loop (the model is the same either way); "
-        "auto: none on a CPU, whose cores train; on a GPU 4, at most half the CPU cores (collating in the training process "
-        "left an H200 idle for most of each step)",
+        description="processes that collate batches beside the training loop, for each of the training and validation "
+        "loaders (the model is the same either way); auto: none on a CPU, whose cores train; on a GPU 4, at most a quarter of "
+        "the process's CPU share (collating in the training process left an H200 idle for most of each step)",
     )
     learning_rate: Annotated[float, Field(gt=0)] | Literal["auto"] = Field(
         "auto",

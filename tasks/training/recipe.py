@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,13 +61,15 @@ def choose_precision(requested: str, device: str, cuda_bf16: bool, cpu_bf16: boo
 
 
 def loader_workers(setting: int | str, device: str, cpus: int | None = None) -> int:
-    """Data-loader processes for train.dataloader_workers: a number as given; auto none on a CPU (its cores train, and
-    collating there costs little), 4 on a GPU, at most half the CPU cores (the host must keep the GPU fed)."""
+    """Data-loader processes for train.dataloader_workers, for each of the Trainer's loaders (training and validation):
+    a number as given; auto none on a CPU (its cores train, and collating there costs little), and on a GPU 4, at most
+    a quarter of this process's CPU share (torch's threads: the runners give each torchrun rank, Ray worker or sweep
+    trial its share), so both loaders together hold at most half of it."""
     if setting != "auto":
         return int(setting)
     if device != "cuda":
         return 0
-    return max(0, min(4, (cpus if cpus is not None else os.cpu_count() or 1) // 2))
+    return max(0, min(4, (cpus if cpus is not None else torch.get_num_threads()) // 4))
 
 
 def _training_args(

@@ -129,13 +129,14 @@ def test_a_multi_label_head_starts_at_each_labels_base_rate():
     assert not set_output_bias(model, None)
 
 
-def test_dataloader_workers_auto_is_none_on_a_cpu_and_four_at_most_half_the_cores_on_a_gpu():
+def test_dataloader_workers_auto_is_none_on_a_cpu_and_four_at_most_a_quarter_of_the_share_on_a_gpu():
     from tasks.training.recipe import loader_workers
 
     assert loader_workers("auto", "cpu", cpus=64) == 0
-    assert loader_workers("auto", "cuda", cpus=16) == 4
-    assert loader_workers("auto", "cuda", cpus=4) == 2
-    assert loader_workers("auto", "cuda", cpus=1) == 0
+    assert loader_workers("auto", "cuda", cpus=64) == 4
+    assert loader_workers("auto", "cuda", cpus=16) == 4  # two loaders: 8 of 16
+    assert loader_workers("auto", "cuda", cpus=8) == 2  # a torchrun rank's or Ray worker's share
+    assert loader_workers("auto", "cuda", cpus=3) == 0
     assert loader_workers(3, "cpu", cpus=2) == 3  # a number as given
 
 

@@ -391,16 +391,20 @@ def main() -> None:
         trained = AutoModelForSequenceClassification.from_pretrained(tmp / "ours" / "model")
         flops = training_flops_per_example(trained, mean_tokens)
         precision = "bf16" if meta["precision"] in ("bf16", "fp16") else "fp32"  # fp16 runs on the half-precision units
-        square = limit[precision] if device == "cuda" else limit["shapes"][precision]["square 2048"]
-        shape = (cfg.batch_size * round(mean_tokens), trained.config.hidden_size, trained.config.intermediate_size)
-        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-        shaped = square if device == "cuda" else round(matmul_gflops(*shape, dtype, seconds=2.0), 1)
-        shaped_name = "the GPU (a square product: no model-shaped one there)" if device == "cuda" else "the model's own shape"
+        if device == "cuda":  # the GPU's square 8192^3 product stands for both
+            square = shaped = limit[precision]
+            square_name, peak_shape, shaped_name = "8192", "square 8192", "the GPU (a square product: no model-shaped one there)"
+        else:
+            square, square_name = limit["shapes"][precision]["square 2048"], "2048"
+            shape = (cfg.batch_size * round(mean_tokens), trained.config.hidden_size, trained.config.intermediate_size)
+            dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+            shaped = round(matmul_gflops(*shape, dtype, seconds=2.0), 1)
+            peak_shape, shaped_name = f"{shape[0]}x{shape[1]}@{shape[1]}x{shape[2]}", "the model's own shape"
         result.update(
             achieved_gflops=round(ours_ex_s * flops / 1e9, 1),
             loop_gflops=round(loop_ex_s * flops / 1e9, 1),
             peak_gflops=shaped,
-            peak_shape="square 8192" if device == "cuda" else "x".join(map(str, shape[:2])) + f"@{shape[1]}x{shape[2]}",
+            peak_shape=peak_shape,
             peak_fraction=round(ours_ex_s * flops / 1e9 / shaped, 3),
             loop_peak_fraction=round(loop_ex_s * flops / 1e9 / shaped, 3),
             square_peak_gflops=square,
@@ -418,7 +422,7 @@ def main() -> None:
             f"{result['peak_fraction']:.1%} end to end, {result['loop_peak_fraction']:.1%} in the loop"
         )
         print(
-            f"  against the {precision} square {'8192' if device == 'cuda' else '2048'}^3 peak ({square:.1f} GFLOP/s): "
+            f"  against the {precision} square {square_name}^3 peak ({square:.1f} GFLOP/s): "
             f"{result['square_peak_fraction']:.1%} end to end, {result['square_loop_peak_fraction']:.1%} in the loop"
         )
         print(

@@ -69,7 +69,7 @@ def loader_workers(setting: int | str, device: str, cpus: int | None = None) -> 
         return int(setting)
     if device != "cuda":
         return 0
-    return max(0, min(4, (cpus if cpus is not None else torch.get_num_threads()) // 4))
+    return min(4, (cpus if cpus is not None else torch.get_num_threads()) // 4)
 
 
 def _training_args(

@@ -114,6 +114,9 @@ def test_names_and_aliases_are_checked_before_any_work(override, rule):
         ("runtime.io_retry_delay_seconds=.inf", "finite number"),
         ("seed=-1", "greater than or equal to 0"),
         ("seed=4294967296", "less than or equal to"),
+        ("train.dataloader_workers=-1", "greater than or equal to 0"),
+        ("train.dataloader_workers=1000", "less than or equal to 64"),
+        ("train.dataloader_workers=many", "auto"),
     ],
 )
 def test_values_that_would_crash_a_later_step_are_rejected(override, message):

@@ -4,7 +4,7 @@
 
 Part 1 (--vs-pipeline N; 0 skips it): the embedded MiniLM with a fresh two-label head, N real review texts of
 the default corpus. Ours is the predict flow's own per-chunk path (`tasks.serving.predictor.Predictor.predict` with
-`flows/predict.py`'s default batch size and precision: length-sorted batches, inference_mode, bf16 autocast on a CPU
+`flows/predict.py`'s default batch size and precision: length-sorted batches, no gradients, bf16 autocast on a CPU
 with native bf16, again in fp32, and as `--runtime onnx` runs it: dynamic int8 under onnxruntime, the export not timed);
 the baseline is `transformers.pipeline("text-classification", ...)` called as its docs show (one text at a time), and
 again with batch_size=32. All in this process, one after the other; the labels of all runs are compared (same model).

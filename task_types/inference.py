@@ -1,6 +1,6 @@
 """Batched forward passes every task type runs its model with: evaluation, champion re-scoring and predict.
 
-Inputs are fed in length-sorted batches (each batch pads little) under torch.inference_mode, with bf16 autocast
+Inputs are fed in length-sorted batches (each batch pads little) without gradients, with bf16 autocast
 where asked; outputs come back in the caller's order. What a saved model was trained for (type, target encoding,
 output rule) travels in its config as `finetune_flow` (model_task).
 """
@@ -44,7 +44,7 @@ def length_order(lengths: list[int]) -> np.ndarray:
 
 def forward_batches(model, tokenizer, columns: dict, runner, read) -> list:
     """read(model output, batch indices, padded length) for each length-sorted batch of the tokenized inputs in columns
-    (input_ids, attention_mask, ...); the model runs under inference mode and, where the runner asks, bf16 autocast."""
+    (input_ids, attention_mask, ...); the model runs without gradients and, where the runner asks, under bf16 autocast."""
     import torch
     from transformers import DataCollatorWithPadding
 
@@ -53,14 +53,16 @@ def forward_batches(model, tokenizer, columns: dict, runner, read) -> list:
     features = [k for k in INPUT_FEATURES if k in columns]
     order = length_order([len(ids) for ids in columns["input_ids"]])
     found = []
-    with torch.inference_mode():
+    # One autocast around all batches, under no_grad rather than inference_mode: autocast then casts each weight to bf16
+    # once a call, not once a batch (it keeps no casts under inference_mode). The numbers are the same either way;
+    # on a 2-core AMX Xeon the MiniLM forward ran 1.12x faster (bench/README.md, prediction).
+    autocast = torch.autocast(device_type=runner.device, dtype=torch.bfloat16) if runner.bf16 else contextlib.nullcontext()
+    with torch.no_grad(), attention_kernels(), autocast:
         for start in range(0, len(order), runner.batch_size):
             idx = order[start : start + runner.batch_size]
             batch = collate([{k: columns[k][i] for k in features} for i in idx])
             batch = {k: v.to(runner.device) for k, v in batch.items()}
-            autocast = torch.autocast(device_type=runner.device, dtype=torch.bfloat16) if runner.bf16 else contextlib.nullcontext()
-            with attention_kernels(), autocast:
-                found.append(read(model(**batch), idx))
+            found.append(read(model(**batch), idx))
     return found
 
 

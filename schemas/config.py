@@ -159,7 +159,12 @@ class _TrainFields(_Section):
         description="pad each batch to a multiple of this many tokens (a fixed ladder of lengths: fewer shapes for torch.compile "
         "and CUDA graphs on a GPU); unset: each batch to its own longest input",
     )
-    eval_batch_size: int = Field(EVAL_BATCH_SIZE, gt=0, description="examples per step when evaluating (sorted by length)")
+    eval_batch_size: int = Field(
+        EVAL_BATCH_SIZE,
+        gt=0,
+        description="examples per step when evaluating (sorted by length); unset, the validation during training on a CPU "
+        "runs at the training batch size (its kernels are built already)",
+    )
     dataloader_workers: Annotated[int, Field(ge=0, le=64)] | Literal["auto"] = Field(
         "auto",
         description="processes that collate batches beside the training loop, for each of the training and validation "
@@ -230,6 +235,13 @@ class _TrainFields(_Section):
         False,
         description="freeze the word-embedding matrix only (in MiniLM half the parameters: no gradient, no optimizer "
         "update for it; every layer still learns); faster steps, measured with its accuracy in bench/README.md",
+    )
+    embedding_rows: Literal["used", "all"] = Field(
+        "used",
+        description="word-embedding rows that train: used (the default) only the rows of tokens the training data holds "
+        "(the others get no gradient, so AdamW would move them only by weight decay; they stay as loaded), which makes "
+        "the optimizer, clipping and the embedding's backward pass handle a few thousand rows instead of the whole "
+        "vocabulary; all: every row (plain fine-tuning). Speed and accuracy of both in bench/README.md",
     )
     dropout: float | None = Field(
         0.0,

@@ -1,6 +1,7 @@
 """Layer-wise training options: freeze the bottom of the encoder (train.freeze_layers) or the word embeddings
-alone (train.freeze_embeddings), decay the learning rate layer by layer from the head down (train.layer_lr_decay),
-and set the model's dropout (train.dropout).
+alone (train.freeze_embeddings), train only the word-embedding rows the training data uses (train.embedding_rows),
+decay the learning rate layer by layer from the head down (train.layer_lr_decay), and set the model's dropout
+(train.dropout).
 
 Depth counts from the input: the embeddings are depth 0, encoder layer i is depth i + 1, and
 everything above the encoder (pooler, head) is depth L + 1, where L is the number of layers.
@@ -94,6 +95,79 @@ def freeze_word_embeddings(model: nn.Module, freeze: bool) -> list[str]:
         raise ConfigError(f"train.freeze_embeddings needs a model with input embeddings; {type(model).__name__} has none") from None
     weight.requires_grad_(False)
     return [name for name, param in model.named_parameters() if param is weight]
+
+
+class UsedRows(nn.Module):
+    """A word-embedding table whose trained part is only the rows of the tokens the training data uses
+    (train.embedding_rows=used). A row no training token looks up gets no gradient, so plain AdamW would change it only
+    by weight decay: leaving it as loaded costs nothing in what the model learns, and the optimizer, gradient clipping
+    and the embedding's backward pass then handle a few thousand rows instead of the whole vocabulary (in MiniLM the
+    table is half of all parameters). Validation, test and predict texts may hold other tokens: those read the loaded
+    table. fold_used_rows puts the trained rows back into a plain nn.Embedding before the model is saved."""
+
+    def __init__(self, embedding: nn.Embedding, rows: torch.Tensor):
+        super().__init__()
+        self.num_embeddings, self.embedding_dim, self.padding_idx = embedding.num_embeddings, embedding.embedding_dim, embedding.padding_idx
+        weight = embedding.weight.detach()
+        self.loaded = nn.Parameter(weight, requires_grad=False)  # a parameter, not a buffer: DDP broadcasts buffers each step
+        self.rows = nn.Parameter(weight[rows].clone())
+        slots = torch.full((self.num_embeddings,), -1, dtype=torch.long, device=weight.device)
+        slots[rows.to(weight.device)] = torch.arange(len(rows), device=weight.device)
+        self.register_buffer("row_ids", rows.to(weight.device), persistent=False)
+        self.register_buffer("slots", slots, persistent=False)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        slot = self.slots[input_ids]
+        trained = nn.functional.embedding(slot.clamp(min=0), self.rows)
+        return torch.where((slot >= 0).unsqueeze(-1), trained, nn.functional.embedding(input_ids, self.loaded))
+
+    def merged(self) -> torch.Tensor:
+        """The whole table: the loaded rows with the trained ones written in."""
+        weight = self.loaded.detach().clone()
+        weight[self.row_ids] = self.rows.detach().to(weight.dtype)
+        return weight
+
+
+def used_token_ids(input_ids, padding_idx: int | None) -> torch.Tensor:
+    """The distinct token ids of a tokenized split's input_ids column (an Arrow list column or lists), padding left out."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    column = input_ids if isinstance(input_ids, (pa.Array, pa.ChunkedArray)) else pa.array(input_ids)
+    ids = np.asarray(pc.unique(pc.list_flatten(column)).to_numpy(zero_copy_only=False), dtype=np.int64)
+    if padding_idx is not None:
+        ids = ids[ids != padding_idx]  # its embedding gets no gradient (nn.Embedding's padding_idx), as before
+    return torch.from_numpy(np.sort(ids))
+
+
+def train_used_rows(model: nn.Module, input_ids, setting: str) -> int | None:
+    """train.embedding_rows=used: swap the model's word embedding for UsedRows over the training data's tokens; the
+    number of rows trained, or None where the table stays whole (all; frozen; tied to an output layer; not an
+    nn.Embedding)."""
+    if setting != "used":
+        return None
+    try:
+        embedding = model.get_input_embeddings()
+    except (NotImplementedError, AttributeError):
+        return None
+    output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if not isinstance(embedding, nn.Embedding) or not embedding.weight.requires_grad:
+        return None
+    if output is not None and getattr(output, "weight", None) is embedding.weight:
+        return None  # tied to the output layer, which trains every row
+    rows = used_token_ids(input_ids, embedding.padding_idx)
+    if len(rows) == 0 or int(rows.max()) >= embedding.num_embeddings:
+        return None
+    model.set_input_embeddings(UsedRows(embedding, rows))
+    return len(rows)
+
+
+def fold_used_rows(model: nn.Module) -> None:
+    """Back to a plain nn.Embedding holding the trained rows (before the model is saved), where train_used_rows swapped it."""
+    used = model.get_input_embeddings()
+    if isinstance(used, UsedRows):
+        model.set_input_embeddings(nn.Embedding.from_pretrained(used.merged(), freeze=False, padding_idx=used.padding_idx))
 
 
 def _decays(name: str) -> bool:

@@ -56,7 +56,7 @@ def range_test(tokens, model_cfg, train, task: str, seed: int, device: str, prec
 
     from schemas.config import resolve_model_path
     from task_types import get_task_type
-    from tasks.training.layers import layer_param_groups
+    from tasks.training.layers import layer_param_groups, train_used_rows
     from tasks.training.recipe import build_model
 
     started = time.perf_counter()
@@ -68,6 +68,7 @@ def range_test(tokens, model_cfg, train, task: str, seed: int, device: str, prec
     )
     data = load_from_disk(tokens.paths["train"])
     data = data.remove_columns([c for c in task_type.feature_columns if c in data.column_names])
+    train_used_rows(model, data.with_format("arrow")["input_ids"], train.embedding_rows)  # as the fine-tuning trains
     generator = torch.Generator().manual_seed(seed)
     loader = DataLoader(data, batch_size=train.batch_size, shuffle=True, generator=generator, collate_fn=task_type.collator(tokenizer))
     decay = train.layer_lr_decay if isinstance(train.layer_lr_decay, float) else task_type.default_layer_lr_decay

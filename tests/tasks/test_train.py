@@ -169,3 +169,44 @@ def test_collating_in_worker_processes_trains_the_same_model(prefect_server, mak
     assert moved  # it trained
     for name in weights[0]:
         assert torch.equal(weights[0][name], weights[2][name]), name
+
+
+def test_validation_during_training_runs_at_the_training_batch_on_a_cpu_unless_set():
+    from schemas.config import TrainConfig
+    from tasks.training.recipe import validation_batch_size
+
+    assert validation_batch_size(TrainConfig(batch_size=16), "cpu") == 16
+    assert validation_batch_size(TrainConfig(batch_size=16), "cuda") == TrainConfig().eval_batch_size
+    assert validation_batch_size(TrainConfig(batch_size=16, eval_batch_size=64), "cpu") == 64  # as the config sets it
+    resolved = TrainConfig(batch_size="auto").model_copy(update={"batch_size": 8})  # what resolve_rates hands on
+    assert validation_batch_size(TrainConfig(**resolved.model_dump(exclude_unset=True)), "cpu") == 8  # as torchrun/Ray get it
+
+
+def test_the_last_checkpoint_holds_no_optimizer_and_a_run_resumes_from_it_to_the_same_model(prefect_server, make_config, toy_csv, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    from tasks.clean import clean_data
+    from tasks.ingest import ingest_data
+    from tasks.split import split_data
+    from tasks.tokenize import tokenize_data
+    from tasks.training.recipe import train_model
+
+    cfg = make_config(data={"path": str(toy_csv)}, train={"epochs": 2, "early_stopping_patience": 0})
+    raw = ingest_data.fn(cfg.data, cfg.cache, cfg.task)
+    split = split_data.fn(clean_data.fn(raw, cfg.data, cfg.cache, cfg.task), cfg.data, cfg.cache, cfg.seed, cfg.task)
+    tokens = tokenize_data.fn(split, cfg.model, cfg.train, cfg.cache, cfg.task)
+    checkpoints = tmp_path / "checkpoints"
+    (tmp_path / "first").mkdir()
+    first = train_model(tokens, cfg.model, cfg.train, cfg.seed, tmp_path / "first", checkpoints, cfg.task)
+    assert first["embedding_rows_trained"] > 0  # train.embedding_rows=used, the default
+    middle, last = sorted(checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    assert (middle / "optimizer.pt").is_file() and (middle / "rng_state.pth").is_file()  # training goes on after it
+    assert not (last / "optimizer.pt").exists() and not (last / "rng_state.pth").exists()
+    assert any(k.endswith("word_embeddings.rows") for k in load_file(last / "model.safetensors"))  # the trained rows alone
+    (tmp_path / "again").mkdir()
+    again = train_model(tokens, cfg.model, cfg.train, cfg.seed, tmp_path / "again", checkpoints, cfg.task)
+    assert again["resumed_from"] == last.name
+    saved, resumed = (load_file(tmp_path / name / "model" / "model.safetensors") for name in ("first", "again"))
+    assert saved.keys() == resumed.keys() and any(k.endswith("word_embeddings.weight") for k in saved)  # a plain model
+    assert all(torch.equal(saved[k], resumed[k]) for k in saved)

@@ -7,12 +7,16 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, Trainin
 from schemas.config import TrainConfig
 from schemas.errors import ConfigError
 from tasks.training.layers import (
+    UsedRows,
     dropout_overrides,
+    fold_used_rows,
     freeze_bottom,
     freeze_word_embeddings,
     layer_decay_optimizer,
     layer_param_groups,
     parameter_depths,
+    train_used_rows,
+    used_token_ids,
 )
 
 
@@ -138,3 +142,69 @@ def test_fine_tune_with_both_options_trains_and_keys_apart(prefect_server, make_
     assert models_own.key not in (plain.key, result.key)
     assert AutoConfig.from_pretrained(models_own.path).hidden_dropout_prob == 0.1  # the tiny BERT's own
     assert AutoConfig.from_pretrained(plain.path).hidden_dropout_prob == 0.0  # the default
+
+
+# ---- train.embedding_rows=used ------------------------------------------------------------------------------------
+TRAIN_IDS = [[101, 2307, 2143, 102], [101, 2023, 2003, 2307, 102]]  # the "training data": 6 distinct tokens
+
+
+def _batches():
+    """Two padded training batches of TRAIN_IDS' tokens (0 is [PAD])."""
+    ids = torch.tensor([[101, 2307, 2143, 102, 0], [101, 2023, 2003, 2307, 102]])
+    return [{"input_ids": ids, "attention_mask": (ids != 0).long(), "labels": torch.tensor([1, 0])}] * 3
+
+
+def _train(model, weight_decay: float) -> None:
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2, weight_decay=weight_decay)
+    for batch in _batches():
+        optimizer.zero_grad()
+        model(**batch).loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+
+
+def test_used_token_ids_are_the_distinct_ids_without_padding():
+    assert used_token_ids([[101, 7, 0, 7], [0, 3]], padding_idx=0).tolist() == [3, 7, 101]
+    assert used_token_ids([[5, 5]], padding_idx=None).tolist() == [5]
+
+
+def test_used_rows_look_up_what_the_whole_table_does(tiny):
+    embedding = tiny.get_input_embeddings()
+    ids = torch.tensor([[101, 2307, 0, 999, 2143]])  # 0 and 999 are not training tokens: they read the loaded table
+    expected = embedding(ids)
+    assert train_used_rows(tiny, TRAIN_IDS, "used") == 6
+    used = tiny.get_input_embeddings()
+    assert isinstance(used, UsedRows) and used.rows.shape == (6, embedding.embedding_dim)
+    assert torch.equal(used(ids), expected)
+    trainable = [n for n, p in tiny.named_parameters() if p.requires_grad and "word_embeddings" in n]
+    assert trainable == ["bert.embeddings.word_embeddings.rows"]
+
+
+def test_training_used_rows_gives_the_model_dense_adamw_gives_and_saves_a_plain_embedding(tiny_model_dir, tmp_path):
+    def trained(setting: str):
+        torch.manual_seed(0)
+        model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2)
+        model.config.hidden_dropout_prob = model.config.attention_probs_dropout_prob = 0.0
+        model.eval()  # no dropout: the two runs see the same numbers
+        train_used_rows(model, TRAIN_IDS, setting)
+        _train(model, weight_decay=0.0)
+        fold_used_rows(model)
+        return model
+
+    whole, used = trained("all"), trained("used")
+    assert isinstance(used.get_input_embeddings(), torch.nn.Embedding)
+    for (name, a), b in zip(whole.state_dict().items(), used.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6), name
+    loaded = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2).get_input_embeddings().weight
+    moved = (used.get_input_embeddings().weight - loaded).abs().sum(dim=1).nonzero().flatten().tolist()
+    assert moved == [101, 102, 2003, 2023, 2143, 2307]  # the training tokens' rows learned; no other row moved
+    used.save_pretrained(tmp_path / "m")
+    again = AutoModelForSequenceClassification.from_pretrained(tmp_path / "m")
+    assert torch.equal(again.get_input_embeddings().weight, used.get_input_embeddings().weight)
+
+
+def test_used_rows_stay_whole_where_they_cannot_or_should_not(tiny):
+    assert train_used_rows(tiny, TRAIN_IDS, "all") is None
+    freeze_word_embeddings(tiny, True)
+    assert train_used_rows(tiny, TRAIN_IDS, "used") is None  # frozen: nothing trains anyway
+    assert isinstance(tiny.get_input_embeddings(), torch.nn.Embedding)

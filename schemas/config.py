@@ -162,8 +162,8 @@ class _TrainFields(_Section):
     eval_batch_size: int = Field(
         EVAL_BATCH_SIZE,
         gt=0,
-        description="examples per step when evaluating (sorted by length); unset, the validation during training on a CPU "
-        "runs at the training batch size (its kernels are built already)",
+        description="examples per step when evaluating (sorted by length); the validation during training on a CPU runs at "
+        "the smaller of this and train.batch_size (the training batch's kernels are built already)",
     )
     dataloader_workers: Annotated[int, Field(ge=0, le=64)] | Literal["auto"] = Field(
         "auto",

@@ -111,12 +111,15 @@ class UsedRows(nn.Module):
         weight = embedding.weight.detach()
         self.loaded = nn.Parameter(weight, requires_grad=False)  # a parameter, not a buffer: DDP broadcasts buffers each step
         self.rows = nn.Parameter(weight[rows].clone())
-        slots = torch.full((self.num_embeddings,), -1, dtype=torch.long, device=weight.device)
-        slots[rows.to(weight.device)] = torch.arange(len(rows), device=weight.device)
-        self.register_buffer("row_ids", rows.to(weight.device), persistent=False)
-        self.register_buffer("slots", slots, persistent=False)
+        # Token id -> row of `rows` (-1: not trained). Plain tensors, neither parameters nor buffers: kept out of the
+        # checkpoints (rebuilt from the same data on resume) and out of DDP's per-step broadcast of buffers.
+        self.row_ids = rows.to(torch.long)
+        self.slots = torch.full((self.num_embeddings,), -1, dtype=torch.long)
+        self.slots[self.row_ids] = torch.arange(len(rows))
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        if self.slots.device != input_ids.device:
+            self.slots = self.slots.to(input_ids.device)
         slot = self.slots[input_ids]
         trained = nn.functional.embedding(slot.clamp(min=0), self.rows)
         return torch.where((slot >= 0).unsqueeze(-1), trained, nn.functional.embedding(input_ids, self.loaded))
@@ -124,7 +127,7 @@ class UsedRows(nn.Module):
     def merged(self) -> torch.Tensor:
         """The whole table: the loaded rows with the trained ones written in."""
         weight = self.loaded.detach().clone()
-        weight[self.row_ids] = self.rows.detach().to(weight.dtype)
+        weight[self.row_ids.to(weight.device)] = self.rows.detach().to(weight.dtype)
         return weight
 
 
@@ -143,19 +146,22 @@ def used_token_ids(input_ids, padding_idx: int | None) -> torch.Tensor:
 
 def train_used_rows(model: nn.Module, input_ids, setting: str) -> int | None:
     """train.embedding_rows=used: swap the model's word embedding for UsedRows over the training data's tokens; the
-    number of rows trained, or None where the table stays whole (all; frozen; tied to an output layer; not an
-    nn.Embedding)."""
+    number of rows trained, or None where the table stays whole: all; frozen; tied to an output layer; shared by
+    several parts (an encoder and a decoder); or not a plain nn.Embedding (a subclass may scale or change its lookup,
+    as Gemma's and BART's scaled embeddings do, which UsedRows would drop)."""
     if setting != "used":
         return None
     try:
         embedding = model.get_input_embeddings()
     except (NotImplementedError, AttributeError):
         return None
-    output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    if not isinstance(embedding, nn.Embedding) or not embedding.weight.requires_grad:
+    if type(embedding) is not nn.Embedding or not embedding.weight.requires_grad:
         return None
+    output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     if output is not None and getattr(output, "weight", None) is embedding.weight:
         return None  # tied to the output layer, which trains every row
+    if sum(module is embedding for _, module in model.named_modules(remove_duplicate=False)) > 1:
+        return None  # one table under several names (T5's and BART's shared embedding): one swap cannot replace them all
     rows = used_token_ids(input_ids, embedding.padding_idx)
     if len(rows) == 0 or int(rows.max()) >= embedding.num_embeddings:
         return None

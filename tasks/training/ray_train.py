@@ -110,7 +110,7 @@ def train_on_ray(
             train_loop_config={
                 "tokens": dataclasses.asdict(tokens),
                 "model": model_cfg.model_dump(),
-                "train": train.model_dump(exclude_unset=True),  # unset stays unset: validation_batch_size reads it
+                "train": train.model_dump(),
                 "seed": seed,
                 "folder": str(folder),
                 "checkpoints": str(checkpoints),

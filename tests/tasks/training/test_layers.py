@@ -208,3 +208,17 @@ def test_used_rows_stay_whole_where_they_cannot_or_should_not(tiny):
     freeze_word_embeddings(tiny, True)
     assert train_used_rows(tiny, TRAIN_IDS, "used") is None  # frozen: nothing trains anyway
     assert isinstance(tiny.get_input_embeddings(), torch.nn.Embedding)
+
+
+def test_used_rows_leave_alone_a_scaled_or_shared_embedding(tiny):
+    class Scaled(torch.nn.Embedding):  # as Gemma's and BART's scaled embeddings: a lookup of their own
+        def forward(self, ids):
+            return super().forward(ids) * 2.0
+
+    plain = tiny.get_input_embeddings()
+    scaled = Scaled(plain.num_embeddings, plain.embedding_dim, padding_idx=plain.padding_idx)
+    tiny.set_input_embeddings(scaled)
+    assert train_used_rows(tiny, TRAIN_IDS, "used") is None and tiny.get_input_embeddings() is scaled
+    tiny.set_input_embeddings(plain)
+    tiny.shared = plain  # one table under two names, as T5's and BART's encoder and decoder share theirs
+    assert train_used_rows(tiny, TRAIN_IDS, "used") is None and tiny.get_input_embeddings() is plain

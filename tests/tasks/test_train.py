@@ -79,17 +79,24 @@ def test_resume_skips_and_removes_a_checkpoint_killed_mid_save_or_damaged(tmp_pa
     assert last_complete_checkpoint(tmp_path / "absent") is None
 
 
-def test_a_truncated_checkpoint_falls_back_to_the_previous_good_one(prefect_server, make_config, toy_csv, tmp_path):
+def _two_epoch_tokens(make_config, toy_csv):
+    """The toy data tokenized for a two-epoch run without early stopping: (config, tokenize result)."""
     from tasks.clean import clean_data
     from tasks.ingest import ingest_data
     from tasks.split import split_data
     from tasks.tokenize import tokenize_data
-    from tasks.training.recipe import train_model
 
     cfg = make_config(data={"path": str(toy_csv)}, train={"epochs": 2, "early_stopping_patience": 0})
     raw = ingest_data.fn(cfg.data, cfg.cache, cfg.task)
     split = split_data.fn(clean_data.fn(raw, cfg.data, cfg.cache, cfg.task), cfg.data, cfg.cache, cfg.seed, cfg.task)
     tokens = tokenize_data.fn(split, cfg.model, cfg.train, cfg.cache, cfg.task)
+    return cfg, tokens
+
+
+def test_a_truncated_checkpoint_falls_back_to_the_previous_good_one(prefect_server, make_config, toy_csv, tmp_path):
+    from tasks.training.recipe import train_model
+
+    cfg, tokens = _two_epoch_tokens(make_config, toy_csv)
     checkpoints = tmp_path / "checkpoints"
     (tmp_path / "first").mkdir()
     train_model(tokens, cfg.model, cfg.train, cfg.seed, tmp_path / "first", checkpoints, cfg.task)
@@ -184,16 +191,9 @@ def test_the_last_checkpoint_holds_no_optimizer_and_a_run_resumes_from_it_to_the
     import torch
     from safetensors.torch import load_file
 
-    from tasks.clean import clean_data
-    from tasks.ingest import ingest_data
-    from tasks.split import split_data
-    from tasks.tokenize import tokenize_data
     from tasks.training.recipe import train_model
 
-    cfg = make_config(data={"path": str(toy_csv)}, train={"epochs": 2, "early_stopping_patience": 0})
-    raw = ingest_data.fn(cfg.data, cfg.cache, cfg.task)
-    split = split_data.fn(clean_data.fn(raw, cfg.data, cfg.cache, cfg.task), cfg.data, cfg.cache, cfg.seed, cfg.task)
-    tokens = tokenize_data.fn(split, cfg.model, cfg.train, cfg.cache, cfg.task)
+    cfg, tokens = _two_epoch_tokens(make_config, toy_csv)
     checkpoints = tmp_path / "checkpoints"
     (tmp_path / "first").mkdir()
     first = train_model(tokens, cfg.model, cfg.train, cfg.seed, tmp_path / "first", checkpoints, cfg.task)

@@ -117,6 +117,7 @@ def test_names_and_aliases_are_checked_before_any_work(override, rule):
         ("train.dataloader_workers=-1", "greater than or equal to 0"),
         ("train.dataloader_workers=1000", "less than or equal to 64"),
         ("train.dataloader_workers=many", "auto"),
+        ("train.embedding_rows=some", "'used' or 'all'"),
     ],
 )
 def test_values_that_would_crash_a_later_step_are_rejected(override, message):

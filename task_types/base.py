@@ -115,7 +115,7 @@ class TaskType:
     feature_columns: tuple[str, ...] = ("row_id",)  # bookkeeping columns of the tokenized data the model never sees
     onnx_outputs: ClassVar[dict[str, dict[int, str]]] = {"logits": {0: "batch"}}  # ONNX output names and their dynamic axes
     default_layer_lr_decay = 1.0  # train.layer_lr_decay=auto
-    lr_pick_divisor = 10.0  # train.learning_rate=auto: the range test's smoothed-loss minimum divided by this
+    lr_pick_divisor = 10.0  # train.learning_rate=auto: the rate at the range test's lowest (steady) loss divided by this
     encoding_options: tuple[str, ...] = ()  # train.* keys of this type that change the encoding (tokenize's cache key)
     # Per config section, the pydantic mixin holding this type's own keys (composed into that section).
     options: ClassVar[dict[str, type[Options]]] = {}

@@ -223,7 +223,6 @@ class Classification(SequenceTask):
     training_metric_names = ("accuracy", "f1_macro", "f1_weighted")
     reasons = ("mixed_label_type", "label_not_in_labels")
     strict_strata = True
-    lr_pick_divisor = 20.0  # a few-class head: a tenth of the loss minimum over-shoots (bench/README.md, the defaults)
 
     def default_gates(self, registry) -> list[Gate]:
         return [Gate("accuracy", registry.min_accuracy, "registry.min_accuracy"), Gate("f1_macro", registry.min_f1, "registry.min_f1")]

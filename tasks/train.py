@@ -18,7 +18,7 @@ from tasks.runtime.logs import step_logger, timed
 from tasks.training.ddp import train_distributed
 
 TRAIN_VERSION = 2
-RANGE_VERSION = 3  # bump when the range test or its pick changes: cached picks (and the models trained at them) are made again
+RANGE_VERSION = 4  # bump when the range test or its pick changes: cached picks (and the models trained at them) are made again
 
 
 def resolve_rates(tokens: TokenizeResult, model: ModelConfig, train: TrainConfig, cache: CacheConfig, seed: int, task: str, folder: Path):

@@ -51,7 +51,9 @@ def test_single_batches_that_spike_or_dip_at_large_rates_barely_move_the_pick():
     single batches' losses jump or drop far from the trend; which ones moved the plain average's minimum (in bf16 to
     6.0e-4, in fp32 to 2.7e-3). Over 30 seeded draws of those batches the pick stays within a factor of 3."""
     rates = np.geomspace(1e-6, 1e-2, 50)
-    trend = 1.1 - 0.8 / (1 + np.exp(-(np.log10(rates) + 3.8) * 6)) + np.where(rates > 7e-4, 0.4 * np.log10(np.maximum(rates, 7e-4) / 7e-4), 0)
+    trend = (
+        1.1 - 0.8 / (1 + np.exp(-(np.log10(rates) + 3.8) * 6)) + np.where(rates > 7e-4, 0.4 * np.log10(np.maximum(rates, 7e-4) / 7e-4), 0)
+    )
     steady_picks, plain_picks = [], []
     for seed in range(30):
         draw = np.random.default_rng(seed)

@@ -174,7 +174,8 @@ class _TrainFields(_Section):
     learning_rate: Annotated[float, Field(gt=0)] | Literal["auto"] = Field(
         "auto",
         description="peak AdamW learning rate; auto: a learning-rate range test on the run's own training data picks it "
-        "(50 steps at growing rates; a tenth of the rate where the loss, a median of 5 steps smoothed, is lowest, within 1e-5..1e-3; the rate, "
+        "(50 steps at growing rates; a tenth (a fifth for regression and multi-label) of the rate where the loss, a median of 5 "
+        "steps smoothed, is lowest, within 1e-5..1e-3; the rate, "
         "why and the curve are logged; cached with the model)",
     )
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (regularises against overfitting)")

@@ -49,6 +49,9 @@ class Regression(SequenceTask):
     metric_names = headline
     training_metric_names = headline  # on the standardised scale: the ordering of epochs is the same
     reasons = ("non_numeric_target", "non_finite_target", "target_out_of_range")
+    # A fifth of the range test's lowest point: spearman rose with the rate up to ~1e-4 on the movie snippets (0.8311
+    # at a tenth, 4.9e-5; 0.8344 at 6.0e-5; 0.8364 at 1e-4: bench/README.md)
+    lr_pick_divisor = 5.0
 
     def default_gates(self, registry) -> list[Gate]:
         return [Gate("spearman", 0.3, "registry.gates"), Gate("r2", 0.0, "registry.gates")]

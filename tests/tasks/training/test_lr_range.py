@@ -69,3 +69,11 @@ def test_the_steady_curve_is_a_median_then_an_average():
     assert steady([1.0, 1.0, 9.0, 1.0, 1.0]) == pytest.approx([1.0] * 5)  # one spike is not in any median
     assert steady([2.0] * 6) == pytest.approx([2.0] * 6)
     assert math.isinf(steady([1.0, float("nan"), float("nan"), float("nan")])[-1])  # a loss that is not finite counts as +inf
+
+
+def test_each_task_type_names_its_divisor():
+    from task_types import get_task_type
+
+    # a fifth where the benches trained better at larger rates (bench/README.md), a tenth otherwise
+    assert get_task_type("multi_label").lr_pick_divisor == get_task_type("regression").lr_pick_divisor == 5
+    assert get_task_type("classification").lr_pick_divisor == get_task_type("token_classification").lr_pick_divisor == 10

@@ -297,7 +297,8 @@ class LeanLastCheckpoint:
     the Trainer's state but no optimizer, scheduler or RNG state. Nothing trains after it (a run resumed from it starts
     past its last epoch, reloads the best model and saves it), so those states (twice the trainable parameters) would
     be written and checksummed for nothing at the end of every run: ~0.4 s of a one-epoch MiniLM run on a 2-core CPU.
-    With a fraction of an epoch (train.epochs=2.5) a resume re-enters the unfinished epoch, so every checkpoint is whole."""
+    With a fraction of an epoch (train.epochs=2.5) a resume re-enters the unfinished epoch, so every checkpoint is whole.
+    When the best checkpoint is the last step's, the best model is already in memory and is not read back."""
 
     def _nothing_trains_after(self) -> bool:
         whole_epochs = float(self.args.num_train_epochs).is_integer() and self.args.max_steps <= 0
@@ -310,6 +311,16 @@ class LeanLastCheckpoint:
     def _save_rng_state(self, output_dir):
         if not self._nothing_trains_after():
             super()._save_rng_state(output_dir)
+
+    def _load_best_model(self):
+        # The best checkpoint is the one the last step wrote: the weights in memory are the ones it holds.
+        if not best_is_in_memory(self.state.best_model_checkpoint, self.state.global_step):
+            super()._load_best_model()
+
+
+def best_is_in_memory(best_checkpoint: str | None, global_step: int) -> bool:
+    """Whether the best checkpoint is the one written at global_step, the training's last (nothing to load back)."""
+    return best_checkpoint is not None and Path(best_checkpoint).name == f"checkpoint-{global_step}"
 
 
 class _ChecksumCheckpoints(TrainerCallback):

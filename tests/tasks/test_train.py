@@ -208,3 +208,11 @@ def test_the_last_checkpoint_holds_no_optimizer_and_a_run_resumes_from_it_to_the
     saved, resumed = (load_file(tmp_path / name / "model" / "model.safetensors") for name in ("first", "again"))
     assert saved.keys() == resumed.keys() and any(k.endswith("word_embeddings.weight") for k in saved)  # a plain model
     assert all(torch.equal(saved[k], resumed[k]) for k in saved)
+
+
+def test_the_best_checkpoint_is_loaded_back_only_when_it_is_not_the_last_step():
+    from tasks.training.recipe import best_is_in_memory
+
+    assert best_is_in_memory("/run/checkpoints/checkpoint-120", 120)  # the last step's: its weights are in memory
+    assert not best_is_in_memory("/run/checkpoints/checkpoint-60", 120)  # an earlier epoch's: loaded back
+    assert not best_is_in_memory("/run/checkpoints/checkpoint-1200", 120) and not best_is_in_memory(None, 120)

@@ -48,7 +48,9 @@ def steady(losses: list[float]) -> list[float]:
 def pick_rate(rates: list[float], losses: list[float], divisor: float = PICK_DIVISOR) -> tuple[float, str]:
     """(rate, why): the rate at the steady curve's minimum / divisor, within [PICK_FLOOR, PICK_CEIL]."""
     curve = steady(losses)
-    finite = [i for i, v in enumerate(curve) if math.isfinite(v)]
+    # The step that stopped a test cut short (a loss not finite, or diverged) is never the pick, whatever its window says.
+    last = len(losses) - 1 if len(losses) < RANGE_STEPS else len(losses)
+    finite = [i for i, v in enumerate(curve) if math.isfinite(v) and math.isfinite(losses[i]) and i != last]
     if not finite:
         return PICK_FLOOR, f"train.learning_rate=auto: the range test's loss was never finite; {PICK_FLOOR:g}"
     best = min(finite, key=lambda i: curve[i])

@@ -65,6 +65,14 @@ def test_single_batches_that_spike_or_dip_at_large_rates_barely_move_the_pick():
     assert 5e-5 < float(np.median(steady_picks)) < 2e-4  # a tenth of where the trend turns
 
 
+def test_the_step_that_stopped_the_test_is_never_the_pick():
+    rates = list(np.geomspace(1e-6, 1e-2, 50))[:41]
+    falling = list(np.linspace(2.0, 0.3, 40))  # still falling when the test stops at step 41
+    assert pick_rate(rates, [*falling, float("nan")])[0] == pytest.approx(rates[39] / 10)  # a loss that is not finite
+    assert pick_rate(rates, [*falling, 20.0])[0] == pytest.approx(rates[39] / 10)  # diverged: its window's median is low
+    assert pick_rate(rates, [2.0, float("nan")])[0] == PICK_FLOOR
+
+
 def test_the_steady_curve_is_a_median_then_an_average():
     assert steady([1.0, 1.0, 9.0, 1.0, 1.0]) == pytest.approx([1.0] * 5)  # one spike is not in any median
     assert steady([2.0] * 6) == pytest.approx([2.0] * 6)

@@ -24,44 +24,42 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._runner import ROOT, run_flow  # noqa: E402
-from bench.defaults import multi_label_sample  # noqa: E402
+from bench.defaults import runs  # noqa: E402
+from bench.quality import DATASETS  # noqa: E402
+from bench.task_types import EXAMPLES  # noqa: E402
 from examples.prepare_data import prepare  # noqa: E402
 from tasks.training.lr_range import smooth, steady  # noqa: E402
 
-DISASTER = ["data.path=.cache/example-data/disaster_messages.csv", "data.text_column=message"]
-SETS = {
-    "imbalanced": [*DISASTER, "data.label_column=genre"],
-    "reviews": [],
-    "long": ["data.path=.cache/example-data/bbc_news.csv"],
-    "regression": ["--config", "examples/regression.yaml"],
-    "multi_label_sample": [],  # filled in main(): the 6,000 / 1,000 / test CSV of bench/defaults.py
-    "imbalanced_800": [*DISASTER, "data.label_column=genre", "data.max_rows=800"],
-    "long_800": ["data.path=.cache/example-data/bbc_news.csv", "data.max_rows=800"],
-}
+NAMES = ("imbalanced", "reviews", "long", "regression", "multi_label_sample", "imbalanced_800", "long_800")
+
+
+def flow_options(folder: Path) -> dict[str, list[str]]:
+    """Each set's overrides, as the quality, task-type and defaults benches run it (without their model names)."""
+    sample = [o for o in runs(folder)["multi_label_sample"] if not o.startswith("registry.model_name=")]
+    return {
+        **{name: DATASETS[name] for name in ("imbalanced", "reviews", "long")},
+        "regression": ["--config", EXAMPLES["regression"][0]],
+        "multi_label_sample": sample,
+        "imbalanced_800": [*DATASETS["imbalanced"], "data.max_rows=800"],
+        "long_800": [*DATASETS["long"], "data.max_rows=800"],
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default=",".join(SETS), help="comma-separated sets (default: all; ~25 min on 2 cores)")
+    parser.add_argument("--only", default=",".join(NAMES), help="comma-separated sets (default: all; ~25 min on 2 cores)")
     args = parser.parse_args()
     prepare(ROOT / ".cache" / "example-data")
     rows = []
     with tempfile.TemporaryDirectory(prefix="ff-bench-lr-pick-") as tmp:
-        path, labels = multi_label_sample(Path(tmp))
-        SETS["multi_label_sample"] = [
-            "task=multi_label",
-            f"data.path={path}",
-            "data.text_column=message",
-            f"data.label_columns=[{','.join(labels)}]",
-            "data.split_column=split",
-        ]
+        options = flow_options(Path(tmp))
         for name in args.only.split(","):
             work = Path(tmp) / name  # one cache per set: the second precision re-uses the tokens
             work.mkdir()
             for precision in ("bf16", "fp32"):
                 seen = set(glob.glob(str(work / "cache" / "lr_range" / "*" / "lr_range.json")))
                 summary = run_flow(
-                    work, *SETS[name], f"registry.model_name=lr-pick-{name}", "train.epochs=0.02", f"train.precision={precision}"
+                    work, *options[name], f"registry.model_name=lr-pick-{name}", "train.epochs=0.02", f"train.precision={precision}"
                 )
                 (made,) = set(glob.glob(str(work / "cache" / "lr_range" / "*" / "lr_range.json"))) - seen
                 curve = json.loads(Path(made).read_text())

@@ -90,6 +90,11 @@ def main() -> None:
     print(f"predict on the same rows    f1 {predicted['f1']:.4f}  exact_match {predicted['exact_match']:.4f}  ({predicted['seconds']} s)")
     print(f"                            offsets slice the context: {predicted['offsets_slice_context']}")
     print(f"wall time of the flow       {wall:.0f} s")
+    if summary.get("lr_range_seconds") is not None:
+        share = summary["lr_range_seconds"] / wall
+        print(
+            f"learning rate               {summary['learning_rate']:.2e}: range test {summary['lr_range_seconds']:.1f} s ({share:.1%} of the flow)"
+        )
     print(
         json.dumps(
             {
@@ -106,6 +111,8 @@ def main() -> None:
                 "offsets_slice_context": predicted["offsets_slice_context"],
                 "rows": {"in": summary["rows_in"], "kept": summary["rows_kept"], "quarantined": summary["rows_quarantined"]},
                 "wall_seconds": round(wall, 1),
+                "learning_rate": summary["learning_rate"],
+                "lr_range_seconds": summary["lr_range_seconds"],
                 "overrides": args.set,
             }
         )

@@ -379,6 +379,10 @@ def main() -> None:
             )
             del base_model
 
+        def with_changes(base: TrainConfig, changes: dict) -> TrainConfig:
+            """base with train.* changes, its auto values fixed again."""
+            return fix_auto(tokens, model_cfg, TrainConfig.model_validate({**base.model_dump(), **changes}), args.seed, tmp)[0]
+
         def ours(train_cfg: TrainConfig, name: str) -> tuple[float, float, float, dict]:
             clock = StepClock(device)
             started = time.perf_counter()
@@ -399,7 +403,7 @@ def main() -> None:
 
         if args.sets:  # ours' own options: the baseline keeps the recipe (and the batch size and rate fixed above)
             base_changes = as_changes(",".join(args.sets))
-            cfg, _ = fix_auto(tokens, model_cfg, TrainConfig.model_validate({**cfg.model_dump(), **base_changes}), args.seed, tmp)
+            cfg = with_changes(cfg, base_changes)
             result["ours_set"] = base_changes
             print(f"ours with {', '.join(f'train.{k}={v}' for k, v in base_changes.items())} (--set)")
         ours_ex_s, loop_ex_s, ours_acc, meta = ours(cfg, "ours")
@@ -450,7 +454,7 @@ def main() -> None:
         )
         for index, variant in enumerate(args.variant):
             changes = as_changes(variant)
-            changed, _ = fix_auto(tokens, model_cfg, TrainConfig.model_validate({**cfg.model_dump(), **changes}), args.seed, tmp)
+            changed = with_changes(cfg, changes)
             key = "+".join(changes)
             if f"variant_{key}_ex_s" in result:  # the same options twice with other values: name them apart
                 key = "+".join(f"{k}={v}" for k, v in changes.items())
